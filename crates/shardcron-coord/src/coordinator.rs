@@ -1,0 +1,112 @@
+//! The `Coordinator` trait: every operation the runtime, CLI and API need from
+//! the shared store, with one Redis implementation and one in-memory one.
+//!
+//! The trait is deliberately small and batch-oriented: renewals, acquisitions
+//! and claims take many shards at once so an implementation can do them in one
+//! round trip. Both implementations pass the same conformance suite, so the
+//! in-memory one is a faithful stand-in for demos and unit tests of the runtime,
+//! while every guarantee is also tested on a real Redis.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use shardcron_core::{JobSpec, RingConfig};
+use tokio::sync::broadcast;
+
+use crate::error::CoordError;
+use crate::model::{
+    BatchOutcome, ClaimBatch, CoordEvent, JobPage, LeaseGrant, LeaseInfo, MemberInfo, Membership,
+    RunRecord, ShardJobs, StoredJob,
+};
+
+/// Result type of the coordination layer.
+pub type CoordResult<T> = Result<T, CoordError>;
+
+/// Shared state of a namespace: members, leases, claims, jobs and runs.
+#[async_trait]
+pub trait Coordinator: Send + Sync + 'static {
+    /// The namespace this coordinator works in.
+    fn namespace(&self) -> &str;
+
+    /// Ring settings of the namespace.
+    fn ring_config(&self) -> RingConfig;
+
+    /// Stores the ring settings on first use; fails with
+    /// [`CoordError::ConfigMismatch`] if the namespace has other ones.
+    async fn ensure_config(&self) -> CoordResult<()>;
+
+    /// Server clock, Unix ms.
+    async fn server_time_ms(&self) -> CoordResult<i64>;
+
+    /// Registers or refreshes `member` for `ttl`. Returns the server time in Unix ms.
+    async fn heartbeat(&self, member: &MemberInfo, ttl: Duration) -> CoordResult<i64>;
+
+    /// Removes a member at once (graceful leave).
+    async fn deregister(&self, node_id: &str) -> CoordResult<()>;
+
+    /// Live members, in one round trip.
+    async fn members(&self) -> CoordResult<Membership>;
+
+    /// Tries to acquire the leases of `shards` for `holder`, in one round trip.
+    async fn acquire_leases(
+        &self,
+        shards: &[u32],
+        holder: &str,
+        ttl: Duration,
+    ) -> CoordResult<Vec<LeaseGrant>>;
+
+    /// Extends leases `(shard, token)` still held by `holder`, in one round trip.
+    /// Returns, per lease, whether it was still ours.
+    async fn renew_leases(
+        &self,
+        leases: &[(u32, u64)],
+        holder: &str,
+        ttl: Duration,
+    ) -> CoordResult<Vec<bool>>;
+
+    /// Releases leases `(shard, token)` still held by `holder`; returns per lease
+    /// whether it was released (false: it was no longer ours).
+    async fn release_leases(&self, leases: &[(u32, u64)], holder: &str) -> CoordResult<Vec<bool>>;
+
+    /// Current holders of `shards`.
+    async fn lease_holders(&self, shards: &[u32]) -> CoordResult<Vec<Option<LeaseInfo>>>;
+
+    /// Claims fires, one atomic check-and-set per batch, all batches in one
+    /// round trip. A fire whose claim fails must never run.
+    async fn claim_fires(
+        &self,
+        batches: &[ClaimBatch],
+        retention: Duration,
+    ) -> CoordResult<Vec<BatchOutcome>>;
+
+    /// Creates or replaces a job. With `expected_version` (0 = must not exist)
+    /// the write happens only if the stored version matches.
+    async fn put_job(&self, spec: &JobSpec, expected_version: Option<u64>)
+        -> CoordResult<StoredJob>;
+
+    /// Reads one job.
+    async fn get_job(&self, job_id: &str) -> CoordResult<Option<StoredJob>>;
+
+    /// Removes a job; returns whether it existed.
+    async fn delete_job(&self, job_id: &str, expected_version: Option<u64>) -> CoordResult<bool>;
+
+    /// Job ids starting with `prefix`, after `after`, at most `limit`.
+    async fn list_jobs(&self, prefix: &str, after: Option<&str>, limit: usize)
+        -> CoordResult<JobPage>;
+
+    /// Loads the jobs and last-fired times of several shards.
+    async fn load_shards(&self, shards: &[u32]) -> CoordResult<Vec<ShardJobs>>;
+
+    /// Current job versions of several shards, in one round trip.
+    async fn shard_versions(&self, shards: &[u32]) -> CoordResult<Vec<u64>>;
+
+    /// Appends to the capped run history.
+    async fn record_runs(&self, runs: &[RunRecord]) -> CoordResult<()>;
+
+    /// Most recent runs first, optionally of one job.
+    async fn recent_runs(&self, job_id: Option<&str>, limit: usize) -> CoordResult<Vec<RunRecord>>;
+
+    /// Subscribes to namespace events. A `Resync` event (or a lagged receiver)
+    /// means events may have been missed.
+    fn subscribe(&self) -> broadcast::Receiver<CoordEvent>;
+}

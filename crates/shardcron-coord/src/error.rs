@@ -1,0 +1,62 @@
+//! Errors of the coordination layer.
+
+/// What can go wrong talking to the coordination store.
+#[derive(Debug, thiserror::Error)]
+pub enum CoordError {
+    /// The store could not be reached or did not answer in time.
+    #[error("Redis unreachable at {url}: {message}")]
+    Unreachable {
+        /// Redacted URL of the server.
+        url: String,
+        /// Cause.
+        message: String,
+    },
+    /// The store answered with an error.
+    #[error("Redis error during {op}: {message}")]
+    Store {
+        /// Operation that failed.
+        op: &'static str,
+        /// Cause.
+        message: String,
+    },
+    /// The namespace was created with other ring settings.
+    #[error("namespace {namespace:?} was created with {field}={stored}, this node is configured with {field}={given}; use the same value on every node or another namespace")]
+    ConfigMismatch {
+        /// Namespace.
+        namespace: String,
+        /// Setting that differs.
+        field: String,
+        /// Stored value.
+        stored: String,
+        /// This node's value.
+        given: String,
+    },
+    /// Optimistic concurrency: the job's version is not the expected one.
+    #[error("job {job_id:?} is at version {current}, not the expected {expected}")]
+    VersionConflict {
+        /// Job id.
+        job_id: String,
+        /// Version the caller expected.
+        expected: u64,
+        /// Version stored (0 = absent).
+        current: u64,
+    },
+    /// A stored value could not be decoded.
+    #[error("corrupt stored value for {what}: {message}")]
+    Corrupt {
+        /// Which value.
+        what: String,
+        /// Cause.
+        message: String,
+    },
+    /// The job is invalid.
+    #[error(transparent)]
+    InvalidJob(#[from] shardcron_core::JobValidationError),
+}
+
+impl CoordError {
+    /// True when the store was unreachable (worth retrying later).
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, Self::Unreachable { .. })
+    }
+}

@@ -1,0 +1,110 @@
+//! Redis key names.
+//!
+//! Keys of one shard share the hash tag `{ns:shard}` so every per-shard script
+//! touches a single cluster slot and shards spread over a Redis Cluster;
+//! fleet-wide keys share `{ns}`. All names are built here and nowhere else.
+
+/// Key builder for one namespace.
+#[derive(Clone, Debug)]
+pub struct Keyspace {
+    ns: String,
+}
+
+impl Keyspace {
+    /// Keys of namespace `ns`.
+    pub fn new(ns: &str) -> Self {
+        Self { ns: ns.to_owned() }
+    }
+
+    /// The namespace.
+    pub fn namespace(&self) -> &str {
+        &self.ns
+    }
+
+    /// Ring settings hash.
+    pub fn config(&self) -> String {
+        format!("{{{}}}:config", self.ns)
+    }
+
+    /// Member info hash (id -> JSON).
+    pub fn members(&self) -> String {
+        format!("{{{}}}:members", self.ns)
+    }
+
+    /// Member deadline sorted set (id -> expiry, server ms).
+    pub fn member_deadlines(&self) -> String {
+        format!("{{{}}}:members:deadline", self.ns)
+    }
+
+    /// Pub/sub channel of namespace events.
+    pub fn events_channel(&self) -> String {
+        format!("{{{}}}:events", self.ns)
+    }
+
+    /// Sorted set of every job id (for listing without SCAN).
+    pub fn job_index(&self) -> String {
+        format!("{{{}}}:jobs:index", self.ns)
+    }
+
+    /// Capped list of recent runs of the namespace.
+    pub fn runs(&self) -> String {
+        format!("{{{}}}:runs", self.ns)
+    }
+
+    /// Capped list of recent runs of one job.
+    pub fn job_runs(&self, job_id: &str) -> String {
+        format!("{{{}}}:runs:{job_id}", self.ns)
+    }
+
+    fn shard(&self, shard: u32, suffix: &str) -> String {
+        format!("{{{}:{shard}}}:{suffix}", self.ns)
+    }
+
+    /// Lease of a shard (`holder|token`, with TTL).
+    pub fn lease(&self, shard: u32) -> String {
+        self.shard(shard, "lease")
+    }
+
+    /// Fencing counter of a shard (never expires).
+    pub fn fence(&self, shard: u32) -> String {
+        self.shard(shard, "fence")
+    }
+
+    /// Jobs of a shard (id -> stored JSON).
+    pub fn jobs(&self, shard: u32) -> String {
+        self.shard(shard, "jobs")
+    }
+
+    /// Job versions of a shard (id -> version).
+    pub fn job_versions(&self, shard: u32) -> String {
+        self.shard(shard, "jobver")
+    }
+
+    /// Version counter of a shard's jobs.
+    pub fn shard_version(&self, shard: u32) -> String {
+        self.shard(shard, "ver")
+    }
+
+    /// Last scheduled fire claimed per job of a shard (id -> ms).
+    pub fn last_fired(&self, shard: u32) -> String {
+        self.shard(shard, "last")
+    }
+
+    /// Prefix of a shard's fire claim keys (`prefix + fire_id`).
+    pub fn claim_prefix(&self, shard: u32) -> String {
+        self.shard(shard, "fire:")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shard_keys_share_one_hash_tag() {
+        let k = Keyspace::new("prod");
+        assert_eq!(k.lease(7), "{prod:7}:lease");
+        assert_eq!(k.claim_prefix(7), "{prod:7}:fire:");
+        assert_eq!(k.members(), "{prod}:members");
+    }
+}

@@ -1,0 +1,28 @@
+//! The coordination layer of shardcron: membership, shard leases with fencing
+//! tokens, batched fire claims, the job store and the run history.
+//!
+//! Everything the fleet must agree on goes through the [`Coordinator`] trait.
+//! [`RedisCoordinator`] is the production implementation (Lua scripts, one
+//! round trip per batch, hash-tagged keys); [`MemoryCoordinator`] keeps the same
+//! semantics in one process for demos and fast tests. Both pass one
+//! conformance suite.
+
+pub mod coordinator;
+pub mod error;
+pub mod events;
+pub mod keyspace;
+pub mod memory;
+pub mod model;
+pub mod redis_coord;
+pub mod scripts;
+
+pub use coordinator::{CoordResult, Coordinator};
+pub use error::CoordError;
+pub use keyspace::Keyspace;
+pub use memory::{MemoryCoordinator, MemoryStore};
+pub use model::{
+    node_of_holder, BatchOutcome, ClaimBatch, ClaimOutcome, CoordEvent, FireClaim, FireKind,
+    JobPage, LeaseGrant, LeaseInfo, MemberInfo, Membership, RunOutcome, RunRecord, ShardJobs,
+    StoredJob,
+};
+pub use redis_coord::{redact_url, RedisCoordinator, RedisOptions};

@@ -1,0 +1,273 @@
+//! Data exchanged with the coordination layer.
+
+use serde::{Deserialize, Serialize};
+use shardcron_core::JobSpec;
+
+/// What a node publishes about itself in the member registry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberInfo {
+    /// Node id (unique in the namespace).
+    pub id: String,
+    /// Software version of the node.
+    pub version: String,
+    /// When the node started, Unix milliseconds.
+    pub started_ms: i64,
+    /// Admin address (`host:port`) if it serves one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub addr: Option<String>,
+}
+
+/// A member as listed: its info plus when its registration expires.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Membership {
+    /// Server time at which the list was read, Unix milliseconds.
+    pub server_ms: i64,
+    /// Live members, sorted by id.
+    pub members: Vec<MemberInfo>,
+}
+
+/// Result of a lease acquisition attempt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LeaseGrant {
+    /// The lease is ours under this fencing token.
+    Granted {
+        /// Fencing token; strictly greater than any earlier holder's.
+        token: u64,
+    },
+    /// Someone else holds it.
+    HeldBy {
+        /// The holder string of the current owner (`node/instance`).
+        holder: String,
+        /// The current owner's token.
+        token: u64,
+    },
+}
+
+/// Who holds a shard's lease right now.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseInfo {
+    /// Holder string (`node/instance`).
+    pub holder: String,
+    /// Fencing token.
+    pub token: u64,
+}
+
+impl LeaseInfo {
+    /// Node id part of the holder string.
+    pub fn node_id(&self) -> &str {
+        node_of_holder(&self.holder)
+    }
+}
+
+/// Node id part of a holder string `node/instance`.
+pub fn node_of_holder(holder: &str) -> &str {
+    holder.rsplit_once('/').map_or(holder, |(node, _)| node)
+}
+
+/// Whether a fire is a scheduled occurrence or a manual trigger.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FireKind {
+    /// A scheduled occurrence: also checked against the job's last-fired time.
+    Scheduled,
+    /// An extra fire requested by an operator.
+    Trigger,
+}
+
+/// One fire to claim.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FireClaim {
+    /// Job id.
+    pub job_id: String,
+    /// Scheduled instant, Unix ms.
+    pub scheduled_ms: i64,
+    /// Scheduled or trigger.
+    pub kind: FireKind,
+    /// Version of the job the caller loaded; the claim fails if it changed.
+    pub job_version: u64,
+}
+
+/// Fires of one shard to claim under one lease.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClaimBatch {
+    /// Shard of every job in the batch.
+    pub shard: u32,
+    /// Holder string of the caller.
+    pub holder: String,
+    /// The caller's fencing token for the shard.
+    pub token: u64,
+    /// Fires to claim, in order.
+    pub fires: Vec<FireClaim>,
+}
+
+/// Outcome of claiming one fire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClaimOutcome {
+    /// Ours: run it.
+    Claimed,
+    /// Someone already claimed it (or a later fire of the job): never run it.
+    AlreadyClaimed,
+    /// The job changed or was removed since it was loaded: reload, don't run.
+    JobChanged,
+}
+
+/// Outcome of one claim batch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BatchOutcome {
+    /// The lease was no longer ours; nothing was claimed.
+    LeaseLost,
+    /// Per-fire outcomes in request order.
+    Claimed(Vec<ClaimOutcome>),
+}
+
+/// A job as stored, with its version.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StoredJob {
+    /// Version: changes on every write, never reused.
+    pub version: u64,
+    /// Server time of the last write, Unix ms.
+    pub updated_ms: i64,
+    /// The job.
+    pub spec: JobSpec,
+}
+
+/// The jobs of one shard at one version.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ShardJobs {
+    /// Shard number.
+    pub shard: u32,
+    /// Shard version at the time of reading.
+    pub version: u64,
+    /// Jobs of the shard.
+    pub jobs: Vec<StoredJob>,
+    /// Last scheduled fire claimed per job, Unix ms.
+    pub last_fired: Vec<(String, i64)>,
+}
+
+/// One page of job ids.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobPage {
+    /// Ids in lexicographic order.
+    pub ids: Vec<String>,
+    /// Pass as `after` to get the next page; `None` at the end.
+    pub next: Option<String>,
+}
+
+/// How a run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunOutcome {
+    /// The handler returned success.
+    Succeeded,
+    /// The handler returned an error on its last attempt.
+    Failed,
+    /// The last attempt exceeded the job's timeout.
+    TimedOut,
+    /// The handler panicked on its last attempt.
+    Panicked,
+    /// The run was cancelled because the lease was lost or the node stopped.
+    Cancelled,
+    /// Not started: the previous run was still in flight (overlap policy).
+    SkippedOverlap,
+    /// Not started: older than the misfire grace, or coalesced by policy.
+    Misfired,
+    /// Not started: no handler of that name on the node.
+    UnknownHandler,
+}
+
+impl RunOutcome {
+    /// Stable lower-case name (as used in metrics labels and JSON).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::TimedOut => "timed_out",
+            Self::Panicked => "panicked",
+            Self::Cancelled => "cancelled",
+            Self::SkippedOverlap => "skipped_overlap",
+            Self::Misfired => "misfired",
+            Self::UnknownHandler => "unknown_handler",
+        }
+    }
+}
+
+/// One entry of the run history.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// Job id.
+    pub job_id: String,
+    /// Fire id (`job@scheduled_ms`).
+    pub fire_id: String,
+    /// Node that ran (or skipped) it.
+    pub node_id: String,
+    /// Shard of the job.
+    pub shard: u32,
+    /// Fencing token under which it was claimed (0 if never claimed).
+    pub fencing_token: u64,
+    /// Scheduled instant, Unix ms.
+    pub scheduled_ms: i64,
+    /// Start of the first attempt, Unix ms (equal to `finished_ms` if never started).
+    pub started_ms: i64,
+    /// End of the last attempt, Unix ms.
+    pub finished_ms: i64,
+    /// Attempts made.
+    pub attempts: u32,
+    /// How it ended.
+    pub outcome: RunOutcome,
+    /// Error message, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Output detail (e.g. tail of a command's output).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// Something that changed in the namespace, pushed to subscribers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CoordEvent {
+    /// A member registered.
+    MemberJoined(String),
+    /// A member left or expired.
+    MemberLeft(String),
+    /// A shard's lease was released and is free to acquire.
+    LeaseReleased(u32),
+    /// A shard's jobs changed.
+    JobsChanged(u32),
+    /// Events may have been lost (reconnect, lag): re-read everything.
+    Resync,
+}
+
+impl CoordEvent {
+    /// Parses a published message.
+    pub fn parse(message: &str) -> Option<Self> {
+        let (kind, rest) = message.split_once(':')?;
+        match kind {
+            "member" => {
+                let (what, id) = rest.split_once(':')?;
+                match what {
+                    "join" => Some(Self::MemberJoined(id.to_owned())),
+                    "leave" => Some(Self::MemberLeft(id.to_owned())),
+                    _ => None,
+                }
+            }
+            "lease" => {
+                let shard = rest.strip_prefix("release:")?.parse().ok()?;
+                Some(Self::LeaseReleased(shard))
+            }
+            "jobs" => Some(Self::JobsChanged(rest.parse().ok()?)),
+            _ => None,
+        }
+    }
+
+    /// The message published for this event (the inverse of [`CoordEvent::parse`]).
+    pub fn message(&self) -> String {
+        match self {
+            Self::MemberJoined(id) => format!("member:join:{id}"),
+            Self::MemberLeft(id) => format!("member:leave:{id}"),
+            Self::LeaseReleased(shard) => format!("lease:release:{shard}"),
+            Self::JobsChanged(shard) => format!("jobs:{shard}"),
+            Self::Resync => "resync".to_owned(),
+        }
+    }
+}

@@ -1,0 +1,718 @@
+//! The Redis implementation of [`Coordinator`].
+//!
+//! Every batched operation is one pipeline of per-shard `EVALSHA` calls: one
+//! round trip on a standalone server, and each script still touches a single
+//! hash-tag slot. A multiplexed `ConnectionManager` reconnects by itself; every
+//! request has a response timeout so a partitioned node notices quickly and its
+//! runtime can stop firing before its leases could expire.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Cmd, ErrorKind, Pipeline, RedisError, Script, ServerErrorKind, Value};
+use shardcron_core::{shard_of, JobSpec, RingConfig};
+use tokio::sync::broadcast;
+use tracing::debug;
+
+use crate::coordinator::{CoordResult, Coordinator};
+use crate::error::CoordError;
+use crate::events::spawn_subscriber;
+use crate::keyspace::Keyspace;
+use crate::model::{
+    BatchOutcome, ClaimBatch, ClaimOutcome, CoordEvent, FireKind, JobPage, LeaseGrant, LeaseInfo,
+    MemberInfo, Membership, RunRecord, ShardJobs, StoredJob,
+};
+use crate::scripts::Scripts;
+
+/// Runs kept in the namespace-wide history.
+pub const RUN_HISTORY_CAP: usize = 10_000;
+/// Runs kept per job.
+pub const JOB_RUN_HISTORY_CAP: usize = 100;
+
+/// Connection settings of the Redis coordinator.
+#[derive(Clone, Debug)]
+pub struct RedisOptions {
+    /// `redis://` URL.
+    pub url: String,
+    /// Namespace (key prefix).
+    pub namespace: String,
+    /// Ring settings the namespace must have.
+    pub ring: RingConfig,
+    /// Longest wait for one reply before the server counts as unreachable.
+    pub response_timeout: Duration,
+    /// Longest wait to (re)connect.
+    pub connect_timeout: Duration,
+}
+
+impl RedisOptions {
+    /// Options with default timeouts (1 s reply, 1 s connect).
+    pub fn new(url: impl Into<String>, namespace: impl Into<String>, ring: RingConfig) -> Self {
+        Self {
+            url: url.into(),
+            namespace: namespace.into(),
+            ring,
+            response_timeout: Duration::from_secs(1),
+            connect_timeout: Duration::from_secs(1),
+        }
+    }
+}
+
+/// [`Coordinator`] on a Redis server.
+pub struct RedisCoordinator {
+    url: String,
+    conn: ConnectionManager,
+    keys: Keyspace,
+    ring: RingConfig,
+    scripts: Scripts,
+    events: broadcast::Sender<CoordEvent>,
+    subscriber: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for RedisCoordinator {
+    fn drop(&mut self) {
+        self.subscriber.abort();
+    }
+}
+
+/// The URL without any password, for messages.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => format!("{}***{}", &url[..scheme + 3], &url[at..]),
+        _ => url.to_owned(),
+    }
+}
+
+fn server_ms(secs: i64, micros: i64) -> i64 {
+    secs * 1000 + micros / 1000
+}
+
+impl RedisCoordinator {
+    /// Connects with default timeouts and checks the namespace's ring settings.
+    pub async fn connect(url: &str, namespace: &str, ring: RingConfig) -> CoordResult<Self> {
+        Self::connect_with(RedisOptions::new(url, namespace, ring)).await
+    }
+
+    /// Connects with explicit options and checks the namespace's ring settings.
+    pub async fn connect_with(options: RedisOptions) -> CoordResult<Self> {
+        let url = redact_url(&options.url);
+        let unreachable = |e: RedisError| CoordError::Unreachable {
+            url: url.clone(),
+            message: e.to_string(),
+        };
+        let client = redis::Client::open(options.url.as_str()).map_err(unreachable)?;
+        let config = ConnectionManagerConfig::new()
+            .set_response_timeout(Some(options.response_timeout))
+            .set_connection_timeout(Some(options.connect_timeout))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_millis(500));
+        let conn = tokio::time::timeout(
+            options.connect_timeout * 4,
+            ConnectionManager::new_with_config(client.clone(), config),
+        )
+        .await
+        .map_err(|_| CoordError::Unreachable {
+            url: url.clone(),
+            message: "timed out connecting".to_owned(),
+        })?
+        .map_err(unreachable)?;
+        let keys = Keyspace::new(&options.namespace);
+        let (events, _) = broadcast::channel(4096);
+        let subscriber = spawn_subscriber(
+            client,
+            keys.events_channel(),
+            events.clone(),
+            options.connect_timeout,
+        );
+        let coordinator = Self {
+            url,
+            conn,
+            keys,
+            ring: options.ring,
+            scripts: Scripts::new(),
+            events,
+            subscriber,
+        };
+        coordinator.ensure_config().await?;
+        Ok(coordinator)
+    }
+
+    /// The key builder of this namespace.
+    pub fn keyspace(&self) -> &Keyspace {
+        &self.keys
+    }
+
+    fn map_err(&self, op: &'static str, e: RedisError) -> CoordError {
+        if e.is_io_error()
+            || e.is_timeout()
+            || e.is_connection_dropped()
+            || e.is_connection_refusal()
+            || e.is_unrecoverable_error()
+        {
+            CoordError::Unreachable {
+                url: self.url.clone(),
+                message: format!("{op}: {e}"),
+            }
+        } else {
+            CoordError::Store {
+                op,
+                message: e.to_string(),
+            }
+        }
+    }
+
+    async fn eval<T: redis::FromRedisValue>(
+        &self,
+        op: &'static str,
+        script: &Script,
+        keys: &[String],
+        args: &[String],
+    ) -> CoordResult<T> {
+        let mut invocation = script.prepare_invoke();
+        for k in keys {
+            invocation.key(k);
+        }
+        for a in args {
+            invocation.arg(a);
+        }
+        let mut conn = self.conn.clone();
+        invocation
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.map_err(op, e))
+    }
+
+    async fn query<T: redis::FromRedisValue>(&self, op: &'static str, cmd: &Cmd) -> CoordResult<T> {
+        let mut conn = self.conn.clone();
+        cmd.query_async(&mut conn)
+            .await
+            .map_err(|e| self.map_err(op, e))
+    }
+
+    /// Runs a pipeline; after a server restart (empty script cache) loads the
+    /// scripts and retries once.
+    async fn pipeline<T: redis::FromRedisValue>(
+        &self,
+        op: &'static str,
+        pipe: &Pipeline,
+    ) -> CoordResult<T> {
+        let mut conn = self.conn.clone();
+        match pipe.query_async(&mut conn).await {
+            Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                debug!(op, "script cache empty, loading scripts");
+                let mut load = redis::pipe();
+                for source in Scripts::sources() {
+                    load.cmd("SCRIPT").arg("LOAD").arg(source);
+                }
+                let _: Vec<String> = load
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(|e| self.map_err(op, e))?;
+                pipe.query_async(&mut conn)
+                    .await
+                    .map_err(|e| self.map_err(op, e))
+            }
+            other => other.map_err(|e| self.map_err(op, e)),
+        }
+    }
+
+    fn evalsha(pipe: &mut Pipeline, script: &Script, keys: &[String], args: &[String]) {
+        let cmd = pipe
+            .cmd("EVALSHA")
+            .arg(script.get_hash())
+            .arg(keys.len())
+            .arg(keys);
+        for a in args {
+            cmd.arg(a);
+        }
+    }
+
+    fn shard(&self, job_id: &str) -> u32 {
+        shard_of(job_id, self.ring.shard_count)
+    }
+
+    fn corrupt(what: impl Into<String>, message: impl ToString) -> CoordError {
+        CoordError::Corrupt {
+            what: what.into(),
+            message: message.to_string(),
+        }
+    }
+
+    async fn publish_job_change(&self, job_id: &str, shard: u32, added: bool) -> CoordResult<()> {
+        let mut pipe = redis::pipe();
+        if added {
+            pipe.cmd("ZADD").arg(self.keys.job_index()).arg(0).arg(job_id);
+        } else {
+            pipe.cmd("ZREM").arg(self.keys.job_index()).arg(job_id);
+        }
+        pipe.cmd("PUBLISH")
+            .arg(self.keys.events_channel())
+            .arg(CoordEvent::JobsChanged(shard).message());
+        let _: Vec<Value> = self.pipeline("job index", &pipe).await?;
+        Ok(())
+    }
+}
+
+fn parse_stored_job(raw: &str) -> Result<StoredJob, serde_json::Error> {
+    serde_json::from_str(raw)
+}
+
+fn value_to_string(v: &Value) -> Option<String> {
+    match v {
+        Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        Value::SimpleString(s) => Some(s.clone()),
+        Value::Int(i) => Some(i.to_string()),
+        _ => None,
+    }
+}
+
+#[async_trait]
+impl Coordinator for RedisCoordinator {
+    fn namespace(&self) -> &str {
+        self.keys.namespace()
+    }
+
+    fn ring_config(&self) -> RingConfig {
+        self.ring
+    }
+
+    async fn ensure_config(&self) -> CoordResult<()> {
+        let args = vec![
+            "shard_count".to_owned(),
+            self.ring.shard_count.to_string(),
+            "vnodes".to_owned(),
+            self.ring.vnodes.to_string(),
+        ];
+        let mismatch: Vec<String> = self
+            .eval("ensure config", &self.scripts.ensure_config, &[self.keys.config()], &args)
+            .await?;
+        match mismatch.as_slice() {
+            [] => Ok(()),
+            [field, stored, given] => Err(CoordError::ConfigMismatch {
+                namespace: self.keys.namespace().to_owned(),
+                field: field.clone(),
+                stored: stored.clone(),
+                given: given.clone(),
+            }),
+            other => Err(Self::corrupt("config check reply", format!("{other:?}"))),
+        }
+    }
+
+    async fn server_time_ms(&self) -> CoordResult<i64> {
+        let (secs, micros): (i64, i64) = self.query("time", &redis::cmd("TIME")).await?;
+        Ok(server_ms(secs, micros))
+    }
+
+    async fn heartbeat(&self, member: &MemberInfo, ttl: Duration) -> CoordResult<i64> {
+        let info = serde_json::to_string(member).map_err(|e| Self::corrupt("member info", e))?;
+        let args = vec![
+            member.id.clone(),
+            info,
+            ttl.as_millis().to_string(),
+            self.keys.events_channel(),
+        ];
+        let keys = [self.keys.members(), self.keys.member_deadlines()];
+        let (_is_new, now): (i64, i64) = self
+            .eval("heartbeat", &self.scripts.heartbeat, &keys, &args)
+            .await?;
+        Ok(now)
+    }
+
+    async fn deregister(&self, node_id: &str) -> CoordResult<()> {
+        let keys = [self.keys.members(), self.keys.member_deadlines()];
+        let args = [node_id.to_owned(), self.keys.events_channel()];
+        let _: i64 = self
+            .eval("deregister", &self.scripts.deregister, &keys, &args)
+            .await?;
+        Ok(())
+    }
+
+    async fn members(&self) -> CoordResult<Membership> {
+        let keys = [self.keys.members(), self.keys.member_deadlines()];
+        let reply: Vec<Value> = self
+            .eval("members", &self.scripts.members, &keys, &[self.keys.events_channel()])
+            .await?;
+        let mut iter = reply.iter();
+        let server_ms = match iter.next() {
+            Some(Value::Int(ms)) => *ms,
+            other => return Err(Self::corrupt("member list", format!("{other:?}"))),
+        };
+        let mut members = Vec::new();
+        while let (Some(id), Some(info)) = (iter.next(), iter.next()) {
+            let id = value_to_string(id).unwrap_or_default();
+            let info = value_to_string(info).unwrap_or_default();
+            match serde_json::from_str::<MemberInfo>(&info) {
+                Ok(m) => members.push(m),
+                Err(e) => return Err(Self::corrupt(format!("member {id}"), e)),
+            }
+        }
+        members.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(Membership { server_ms, members })
+    }
+
+    async fn acquire_leases(
+        &self,
+        shards: &[u32],
+        holder: &str,
+        ttl: Duration,
+    ) -> CoordResult<Vec<LeaseGrant>> {
+        if shards.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        let args = [holder.to_owned(), ttl.as_millis().to_string()];
+        for &shard in shards {
+            let keys = [self.keys.lease(shard), self.keys.fence(shard)];
+            Self::evalsha(&mut pipe, &self.scripts.acquire, &keys, &args);
+        }
+        let replies: Vec<(i64, String)> = self.pipeline("acquire leases", &pipe).await?;
+        Ok(replies
+            .into_iter()
+            .map(|(token, current)| {
+                if token >= 0 {
+                    LeaseGrant::Granted {
+                        token: token as u64,
+                    }
+                } else {
+                    let (holder, token) = current.rsplit_once('|').unwrap_or((current.as_str(), "0"));
+                    LeaseGrant::HeldBy {
+                        holder: holder.to_owned(),
+                        token: token.parse().unwrap_or(0),
+                    }
+                }
+            })
+            .collect())
+    }
+
+    async fn renew_leases(
+        &self,
+        leases: &[(u32, u64)],
+        holder: &str,
+        ttl: Duration,
+    ) -> CoordResult<Vec<bool>> {
+        if leases.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for &(shard, token) in leases {
+            let args = [format!("{holder}|{token}"), ttl.as_millis().to_string()];
+            Self::evalsha(&mut pipe, &self.scripts.renew, &[self.keys.lease(shard)], &args);
+        }
+        let replies: Vec<i64> = self.pipeline("renew leases", &pipe).await?;
+        Ok(replies.into_iter().map(|r| r == 1).collect())
+    }
+
+    async fn release_leases(&self, leases: &[(u32, u64)], holder: &str) -> CoordResult<Vec<bool>> {
+        if leases.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for &(shard, token) in leases {
+            let args = [
+                format!("{holder}|{token}"),
+                self.keys.events_channel(),
+                shard.to_string(),
+            ];
+            Self::evalsha(&mut pipe, &self.scripts.release, &[self.keys.lease(shard)], &args);
+        }
+        let replies: Vec<i64> = self.pipeline("release leases", &pipe).await?;
+        Ok(replies.into_iter().map(|r| r == 1).collect())
+    }
+
+    async fn lease_holders(&self, shards: &[u32]) -> CoordResult<Vec<Option<LeaseInfo>>> {
+        if shards.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for &shard in shards {
+            pipe.cmd("GET").arg(self.keys.lease(shard));
+        }
+        let replies: Vec<Option<String>> = self.pipeline("lease holders", &pipe).await?;
+        Ok(replies
+            .into_iter()
+            .map(|v| {
+                v.and_then(|v| {
+                    let (holder, token) = v.rsplit_once('|')?;
+                    Some(LeaseInfo {
+                        holder: holder.to_owned(),
+                        token: token.parse().ok()?,
+                    })
+                })
+            })
+            .collect())
+    }
+
+    async fn claim_fires(
+        &self,
+        batches: &[ClaimBatch],
+        retention: Duration,
+    ) -> CoordResult<Vec<BatchOutcome>> {
+        if batches.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for batch in batches {
+            let keys = [
+                self.keys.lease(batch.shard),
+                self.keys.last_fired(batch.shard),
+                self.keys.job_versions(batch.shard),
+            ];
+            let mut args = Vec::with_capacity(3 + batch.fires.len() * 4);
+            args.push(format!("{}|{}", batch.holder, batch.token));
+            args.push(retention.as_millis().to_string());
+            args.push(self.keys.claim_prefix(batch.shard));
+            for fire in &batch.fires {
+                args.push(fire.job_id.clone());
+                args.push(fire.scheduled_ms.to_string());
+                args.push(
+                    match fire.kind {
+                        FireKind::Scheduled => "s",
+                        FireKind::Trigger => "t",
+                    }
+                    .to_owned(),
+                );
+                args.push(fire.job_version.to_string());
+            }
+            Self::evalsha(&mut pipe, &self.scripts.claim, &keys, &args);
+        }
+        let replies: Vec<Vec<i64>> = self.pipeline("claim fires", &pipe).await?;
+        Ok(replies
+            .into_iter()
+            .map(|codes| match codes.first() {
+                Some(1) => BatchOutcome::Claimed(
+                    codes[1..]
+                        .iter()
+                        .map(|c| match c {
+                            1 => ClaimOutcome::Claimed,
+                            2 => ClaimOutcome::JobChanged,
+                            _ => ClaimOutcome::AlreadyClaimed,
+                        })
+                        .collect(),
+                ),
+                _ => BatchOutcome::LeaseLost,
+            })
+            .collect())
+    }
+
+    async fn put_job(
+        &self,
+        spec: &JobSpec,
+        expected_version: Option<u64>,
+    ) -> CoordResult<StoredJob> {
+        spec.validate()?;
+        let shard = self.shard(&spec.id);
+        let json = serde_json::to_string(spec).map_err(|e| Self::corrupt("job spec", e))?;
+        let keys = [
+            self.keys.jobs(shard),
+            self.keys.job_versions(shard),
+            self.keys.shard_version(shard),
+        ];
+        let args = [
+            spec.id.clone(),
+            json,
+            expected_version.map(|v| v.to_string()).unwrap_or_default(),
+        ];
+        let (version, stamp): (i64, i64) = self
+            .eval("put job", &self.scripts.put_job, &keys, &args)
+            .await?;
+        if version < 0 {
+            return Err(CoordError::VersionConflict {
+                job_id: spec.id.clone(),
+                expected: expected_version.unwrap_or(0),
+                current: stamp.max(0) as u64,
+            });
+        }
+        self.publish_job_change(&spec.id, shard, true).await?;
+        Ok(StoredJob {
+            version: version as u64,
+            updated_ms: stamp,
+            spec: spec.clone(),
+        })
+    }
+
+    async fn get_job(&self, job_id: &str) -> CoordResult<Option<StoredJob>> {
+        let shard = self.shard(job_id);
+        let raw: Option<String> = self
+            .query("get job", redis::cmd("HGET").arg(self.keys.jobs(shard)).arg(job_id))
+            .await?;
+        raw.map(|raw| parse_stored_job(&raw).map_err(|e| Self::corrupt(format!("job {job_id}"), e)))
+            .transpose()
+    }
+
+    async fn delete_job(&self, job_id: &str, expected_version: Option<u64>) -> CoordResult<bool> {
+        let shard = self.shard(job_id);
+        let keys = [
+            self.keys.jobs(shard),
+            self.keys.job_versions(shard),
+            self.keys.shard_version(shard),
+            self.keys.last_fired(shard),
+        ];
+        let args = [
+            job_id.to_owned(),
+            expected_version.map(|v| v.to_string()).unwrap_or_default(),
+        ];
+        let removed: i64 = self
+            .eval("delete job", &self.scripts.delete_job, &keys, &args)
+            .await?;
+        match removed {
+            1 => {
+                self.publish_job_change(job_id, shard, false).await?;
+                Ok(true)
+            }
+            0 => Ok(false),
+            _ => {
+                let current = self.get_job(job_id).await?.map_or(0, |j| j.version);
+                Err(CoordError::VersionConflict {
+                    job_id: job_id.to_owned(),
+                    expected: expected_version.unwrap_or(0),
+                    current,
+                })
+            }
+        }
+    }
+
+    async fn list_jobs(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> CoordResult<JobPage> {
+        let min = match after {
+            Some(a) if a >= prefix => format!("({a}"),
+            _ if prefix.is_empty() => "-".to_owned(),
+            _ => format!("[{prefix}"),
+        };
+        let max = if prefix.is_empty() {
+            "+".to_owned()
+        } else {
+            format!("[{prefix}\u{ff}")
+        };
+        let fetch = limit.saturating_add(1);
+        let mut ids: Vec<String> = self
+            .query(
+                "list jobs",
+                redis::cmd("ZRANGEBYLEX")
+                    .arg(self.keys.job_index())
+                    .arg(min)
+                    .arg(max)
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(fetch),
+            )
+            .await?;
+        let next = if ids.len() > limit {
+            ids.truncate(limit);
+            ids.last().cloned()
+        } else {
+            None
+        };
+        Ok(JobPage { ids, next })
+    }
+
+    async fn load_shards(&self, shards: &[u32]) -> CoordResult<Vec<ShardJobs>> {
+        if shards.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for &shard in shards {
+            pipe.cmd("GET").arg(self.keys.shard_version(shard));
+            pipe.cmd("HGETALL").arg(self.keys.jobs(shard));
+            pipe.cmd("HGETALL").arg(self.keys.last_fired(shard));
+        }
+        type Reply = (Option<u64>, Vec<(String, String)>, Vec<(String, i64)>);
+        let replies: Vec<Reply> = {
+            let flat: Vec<Value> = self.pipeline("load shards", &pipe).await?;
+            let mut out = Vec::with_capacity(shards.len());
+            for chunk in flat.chunks(3) {
+                let reply: Reply = redis::from_redis_value(Value::Array(chunk.to_vec()))
+                    .map_err(|e| Self::corrupt("shard jobs", e))?;
+                out.push(reply);
+            }
+            out
+        };
+        let mut out = Vec::with_capacity(shards.len());
+        for (&shard, (version, jobs, last_fired)) in shards.iter().zip(replies) {
+            let mut parsed = Vec::with_capacity(jobs.len());
+            for (id, raw) in jobs {
+                parsed.push(parse_stored_job(&raw).map_err(|e| Self::corrupt(format!("job {id}"), e))?);
+            }
+            parsed.sort_by(|a, b| a.spec.id.cmp(&b.spec.id));
+            out.push(ShardJobs {
+                shard,
+                version: version.unwrap_or(0),
+                jobs: parsed,
+                last_fired,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn shard_versions(&self, shards: &[u32]) -> CoordResult<Vec<u64>> {
+        if shards.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for &shard in shards {
+            pipe.cmd("GET").arg(self.keys.shard_version(shard));
+        }
+        let replies: Vec<Option<u64>> = self.pipeline("shard versions", &pipe).await?;
+        Ok(replies.into_iter().map(|v| v.unwrap_or(0)).collect())
+    }
+
+    async fn record_runs(&self, runs: &[RunRecord]) -> CoordResult<()> {
+        if runs.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for run in runs {
+            let json = serde_json::to_string(run).map_err(|e| Self::corrupt("run record", e))?;
+            let job_key = self.keys.job_runs(&run.job_id);
+            pipe.cmd("LPUSH").arg(self.keys.runs()).arg(&json).ignore();
+            pipe.cmd("LPUSH").arg(&job_key).arg(&json).ignore();
+            pipe.cmd("LTRIM")
+                .arg(&job_key)
+                .arg(0)
+                .arg(JOB_RUN_HISTORY_CAP - 1)
+                .ignore();
+            pipe.cmd("PEXPIRE")
+                .arg(&job_key)
+                .arg(7 * 24 * 3600 * 1000)
+                .ignore();
+        }
+        pipe.cmd("LTRIM")
+            .arg(self.keys.runs())
+            .arg(0)
+            .arg(RUN_HISTORY_CAP - 1)
+            .ignore();
+        let () = self.pipeline("record runs", &pipe).await?;
+        Ok(())
+    }
+
+    async fn recent_runs(&self, job_id: Option<&str>, limit: usize) -> CoordResult<Vec<RunRecord>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let key = job_id.map_or_else(|| self.keys.runs(), |j| self.keys.job_runs(j));
+        let raw: Vec<String> = self
+            .query("recent runs", redis::cmd("LRANGE").arg(key).arg(0).arg(limit - 1))
+            .await?;
+        raw.iter()
+            .map(|r| serde_json::from_str(r).map_err(|e| Self::corrupt("run record", e)))
+            .collect()
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<CoordEvent> {
+        self.events.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(redact_url("redis://:secret@host:6379/0"), "redis://***@host:6379/0");
+        assert_eq!(redact_url("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+    }
+}

@@ -1,0 +1,75 @@
+//! Fire ids: the stable name of one scheduled occurrence of a job.
+//!
+//! A fire id is `job_id@unix_ms` where `unix_ms` is the *scheduled* instant, not
+//! the moment a node happened to start it. Every node computes the same id for
+//! the same occurrence, so the id doubles as the claim key in Redis and as an
+//! idempotency key handed to handlers and downstream services.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// One scheduled occurrence `(job_id, scheduled_ms)` of a job.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct FireId {
+    /// The job this fire belongs to.
+    pub job_id: String,
+    /// Scheduled instant in Unix milliseconds.
+    pub scheduled_ms: i64,
+}
+
+impl FireId {
+    /// Builds the fire id of `job_id` scheduled at `scheduled_ms`.
+    pub fn new(job_id: impl Into<String>, scheduled_ms: i64) -> Self {
+        Self {
+            job_id: job_id.into(),
+            scheduled_ms,
+        }
+    }
+}
+
+impl fmt::Display for FireId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}", self.job_id, self.scheduled_ms)
+    }
+}
+
+/// Error returned when a string is not of the form `job_id@unix_ms`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid fire id {0:?}: expected job_id@unix_ms")]
+pub struct ParseFireIdError(pub String);
+
+impl FromStr for FireId {
+    type Err = ParseFireIdError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (job, ms) = s
+            .rsplit_once('@')
+            .ok_or_else(|| ParseFireIdError(s.to_owned()))?;
+        if job.is_empty() {
+            return Err(ParseFireIdError(s.to_owned()));
+        }
+        let scheduled_ms = ms.parse().map_err(|_| ParseFireIdError(s.to_owned()))?;
+        Ok(Self::new(job, scheduled_ms))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_through_display_and_parse() {
+        let id = FireId::new("billing:nightly", 1_767_225_600_000);
+        assert_eq!(id.to_string(), "billing:nightly@1767225600000");
+        assert_eq!("billing:nightly@1767225600000".parse::<FireId>(), Ok(id));
+    }
+
+    #[test]
+    fn rejects_malformed_ids() {
+        assert!("no-at-sign".parse::<FireId>().is_err());
+        assert!("@123".parse::<FireId>().is_err());
+        assert!("job@soon".parse::<FireId>().is_err());
+    }
+}

@@ -1,0 +1,390 @@
+//! Running claimed fires: the node-wide concurrency limit, timeouts, panics,
+//! retries, cancellation and the per-job overlap policy.
+//!
+//! The scheduler only claims; this module decides *when* a claimed fire starts
+//! (overlap policy) and turns whatever the handler does into exactly one
+//! [`RunRecord`]. Each attempt runs in its own task so a panic is caught as a
+//! `JoinError` and recorded as a failure instead of taking the node down.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use shardcron_coord::{RunOutcome, RunRecord};
+use shardcron_core::{FireId, Job, OverlapPolicy};
+use tokio::sync::{mpsc, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info_span, warn, Instrument};
+
+use crate::clock::ServerClock;
+use crate::handler::{FireContext, HandlerError, HandlerRegistry};
+use crate::metrics as m;
+
+/// A claimed fire waiting to run.
+#[derive(Clone, Debug)]
+pub struct ClaimedFire {
+    /// The job (as loaded when claimed).
+    pub job: Arc<Job>,
+    /// Scheduled instant, Unix ms.
+    pub scheduled_ms: i64,
+    /// Shard of the job.
+    pub shard: u32,
+    /// Fencing token of the claim.
+    pub token: u64,
+    /// Trips when the shard's lease is lost.
+    pub cancel: CancellationToken,
+}
+
+/// Starts claimed fires per overlap policy and tracks what is in flight.
+pub struct Executor {
+    node_id: String,
+    handlers: HandlerRegistry,
+    permits: Arc<Semaphore>,
+    clock: ServerClock,
+    records: mpsc::UnboundedSender<RunRecord>,
+    running: HashMap<String, usize>,
+    queued: HashMap<String, ClaimedFire>,
+    tasks: JoinSet<String>,
+    hard_stop: CancellationToken,
+}
+
+impl Executor {
+    /// An executor for `node_id` running at most `concurrency` fires at once.
+    pub fn new(
+        node_id: String,
+        handlers: HandlerRegistry,
+        concurrency: usize,
+        clock: ServerClock,
+        records: mpsc::UnboundedSender<RunRecord>,
+    ) -> Self {
+        Self {
+            node_id,
+            handlers,
+            permits: Arc::new(Semaphore::new(concurrency)),
+            clock,
+            records,
+            running: HashMap::new(),
+            queued: HashMap::new(),
+            tasks: JoinSet::new(),
+            hard_stop: CancellationToken::new(),
+        }
+    }
+
+    /// Runs in flight.
+    pub fn in_flight(&self) -> usize {
+        self.tasks.len()
+    }
+
+    /// Starts `fire` now, queues it or skips it, per the job's overlap policy.
+    pub fn dispatch(&mut self, fire: ClaimedFire) {
+        let job_id = fire.job.id().to_owned();
+        let busy = self.running.get(&job_id).copied().unwrap_or(0) > 0;
+        if !busy {
+            self.start(fire);
+            return;
+        }
+        match fire.job.spec.overlap {
+            OverlapPolicy::Allow => self.start(fire),
+            OverlapPolicy::Skip => self.record_not_run(&fire, RunOutcome::SkippedOverlap, "previous run still in flight"),
+            OverlapPolicy::QueueOne => {
+                if let Some(replaced) = self.queued.insert(job_id, fire) {
+                    self.record_not_run(&replaced, RunOutcome::SkippedOverlap, "replaced by a newer queued fire");
+                }
+            }
+        }
+    }
+
+    /// Records a fire that was claimed (or decided) but not run.
+    pub fn record_not_run(&self, fire: &ClaimedFire, outcome: RunOutcome, why: &str) {
+        let now = self.clock.now_ms();
+        m::fire_outcome(outcome);
+        let _ = self.records.send(RunRecord {
+            job_id: fire.job.id().to_owned(),
+            fire_id: FireId::new(fire.job.id(), fire.scheduled_ms).to_string(),
+            node_id: self.node_id.clone(),
+            shard: fire.shard,
+            fencing_token: fire.token,
+            scheduled_ms: fire.scheduled_ms,
+            started_ms: now,
+            finished_ms: now,
+            attempts: 0,
+            outcome,
+            error: Some(why.to_owned()),
+            detail: None,
+        });
+    }
+
+    fn start(&mut self, fire: ClaimedFire) {
+        *self.running.entry(fire.job.id().to_owned()).or_default() += 1;
+        m::in_flight_add(1.0);
+        let run = RunTask {
+            node_id: self.node_id.clone(),
+            handlers: self.handlers.clone(),
+            permits: self.permits.clone(),
+            clock: self.clock.clone(),
+            records: self.records.clone(),
+            hard_stop: self.hard_stop.clone(),
+        };
+        let span = info_span!(
+            "fire",
+            job = %fire.job.id(),
+            fire = %FireId::new(fire.job.id(), fire.scheduled_ms),
+            shard = fire.shard,
+            node = %self.node_id,
+            token = fire.token
+        );
+        self.tasks.spawn(
+            async move {
+                let job_id = fire.job.id().to_owned();
+                run.run(fire).await;
+                job_id
+            }
+            .instrument(span),
+        );
+    }
+
+    fn finished(&mut self, job_id: String) {
+        m::in_flight_add(-1.0);
+        if let Some(n) = self.running.get_mut(&job_id) {
+            *n -= 1;
+            if *n == 0 {
+                self.running.remove(&job_id);
+            }
+        }
+        if !self.running.contains_key(&job_id) {
+            if let Some(next) = self.queued.remove(&job_id) {
+                if next.cancel.is_cancelled() {
+                    self.record_not_run(&next, RunOutcome::Cancelled, "lease lost before the queued fire started");
+                } else {
+                    self.start(next);
+                }
+            }
+        }
+    }
+
+    /// Waits for the next run to finish (pending forever when none is in flight).
+    pub async fn next_finished(&mut self) {
+        match self.tasks.join_next().await {
+            Some(Ok(job_id)) => self.finished(job_id),
+            Some(Err(e)) => warn!(error = %e, "run task failed outside the handler"),
+            None => std::future::pending::<()>().await,
+        }
+    }
+
+    /// Waits until every run has finished or `deadline` passes, then cancels
+    /// what is left. Returns the number of runs cancelled.
+    pub async fn drain(&mut self, deadline: Duration) -> usize {
+        let queued: Vec<ClaimedFire> = self.queued.drain().map(|(_, f)| f).collect();
+        for fire in queued {
+            self.record_not_run(&fire, RunOutcome::Cancelled, "node shut down before the queued fire started");
+        }
+        let until = tokio::time::Instant::now() + deadline;
+        while !self.tasks.is_empty() {
+            match tokio::time::timeout_at(until, self.tasks.join_next()).await {
+                Ok(Some(Ok(job_id))) => self.finished(job_id),
+                Ok(Some(Err(_))) => {}
+                Ok(None) => break,
+                Err(_) => break,
+            }
+        }
+        let left = self.tasks.len();
+        if left > 0 {
+            warn!(left, "drain deadline passed; cancelling in-flight runs");
+            self.hard_stop.cancel();
+            while let Ok(Some(result)) =
+                tokio::time::timeout(Duration::from_secs(5), self.tasks.join_next()).await
+            {
+                if let Ok(job_id) = result {
+                    self.finished(job_id);
+                }
+            }
+            self.tasks.abort_all();
+        }
+        left
+    }
+}
+
+/// Everything one run needs, detached from the executor.
+struct RunTask {
+    node_id: String,
+    handlers: HandlerRegistry,
+    permits: Arc<Semaphore>,
+    clock: ServerClock,
+    records: mpsc::UnboundedSender<RunRecord>,
+    hard_stop: CancellationToken,
+}
+
+enum Attempt {
+    Ok(Option<String>),
+    Failed(HandlerError),
+    TimedOut(Duration),
+    Panicked(String),
+    Cancelled,
+}
+
+impl RunTask {
+    async fn run(self, fire: ClaimedFire) {
+        let job = fire.job.clone();
+        let fire_id = FireId::new(job.id(), fire.scheduled_ms);
+        let cancel = CancellationToken::new();
+        let _link = LinkedCancel::new(&[fire.cancel.clone(), self.hard_stop.clone()], cancel.clone());
+        let Ok(_permit) = self.permits.clone().acquire_owned().await else {
+            return;
+        };
+        let started_ms = self.clock.now_ms();
+        m::lateness(started_ms - fire.scheduled_ms);
+        let Some(handler) = self.handlers.get(&job.spec.handler).cloned() else {
+            self.finish(&fire, started_ms, 0, RunOutcome::UnknownHandler,
+                Some(format!("no handler named {:?} on node {}", job.spec.handler, self.node_id)), None);
+            return;
+        };
+        let began = Instant::now();
+        let mut attempt = 1u32;
+        let (outcome, error, detail) = loop {
+            let attempt_cancel = cancel.child_token();
+            let ctx = FireContext {
+                job_id: job.id().to_owned(),
+                fire_id: fire_id.clone(),
+                scheduled_ms: fire.scheduled_ms,
+                shard: fire.shard,
+                fencing_token: fire.token,
+                attempt,
+                node_id: self.node_id.clone(),
+                args: job.spec.args.clone(),
+                timeout: job.spec.timeout,
+                cancel: attempt_cancel.clone(),
+            };
+            let handler = handler.clone();
+            let mut task = tokio::spawn(async move { handler.run(ctx).await });
+            let limit = job.spec.timeout;
+            let result = tokio::select! {
+                joined = &mut task => match joined {
+                    Ok(Ok(out)) => Attempt::Ok(out.detail),
+                    Ok(Err(e)) => Attempt::Failed(e),
+                    Err(e) if e.is_panic() => Attempt::Panicked(panic_message(e)),
+                    Err(e) => Attempt::Panicked(e.to_string()),
+                },
+                () = sleep_or_forever(limit) => Attempt::TimedOut(limit.unwrap_or_default()),
+                () = cancel.cancelled() => Attempt::Cancelled,
+            };
+            if !matches!(result, Attempt::Ok(_) | Attempt::Failed(_) | Attempt::Panicked(_)) {
+                // Give the handler a moment to observe cancellation, then drop it.
+                cancel_and_reap(&attempt_cancel, task).await;
+            }
+            let retryable = match &result {
+                Attempt::Ok(_) | Attempt::Cancelled => false,
+                Attempt::Failed(e) => e.retryable,
+                Attempt::TimedOut(_) | Attempt::Panicked(_) => true,
+            };
+            if retryable && attempt <= job.spec.retry.max_retries && !cancel.is_cancelled() {
+                attempt += 1;
+                let delay = job.spec.retry.delay_before(attempt);
+                debug!(attempt, ?delay, "retrying");
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => continue,
+                    () = cancel.cancelled() => break (RunOutcome::Cancelled, Some("cancelled while waiting to retry".to_owned()), None),
+                }
+            }
+            break match result {
+                Attempt::Ok(detail) => (RunOutcome::Succeeded, None, detail),
+                Attempt::Failed(e) => (RunOutcome::Failed, Some(e.message), e.detail),
+                Attempt::TimedOut(d) => (RunOutcome::TimedOut, Some(format!("timed out after {d:?}")), None),
+                Attempt::Panicked(msg) => (RunOutcome::Panicked, Some(format!("handler panicked: {msg}")), None),
+                Attempt::Cancelled => (RunOutcome::Cancelled, Some(cancel_reason(&fire.cancel)), None),
+            };
+        };
+        m::run_duration(began.elapsed());
+        self.finish(&fire, started_ms, attempt, outcome, error, detail);
+    }
+
+    fn finish(
+        &self,
+        fire: &ClaimedFire,
+        started_ms: i64,
+        attempts: u32,
+        outcome: RunOutcome,
+        error: Option<String>,
+        detail: Option<String>,
+    ) {
+        m::fire_outcome(outcome);
+        if outcome != RunOutcome::Succeeded {
+            debug!(outcome = outcome.as_str(), error = ?error, "run did not succeed");
+        }
+        let _ = self.records.send(RunRecord {
+            job_id: fire.job.id().to_owned(),
+            fire_id: FireId::new(fire.job.id(), fire.scheduled_ms).to_string(),
+            node_id: self.node_id.clone(),
+            shard: fire.shard,
+            fencing_token: fire.token,
+            scheduled_ms: fire.scheduled_ms,
+            started_ms,
+            finished_ms: self.clock.now_ms(),
+            attempts,
+            outcome,
+            error,
+            detail,
+        });
+    }
+}
+
+fn cancel_reason(shard_cancel: &CancellationToken) -> String {
+    if shard_cancel.is_cancelled() {
+        "cancelled: the shard's lease was lost".to_owned()
+    } else {
+        "cancelled: the node stopped".to_owned()
+    }
+}
+
+async fn sleep_or_forever(limit: Option<Duration>) {
+    match limit {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Trips the attempt's token so the handler can clean up, waits briefly, then
+/// aborts the attempt's task.
+async fn cancel_and_reap(
+    attempt_cancel: &CancellationToken,
+    mut task: tokio::task::JoinHandle<Result<crate::handler::RunOutput, HandlerError>>,
+) {
+    attempt_cancel.cancel();
+    if tokio::time::timeout(Duration::from_secs(3), &mut task).await.is_err() {
+        task.abort();
+    }
+}
+
+fn panic_message(e: tokio::task::JoinError) -> String {
+    match e.try_into_panic() {
+        Ok(payload) => payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "non-string panic payload".to_owned()),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// Cancels `target` when any of `sources` is cancelled, for as long as it lives.
+struct LinkedCancel {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl LinkedCancel {
+    fn new(sources: &[CancellationToken], target: CancellationToken) -> Self {
+        let sources: Vec<CancellationToken> = sources.to_vec();
+        let task = tokio::spawn(async move {
+            let waits = sources.iter().map(|s| Box::pin(s.cancelled()));
+            futures::future::select_all(waits).await;
+            target.cancel();
+        });
+        Self { task }
+    }
+}
+
+impl Drop for LinkedCancel {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

@@ -1,0 +1,92 @@
+//! Metric names and recording helpers.
+//!
+//! Names follow Prometheus conventions (base units, `_total` counters,
+//! `_seconds` histograms) and live in one place so dashboards and alert rules
+//! can be checked against them. Labels are bounded: outcome, operation, never
+//! the job id (unbounded cardinality).
+
+use std::time::Duration;
+
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit};
+use shardcron_coord::RunOutcome;
+
+/// Fires by outcome.
+pub const FIRES_TOTAL: &str = "shardcron_fires_total";
+/// Start minus scheduled time.
+pub const FIRE_LATENESS_SECONDS: &str = "shardcron_fire_lateness_seconds";
+/// Run duration (all attempts).
+pub const RUN_DURATION_SECONDS: &str = "shardcron_run_duration_seconds";
+/// Runs in flight.
+pub const RUNS_IN_FLIGHT: &str = "shardcron_runs_in_flight";
+/// Members this node sees.
+pub const MEMBERS: &str = "shardcron_members";
+/// Shards the ring assigns to this node.
+pub const SHARDS_DESIRED: &str = "shardcron_shards_desired";
+/// Shards whose lease this node holds.
+pub const SHARDS_OWNED: &str = "shardcron_shards_owned";
+/// Jobs in owned shards.
+pub const JOBS_OWNED: &str = "shardcron_jobs_owned";
+/// Lease acquisitions.
+pub const LEASE_ACQUISITIONS_TOTAL: &str = "shardcron_lease_acquisitions_total";
+/// Leases lost (renewal refused, local validity expired, claim refused).
+pub const LEASE_LOSSES_TOTAL: &str = "shardcron_lease_losses_total";
+/// Renewal round trips that failed (Redis unreachable).
+pub const LEASE_RENEWAL_FAILURES_TOTAL: &str = "shardcron_lease_renewal_failures_total";
+/// Ring recomputations that changed this node's shards.
+pub const REBALANCES_TOTAL: &str = "shardcron_rebalances_total";
+/// Fires another node had already claimed.
+pub const CLAIM_CONFLICTS_TOTAL: &str = "shardcron_claim_conflicts_total";
+/// Late fires run by catch-up.
+pub const CATCHUP_FIRES_TOTAL: &str = "shardcron_catchup_fires_total";
+/// Coordination errors by operation.
+pub const REDIS_ERRORS_TOTAL: &str = "shardcron_redis_errors_total";
+/// Coordination round-trip latency by operation.
+pub const REDIS_ROUND_TRIP_SECONDS: &str = "shardcron_redis_round_trip_seconds";
+
+/// Registers descriptions (call once per process, after installing a recorder).
+pub fn describe() {
+    describe_counter!(FIRES_TOTAL, "Fires by outcome.");
+    describe_histogram!(FIRE_LATENESS_SECONDS, Unit::Seconds, "Start minus scheduled time of a fire.");
+    describe_histogram!(RUN_DURATION_SECONDS, Unit::Seconds, "Duration of a run, all attempts.");
+    describe_gauge!(RUNS_IN_FLIGHT, "Runs in flight on this node.");
+    describe_gauge!(MEMBERS, "Members this node sees.");
+    describe_gauge!(SHARDS_DESIRED, "Shards the ring assigns to this node.");
+    describe_gauge!(SHARDS_OWNED, "Shards whose lease this node holds.");
+    describe_gauge!(JOBS_OWNED, "Jobs in the shards this node owns.");
+    describe_counter!(LEASE_ACQUISITIONS_TOTAL, "Shard leases acquired.");
+    describe_counter!(LEASE_LOSSES_TOTAL, "Shard leases lost.");
+    describe_counter!(LEASE_RENEWAL_FAILURES_TOTAL, "Lease renewal round trips that failed.");
+    describe_counter!(REBALANCES_TOTAL, "Ring changes that changed this node's shards.");
+    describe_counter!(CLAIM_CONFLICTS_TOTAL, "Fires already claimed elsewhere.");
+    describe_counter!(CATCHUP_FIRES_TOTAL, "Late fires run by catch-up.");
+    describe_counter!(REDIS_ERRORS_TOTAL, "Coordination errors by operation.");
+    describe_histogram!(REDIS_ROUND_TRIP_SECONDS, Unit::Seconds, "Coordination round trips by operation.");
+}
+
+/// Counts a fire's outcome.
+pub fn fire_outcome(outcome: RunOutcome) {
+    counter!(FIRES_TOTAL, "outcome" => outcome.as_str()).increment(1);
+}
+
+/// Records lateness in ms.
+pub fn lateness(ms: i64) {
+    histogram!(FIRE_LATENESS_SECONDS).record(ms.max(0) as f64 / 1000.0);
+}
+
+/// Records a run's duration.
+pub fn run_duration(d: Duration) {
+    histogram!(RUN_DURATION_SECONDS).record(d.as_secs_f64());
+}
+
+/// Adjusts the in-flight gauge.
+pub fn in_flight_add(delta: f64) {
+    gauge!(RUNS_IN_FLIGHT).increment(delta);
+}
+
+/// Records one coordination round trip.
+pub fn round_trip(op: &'static str, d: Duration, ok: bool) {
+    histogram!(REDIS_ROUND_TRIP_SECONDS, "op" => op).record(d.as_secs_f64());
+    if !ok {
+        counter!(REDIS_ERRORS_TOTAL, "op" => op).increment(1);
+    }
+}

@@ -1,0 +1,104 @@
+//! Worker settings and their defaults.
+//!
+//! The timing settings are tied together by the protocol: a node heartbeats
+//! several times per member TTL, renews leases every heartbeat, and treats a
+//! lease as valid locally only until `acquired + lease_ttl - drift_margin`, so it
+//! stops firing before Redis could hand the shard to someone else. `validate`
+//! rejects combinations that would break those inequalities.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Tunables of a worker.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkerSettings {
+    /// Period of heartbeats, lease renewals and ownership checks.
+    #[serde(with = "humantime_serde")]
+    pub heartbeat: Duration,
+    /// How long a registration lives without a heartbeat.
+    #[serde(with = "humantime_serde")]
+    pub member_ttl: Duration,
+    /// Time to live of a shard lease in Redis.
+    #[serde(with = "humantime_serde")]
+    pub lease_ttl: Duration,
+    /// Safety margin subtracted from the lease TTL for local validity (clock
+    /// drift between this node and Redis, plus scheduling delays).
+    #[serde(with = "humantime_serde")]
+    pub drift_margin: Duration,
+    /// Most runs in flight on this node at once.
+    pub concurrency: usize,
+    /// How long shutdown waits for in-flight runs before cancelling them.
+    #[serde(with = "humantime_serde")]
+    pub drain_timeout: Duration,
+    /// How long a fire's claim key is kept in Redis. Must exceed every job's
+    /// misfire grace.
+    #[serde(with = "humantime_serde")]
+    pub claim_retention: Duration,
+    /// Period of the versioned job poll that backs up change notifications.
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// A fire started within this much of its scheduled time is on time;
+    /// later ones are catch-up fires subject to the misfire policy.
+    #[serde(with = "humantime_serde")]
+    pub on_time_tolerance: Duration,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        Self {
+            heartbeat: Duration::from_secs(1),
+            member_ttl: Duration::from_secs(5),
+            lease_ttl: Duration::from_secs(5),
+            drift_margin: Duration::from_millis(750),
+            concurrency: 256,
+            drain_timeout: Duration::from_secs(30),
+            claim_retention: Duration::from_secs(15 * 60),
+            poll_interval: Duration::from_secs(5),
+            on_time_tolerance: Duration::from_secs(2),
+        }
+    }
+}
+
+impl WorkerSettings {
+    /// Settings scaled for tests and demos: 250 ms heartbeat, 1.5 s TTLs.
+    pub fn fast() -> Self {
+        Self {
+            heartbeat: Duration::from_millis(250),
+            member_ttl: Duration::from_millis(1500),
+            lease_ttl: Duration::from_millis(1500),
+            drift_margin: Duration::from_millis(300),
+            drain_timeout: Duration::from_secs(5),
+            poll_interval: Duration::from_secs(2),
+            ..Self::default()
+        }
+    }
+
+    /// Checks that the timings keep the protocol's inequalities.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.heartbeat.is_zero() {
+            return Err("heartbeat must be greater than zero".into());
+        }
+        if self.member_ttl < self.heartbeat * 2 {
+            return Err(format!(
+                "member_ttl ({:?}) must be at least twice the heartbeat ({:?})",
+                self.member_ttl, self.heartbeat
+            ));
+        }
+        if self.lease_ttl <= self.drift_margin + self.heartbeat {
+            return Err(format!(
+                "lease_ttl ({:?}) must exceed heartbeat + drift_margin ({:?})",
+                self.lease_ttl,
+                self.heartbeat + self.drift_margin
+            ));
+        }
+        if self.concurrency == 0 {
+            return Err("concurrency must be at least 1".into());
+        }
+        if self.claim_retention < Duration::from_secs(60) {
+            return Err("claim_retention must be at least 60s".into());
+        }
+        Ok(())
+    }
+}

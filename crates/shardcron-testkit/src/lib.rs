@@ -1,0 +1,63 @@
+//! Test kit for shardcron: a real, private Redis per test, and network faults.
+//!
+//! shardcron's guarantees ("every fire exactly once", fail-over when a worker
+//! disappears) depend on real Redis behaviour and on what happens when Redis
+//! or the network misbehaves. Mocks cannot show that, and the shared server on
+//! `localhost:6379` must never be touched by tests (it may hold a developer's
+//! data, and parallel tests would trample each other). This crate provides:
+//!
+//! * [`RedisServer`]: starts `redis-server` on a free `127.0.0.1` port in a
+//!   temporary directory, and can [`kill`](RedisServer::kill),
+//!   [`stop`](RedisServer::stop), [`pause`](RedisServer::pause),
+//!   [`resume`](RedisServer::resume) and [`restart`](RedisServer::restart) it
+//!   (with optional AOF so acknowledged writes survive a crash). It also has a
+//!   tiny synchronous [`command`](RedisServer::command) helper for setup and
+//!   assertions without a Redis client.
+//! * [`FaultProxy`]: a TCP proxy to put in front of the server for *one*
+//!   client, to black-hole, delay, refuse or cut its traffic.
+//!
+//! ```no_run
+//! use shardcron_testkit::{FaultMode, FaultProxy, RedisServer};
+//!
+//! # async fn example() -> Result<(), shardcron_testkit::TestkitError> {
+//! let server = RedisServer::builder().appendonly(true).start()?;
+//! server.command(&["SET", "k", "v"])?;
+//! server.kill();
+//! server.restart()?;
+//! assert_eq!(server.command(&["GET", "k"])?, "v");
+//!
+//! let proxy = FaultProxy::start(server.addr()).await?;
+//! // connect the worker under test to proxy.url() ...
+//! proxy.set_mode(FaultMode::Blackhole);
+//! # Ok(()) }
+//! ```
+//!
+//! Unix only (signals are used to kill/pause the server).
+
+#![warn(missing_docs)]
+
+mod error;
+pub mod fault_proxy;
+pub mod redis_server;
+pub mod resp;
+
+use std::net::{Ipv4Addr, TcpListener};
+
+pub use error::TestkitError;
+pub use fault_proxy::{FaultMode, FaultProxy};
+pub use redis_server::{RedisServer, RedisServerBuilder, REDIS_SERVER_ENV};
+pub use resp::{RespConnection, RespValue};
+
+/// Returns a TCP port on `127.0.0.1` that was free a moment ago.
+///
+/// It binds `127.0.0.1:0`, reads the port the OS picked, and releases it. The
+/// port may be taken by someone else before the caller binds it, so callers
+/// must be prepared to retry (as [`RedisServer`] does).
+pub fn free_port() -> Result<u16, TestkitError> {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .map_err(|e| TestkitError::io("binding 127.0.0.1:0 to find a free port", e))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| TestkitError::io("reading the address of a probe listener", e))?;
+    Ok(addr.port())
+}

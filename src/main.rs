@@ -1,0 +1,5 @@
+//! The `shardcron` binary: see `shardcron --help`.
+
+fn main() -> std::process::ExitCode {
+    shardcron_cli::main()
+}
