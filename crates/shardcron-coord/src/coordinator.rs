@@ -90,6 +90,18 @@ pub trait Coordinator: Send + Sync + 'static {
     /// Removes a job; returns whether it existed.
     async fn delete_job(&self, job_id: &str, expected_version: Option<u64>) -> CoordResult<bool>;
 
+    /// Queues an extra fire of a job now. Returns its scheduled ms (the fire
+    /// id is `job@ms`), or `None` if the job does not exist.
+    async fn trigger_job(&self, job_id: &str) -> CoordResult<Option<i64>>;
+
+    /// Takes the queued triggers of shards whose lease `holder` holds under
+    /// the given tokens: `(shard, job id, scheduled ms)`.
+    async fn take_triggers(
+        &self,
+        leases: &[(u32, u64)],
+        holder: &str,
+    ) -> CoordResult<Vec<(u32, String, i64)>>;
+
     /// Job ids starting with `prefix`, after `after`, at most `limit`.
     async fn list_jobs(&self, prefix: &str, after: Option<&str>, limit: usize)
         -> CoordResult<JobPage>;

@@ -90,6 +90,11 @@ impl Keyspace {
         self.shard(shard, "last")
     }
 
+    /// Queued manual triggers of a shard (`job|ms` entries).
+    pub fn triggers(&self, shard: u32) -> String {
+        self.shard(shard, "triggers")
+    }
+
     /// Prefix of a shard's fire claim keys (`prefix + fire_id`).
     pub fn claim_prefix(&self, shard: u32) -> String {
         self.shard(shard, "fire:")

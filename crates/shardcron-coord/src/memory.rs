@@ -28,6 +28,7 @@ struct Shard {
     jobs: BTreeMap<String, StoredJob>,
     last_fired: HashMap<String, i64>,
     claims: HashMap<String, i64>,
+    triggers: Vec<(String, i64)>,
 }
 
 #[derive(Default)]
@@ -412,6 +413,41 @@ impl Coordinator for MemoryCoordinator {
         };
         self.publish(CoordEvent::JobsChanged(n));
         Ok(removed)
+    }
+
+    async fn trigger_job(&self, job_id: &str) -> CoordResult<Option<i64>> {
+        let n = shard_of(job_id, self.ring.shard_count);
+        let at = {
+            let mut state = self.state();
+            let shard = state.shards.entry(n).or_default();
+            if !shard.jobs.contains_key(job_id) {
+                return Ok(None);
+            }
+            let at = now_ms();
+            shard.triggers.push((job_id.to_owned(), at));
+            shard.version += 1;
+            at
+        };
+        self.publish(CoordEvent::JobsChanged(n));
+        Ok(Some(at))
+    }
+
+    async fn take_triggers(
+        &self,
+        leases: &[(u32, u64)],
+        holder: &str,
+    ) -> CoordResult<Vec<(u32, String, i64)>> {
+        let now = now_ms();
+        let mut state = self.state();
+        let mut out = Vec::new();
+        for &(n, token) in leases {
+            let shard = state.shards.entry(n).or_default();
+            let ours = matches!(Self::live_lease(shard, now), Some(l) if l.holder == holder && l.token == token);
+            if ours {
+                out.extend(shard.triggers.drain(..).map(|(job, at)| (n, job, at)));
+            }
+        }
+        Ok(out)
     }
 
     async fn list_jobs(

@@ -571,6 +571,47 @@ impl Coordinator for RedisCoordinator {
         }
     }
 
+    async fn trigger_job(&self, job_id: &str) -> CoordResult<Option<i64>> {
+        let shard = self.shard(job_id);
+        let keys = [
+            self.keys.job_versions(shard),
+            self.keys.triggers(shard),
+            self.keys.shard_version(shard),
+        ];
+        let args = [job_id.to_owned(), self.keys.events_channel(), shard.to_string()];
+        let at: i64 = self
+            .eval("trigger job", &self.scripts.trigger, &keys, &args)
+            .await?;
+        Ok((at >= 0).then_some(at))
+    }
+
+    async fn take_triggers(
+        &self,
+        leases: &[(u32, u64)],
+        holder: &str,
+    ) -> CoordResult<Vec<(u32, String, i64)>> {
+        if leases.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for &(shard, token) in leases {
+            let keys = [self.keys.triggers(shard), self.keys.lease(shard)];
+            Self::evalsha(&mut pipe, &self.scripts.take_triggers, &keys, &[format!("{holder}|{token}")]);
+        }
+        let replies: Vec<Vec<String>> = self.pipeline("take triggers", &pipe).await?;
+        let mut out = Vec::new();
+        for (&(shard, _), items) in leases.iter().zip(replies) {
+            for item in items {
+                if let Some((job, at)) = item.rsplit_once('|') {
+                    if let Ok(at) = at.parse() {
+                        out.push((shard, job.to_owned(), at));
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
     async fn list_jobs(
         &self,
         prefix: &str,

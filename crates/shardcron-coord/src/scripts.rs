@@ -28,6 +28,10 @@ pub struct Scripts {
     pub delete_job: Script,
     /// Store or check the namespace's ring settings.
     pub ensure_config: Script,
+    /// Queue a manual trigger.
+    pub trigger: Script,
+    /// Take a shard's queued triggers.
+    pub take_triggers: Script,
 }
 
 impl Scripts {
@@ -44,11 +48,13 @@ impl Scripts {
             put_job: Script::new(include_str!("lua/put_job.lua")),
             delete_job: Script::new(include_str!("lua/delete_job.lua")),
             ensure_config: Script::new(include_str!("lua/ensure_config.lua")),
+            trigger: Script::new(include_str!("lua/trigger.lua")),
+            take_triggers: Script::new(include_str!("lua/take_triggers.lua")),
         }
     }
 
     /// Sources of all scripts, for `SCRIPT LOAD` after a server restart.
-    pub fn sources() -> [&'static str; 10] {
+    pub fn sources() -> [&'static str; 12] {
         [
             include_str!("lua/heartbeat.lua"),
             include_str!("lua/members.lua"),
@@ -60,6 +66,8 @@ impl Scripts {
             include_str!("lua/put_job.lua"),
             include_str!("lua/delete_job.lua"),
             include_str!("lua/ensure_config.lua"),
+            include_str!("lua/trigger.lua"),
+            include_str!("lua/take_triggers.lua"),
         ]
     }
 }

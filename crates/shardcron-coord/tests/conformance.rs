@@ -272,6 +272,24 @@ async fn run_history_is_capped_and_per_job(env: Env) {
     assert!(xs.iter().all(|r| r.job_id == "x"));
 }
 
+async fn triggers_queue_for_the_lease_holder(env: Env) {
+    let c = env.coord().await;
+    assert_eq!(c.trigger_job("ghost").await.expect("trigger"), None);
+    c.put_job(&job("manual"), None).await.expect("put");
+    let shard = shard_of("manual", RING.shard_count);
+    let v0 = c.shard_versions(&[shard]).await.expect("v")[0];
+    let at = c.trigger_job("manual").await.expect("trigger").expect("queued");
+    assert!(c.shard_versions(&[shard]).await.expect("v")[0] > v0, "a trigger bumps the shard version");
+    let token = match c.acquire_leases(&[shard], "n1/x", Duration::from_secs(10)).await.expect("acq")[0] {
+        LeaseGrant::Granted { token } => token,
+        ref other => panic!("{other:?}"),
+    };
+    assert!(c.take_triggers(&[(shard, token)], "n2/y").await.expect("take").is_empty(), "not the holder");
+    let taken = c.take_triggers(&[(shard, token)], "n1/x").await.expect("take");
+    assert_eq!(taken, vec![(shard, "manual".to_owned(), at)]);
+    assert!(c.take_triggers(&[(shard, token)], "n1/x").await.expect("take").is_empty(), "taken once");
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod memory {
@@ -290,6 +308,7 @@ conformance!(
     claims_are_exactly_once_and_fenced,
     job_store_versions_lists_and_rejects_bad_input,
     run_history_is_capped_and_per_job,
+    triggers_queue_for_the_lease_holder,
 );
 
 #[tokio::test]

@@ -13,7 +13,7 @@
 //! the load reasonably even (see [`ShardMap::balance`]).
 //!
 //! Hash inputs are explicit byte strings fed through
-//! [`ExplicitBytes`](crate::stable_hash::ExplicitBytes):
+//! [`crate::stable_hash::ExplicitBytes`]:
 //!
 //! * virtual node `i` of member `m`: `m.as_bytes() ++ b"#" ++ (i as u32).to_be_bytes()`
 //! * lookup key of shard `s`: `b"shard:" ++ (s as u32).to_be_bytes()`

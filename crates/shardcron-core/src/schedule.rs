@@ -8,7 +8,8 @@
 //! * **Cron expressions** are evaluated on local wall-clock time in the job's
 //!   time zone. Across DST changes a wall-clock time that is skipped (spring
 //!   forward) does not fire, and one that repeats (fall back) fires once, at
-//!   its first occurrence. See [`wall_clock`] for the details.
+//!   its first occurrence. (Implementation notes: the private `wall_clock`
+//!   module.)
 //! * **`@every <duration>`** fires at every instant that is a multiple of the
 //!   duration since the Unix epoch. Alignment to the epoch (not to when a node
 //!   started) is what lets nodes agree; the time zone is irrelevant.
@@ -24,7 +25,8 @@
 //!   `1m30s`, `2h`; at least 1 s, whole milliseconds).
 //!
 //! In every field form the day-of-week field uses crontab numbering (0–7, 0 and
-//! 7 = Sunday; names also work), see [`day_of_week`]. Day-of-month and
+//! 7 = Sunday; names also work): `0 9 * * 1-5` is Monday to Friday and `5-7`
+//! is Friday to Sunday (private module `day_of_week`). Day-of-month and
 //! day-of-week restrictions combine with AND (the `cron` crate's rule), not
 //! with classic Vixie cron's OR when both are restricted.
 
@@ -67,6 +69,11 @@ pub enum ScheduleError {
 /// Parses an IANA time zone name such as `"Europe/Berlin"` or `"UTC"`.
 ///
 /// Names are matched exactly (case-sensitive), as in the tz database.
+///
+/// # Errors
+///
+/// [`ScheduleError::UnknownTimeZone`] naming `name` if it is not a zone of the
+/// bundled tz database.
 pub fn parse_time_zone(name: &str) -> Result<Tz, ScheduleError> {
     Tz::from_str(name).map_err(|_| ScheduleError::UnknownTimeZone {
         name: name.to_string(),
@@ -93,9 +100,12 @@ enum Kind {
 impl Schedule {
     /// Parses `expr` (see the [module docs](self) for the accepted syntax).
     ///
+    /// # Errors
+    ///
     /// Errors name the expression: [`ScheduleError::InvalidExpression`] for
-    /// malformed cron expressions and unknown macros,
-    /// [`ScheduleError::InvalidEvery`] for bad `@every` durations.
+    /// empty or malformed cron expressions and unknown macros,
+    /// [`ScheduleError::InvalidEvery`] for a missing, unparsable, sub-second
+    /// or sub-millisecond `@every` duration.
     pub fn parse(expr: &str) -> Result<Schedule, ScheduleError> {
         let invalid = |reason: String| ScheduleError::InvalidExpression {
             expr: expr.to_string(),
@@ -262,7 +272,22 @@ fn parse_cron(expr: &str) -> Result<cron::Schedule, String> {
         *dow = day_of_week::rewrite_field(dow)?;
     }
     let normalized = fields.join(" ");
-    cron::Schedule::from_str(&normalized).map_err(|e| e.to_string())
+    cron::Schedule::from_str(&normalized).map_err(|e| describe_cron_error(&normalized, &e))
+}
+
+/// Turns a `cron` crate error (a multi-line caret diagram over the normalized
+/// expression, ending in a message when there is one) into a one-line reason.
+fn describe_cron_error(normalized: &str, error: &cron::error::Error) -> String {
+    let text = error.to_string();
+    let detail = text
+        .lines()
+        .map(str::trim)
+        .next_back()
+        .filter(|line| !line.is_empty() && *line != "^" && *line != normalized);
+    match detail {
+        Some(detail) => format!("{detail} (parsed as \"{normalized}\")"),
+        None => format!("not a valid cron expression (parsed as \"{normalized}\")"),
+    }
 }
 
 #[cfg(test)]

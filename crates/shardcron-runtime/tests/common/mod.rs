@@ -71,6 +71,16 @@ pub struct Fleet {
 }
 
 impl Fleet {
+    /// Who claimed a fire, from its claim key (`holder|token`), if anyone.
+    pub fn claim_holder(&self, job: &str, scheduled_ms: i64) -> Option<String> {
+        let shard = shardcron_core::shard_of(job, RING.shard_count);
+        let key = format!("{{{}:{shard}}}:fire:{job}@{scheduled_ms}", self.namespace);
+        self.redis
+            .command(&["GET", &key])
+            .ok()
+            .filter(|v| v != "(nil)")
+    }
+
     pub fn new(settings: WorkerSettings) -> Self {
         Self {
             redis: RedisServer::start().expect("redis-server"),
@@ -174,6 +184,7 @@ impl Fleet {
 /// Audit of `@every 1s` fires of `jobs` jobs in `[from_ms, to_ms]`.
 #[derive(Debug)]
 pub struct Audit {
+    pub missing_fires: Vec<(String, i64)>,
     pub expected: usize,
     pub seen: usize,
     pub duplicates: usize,
@@ -194,15 +205,18 @@ pub fn audit(log: &Log, jobs: usize, from_ms: i64, to_ms: i64) -> Audit {
         *per_node.entry(s.node.clone()).or_default() += 1;
         max_lateness_ms = max_lateness_ms.max(s.started_ms - s.scheduled_ms);
     }
-    let mut missing = 0;
+    let mut missing_fires = Vec::new();
     for i in 0..jobs {
         for &t in &seconds {
-            if !counts.contains_key(&(format!("job-{i:04}"), t)) {
-                missing += 1;
+            let job = format!("job-{i:04}");
+            if !counts.contains_key(&(job.clone(), t)) {
+                missing_fires.push((job, t));
             }
         }
     }
+    let missing = missing_fires.len();
     Audit {
+        missing_fires,
         expected: jobs * seconds.len(),
         seen: counts.values().sum(),
         duplicates: counts.values().filter(|&&c| c > 1).map(|c| c - 1).sum(),
