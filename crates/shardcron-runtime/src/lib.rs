@@ -43,3 +43,8 @@ pub use handler::{FireContext, FnHandler, Handler, HandlerError, HandlerRegistry
 pub use settings::WorkerSettings;
 pub use status::{WorkerReport, WorkerStatus};
 pub use worker::{default_node_id, Worker, WorkerBuilder, WorkerError};
+
+/// The README's example, compiled as a doctest so it cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;

@@ -38,6 +38,12 @@ pub const REBALANCES_TOTAL: &str = "shardcron_rebalances_total";
 pub const CLAIM_CONFLICTS_TOTAL: &str = "shardcron_claim_conflicts_total";
 /// Late fires run by catch-up.
 pub const CATCHUP_FIRES_TOTAL: &str = "shardcron_catchup_fires_total";
+/// Time from the ring assigning a shard to this node until it holds the lease.
+pub const SHARD_HANDOFF_SECONDS: &str = "shardcron_shard_handoff_seconds";
+/// Time from a job write (server time) until the owner applied it.
+pub const JOB_PROPAGATION_SECONDS: &str = "shardcron_job_propagation_seconds";
+/// Fires not run because they were older than the misfire grace or coalesced.
+pub const MISFIRES_TOTAL: &str = "shardcron_misfires_total";
 /// Coordination errors by operation.
 pub const REDIS_ERRORS_TOTAL: &str = "shardcron_redis_errors_total";
 /// Coordination round-trip latency by operation.
@@ -59,6 +65,9 @@ pub fn describe() {
     describe_counter!(REBALANCES_TOTAL, "Ring changes that changed this node's shards.");
     describe_counter!(CLAIM_CONFLICTS_TOTAL, "Fires already claimed elsewhere.");
     describe_counter!(CATCHUP_FIRES_TOTAL, "Late fires run by catch-up.");
+    describe_histogram!(SHARD_HANDOFF_SECONDS, Unit::Seconds, "Time from ring assignment to lease acquisition of a shard.");
+    describe_histogram!(JOB_PROPAGATION_SECONDS, Unit::Seconds, "Time from a job write until its owner applied it.");
+    describe_counter!(MISFIRES_TOTAL, "Fires not run: beyond the misfire grace or coalesced by policy.");
     describe_counter!(REDIS_ERRORS_TOTAL, "Coordination errors by operation.");
     describe_histogram!(REDIS_ROUND_TRIP_SECONDS, Unit::Seconds, "Coordination round trips by operation.");
 }

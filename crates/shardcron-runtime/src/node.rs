@@ -54,6 +54,7 @@ pub(crate) struct Node {
     status: Arc<watch::Sender<WorkerStatus>>,
     members: Vec<String>,
     desired: BTreeSet<u32>,
+    desired_since: HashMap<u32, Instant>,
     held: BTreeMap<u32, Held>,
     timetable: Timetable,
     executor: Executor,
@@ -101,6 +102,7 @@ impl Node {
             status,
             members: Vec::new(),
             desired: BTreeSet::new(),
+            desired_since: HashMap::new(),
             held: BTreeMap::new(),
             timetable: Timetable::new(),
             executor,
@@ -242,6 +244,11 @@ impl Node {
             counter!(m::REBALANCES_TOTAL).increment(1);
             info!(members = ?ids, desired = desired.len(), "ring changed");
         }
+        let now = Instant::now();
+        self.desired_since.retain(|s, _| desired.contains(s));
+        for &shard in &desired {
+            self.desired_since.entry(shard).or_insert(now);
+        }
         self.members = ids;
         self.desired = desired;
     }
@@ -378,7 +385,10 @@ impl Node {
                     watch: LeaseWatch::start(valid_until),
                 },
             );
-            self.install_jobs(jobs);
+            self.install_jobs(jobs, false);
+            if let Some(since) = self.desired_since.get(&shard) {
+                metrics::histogram!(m::SHARD_HANDOFF_SECONDS).record(since.elapsed().as_secs_f64());
+            }
             self.report.leases_acquired += 1;
             counter!(m::LEASE_ACQUISITIONS_TOTAL).increment(1);
             debug!(shard, token, "lease acquired");
@@ -389,7 +399,7 @@ impl Node {
 
     /// Merges a shard's stored jobs into the timetable. Unchanged jobs keep
     /// their cursor; new or changed ones start after their last fire or write.
-    fn install_jobs(&mut self, shard_jobs: ShardJobs) {
+    fn install_jobs(&mut self, shard_jobs: ShardJobs, is_update: bool) {
         let ShardJobs {
             shard,
             version,
@@ -407,6 +417,10 @@ impl Node {
             let existing = self.timetable.get(&id);
             if existing.is_some_and(|e| e.version == stored.version) {
                 continue;
+            }
+            if is_update {
+                let delay_ms = (self.clock.now_ms() - stored.updated_ms).max(0);
+                metrics::histogram!(m::JOB_PROPAGATION_SECONDS).record(delay_ms as f64 / 1000.0);
             }
             let job = match stored.spec.validate() {
                 Ok(job) => job,
@@ -452,7 +466,7 @@ impl Node {
             Some(loaded) => {
                 for jobs in loaded {
                     if self.held.contains_key(&jobs.shard) {
-                        self.install_jobs(jobs);
+                        self.install_jobs(jobs, true);
                     }
                 }
                 self.fire_triggers(&shards).await;
@@ -651,6 +665,10 @@ impl Node {
             token,
             cancel: tokio_util::sync::CancellationToken::new(),
         };
+        let misfires = d.misfired.len() + usize::from(d.beyond_grace.is_some());
+        if misfires > 0 {
+            counter!(m::MISFIRES_TOTAL).increment(misfires as u64);
+        }
         if let Some(first) = d.beyond_grace {
             self.executor.record_not_run(
                 &mk(first),

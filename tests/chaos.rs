@@ -1,0 +1,282 @@
+//! The chaos suite: real worker processes, a real `redis-server`, every fire
+//! audited from the exec job's own append-only log. Each scenario prints one
+//! row of the table in docs/RELIABILITY.md.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use shardcron_testkit::{FaultMode, FaultProxy, RedisServer};
+
+const JOBS: usize = 40;
+
+/// Time until every shard is leased by its ring owner among `members` live members.
+fn settle_time(f: &ProcFleet, members: usize, limit: Duration) -> Duration {
+    wait_for(limit, || fleet_settled(&f.status(), members))
+        .unwrap_or_else(|| panic!("fleet did not settle: {}", f.status()))
+}
+
+fn row(name: &str, f: &ProcFleet, from: i64, to: i64, dead: &[&str], reaction: Option<Duration>) {
+    let a = f.audit(from, to);
+    let (lost, unclaimed) = f.split_missing(&a, dead);
+    let lateness = f.max_lateness_ms(from, to);
+    println!(
+        "| {name} | {} | {} | {} | {} | {} ms | {} |",
+        a.expected,
+        a.duplicates.len(),
+        unclaimed.len(),
+        lost,
+        lateness,
+        reaction.map_or("-".to_owned(), |d| format!("{} ms", d.as_millis()))
+    );
+    assert!(a.expected >= JOBS * 8, "{name}: window too short ({})", a.expected);
+    assert!(a.duplicates.is_empty(), "{name}: duplicates {:?}", &a.duplicates[..a.duplicates.len().min(5)]);
+    assert!(unclaimed.is_empty(), "{name}: missed {:?}", &unclaimed[..unclaimed.len().min(5)]);
+    let instants: std::collections::BTreeSet<i64> = a
+        .missing
+        .iter()
+        .filter(|m| !unclaimed.contains(m))
+        .map(|(_, t)| *t)
+        .collect();
+    assert!(instants.len() <= dead.len(), "{name}: fires lost at {instants:?}");
+}
+
+#[test]
+fn rolling_restart_of_every_worker() {
+    let mut f = ProcFleet::new("chaos-rolling", JOBS);
+    for n in ["a", "b", "c"] {
+        f.start(n);
+    }
+    settle_time(&f, 3, Duration::from_secs(15));
+    let from = now_ms() + 1000;
+    let mut worst = Duration::ZERO;
+    for n in ["a", "b", "c"] {
+        std::thread::sleep(Duration::from_secs(2));
+        let t = Instant::now();
+        f.stop(n);
+        settle_time(&f, 2, Duration::from_secs(10));
+        worst = worst.max(t.elapsed());
+        f.start(n);
+        settle_time(&f, 3, Duration::from_secs(10));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let to = now_ms() - 2000;
+    f.stop_all();
+    row("rolling restart (3 workers, SIGTERM each in turn)", &f, from, to, &[], Some(worst));
+}
+
+#[test]
+fn kill_dash_nine_and_restart() {
+    let mut f = ProcFleet::new("chaos-kill", JOBS);
+    for n in ["a", "b", "c"] {
+        f.start(n);
+    }
+    settle_time(&f, 3, Duration::from_secs(15));
+    let from = now_ms() + 1000;
+    std::thread::sleep(Duration::from_secs(3));
+    let t = Instant::now();
+    f.kill("b");
+    let takeover = settle_time(&f, 2, Duration::from_secs(15)) + Duration::ZERO;
+    let takeover = takeover.max(t.elapsed().min(takeover + Duration::from_millis(50)));
+    std::thread::sleep(Duration::from_secs(1));
+    f.start("b");
+    settle_time(&f, 3, Duration::from_secs(15));
+    std::thread::sleep(Duration::from_secs(4));
+    let to = now_ms() - 2000;
+    f.stop_all();
+    row("kill -9 of one worker, restarted", &f, from, to, &["b"], Some(takeover));
+}
+
+#[test]
+fn sigstop_past_the_lease_ttl_then_sigcont() {
+    let mut f = ProcFleet::new("chaos-stop", JOBS);
+    let marks = f.cli.path("long.log");
+    let long = format!(
+        "echo START $SHARDCRON_NODE_ID >> {m}; trap 'echo CANCELLED $SHARDCRON_NODE_ID >> {m}; exit 1' TERM; sleep 60 & wait",
+        m = marks.display()
+    );
+    let put = f.cli.run(&["job", "put", "--id", "long", "--schedule", "@every 1s", "--exec", &long]);
+    assert!(put.status.success(), "{}", String::from_utf8_lossy(&put.stderr));
+    for n in ["a", "b", "c"] {
+        f.start(n);
+    }
+    settle_time(&f, 3, Duration::from_secs(15));
+    let from = now_ms() + 1000;
+    let owner = wait_for(Duration::from_secs(10), || {
+        std::fs::read_to_string(&marks).is_ok_and(|t| t.contains("START"))
+    })
+    .map(|_| {
+        let t = std::fs::read_to_string(&marks).unwrap_or_default();
+        t.split_whitespace().nth(1).unwrap_or("a").to_owned()
+    })
+    .expect("long job started");
+    std::thread::sleep(Duration::from_secs(2));
+    f.signal(&owner, libc::SIGSTOP);
+    let t = Instant::now();
+    // Longer than the 1.5 s lease TTL and the member TTL.
+    std::thread::sleep(Duration::from_secs(4));
+    f.signal(&owner, libc::SIGCONT);
+    let cancelled = wait_for(Duration::from_secs(10), || {
+        std::fs::read_to_string(&marks).is_ok_and(|t| t.contains(&format!("CANCELLED {owner}")))
+    });
+    assert!(cancelled.is_some(), "the paused node's running handler must see cancellation");
+    settle_time(&f, 3, Duration::from_secs(15));
+    let rejoin = t.elapsed();
+    std::thread::sleep(Duration::from_secs(3));
+    let to = now_ms() - 2000;
+    f.stop_all();
+    row("SIGSTOP 4 s (> lease TTL 1.5 s), SIGCONT", &f, from, to, &[], Some(rejoin));
+}
+
+#[test]
+fn scale_out_three_to_six_and_back() {
+    let mut f = ProcFleet::new("chaos-scale", JOBS);
+    for n in ["a", "b", "c"] {
+        f.start(n);
+    }
+    settle_time(&f, 3, Duration::from_secs(15));
+    let from = now_ms() + 1000;
+    std::thread::sleep(Duration::from_secs(2));
+    let t = Instant::now();
+    for n in ["d", "e", "f"] {
+        f.start(n);
+    }
+    let out = settle_time(&f, 6, Duration::from_secs(20)).max(t.elapsed());
+    std::thread::sleep(Duration::from_secs(3));
+    let t = Instant::now();
+    for n in ["d", "e", "f"] {
+        f.stop(n);
+    }
+    let scale_in = t.elapsed() + settle_time(&f, 3, Duration::from_secs(15));
+    std::thread::sleep(Duration::from_secs(3));
+    let to = now_ms() - 2000;
+    f.stop_all();
+    println!("scale-out settled in {} ms, scale-in in {} ms", out.as_millis(), scale_in.as_millis());
+    row("scale-out 3→6, scale-in 6→3", &f, from, to, &[], Some(out.max(scale_in)));
+}
+
+#[test]
+fn redis_restart_with_a_five_second_outage() {
+    let redis = RedisServer::builder().appendonly(true).start().expect("redis");
+    let cli = Cli {
+        redis,
+        namespace: "chaos-redis".into(),
+        dir: tempfile::tempdir().expect("tempdir"),
+    };
+    let mut f = ProcFleet::with_cli(cli, JOBS);
+    for n in ["a", "b", "c"] {
+        f.start(n);
+    }
+    settle_time(&f, 3, Duration::from_secs(15));
+    let from = now_ms() + 1000;
+    std::thread::sleep(Duration::from_secs(3));
+    f.cli.redis.kill();
+    std::thread::sleep(Duration::from_secs(5));
+    let t = Instant::now();
+    f.cli.redis.restart().expect("restart redis");
+    let recovered = settle_time(&f, 3, Duration::from_secs(20)) + Duration::ZERO;
+    let recovered = recovered.min(t.elapsed());
+    std::thread::sleep(Duration::from_secs(5));
+    let to = now_ms() - 2000;
+    for n in ["a", "b", "c"] {
+        assert!(f.workers.contains_key(n));
+    }
+    f.stop_all();
+    row("Redis killed, down 5 s, restarted (AOF)", &f, from, to, &[], Some(recovered));
+}
+
+#[test]
+fn one_worker_partitioned_from_redis() {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let mut f = ProcFleet::new("chaos-partition", JOBS);
+    let proxy = rt.block_on(FaultProxy::start(f.cli.redis.addr())).expect("proxy");
+    f.redis_url.insert("c".into(), proxy.url());
+    for n in ["a", "b", "c"] {
+        f.start(n);
+    }
+    settle_time(&f, 3, Duration::from_secs(15));
+    let from = now_ms() + 1000;
+    std::thread::sleep(Duration::from_secs(3));
+    proxy.set_mode(FaultMode::Blackhole);
+    let t = Instant::now();
+    let takeover = settle_time(&f, 2, Duration::from_secs(15)).max(Duration::ZERO);
+    let takeover = takeover.min(t.elapsed());
+    std::thread::sleep(Duration::from_secs(3));
+    proxy.set_mode(FaultMode::Pass);
+    proxy.cut_connections();
+    settle_time(&f, 3, Duration::from_secs(20));
+    std::thread::sleep(Duration::from_secs(3));
+    let to = now_ms() - 2000;
+    f.stop_all();
+    drop(proxy);
+    row("one worker black-holed from Redis 6 s", &f, from, to, &[], Some(takeover));
+}
+
+#[test]
+fn clock_skew_of_five_seconds_on_one_worker() {
+    let mut f = ProcFleet::new("chaos-skew", JOBS);
+    f.env.insert("b".into(), vec![("SHARDCRON_CLOCK_SKEW_MS".into(), "5000".into())]);
+    f.env.insert("c".into(), vec![("SHARDCRON_CLOCK_SKEW_MS".into(), "-3000".into())]);
+    for n in ["a", "b", "c"] {
+        f.start(n);
+    }
+    settle_time(&f, 3, Duration::from_secs(15));
+    let from = now_ms() + 1000;
+    std::thread::sleep(Duration::from_secs(10));
+    let to = now_ms() - 2000;
+    f.stop_all();
+    let early = f.min_lateness_ms(from, to);
+    println!("clock skew: earliest start relative to schedule {early} ms");
+    assert!(early >= -100, "a skewed node fired early by {early} ms");
+    row("clocks +5 s and −3 s on two of three workers", &f, from, to, &[], None);
+}
+
+#[test]
+fn jobs_added_updated_and_removed_during_churn() {
+    let mut f = ProcFleet::new("chaos-edit", JOBS);
+    for n in ["a", "b", "c"] {
+        f.start(n);
+    }
+    settle_time(&f, 3, Duration::from_secs(15));
+    let from = now_ms() + 1000;
+    std::thread::sleep(Duration::from_secs(2));
+    f.stop("b");
+    let line = exec_line(&f.out);
+    let put = f.cli.run(&["job", "put", "--id", "added", "--schedule", "@every 1s", "--exec", &line]);
+    assert!(put.status.success());
+    let added_at = now_ms();
+    let upd = f.cli.run(&["job", "put", "--id", "tick-000", "--schedule", "*/2 * * * * *", "--exec", &line]);
+    assert!(upd.status.success());
+    let updated_at = now_ms();
+    let rm = f.cli.run(&["job", "rm", "tick-001"]);
+    assert!(rm.status.success());
+    let removed_at = now_ms();
+    f.start("b");
+    settle_time(&f, 3, Duration::from_secs(15));
+    std::thread::sleep(Duration::from_secs(4));
+    let to = now_ms() - 2000;
+    f.stop_all();
+    let text = std::fs::read_to_string(&f.out).unwrap_or_default();
+    let fires = |job: &str| -> Vec<(i64, i64)> {
+        text.lines()
+            .filter_map(|l| {
+                let p: Vec<&str> = l.split_whitespace().collect();
+                (p.first() == Some(&job)).then(|| (p[1].parse().unwrap_or(0), p[3].parse().unwrap_or(0)))
+            })
+            .collect()
+    };
+    let removed_late: Vec<_> = fires("tick-001").into_iter().filter(|(_, started)| *started > removed_at).collect();
+    assert!(removed_late.is_empty(), "removed job ran after the removal was acknowledged: {removed_late:?}");
+    let odd: Vec<_> = fires("tick-000")
+        .into_iter()
+        .filter(|(at, _)| *at > updated_at + 1000 && (at / 1000) % 2 == 1)
+        .collect();
+    assert!(odd.is_empty(), "updated schedule not used from the next fire: {odd:?}");
+    let added: Vec<i64> = fires("added").into_iter().map(|(at, _)| at).collect();
+    let expected_added = ((to - added_at) / 1000) as usize;
+    assert!(added.len() + 1 >= expected_added, "added job fired {} times, expected about {expected_added}", added.len());
+    // The untouched jobs keep exactly-once.
+    f.jobs.retain(|j| j != "tick-000" && j != "tick-001");
+    row("add/update/remove jobs during a restart", &f, from, to, &[], None);
+}

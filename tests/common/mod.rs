@@ -1,0 +1,361 @@
+//! Harness for tests that drive the real `shardcron` binary as several processes.
+
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use shardcron_testkit::RedisServer;
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_shardcron")
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_millis() as i64
+}
+
+/// Fast timings so a test crosses every boundary in seconds.
+pub const FAST_CONFIG: &str = r#"
+[worker]
+heartbeat = "250ms"
+member_ttl = "1500ms"
+lease_ttl = "1500ms"
+drift_margin = "300ms"
+drain_timeout = "5s"
+poll_interval = "2s"
+"#;
+
+pub struct Cli {
+    pub redis: RedisServer,
+    pub namespace: String,
+    pub dir: tempfile::TempDir,
+}
+
+impl Cli {
+    pub fn new(namespace: &str) -> Self {
+        Self {
+            redis: RedisServer::start().expect("redis-server"),
+            namespace: namespace.to_owned(),
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn command(&self) -> Command {
+        let mut c = Command::new(bin());
+        c.arg("--redis")
+            .arg(self.redis.url())
+            .arg("--namespace")
+            .arg(&self.namespace)
+            .env_remove("SHARDCRON_REDIS_URL")
+            .env_remove("SHARDCRON_NAMESPACE")
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// Runs a one-shot command to completion.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command().args(args).output().expect("run shardcron")
+    }
+
+    pub fn write(&self, name: &str, content: &str) -> PathBuf {
+        let p = self.path(name);
+        std::fs::write(&p, content).expect("write file");
+        p
+    }
+
+    /// Starts a worker process logging to `<dir>/<node>.log`.
+    pub fn worker(&self, node: &str, config: &Path) -> Child {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.path(&format!("{node}.log")))
+            .expect("log file");
+        self.command()
+            .arg("worker")
+            .arg("--node-id")
+            .arg(node)
+            .arg("--config")
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn worker")
+    }
+}
+
+pub fn signal(child: &Child, sig: i32) {
+    // SAFETY: plain kill(2) on a child we own.
+    let rc = unsafe { libc::kill(child.id() as i32, sig) };
+    assert_eq!(rc, 0, "kill({}, {sig})", child.id());
+}
+
+pub fn wait_exit(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+/// Audit of `@every 1s` fires appended as `job scheduled_ms node` lines.
+#[derive(Debug, Default)]
+pub struct FileAudit {
+    pub expected: usize,
+    pub seen: usize,
+    pub duplicates: Vec<(String, i64, Vec<String>)>,
+    pub missing: Vec<(String, i64)>,
+    pub per_node: BTreeMap<String, usize>,
+}
+
+pub fn audit_file(path: &Path, job_ids: &[String], from_ms: i64, to_ms: i64) -> FileAudit {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let first = (from_ms + 999) / 1000 * 1000;
+    let mut runs: HashMap<(String, i64), Vec<String>> = HashMap::new();
+    let mut a = FileAudit::default();
+    for line in text.lines() {
+        let mut parts = line.split_whitespace();
+        let (Some(job), Some(at), Some(node)) = (parts.next(), parts.next(), parts.next()) else {
+            continue;
+        };
+        let Ok(at) = at.parse::<i64>() else { continue };
+        if at < first || at > to_ms {
+            continue;
+        }
+        runs.entry((job.to_owned(), at)).or_default().push(node.to_owned());
+        *a.per_node.entry(node.to_owned()).or_default() += 1;
+    }
+    for job in job_ids {
+        let mut t = first;
+        while t <= to_ms {
+            a.expected += 1;
+            match runs.get(&(job.clone(), t)) {
+                None => a.missing.push((job.clone(), t)),
+                Some(nodes) => {
+                    a.seen += 1;
+                    if nodes.len() > 1 {
+                        a.duplicates.push((job.clone(), t, nodes.clone()));
+                    }
+                }
+            }
+            t += 1000;
+        }
+    }
+    a
+}
+
+/// Who claimed a fire, read from its claim key in Redis.
+pub fn claim_holder(redis: &RedisServer, ns: &str, job: &str, at: i64, shard_count: u32) -> Option<String> {
+    let shard = shardcron_core::shard_of(job, shard_count);
+    let key = format!("{{{ns}:{shard}}}:fire:{job}@{at}");
+    redis.command(&["GET", &key]).ok().filter(|v| v != "(nil)")
+}
+
+/// A fleet of worker processes running `@every 1s` exec jobs that append
+/// `job scheduled_ms node started_ms` to one file.
+pub struct ProcFleet {
+    pub cli: Cli,
+    pub config: PathBuf,
+    pub out: PathBuf,
+    pub jobs: Vec<String>,
+    pub workers: BTreeMap<String, Child>,
+    /// Extra environment per node (e.g. a clock skew).
+    pub env: BTreeMap<String, Vec<(String, String)>>,
+    /// Redis URL per node when it differs (e.g. through a fault proxy).
+    pub redis_url: BTreeMap<String, String>,
+}
+
+pub fn exec_line(out: &Path) -> String {
+    format!(
+        "echo \"$SHARDCRON_JOB_ID $SHARDCRON_SCHEDULED_AT $SHARDCRON_NODE_ID $(date +%s%3N)\" >> {}",
+        out.display()
+    )
+}
+
+impl ProcFleet {
+    pub fn new(namespace: &str, jobs: usize) -> Self {
+        Self::with_cli(Cli::new(namespace), jobs)
+    }
+
+    pub fn with_cli(cli: Cli, jobs: usize) -> Self {
+        let out = cli.path("fires.log");
+        let config = cli.write("worker.toml", FAST_CONFIG);
+        let ids: Vec<String> = (0..jobs).map(|i| format!("tick-{i:03}")).collect();
+        let entries: Vec<serde_json::Value> = ids
+            .iter()
+            .map(|id| serde_json::json!({"id": id, "schedule": "@every 1s", "exec": exec_line(&out)}))
+            .collect();
+        let file = cli.write("jobs.json", &serde_json::to_string(&entries).expect("json"));
+        let put = cli.run(&["job", "put", "--file", file.to_str().expect("path")]);
+        assert!(put.status.success(), "job put --file: {}", String::from_utf8_lossy(&put.stderr));
+        Self {
+            cli,
+            config,
+            out,
+            jobs: ids,
+            workers: BTreeMap::new(),
+            env: BTreeMap::new(),
+            redis_url: BTreeMap::new(),
+        }
+    }
+
+    pub fn start(&mut self, node: &str) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.cli.path(&format!("{node}.log")))
+            .expect("log file");
+        let mut cmd = Command::new(bin());
+        cmd.arg("--redis")
+            .arg(self.redis_url.get(node).cloned().unwrap_or_else(|| self.cli.redis.url()))
+            .arg("--namespace")
+            .arg(&self.cli.namespace)
+            .arg("worker")
+            .arg("--node-id")
+            .arg(node)
+            .arg("--config")
+            .arg(&self.config)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        for (k, v) in self.env.get(node).into_iter().flatten() {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("spawn worker");
+        self.workers.insert(node.to_owned(), child);
+    }
+
+    pub fn signal(&self, node: &str, sig: i32) {
+        signal(&self.workers[node], sig);
+    }
+
+    /// SIGTERM and wait; asserts a clean exit.
+    pub fn stop(&mut self, node: &str) {
+        if let Some(mut child) = self.workers.remove(node) {
+            signal(&child, libc::SIGTERM);
+            let status = wait_exit(&mut child, Duration::from_secs(20))
+                .unwrap_or_else(|| panic!("{node} did not stop after SIGTERM"));
+            assert!(status.success(), "{node} exit status {status:?}: {}", self.log_tail(node));
+        }
+    }
+
+    /// SIGKILL and reap.
+    pub fn kill(&mut self, node: &str) {
+        if let Some(mut child) = self.workers.remove(node) {
+            signal(&child, libc::SIGKILL);
+            let _ = wait_exit(&mut child, Duration::from_secs(5));
+        }
+    }
+
+    pub fn stop_all(&mut self) {
+        let nodes: Vec<String> = self.workers.keys().cloned().collect();
+        for n in &nodes {
+            signal(&self.workers[n], libc::SIGTERM);
+        }
+        for n in nodes {
+            self.stop(&n);
+        }
+    }
+
+    pub fn log_tail(&self, node: &str) -> String {
+        let text = std::fs::read_to_string(self.cli.path(&format!("{node}.log"))).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+
+    /// Status JSON of the namespace, from the real binary.
+    pub fn status(&self) -> serde_json::Value {
+        let o = self.cli.run(&["status", "--json"]);
+        serde_json::from_slice(&o.stdout).unwrap_or(serde_json::Value::Null)
+    }
+
+    pub fn audit(&self, from_ms: i64, to_ms: i64) -> FileAudit {
+        audit_file(&self.out, &self.jobs, from_ms, to_ms)
+    }
+
+    /// Largest `started - scheduled` among fires in the window, ms.
+    pub fn max_lateness_ms(&self, from_ms: i64, to_ms: i64) -> i64 {
+        let text = std::fs::read_to_string(&self.out).unwrap_or_default();
+        text.lines()
+            .filter_map(|l| {
+                let p: Vec<&str> = l.split_whitespace().collect();
+                let at: i64 = p.get(1)?.parse().ok()?;
+                let started: i64 = p.get(3)?.parse().ok()?;
+                (at >= from_ms && at <= to_ms).then_some(started - at)
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Smallest `started - scheduled` (negative means a fire ran early), ms.
+    pub fn min_lateness_ms(&self, from_ms: i64, to_ms: i64) -> i64 {
+        let text = std::fs::read_to_string(&self.out).unwrap_or_default();
+        text.lines()
+            .filter_map(|l| {
+                let p: Vec<&str> = l.split_whitespace().collect();
+                let at: i64 = p.get(1)?.parse().ok()?;
+                let started: i64 = p.get(3)?.parse().ok()?;
+                (at >= from_ms && at <= to_ms).then_some(started - at)
+            })
+            .min()
+            .unwrap_or(0)
+    }
+
+    /// Missing fires split into (claimed by a node in `dead`, unclaimed).
+    pub fn split_missing(&self, a: &FileAudit, dead: &[&str]) -> (usize, Vec<(String, i64)>) {
+        let mut lost = 0;
+        let mut unclaimed = Vec::new();
+        for (job, at) in &a.missing {
+            let holder = claim_holder(&self.cli.redis, &self.cli.namespace, job, *at, 1024);
+            if holder.is_some_and(|h| dead.iter().any(|d| h.starts_with(&format!("{d}/")))) {
+                lost += 1;
+            } else {
+                unclaimed.push((job.clone(), *at));
+            }
+        }
+        (lost, unclaimed)
+    }
+}
+
+impl Drop for ProcFleet {
+    fn drop(&mut self) {
+        for child in self.workers.values_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Polls `cond` every 20 ms up to `limit`; returns the time it took.
+pub fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> Option<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if cond() {
+            return Some(start.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+/// True when the status report shows `members` members and every shard leased
+/// by its ring owner (no churn, nothing unowned).
+pub fn fleet_settled(status: &serde_json::Value, members: usize) -> bool {
+    let Some(list) = status.get("members").and_then(|m| m.as_array()) else {
+        return false;
+    };
+    let churn = status.get("churn").and_then(|c| c.as_array()).map_or(usize::MAX, |c| c.len());
+    let unowned = status.get("unowned_shards").and_then(|u| u.as_u64()).unwrap_or(u64::MAX);
+    list.len() == members && churn == 0 && unowned == 0
+}
