@@ -51,7 +51,7 @@ fn four_processes_survive_sigterm_and_sigkill_without_duplicate_or_miss() {
     let _ = wait_exit(&mut workers[2].1, Duration::from_secs(5));
     std::thread::sleep(Duration::from_secs(2));
     workers[2].1 = cli.worker("n3", &config);
-    std::thread::sleep(Duration::from_secs(6));
+    std::thread::sleep(Duration::from_secs(8));
 
     let to = now_ms() - 2500;
     for (_, w) in &workers {
@@ -79,6 +79,16 @@ fn four_processes_survive_sigterm_and_sigkill_without_duplicate_or_miss() {
         lost_with_crash.len(),
         a.per_node
     );
+    for (job, at) in unclaimed.iter().take(10) {
+        println!(
+            "missing {job}@{at}: claim {:?}",
+            claim_holder(&cli.redis, &cli.namespace, job, *at, 1024)
+        );
+    }
+    if let Some((job, _)) = unclaimed.first() {
+        let runs = cli.run(&["runs", "--job", job, "--limit", "30"]);
+        println!("runs of {job}:\n{}", String::from_utf8_lossy(&runs.stdout));
+    }
     assert!(a.expected >= 100 * 15, "window too short: {}", a.expected);
     assert!(a.duplicates.is_empty(), "duplicates: {:?}", &a.duplicates[..a.duplicates.len().min(10)]);
     assert!(unclaimed.is_empty(), "fires nobody ran: {:?}", &unclaimed[..unclaimed.len().min(10)]);

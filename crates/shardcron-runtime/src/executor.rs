@@ -6,7 +6,7 @@
 //! [`RunRecord`]. Each attempt runs in its own task so a panic is caught as a
 //! `JoinError` and recorded as a failure instead of taking the node down.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -34,6 +34,9 @@ pub struct ClaimedFire {
     pub token: u64,
     /// Trips when the shard's lease is lost.
     pub cancel: CancellationToken,
+    /// A late fire run by catch-up: it waits for the job's previous run
+    /// instead of being skipped by the overlap policy.
+    pub catch_up: bool,
 }
 
 /// Starts claimed fires per overlap policy and tracks what is in flight.
@@ -45,6 +48,8 @@ pub struct Executor {
     records: mpsc::UnboundedSender<RunRecord>,
     running: HashMap<String, usize>,
     queued: HashMap<String, ClaimedFire>,
+    backlog: HashMap<String, VecDeque<ClaimedFire>>,
+    catching_up: HashSet<String>,
     tasks: JoinSet<String>,
     hard_stop: CancellationToken,
 }
@@ -66,6 +71,8 @@ impl Executor {
             records,
             running: HashMap::new(),
             queued: HashMap::new(),
+            backlog: HashMap::new(),
+            catching_up: HashSet::new(),
             tasks: JoinSet::new(),
             hard_stop: CancellationToken::new(),
         }
@@ -77,15 +84,24 @@ impl Executor {
     }
 
     /// Starts `fire` now, queues it or skips it, per the job's overlap policy.
+    /// Catch-up fires of a busy job wait in a backlog and run one after the
+    /// other: they are missed fires being made up, not overlapping ones.
     pub fn dispatch(&mut self, fire: ClaimedFire) {
         let job_id = fire.job.id().to_owned();
         let busy = self.running.get(&job_id).copied().unwrap_or(0) > 0;
+        if fire.catch_up {
+            self.catching_up.insert(job_id.clone());
+        }
         if !busy {
             self.start(fire);
             return;
         }
         match fire.job.spec.overlap {
             OverlapPolicy::Allow => self.start(fire),
+            // While a job makes up missed fires, new ones join the line.
+            _ if self.catching_up.contains(&job_id) => {
+                self.backlog.entry(job_id).or_default().push_back(fire)
+            }
             OverlapPolicy::Skip => self.record_not_run(&fire, RunOutcome::SkippedOverlap, "previous run still in flight"),
             OverlapPolicy::QueueOne => {
                 if let Some(replaced) = self.queued.insert(job_id, fire) {
@@ -153,7 +169,11 @@ impl Executor {
             }
         }
         if !self.running.contains_key(&job_id) {
-            if let Some(next) = self.queued.remove(&job_id) {
+            let backlogged = self.next_backlogged(&job_id);
+            if backlogged.is_none() {
+                self.catching_up.remove(&job_id);
+            }
+            if let Some(next) = backlogged.or_else(|| self.queued.remove(&job_id)) {
                 if next.cancel.is_cancelled() {
                     self.record_not_run(&next, RunOutcome::Cancelled, "lease lost before the queued fire started");
                 } else {
@@ -161,6 +181,33 @@ impl Executor {
                 }
             }
         }
+    }
+
+    /// The next backlogged fire of a job still within its misfire grace; older
+    /// ones are recorded as misfired, so a job slower than its period cannot
+    /// build an unbounded backlog.
+    fn next_backlogged(&mut self, job_id: &str) -> Option<ClaimedFire> {
+        let now = self.clock.now_ms();
+        let mut next = None;
+        let mut expired = Vec::new();
+        if let Some(line) = self.backlog.get_mut(job_id) {
+            while let Some(fire) = line.pop_front() {
+                let grace_ms = fire.job.spec.misfire_grace.as_millis() as i64;
+                if now - fire.scheduled_ms > grace_ms {
+                    expired.push(fire);
+                } else {
+                    next = Some(fire);
+                    break;
+                }
+            }
+            if line.is_empty() {
+                self.backlog.remove(job_id);
+            }
+        }
+        for fire in &expired {
+            self.record_not_run(fire, RunOutcome::Misfired, "waited in the catch-up line beyond the misfire grace");
+        }
+        next
     }
 
     /// Waits for the next run to finish (pending forever when none is in flight).
@@ -172,13 +219,10 @@ impl Executor {
         }
     }
 
-    /// Waits until every run has finished or `deadline` passes, then cancels
-    /// what is left. Returns the number of runs cancelled.
+    /// Waits until every run (including claimed fires still queued behind a
+    /// running one) has finished or `deadline` passes, then cancels what is
+    /// left. Returns the number of runs cancelled or never started.
     pub async fn drain(&mut self, deadline: Duration) -> usize {
-        let queued: Vec<ClaimedFire> = self.queued.drain().map(|(_, f)| f).collect();
-        for fire in queued {
-            self.record_not_run(&fire, RunOutcome::Cancelled, "node shut down before the queued fire started");
-        }
         let until = tokio::time::Instant::now() + deadline;
         while !self.tasks.is_empty() {
             match tokio::time::timeout_at(until, self.tasks.join_next()).await {
@@ -188,8 +232,17 @@ impl Executor {
                 Err(_) => break,
             }
         }
-        let left = self.tasks.len();
-        if left > 0 {
+        let waiting: Vec<ClaimedFire> = self
+            .queued
+            .drain()
+            .map(|(_, f)| f)
+            .chain(self.backlog.drain().flat_map(|(_, fires)| fires))
+            .collect();
+        for fire in &waiting {
+            self.record_not_run(fire, RunOutcome::Cancelled, "node shut down before the waiting fire started");
+        }
+        let left = self.tasks.len() + waiting.len();
+        if !self.tasks.is_empty() {
             warn!(left, "drain deadline passed; cancelling in-flight runs");
             self.hard_stop.cancel();
             while let Ok(Some(result)) =

@@ -623,6 +623,11 @@ impl Node {
         let token = held.token;
         let cancel = held.watch.token();
         let tolerance_ms = self.settings.on_time_tolerance.as_millis() as i64;
+        let mut latest: HashMap<String, i64> = HashMap::new();
+        for fire in &batch.fires {
+            let l = latest.entry(fire.job_id.clone()).or_insert(fire.scheduled_ms);
+            *l = (*l).max(fire.scheduled_ms);
+        }
         for (fire, code) in batch.fires.into_iter().zip(codes) {
             match code {
                 ClaimOutcome::Claimed => {
@@ -630,7 +635,9 @@ impl Node {
                         continue;
                     };
                     self.report.claimed += 1;
-                    if now_ms - fire.scheduled_ms > tolerance_ms {
+                    let catch_up = now_ms - fire.scheduled_ms > tolerance_ms
+                        || latest.get(fire.job_id.as_str()).is_some_and(|&l| fire.scheduled_ms < l);
+                    if catch_up {
                         counter!(m::CATCHUP_FIRES_TOTAL).increment(1);
                     }
                     let claimed = ClaimedFire {
@@ -639,6 +646,7 @@ impl Node {
                         shard,
                         token,
                         cancel: cancel.clone(),
+                        catch_up,
                     };
                     self.executor.dispatch(claimed);
                 }
@@ -664,6 +672,7 @@ impl Node {
             shard: d.shard,
             token,
             cancel: tokio_util::sync::CancellationToken::new(),
+            catch_up: false,
         };
         let misfires = d.misfired.len() + usize::from(d.beyond_grace.is_some());
         if misfires > 0 {

@@ -131,3 +131,37 @@ async fn paused_and_removed_jobs_stop_firing_once_acknowledged() {
         assert!(late.is_empty(), "{job} ran after the write was acknowledged: {late:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catch_up_fires_of_one_job_run_one_after_another_not_skipped() {
+    let coord: Arc<dyn Coordinator> = Arc::new(MemoryCoordinator::new("c", RING).expect("coord"));
+    // Overlap policy `skip` (the default) must not drop missed fires being made up.
+    let mut slow = JobSpec::new("backlogged", "@every 1s", "slowish");
+    slow.overlap = OverlapPolicy::Skip;
+    coord.put_job(&slow, None).await.expect("put");
+    let created = shardcron_runtime::Clock::now_ms(&shardcron_runtime::SystemClock);
+    tokio::time::sleep(Duration::from_millis(3200)).await;
+    let worker = Worker::builder(coord.clone())
+        .node_id("late")
+        .settings(WorkerSettings::fast())
+        .handler("slowish", FnHandler(|_ctx: FireContext| async move {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            Ok(RunOutput::default())
+        }))
+        .build()
+        .expect("worker");
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(worker.run(async move {
+        let _ = rx.await;
+    }));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let _ = tx.send(());
+    task.await.expect("join").expect("run");
+    let runs = coord.recent_runs(Some("backlogged"), 100).await.expect("runs");
+    let missed_then: Vec<_> = runs.iter().filter(|r| r.scheduled_ms <= created + 3200).collect();
+    assert!(missed_then.len() >= 3, "{runs:?}");
+    assert!(
+        missed_then.iter().all(|r| r.outcome == RunOutcome::Succeeded),
+        "catch-up fires must all run: {runs:?}"
+    );
+}

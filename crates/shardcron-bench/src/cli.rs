@@ -1,0 +1,168 @@
+//! Command-line interface (clap derive).
+//!
+//! Number lists accept single values, inclusive ranges and stepped ranges,
+//! comma-separated: `3,5,10..12,100..500:100` is 3 5 10 11 12 100 200 300
+//! 400 500. Values are sorted and deduplicated.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::scenario::Scenario;
+
+/// Benchmarks for shardcron.
+#[derive(Debug, Parser)]
+#[command(name = "shardcron-bench", version, about)]
+pub struct Cli {
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Simulate placement strategies through membership changes (no I/O).
+    Sim(Box<SimArgs>),
+    /// Benchmark in-process workers against a private redis-server.
+    Live(LiveArgs),
+}
+
+/// A sorted, deduplicated list of numbers parsed from `1,2,5..8,10..100:10`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NumList(pub Vec<u32>);
+
+/// Parses a [`NumList`]; at most 100,000 values.
+pub fn parse_num_list(text: &str) -> Result<NumList, String> {
+    const MAX_VALUES: usize = 100_000;
+    let mut values = Vec::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let number = |s: &str| {
+            s.trim()
+                .replace('_', "")
+                .parse::<u32>()
+                .map_err(|e| format!("{s:?} in {part:?}: {e}"))
+        };
+        match part.split_once("..") {
+            None => values.push(number(part)?),
+            Some((start, rest)) => {
+                let (end, step) = match rest.split_once(':') {
+                    Some((end, step)) => (end, number(step)?),
+                    None => (rest, 1),
+                };
+                let (start, end) = (number(start)?, number(end.trim_start_matches('='))?);
+                if step == 0 || start > end {
+                    return Err(format!("range {part:?} is empty or has step 0"));
+                }
+                let mut value = start;
+                while value <= end {
+                    values.push(value);
+                    if values.len() > MAX_VALUES {
+                        return Err(format!("more than {MAX_VALUES} values"));
+                    }
+                    let Some(next) = value.checked_add(step) else { break };
+                    value = next;
+                }
+            }
+        }
+    }
+    if values.is_empty() {
+        return Err("empty list".to_owned());
+    }
+    values.sort_unstable();
+    values.dedup();
+    Ok(NumList(values))
+}
+
+/// Options of `sim`.
+#[derive(Debug, Clone, Args)]
+pub struct SimArgs {
+    /// Fleet sizes N of the event grid (list or ranges, e.g. `3..10,50,100..500:100`).
+    #[arg(long, default_value = "3,5,10,20,50,100,200", value_parser = parse_num_list)]
+    pub nodes: NumList,
+    /// Shard counts S.
+    #[arg(long, default_value = "1024,65536", value_parser = parse_num_list)]
+    pub shards: NumList,
+    /// Number of jobs (ids `job-0` ..), at most 1,000,000.
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub jobs: u32,
+    /// Virtual nodes per member of the shipped ring in the event grid.
+    #[arg(long, default_value = "40,80,160,320", value_parser = parse_num_list)]
+    pub vnodes: NumList,
+    /// Slack ε of consistent hashing with bounded loads (capacity ceil((1+ε)·S/N)).
+    #[arg(long, default_value_t = 0.25)]
+    pub epsilon: f64,
+    /// Virtual nodes per member of the bounded-loads ring in the event grid.
+    #[arg(long, default_value_t = 160)]
+    pub bounded_vnodes: u32,
+    /// Fleet sizes of the balance-vs-vnodes sweep.
+    #[arg(long, default_value = "10,50", value_parser = parse_num_list)]
+    pub balance_nodes: NumList,
+    /// Virtual-node counts of the balance-vs-vnodes sweep.
+    #[arg(long, default_value = "10,20,40,80,160,320,640", value_parser = parse_num_list)]
+    pub sweep_vnodes: NumList,
+    /// Fleets with different member names per balance-sweep point (averaged).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub trials: u32,
+    /// Scenarios to replay.
+    #[arg(long, value_delimiter = ',', default_value = "scale-out,scale-in,scale-in-last,rolling-restart,crash")]
+    pub scenarios: Vec<Scenario>,
+    /// Crash sizes k (nodes lost at once); each runs where k < N.
+    #[arg(long, default_value = "3", value_parser = parse_num_list)]
+    pub crash: NumList,
+    /// Nodes restarted per fleet size in a rolling restart (evenly spaced); 0 = all.
+    #[arg(long, default_value_t = 16)]
+    pub restart_sample: u32,
+    /// Strategy families: ring, dcron, bounded, rendezvous, jump.
+    #[arg(long, value_delimiter = ',', default_value = "ring,dcron,bounded,rendezvous,jump")]
+    pub strategies: Vec<String>,
+    /// Seed of the choice of leaving / crashing nodes.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Output directory for sim.json, sim.csv, balance.csv and the SVG charts.
+    #[arg(long, default_value = "target/shardcron-bench/sim")]
+    pub out: PathBuf,
+    /// Skip drawing the charts.
+    #[arg(long)]
+    pub no_charts: bool,
+}
+
+/// Options of `live`.
+#[derive(Debug, Clone, Args)]
+pub struct LiveArgs {
+    /// In-process workers.
+    #[arg(long, default_value_t = 3)]
+    pub workers: u32,
+    /// Jobs to register.
+    #[arg(long, default_value_t = 1_000)]
+    pub jobs: u32,
+    /// How long to run, e.g. `30s`.
+    #[arg(long, default_value = "30s")]
+    pub duration: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_and_ranges() {
+        assert_eq!(parse_num_list("5,3,3").map(|l| l.0), Ok(vec![3, 5]));
+        assert_eq!(parse_num_list("3..6").map(|l| l.0), Ok(vec![3, 4, 5, 6]));
+        assert_eq!(parse_num_list("3..=4,10").map(|l| l.0), Ok(vec![3, 4, 10]));
+        assert_eq!(
+            parse_num_list("100..500:100,1_000").map(|l| l.0),
+            Ok(vec![100, 200, 300, 400, 500, 1000])
+        );
+        assert!(parse_num_list("").is_err());
+        assert!(parse_num_list("5..3").is_err());
+        assert!(parse_num_list("1..9:0").is_err());
+        assert!(parse_num_list("x").is_err());
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

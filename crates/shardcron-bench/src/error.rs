@@ -1,0 +1,43 @@
+//! Errors of the benchmark tool, each naming what it was doing.
+
+use std::path::PathBuf;
+
+/// Why a benchmark run failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// An argument combination that cannot be simulated.
+    #[error("invalid arguments: {0}")]
+    InvalidArgs(String),
+    /// Reading or writing a file failed.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What was being done ("writing", "creating directory").
+        action: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// Serializing results failed.
+    #[error("serializing results: {0}")]
+    Json(#[from] serde_json::Error),
+    /// Drawing a chart failed.
+    #[error("drawing chart {path}: {message}")]
+    Chart {
+        /// The chart file.
+        path: PathBuf,
+        /// What the plotting backend reported.
+        message: String,
+    },
+}
+
+impl BenchError {
+    /// Wraps an I/O error with the action and path it happened on.
+    pub fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Self::Io {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,28 @@
+//! `shardcron-bench`: measurements that back shardcron's placement and
+//! coordination choices.
+//!
+//! The ring as shipped (`shardcron_core::ShardMap`) was picked on paper; this
+//! crate checks the choice with numbers. The `sim` subcommand is pure
+//! computation: it replays membership changes (scale-out, scale-in, rolling
+//! restarts, crashes) through several placement strategies and measures how
+//! much work moves compared with the theoretical minimum and how evenly it is
+//! spread afterwards. Results go to JSON and CSV (for diffing between runs)
+//! and to SVG charts (for `docs/BENCHMARKS.md`).
+//!
+//! The library part exists so the strategies and metrics can be unit-tested
+//! apart from the command line; `main.rs` only parses arguments and maps
+//! errors to exit codes.
+
+pub mod charts;
+pub mod cli;
+pub mod error;
+pub mod live;
+pub mod metrics;
+pub mod report;
+pub mod scenario;
+pub mod sim;
+pub mod sim_cmd;
+pub mod strategy;
+pub mod workload;
+
+pub use error::BenchError;

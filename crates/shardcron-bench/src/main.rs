@@ -1,0 +1,26 @@
+//! `shardcron-bench`: see the library docs. This file only parses arguments
+//! and maps errors to exit codes (0 ok, 1 run failed, 2 usage / not
+//! implemented).
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use shardcron_bench::cli::{Cli, Command};
+use shardcron_bench::{live, sim_cmd, BenchError};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Sim(args) => match sim_cmd::run(&args) {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("shardcron-bench sim: {error}");
+                match error {
+                    BenchError::InvalidArgs(_) => ExitCode::from(2),
+                    _ => ExitCode::FAILURE,
+                }
+            }
+        },
+        Command::Live(args) => live::run(&args),
+    }
+}
