@@ -55,9 +55,16 @@ async fn setup(coordinator: &RedisCoordinator) -> Fixture {
         .await
         .unwrap_or_else(|e| fail("acquiring leases", e));
     let mut shards = Vec::new();
-    for ((shard, id), grant) in shard_list.into_iter().zip(ids.into_iter().flatten()).zip(grants) {
+    for ((shard, id), grant) in shard_list
+        .into_iter()
+        .zip(ids.into_iter().flatten())
+        .zip(grants)
+    {
         let LeaseGrant::Granted { token } = grant else {
-            fail("acquiring leases", format!("shard {shard} not granted: {grant:?}"))
+            fail(
+                "acquiring leases",
+                format!("shard {shard} not granted: {grant:?}"),
+            )
         };
         let spec = JobSpec::new(id.clone(), "@every 5s", "noop");
         let stored = coordinator
@@ -96,59 +103,66 @@ fn claim(c: &mut Criterion) {
         .sample_size(20);
     for fires in [1u64, 10, 100] {
         group.throughput(Throughput::Elements(fires));
-        group.bench_with_input(BenchmarkId::new("fires_per_batch", fires), &fires, |b, &fires| {
-            b.iter_custom(|iterations| {
-                runtime.block_on(async {
-                    let start = Instant::now();
-                    for _ in 0..iterations {
-                        let slot = rotation.get();
-                        rotation.set((slot + 1) % fixture.shards.len());
-                        let (shard, id, version, token) = &fixture.shards[slot];
-                        let cursor = &next_ms[slot];
-                        let batch = ClaimBatch {
-                            shard: *shard,
-                            holder: HOLDER.to_owned(),
-                            token: *token,
-                            fires: (0..fires)
-                                .map(|_| {
-                                    cursor.set(cursor.get() + 1);
-                                    FireClaim {
-                                        job_id: id.clone(),
-                                        scheduled_ms: cursor.get(),
-                                        kind: FireKind::Scheduled,
-                                        job_version: *version,
-                                    }
-                                })
-                                .collect(),
-                        };
-                        match coordinator.claim_fires(&[batch], RETENTION).await {
-                            Ok(outcomes) => {
-                                for outcome in outcomes {
-                                    match outcome {
-                                        BatchOutcome::Claimed(results) => {
-                                            let lost = results
-                                                .iter()
-                                                .filter(|r| **r != ClaimOutcome::Claimed)
-                                                .count();
-                                            not_claimed.set(not_claimed.get() + lost as u64);
+        group.bench_with_input(
+            BenchmarkId::new("fires_per_batch", fires),
+            &fires,
+            |b, &fires| {
+                b.iter_custom(|iterations| {
+                    runtime.block_on(async {
+                        let start = Instant::now();
+                        for _ in 0..iterations {
+                            let slot = rotation.get();
+                            rotation.set((slot + 1) % fixture.shards.len());
+                            let (shard, id, version, token) = &fixture.shards[slot];
+                            let cursor = &next_ms[slot];
+                            let batch = ClaimBatch {
+                                shard: *shard,
+                                holder: HOLDER.to_owned(),
+                                token: *token,
+                                fires: (0..fires)
+                                    .map(|_| {
+                                        cursor.set(cursor.get() + 1);
+                                        FireClaim {
+                                            job_id: id.clone(),
+                                            scheduled_ms: cursor.get(),
+                                            kind: FireKind::Scheduled,
+                                            job_version: *version,
                                         }
-                                        BatchOutcome::LeaseLost => {
-                                            not_claimed.set(not_claimed.get() + fires);
+                                    })
+                                    .collect(),
+                            };
+                            match coordinator.claim_fires(&[batch], RETENTION).await {
+                                Ok(outcomes) => {
+                                    for outcome in outcomes {
+                                        match outcome {
+                                            BatchOutcome::Claimed(results) => {
+                                                let lost = results
+                                                    .iter()
+                                                    .filter(|r| **r != ClaimOutcome::Claimed)
+                                                    .count();
+                                                not_claimed.set(not_claimed.get() + lost as u64);
+                                            }
+                                            BatchOutcome::LeaseLost => {
+                                                not_claimed.set(not_claimed.get() + fires);
+                                            }
                                         }
                                     }
                                 }
+                                Err(e) => fail("claiming", e),
                             }
-                            Err(e) => fail("claiming", e),
                         }
-                    }
-                    start.elapsed()
+                        start.elapsed()
+                    })
                 })
-            })
-        });
+            },
+        );
     }
     group.finish();
     if not_claimed.get() > 0 {
-        fail("verifying", format!("{} fires were not claimed", not_claimed.get()));
+        fail(
+            "verifying",
+            format!("{} fires were not claimed", not_claimed.get()),
+        );
     }
     drop(coordinator);
     drop(server);

@@ -27,16 +27,28 @@ fn next_after(c: &mut Criterion) {
         .throughput(Throughput::Elements(1));
     let cases = [
         ("cron5 */5 * * * * UTC", "*/5 * * * *", "UTC", ORDINARY_MS),
-        ("cron6 */10 * * * * * UTC", "*/10 * * * * *", "UTC", ORDINARY_MS),
+        (
+            "cron6 */10 * * * * * UTC",
+            "*/10 * * * * *",
+            "UTC",
+            ORDINARY_MS,
+        ),
         ("@every 5s", "@every 5s", "UTC", ORDINARY_MS),
-        ("cron5 30 2 * * * New_York DST gap", "30 2 * * *", "America/New_York", BEFORE_GAP_MS),
+        (
+            "cron5 30 2 * * * New_York DST gap",
+            "30 2 * * *",
+            "America/New_York",
+            BEFORE_GAP_MS,
+        ),
     ];
     for (name, expr, zone, start) in cases {
         let (Ok(schedule), Ok(tz)) = (Schedule::parse(expr), parse_time_zone(zone)) else {
             eprintln!("schedule bench: cannot parse {expr:?} in {zone}");
             std::process::exit(1);
         };
-        group.bench_function(name, |b| b.iter(|| black_box(schedule.next_after(black_box(start), tz))));
+        group.bench_function(name, |b| {
+            b.iter(|| black_box(schedule.next_after(black_box(start), tz)))
+        });
     }
     group.finish();
 }

@@ -18,22 +18,88 @@ fn listing(cli: &Cli) -> String {
 #[test]
 fn bad_input_is_refused_with_a_clear_message_and_exit_code() {
     let cli = Cli::new("cli-errors");
-    let ok = cli.run(&["job", "put", "--id", "keep", "--schedule", "@every 5s", "--exec", "true"]);
+    let ok = cli.run(&[
+        "job",
+        "put",
+        "--id",
+        "keep",
+        "--schedule",
+        "@every 5s",
+        "--exec",
+        "true",
+    ]);
     assert!(ok.status.success(), "{}", stderr(&ok));
     let before = listing(&cli);
     let get_before = cli.run(&["job", "get", "keep"]);
 
     let cases: Vec<(Vec<&str>, &str)> = vec![
-        (vec!["job", "put", "--id", "x", "--schedule", "61 * * * *", "--exec", "true"], "schedule"),
-        (vec!["job", "put", "--id", "x", "--schedule", "@every 1s", "--tz", "Mars/Base", "--exec", "true"], "Mars/Base"),
-        (vec!["job", "put", "--id", "x", "--schedule", "@every 1s"], "exec"),
-        (vec!["job", "put", "--id", "keep", "--schedule", "bogus", "--exec", "true"], "schedule"),
-        (vec!["job", "put", "--id", "bad@id", "--schedule", "@every 1s", "--exec", "true"], "id"),
+        (
+            vec![
+                "job",
+                "put",
+                "--id",
+                "x",
+                "--schedule",
+                "61 * * * *",
+                "--exec",
+                "true",
+            ],
+            "schedule",
+        ),
+        (
+            vec![
+                "job",
+                "put",
+                "--id",
+                "x",
+                "--schedule",
+                "@every 1s",
+                "--tz",
+                "Mars/Base",
+                "--exec",
+                "true",
+            ],
+            "Mars/Base",
+        ),
+        (
+            vec!["job", "put", "--id", "x", "--schedule", "@every 1s"],
+            "exec",
+        ),
+        (
+            vec![
+                "job",
+                "put",
+                "--id",
+                "keep",
+                "--schedule",
+                "bogus",
+                "--exec",
+                "true",
+            ],
+            "schedule",
+        ),
+        (
+            vec![
+                "job",
+                "put",
+                "--id",
+                "bad@id",
+                "--schedule",
+                "@every 1s",
+                "--exec",
+                "true",
+            ],
+            "id",
+        ),
     ];
     for (args, needle) in cases {
         let o = cli.run(&args);
         assert_eq!(o.status.code(), Some(3), "{args:?}: {}", stderr(&o));
-        assert!(stderr(&o).contains(needle), "{args:?}: message must name {needle:?}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains(needle),
+            "{args:?}: message must name {needle:?}: {}",
+            stderr(&o)
+        );
     }
 
     let dup = cli.write(
@@ -42,7 +108,11 @@ fn bad_input_is_refused_with_a_clear_message_and_exit_code() {
     );
     let o = cli.run(&["job", "put", "--file", dup.to_str().expect("path")]);
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
-    assert!(stderr(&o).contains("\"a\""), "duplicate id must be named: {}", stderr(&o));
+    assert!(
+        stderr(&o).contains("\"a\""),
+        "duplicate id must be named: {}",
+        stderr(&o)
+    );
 
     let mixed = cli.write(
         "mixed.toml",
@@ -50,7 +120,11 @@ fn bad_input_is_refused_with_a_clear_message_and_exit_code() {
     );
     let o = cli.run(&["job", "put", "--file", mixed.to_str().expect("path")]);
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
-    assert!(stderr(&o).contains("broken") && stderr(&o).contains("schedule"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("broken") && stderr(&o).contains("schedule"),
+        "{}",
+        stderr(&o)
+    );
 
     let missing = cli.run(&["job", "get", "nope"]);
     assert_eq!(missing.status.code(), Some(5), "{}", stderr(&missing));
@@ -66,15 +140,34 @@ fn bad_input_is_refused_with_a_clear_message_and_exit_code() {
     assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
     assert!(stderr(&o).contains("unreachable"), "{}", stderr(&o));
 
-    let o = cli.run(&["worker", "--config", cli.write("bad.toml", "[worker]\nhartbeat = \"1s\"\n").to_str().expect("p")]);
+    let o = cli.run(&[
+        "worker",
+        "--config",
+        cli.write("bad.toml", "[worker]\nhartbeat = \"1s\"\n")
+            .to_str()
+            .expect("p"),
+    ]);
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
-    assert!(stderr(&o).contains("hartbeat"), "unknown key must be named: {}", stderr(&o));
+    assert!(
+        stderr(&o).contains("hartbeat"),
+        "unknown key must be named: {}",
+        stderr(&o)
+    );
 }
 
 #[test]
 fn a_node_with_another_shard_count_refuses_to_start() {
     let cli = Cli::new("cli-mismatch");
-    let ok = cli.run(&["job", "put", "--id", "keep", "--schedule", "@every 5s", "--exec", "true"]);
+    let ok = cli.run(&[
+        "job",
+        "put",
+        "--id",
+        "keep",
+        "--schedule",
+        "@every 5s",
+        "--exec",
+        "true",
+    ]);
     assert!(ok.status.success(), "{}", stderr(&ok));
     let cfg = cli.write("odd.toml", "[worker]\nshard_count = 512\n");
     let o = cli.run(&["worker", "--config", cfg.to_str().expect("path")]);

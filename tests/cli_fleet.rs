@@ -28,7 +28,11 @@ fn four_processes_survive_sigterm_and_sigkill_without_duplicate_or_miss() {
         .collect();
     let file = cli.write("jobs.json", &serde_json::to_string(&entries).expect("json"));
     let put = cli.run(&["job", "put", "--file", file.to_str().expect("path")]);
-    assert!(put.status.success(), "job put --file: {}", String::from_utf8_lossy(&put.stderr));
+    assert!(
+        put.status.success(),
+        "job put --file: {}",
+        String::from_utf8_lossy(&put.stderr)
+    );
     let config = cli.write("worker.toml", FAST_CONFIG);
 
     let from = now_ms() + 2000;
@@ -40,7 +44,8 @@ fn four_processes_survive_sigterm_and_sigkill_without_duplicate_or_miss() {
 
     // Graceful stop of n2, then restart.
     signal(&workers[1].1, libc::SIGTERM);
-    let status = wait_exit(&mut workers[1].1, Duration::from_secs(15)).expect("n2 exits after SIGTERM");
+    let status =
+        wait_exit(&mut workers[1].1, Duration::from_secs(15)).expect("n2 exits after SIGTERM");
     assert!(status.success(), "SIGTERM exit status {status:?}");
     std::thread::sleep(Duration::from_secs(2));
     workers[1].1 = cli.worker("n2", &config);
@@ -58,18 +63,17 @@ fn four_processes_survive_sigterm_and_sigkill_without_duplicate_or_miss() {
         signal(w, libc::SIGTERM);
     }
     for (name, w) in &mut workers {
-        let status = wait_exit(w, Duration::from_secs(15)).unwrap_or_else(|| panic!("{name} did not stop"));
+        let status =
+            wait_exit(w, Duration::from_secs(15)).unwrap_or_else(|| panic!("{name} did not stop"));
         assert!(status.success(), "{name} exit status {status:?}");
     }
     std::thread::sleep(Duration::from_millis(500));
 
     let a = audit_file(&out, &jobs, from, to);
-    let (lost_with_crash, unclaimed): (Vec<_>, Vec<_>) = a
-        .missing
-        .iter()
-        .partition(|(job, at)| {
-            claim_holder(&cli.redis, &cli.namespace, job, *at, 1024).is_some_and(|h| h.starts_with("n3/"))
-        });
+    let (lost_with_crash, unclaimed): (Vec<_>, Vec<_>) = a.missing.iter().partition(|(job, at)| {
+        claim_holder(&cli.redis, &cli.namespace, job, *at, 1024)
+            .is_some_and(|h| h.starts_with("n3/"))
+    });
     println!(
         "multi-process audit: expected {} seen {} duplicates {} missing {} (claimed by the killed worker before it died: {}) per node {:?}",
         a.expected,
@@ -90,9 +94,26 @@ fn four_processes_survive_sigterm_and_sigkill_without_duplicate_or_miss() {
         println!("runs of {job}:\n{}", String::from_utf8_lossy(&runs.stdout));
     }
     assert!(a.expected >= 100 * 15, "window too short: {}", a.expected);
-    assert!(a.duplicates.is_empty(), "duplicates: {:?}", &a.duplicates[..a.duplicates.len().min(10)]);
-    assert!(unclaimed.is_empty(), "fires nobody ran: {:?}", &unclaimed[..unclaimed.len().min(10)]);
-    let instants: std::collections::BTreeSet<i64> = lost_with_crash.iter().map(|(_, t)| *t).collect();
-    assert!(instants.len() <= 1, "fires lost with the crash must all be from its instant: {instants:?}");
-    assert_eq!(a.per_node.len(), 4, "every worker ran a share: {:?}", a.per_node);
+    assert!(
+        a.duplicates.is_empty(),
+        "duplicates: {:?}",
+        &a.duplicates[..a.duplicates.len().min(10)]
+    );
+    assert!(
+        unclaimed.is_empty(),
+        "fires nobody ran: {:?}",
+        &unclaimed[..unclaimed.len().min(10)]
+    );
+    let instants: std::collections::BTreeSet<i64> =
+        lost_with_crash.iter().map(|(_, t)| *t).collect();
+    assert!(
+        instants.len() <= 1,
+        "fires lost with the crash must all be from its instant: {instants:?}"
+    );
+    assert_eq!(
+        a.per_node.len(),
+        4,
+        "every worker ran a share: {:?}",
+        a.per_node
+    );
 }

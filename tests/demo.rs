@@ -12,7 +12,14 @@ fn demo_runs_to_completion_without_duplicates() {
         .expect("run demo");
     let stdout = String::from_utf8_lossy(&o.stdout);
     println!("{stdout}");
-    assert!(o.status.success(), "demo failed: {stdout}\n{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "demo failed: {stdout}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let summary = stdout.to_lowercase();
-    assert!(summary.contains("duplicates"), "summary must report duplicates: {stdout}");
+    assert!(
+        summary.contains("duplicates"),
+        "summary must report duplicates: {stdout}"
+    );
 }

@@ -199,7 +199,8 @@ impl Prometheus {
             let dir = tempfile::tempdir().expect("tempdir");
             let port = shardcron_testkit::free_port().expect("free port");
             let config = dir.path().join("prometheus.yml");
-            let target_list: Vec<String> = targets.iter().map(|p| format!("'127.0.0.1:{p}'")).collect();
+            let target_list: Vec<String> =
+                targets.iter().map(|p| format!("'127.0.0.1:{p}'")).collect();
             let text = format!(
                 "global:\n  scrape_interval: {SCRAPE_INTERVAL}\n  scrape_timeout: {SCRAPE_INTERVAL}\n  evaluation_interval: 1s\n\
                  rule_files:\n  - '{}'\n\
@@ -223,7 +224,10 @@ impl Prometheus {
             let log_file = std::fs::File::create(&log).expect("prometheus log");
             let child = Command::new(&binary)
                 .arg(format!("--config.file={}", config.display()))
-                .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+                .arg(format!(
+                    "--storage.tsdb.path={}",
+                    dir.path().join("data").display()
+                ))
                 .arg(format!("--web.listen-address=127.0.0.1:{port}"))
                 .arg("--log.level=warn")
                 .stdin(Stdio::null())
@@ -240,7 +244,10 @@ impl Prometheus {
             let start = Instant::now();
             while start.elapsed() < Duration::from_secs(30) {
                 if let Ok(Some(status)) = prom.child.try_wait() {
-                    eprintln!("prometheus exited with {status:?}:\n{}", log_tail(&prom.log, 30));
+                    eprintln!(
+                        "prometheus exited with {status:?}:\n{}",
+                        log_tail(&prom.log, 30)
+                    );
                     break;
                 }
                 if matches!(http_get(port, "/-/ready"), Ok((200, _))) {
@@ -257,11 +264,16 @@ impl Prometheus {
     fn query(&self, expr: &str) -> Result<Value, String> {
         let path = format!("/api/v1/query?query={}", url_encode(expr));
         let (code, body) = http_get(self.port, &path)?;
-        let v: Value = serde_json::from_str(&body).map_err(|e| format!("HTTP {code}, not JSON ({e}): {body}"))?;
+        let v: Value = serde_json::from_str(&body)
+            .map_err(|e| format!("HTTP {code}, not JSON ({e}): {body}"))?;
         if v["status"] == "success" {
             Ok(v["data"].clone())
         } else {
-            Err(format!("{}: {}", v["errorType"].as_str().unwrap_or("?"), v["error"].as_str().unwrap_or("?")))
+            Err(format!(
+                "{}: {}",
+                v["errorType"].as_str().unwrap_or("?"),
+                v["error"].as_str().unwrap_or("?")
+            ))
         }
     }
 
@@ -284,15 +296,27 @@ fn log_tail(path: &Path, n: usize) -> String {
 fn http_get(port: u16, path: &str) -> Result<(u16, String), String> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let timeout = Duration::from_secs(5);
-    let mut stream = TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect {addr}: {e}"))?;
-    stream.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
-    stream.set_write_timeout(Some(timeout)).map_err(|e| e.to_string())?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\nAccept: */*\r\nConnection: close\r\n\r\n")
-        .map_err(|e| format!("write {addr}: {e}"))?;
+    let mut stream =
+        TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect {addr}: {e}"))?;
+    stream
+        .set_read_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    stream
+        .set_write_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.0\r\nHost: {addr}\r\nAccept: */*\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| format!("write {addr}: {e}"))?;
     let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).map_err(|e| format!("read {addr}: {e}"))?;
+    stream
+        .read_to_end(&mut raw)
+        .map_err(|e| format!("read {addr}: {e}"))?;
     let text = String::from_utf8_lossy(&raw);
-    let (head, body) = text.split_once("\r\n\r\n").ok_or_else(|| format!("malformed HTTP response: {text}"))?;
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| format!("malformed HTTP response: {text}"))?;
     let code = head
         .split_whitespace()
         .nth(1)
@@ -452,7 +476,9 @@ fn alert_signals(expr: &str) -> Vec<String> {
         let b = t.as_bytes();
         let cut = (0..b.len()).find(|&i| {
             top[i]
-                && (b[i] == b'>' || b[i] == b'<' || ((b[i] == b'=' || b[i] == b'!') && b.get(i + 1) == Some(&b'=')))
+                && (b[i] == b'>'
+                    || b[i] == b'<'
+                    || ((b[i] == b'=' || b[i] == b'!') && b.get(i + 1) == Some(&b'=')))
         });
         out.push(match cut {
             Some(i) => t[..i].trim().to_owned(),
@@ -517,24 +543,36 @@ fn load_dashboards() -> (Vec<DashExpr>, Vec<DashExpr>) {
     let mut uids = BTreeSet::new();
     for name in DASHBOARDS {
         let path = repo_path(&format!("dashboards/{name}.json"));
-        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        let d: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: invalid JSON: {e}", path.display()));
+        let text =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let d: Value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{}: invalid JSON: {e}", path.display()));
         let uid = d["uid"].as_str().unwrap_or("");
         if uid.is_empty() || uid.len() > 40 || !uids.insert(uid.to_owned()) {
-            problems.push(format!("{name}: uid {uid:?} missing, longer than 40 or duplicated"));
+            problems.push(format!(
+                "{name}: uid {uid:?} missing, longer than 40 or duplicated"
+            ));
         }
         if d["title"].as_str().is_none_or(str::is_empty) {
             problems.push(format!("{name}: no title"));
         }
         if d["schemaVersion"].as_u64().is_none_or(|v| v < 36) {
-            problems.push(format!("{name}: schemaVersion {} (want the current schema, >= 36)", d["schemaVersion"]));
+            problems.push(format!(
+                "{name}: schemaVersion {} (want the current schema, >= 36)",
+                d["schemaVersion"]
+            ));
         }
         // Template variables.
-        let vars = d["templating"]["list"].as_array().cloned().unwrap_or_default();
+        let vars = d["templating"]["list"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         let var = |n: &str| vars.iter().find(|v| v["name"] == n).cloned();
         match var("datasource") {
             Some(v) if v["type"] == "datasource" && v["query"] == "prometheus" => {}
-            _ => problems.push(format!("{name}: variable `datasource` must be type datasource, query prometheus")),
+            _ => problems.push(format!(
+                "{name}: variable `datasource` must be type datasource, query prometheus"
+            )),
         }
         for (vname, multi) in [("namespace", false), ("node", true)] {
             match var(vname) {
@@ -545,7 +583,9 @@ fn load_dashboards() -> (Vec<DashExpr>, Vec<DashExpr>) {
                         .or_else(|| v["definition"].as_str())
                         .unwrap_or("");
                     if !q.starts_with("label_values(") {
-                        problems.push(format!("{name}: variable `{vname}` query {q:?} is not label_values(...)"));
+                        problems.push(format!(
+                            "{name}: variable `{vname}` query {q:?} is not label_values(...)"
+                        ));
                     } else {
                         var_queries.push(DashExpr {
                             origin: format!("{name}: variable ${vname}"),
@@ -553,10 +593,14 @@ fn load_dashboards() -> (Vec<DashExpr>, Vec<DashExpr>) {
                         });
                     }
                     if multi && (v["multi"] != true || v["includeAll"] != true) {
-                        problems.push(format!("{name}: variable `{vname}` must be multi-value with All"));
+                        problems.push(format!(
+                            "{name}: variable `{vname}` must be multi-value with All"
+                        ));
                     }
                     if v["datasource"]["uid"] != "${datasource}" {
-                        problems.push(format!("{name}: variable `{vname}` must use ${{datasource}}"));
+                        problems.push(format!(
+                            "{name}: variable `{vname}` must use ${{datasource}}"
+                        ));
                     }
                 }
                 _ => problems.push(format!("{name}: query variable `{vname}` missing")),
@@ -577,13 +621,17 @@ fn load_dashboards() -> (Vec<DashExpr>, Vec<DashExpr>) {
             }
             panel_count += 1;
             if !matches!(kind, "timeseries" | "stat" | "table") {
-                problems.push(format!("{name}/{title}: panel type {kind:?} (want timeseries, stat or table)"));
+                problems.push(format!(
+                    "{name}/{title}: panel type {kind:?} (want timeseries, stat or table)"
+                ));
             }
             if !p["id"].as_u64().is_some_and(|id| ids.insert(id)) {
                 problems.push(format!("{name}/{title}: missing or duplicate panel id"));
             }
             if p["datasource"]["uid"] != "${datasource}" {
-                problems.push(format!("{name}/{title}: panel data source must be ${{datasource}}"));
+                problems.push(format!(
+                    "{name}/{title}: panel data source must be ${{datasource}}"
+                ));
             }
             for k in ["x", "y", "w", "h"] {
                 if p["gridPos"][k].as_u64().is_none() {
@@ -631,18 +679,32 @@ fn load_dashboards() -> (Vec<DashExpr>, Vec<DashExpr>) {
             problems.push(format!("no dashboard panel shows {k}"));
         }
     }
-    assert!(problems.is_empty(), "dashboard problems:\n  {}", problems.join("\n  "));
+    assert!(
+        problems.is_empty(),
+        "dashboard problems:\n  {}",
+        problems.join("\n  ")
+    );
     (exprs, var_queries)
 }
 
 /// `label_values(selector, label)` as a PromQL expression that returns one
 /// series per value.
 fn label_values_query(q: &str) -> String {
-    let inner = q.trim().strip_prefix("label_values(").and_then(|r| r.strip_suffix(')')).expect("label_values(...)");
+    let inner = q
+        .trim()
+        .strip_prefix("label_values(")
+        .and_then(|r| r.strip_suffix(')'))
+        .expect("label_values(...)");
     let top = top_level(inner);
-    let comma = (0..inner.len()).rev().find(|&i| top[i] && inner.as_bytes()[i] == b',');
+    let comma = (0..inner.len())
+        .rev()
+        .find(|&i| top[i] && inner.as_bytes()[i] == b',');
     match comma {
-        Some(i) => format!("count by ({}) ({})", inner[i + 1..].trim(), inner[..i].trim()),
+        Some(i) => format!(
+            "count by ({}) ({})",
+            inner[i + 1..].trim(),
+            inner[..i].trim()
+        ),
         None => format!("count by ({}) ({{{}=~\".+\"}})", inner.trim(), inner.trim()),
     }
 }
@@ -655,15 +717,26 @@ fn status(cli: &Cli) -> Value {
 }
 
 fn wait_settled(cli: &Cli, members: usize, what: &str) {
-    wait_for(Duration::from_secs(20), || fleet_settled(&status(cli), members))
-        .unwrap_or_else(|| panic!("fleet did not settle with {members} members ({what}): {}", status(cli)));
+    wait_for(Duration::from_secs(20), || {
+        fleet_settled(&status(cli), members)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "fleet did not settle with {members} members ({what}): {}",
+            status(cli)
+        )
+    });
 }
 
 fn put_job(cli: &Cli, args: &[&str]) {
     let mut full = vec!["job", "put"];
     full.extend_from_slice(args);
     let out = cli.run(&full);
-    assert!(out.status.success(), "job put {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "job put {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -674,14 +747,24 @@ fn dashboards_and_alerts_evaluate_against_real_prometheus() {
     require_tool("prometheus");
 
     let alerts = repo_path("dashboards/alerts.yaml");
-    let check = Command::new(&promtool).args(["check", "rules"]).arg(&alerts).output().expect("run promtool");
+    let check = Command::new(&promtool)
+        .args(["check", "rules"])
+        .arg(&alerts)
+        .output()
+        .expect("run promtool");
     let promtool_out = format!(
         "{}{}",
         String::from_utf8_lossy(&check.stdout),
         String::from_utf8_lossy(&check.stderr)
     );
-    assert!(check.status.success(), "promtool check rules dashboards/alerts.yaml failed:\n{promtool_out}");
-    println!("promtool check rules dashboards/alerts.yaml:\n{}", promtool_out.trim_end());
+    assert!(
+        check.status.success(),
+        "promtool check rules dashboards/alerts.yaml failed:\n{promtool_out}"
+    );
+    println!(
+        "promtool check rules dashboards/alerts.yaml:\n{}",
+        promtool_out.trim_end()
+    );
 
     let (dash_exprs, var_queries) = load_dashboards();
 
@@ -689,11 +772,55 @@ fn dashboards_and_alerts_evaluate_against_real_prometheus() {
     let cli = Cli::new(NAMESPACE);
     let config = cli.write("worker.toml", WORKER_CONFIG);
     for i in 0..3 {
-        put_job(&cli, &["--id", &format!("ok-{i}"), "--schedule", "@every 1s", "--exec", "true"]);
+        put_job(
+            &cli,
+            &[
+                "--id",
+                &format!("ok-{i}"),
+                "--schedule",
+                "@every 1s",
+                "--exec",
+                "true",
+            ],
+        );
     }
-    put_job(&cli, &["--id", "fails", "--schedule", "@every 1s", "--exec", "false"]);
-    put_job(&cli, &["--id", "slow", "--schedule", "@every 1s", "--exec", "sleep 3", "--timeout", "200ms"]);
-    put_job(&cli, &["--id", "skipper", "--schedule", "@every 1s", "--exec", "true", "--misfire", "skip"]);
+    put_job(
+        &cli,
+        &[
+            "--id",
+            "fails",
+            "--schedule",
+            "@every 1s",
+            "--exec",
+            "false",
+        ],
+    );
+    put_job(
+        &cli,
+        &[
+            "--id",
+            "slow",
+            "--schedule",
+            "@every 1s",
+            "--exec",
+            "sleep 3",
+            "--timeout",
+            "200ms",
+        ],
+    );
+    put_job(
+        &cli,
+        &[
+            "--id",
+            "skipper",
+            "--schedule",
+            "@every 1s",
+            "--exec",
+            "true",
+            "--misfire",
+            "skip",
+        ],
+    );
 
     let mut workers = Workers {
         children: BTreeMap::new(),
@@ -724,7 +851,10 @@ fn dashboards_and_alerts_evaluate_against_real_prometheus() {
     let lease_key = shardcron_coord::Keyspace::new(NAMESPACE).lease(shard);
     let holder = cli.redis.command(&["GET", &lease_key]).expect("GET lease");
     let victim = holder.split('/').next().unwrap_or("").to_owned();
-    assert!(NODES.contains(&victim.as_str()), "lease {lease_key} held by {holder:?}");
+    assert!(
+        NODES.contains(&victim.as_str()),
+        "lease {lease_key} held by {holder:?}"
+    );
     cli.redis
         .command(&[
             "EVAL",
@@ -734,13 +864,25 @@ fn dashboards_and_alerts_evaluate_against_real_prometheus() {
         ])
         .expect("corrupt lease key");
     std::thread::sleep(Duration::from_millis(3500));
-    cli.redis.command(&["DEL", &lease_key]).expect("restore lease key");
+    cli.redis
+        .command(&["DEL", &lease_key])
+        .expect("restore lease key");
     wait_settled(&cli, 3, "after the lease fault");
 
     // Job changes reach their owners: job propagation delay (measured by the
     // owner, so done last, when no owner dies any more).
     for i in 0..3 {
-        put_job(&cli, &["--id", &format!("ok-{i}"), "--schedule", "@every 1s", "--exec", "true v2"]);
+        put_job(
+            &cli,
+            &[
+                "--id",
+                &format!("ok-{i}"),
+                "--schedule",
+                "@every 1s",
+                "--exec",
+                "true v2",
+            ],
+        );
     }
     let fleet_done = started.elapsed();
 
@@ -789,7 +931,12 @@ fn dashboards_and_alerts_evaluate_against_real_prometheus() {
         }
         evaluated && rules.len() == expected_rules
     })
-    .unwrap_or_else(|| panic!("Prometheus loaded {} of {expected_rules} rules or did not evaluate them: {rules:?}", rules.len()));
+    .unwrap_or_else(|| {
+        panic!(
+            "Prometheus loaded {} of {expected_rules} rules or did not evaluate them: {rules:?}",
+            rules.len()
+        )
+    });
 
     // --- every expression
     struct Check {
@@ -833,7 +980,10 @@ fn dashboards_and_alerts_evaluate_against_real_prometheus() {
     assert!(
         leftover.is_empty(),
         "unsubstituted variables: {:?}",
-        leftover.iter().map(|c| (&c.origin, &c.expr)).collect::<Vec<_>>()
+        leftover
+            .iter()
+            .map(|c| (&c.origin, &c.expr))
+            .collect::<Vec<_>>()
     );
 
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -858,7 +1008,10 @@ fn dashboards_and_alerts_evaluate_against_real_prometheus() {
                 }
             }
         }
-        if failures.is_empty() || (only_invalid && !failures.is_empty()) || Instant::now() > deadline {
+        if failures.is_empty()
+            || (only_invalid && !failures.is_empty())
+            || Instant::now() > deadline
+        {
             break;
         }
         std::thread::sleep(Duration::from_secs(1));
@@ -881,7 +1034,13 @@ fn dashboards_and_alerts_evaluate_against_real_prometheus() {
         .as_array()
         .into_iter()
         .flatten()
-        .map(|a| format!("{} ({})", a["labels"]["alertname"].as_str().unwrap_or("?"), a["state"].as_str().unwrap_or("?")))
+        .map(|a| {
+            format!(
+                "{} ({})",
+                a["labels"]["alertname"].as_str().unwrap_or("?"),
+                a["state"].as_str().unwrap_or("?")
+            )
+        })
         .collect();
     println!(
         "verified {} dashboard expressions ({} dashboards), {} variable queries and {} alert rules \
@@ -905,7 +1064,10 @@ fn dashboards_and_alerts_evaluate_against_real_prometheus() {
 fn alert_signal_extraction() {
     assert_eq!(
         alert_signals("sum by (namespace) (shardcron_members) == 0 or absent(shardcron_members)"),
-        vec!["sum by (namespace) (shardcron_members)", "shardcron_members"]
+        vec![
+            "sum by (namespace) (shardcron_members)",
+            "shardcron_members"
+        ]
     );
     assert_eq!(
         alert_signals("sum(rate(x{outcome=~\"a|b\"}[10m])) / sum(rate(x[10m])) > 0.1"),
@@ -914,14 +1076,23 @@ fn alert_signal_extraction() {
     assert_eq!(alert_signals("(a - b) > 0"), vec!["(a - b)"]);
     assert_eq!(alert_signals("(a > 0)"), vec!["a"]);
     assert_eq!(alert_signals("x{l!=\"v\"} != 1"), vec!["x{l!=\"v\"}"]);
-    assert_eq!(split_or("sort_desc(a) or b{l=\"x or y\"}"), vec!["sort_desc(a)", "b{l=\"x or y\"}"]);
+    assert_eq!(
+        split_or("sort_desc(a) or b{l=\"x or y\"}"),
+        vec!["sort_desc(a)", "b{l=\"x or y\"}"]
+    );
     assert_eq!(
         label_values_query("label_values(shardcron_members{namespace=~\"ns\"}, node)"),
         "count by (node) (shardcron_members{namespace=~\"ns\"})"
     );
     assert_eq!(
-        substitute("rate(x{namespace=~\"$namespace\", node=~\"${node}\"}[$__rate_interval])", "ns"),
+        substitute(
+            "rate(x{namespace=~\"$namespace\", node=~\"${node}\"}[$__rate_interval])",
+            "ns"
+        ),
         "rate(x{namespace=~\"ns\", node=~\".*\"}[30s])"
     );
-    assert_eq!(metric_names("rate(shardcron_a_bucket[1m]) / foo_shardcron_b"), BTreeSet::from(["shardcron_a_bucket".to_owned()]));
+    assert_eq!(
+        metric_names("rate(shardcron_a_bucket[1m]) / foo_shardcron_b"),
+        BTreeSet::from(["shardcron_a_bucket".to_owned()])
+    );
 }

@@ -14,7 +14,10 @@ pub fn bin() -> &'static str {
 }
 
 pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_millis() as i64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64
 }
 
 /// Fast timings so a test crosses every boundary in seconds.
@@ -132,7 +135,9 @@ pub fn audit_file(path: &Path, job_ids: &[String], from_ms: i64, to_ms: i64) -> 
         if at < first || at > to_ms {
             continue;
         }
-        runs.entry((job.to_owned(), at)).or_default().push(node.to_owned());
+        runs.entry((job.to_owned(), at))
+            .or_default()
+            .push(node.to_owned());
         *a.per_node.entry(node.to_owned()).or_default() += 1;
     }
     for job in job_ids {
@@ -155,7 +160,13 @@ pub fn audit_file(path: &Path, job_ids: &[String], from_ms: i64, to_ms: i64) -> 
 }
 
 /// Who claimed a fire, read from its claim key in Redis.
-pub fn claim_holder(redis: &RedisServer, ns: &str, job: &str, at: i64, shard_count: u32) -> Option<String> {
+pub fn claim_holder(
+    redis: &RedisServer,
+    ns: &str,
+    job: &str,
+    at: i64,
+    shard_count: u32,
+) -> Option<String> {
     let shard = shardcron_core::shard_of(job, shard_count);
     let key = format!("{{{ns}:{shard}}}:fire:{job}@{at}");
     redis.command(&["GET", &key]).ok().filter(|v| v != "(nil)")
@@ -197,7 +208,11 @@ impl ProcFleet {
             .collect();
         let file = cli.write("jobs.json", &serde_json::to_string(&entries).expect("json"));
         let put = cli.run(&["job", "put", "--file", file.to_str().expect("path")]);
-        assert!(put.status.success(), "job put --file: {}", String::from_utf8_lossy(&put.stderr));
+        assert!(
+            put.status.success(),
+            "job put --file: {}",
+            String::from_utf8_lossy(&put.stderr)
+        );
         Self {
             cli,
             config,
@@ -217,7 +232,12 @@ impl ProcFleet {
             .expect("log file");
         let mut cmd = Command::new(bin());
         cmd.arg("--redis")
-            .arg(self.redis_url.get(node).cloned().unwrap_or_else(|| self.cli.redis.url()))
+            .arg(
+                self.redis_url
+                    .get(node)
+                    .cloned()
+                    .unwrap_or_else(|| self.cli.redis.url()),
+            )
             .arg("--namespace")
             .arg(&self.cli.namespace)
             .arg("worker")
@@ -242,11 +262,23 @@ impl ProcFleet {
 
     /// SIGTERM and wait; asserts a clean exit.
     pub fn stop(&mut self, node: &str) {
+        if let Some(child) = self.workers.get(node) {
+            signal(child, libc::SIGTERM);
+        }
+        self.wait_stopped(node);
+    }
+
+    /// Waits for a worker already sent SIGTERM (a second SIGTERM would make
+    /// it exit at once); asserts a clean exit.
+    pub fn wait_stopped(&mut self, node: &str) {
         if let Some(mut child) = self.workers.remove(node) {
-            signal(&child, libc::SIGTERM);
             let status = wait_exit(&mut child, Duration::from_secs(20))
                 .unwrap_or_else(|| panic!("{node} did not stop after SIGTERM"));
-            assert!(status.success(), "{node} exit status {status:?}: {}", self.log_tail(node));
+            assert!(
+                status.success(),
+                "{node} exit status {status:?}: {}",
+                self.log_tail(node)
+            );
         }
     }
 
@@ -264,12 +296,13 @@ impl ProcFleet {
             signal(&self.workers[n], libc::SIGTERM);
         }
         for n in nodes {
-            self.stop(&n);
+            self.wait_stopped(&n);
         }
     }
 
     pub fn log_tail(&self, node: &str) -> String {
-        let text = std::fs::read_to_string(self.cli.path(&format!("{node}.log"))).unwrap_or_default();
+        let text =
+            std::fs::read_to_string(self.cli.path(&format!("{node}.log"))).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(20)..].join("\n")
     }
@@ -355,6 +388,9 @@ pub fn fleet_settled(status: &serde_json::Value, members: usize) -> bool {
     let Some(list) = status.get("members").and_then(|m| m.as_array()) else {
         return false;
     };
-    let churn = status.get("churn").and_then(|c| c.as_array()).map_or(usize::MAX, |c| c.len());
+    let churn = status
+        .get("churn")
+        .and_then(|c| c.as_array())
+        .map_or(usize::MAX, |c| c.len());
     list.len() == members && churn == 0
 }

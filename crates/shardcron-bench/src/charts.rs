@@ -67,8 +67,16 @@ pub fn balance_vs_vnodes(path: &Path, records: &[BalanceRecord]) -> Result<(), B
         return Ok(());
     }
     let families = ["ring", "bounded", "rendezvous", "jump", "dcron"];
-    let vnodes: Vec<f64> = records.iter().filter_map(|r| r.vnodes.map(f64::from)).collect();
-    let x_min = vnodes.iter().copied().fold(f64::INFINITY, f64::min).min(50.0) * 0.8;
+    let vnodes: Vec<f64> = records
+        .iter()
+        .filter_map(|r| r.vnodes.map(f64::from))
+        .collect();
+    let x_min = vnodes
+        .iter()
+        .copied()
+        .fold(f64::INFINITY, f64::min)
+        .min(50.0)
+        * 0.8;
     let x_max = vnodes.iter().copied().fold(0.0, f64::max).max(50.0) * 1.25;
 
     let (cols, rows) = (fleet_sizes.len(), shard_counts.len());
@@ -76,7 +84,10 @@ pub fn balance_vs_vnodes(path: &Path, records: &[BalanceRecord]) -> Result<(), B
     let root = SVGBackend::new(path, size).into_drawing_area();
     root.fill(&WHITE).map_err(&err)?;
     let root = root
-        .titled("Load spread vs virtual nodes, mean of the trials (lower is better; 1.0 = perfect)", ("sans-serif", 22))
+        .titled(
+            "Load spread vs virtual nodes, mean of the trials (lower is better; 1.0 = perfect)",
+            ("sans-serif", 22),
+        )
         .map_err(&err)?;
     let panels = root.split_evenly((rows, cols));
     for (panel_index, panel) in panels.iter().enumerate() {
@@ -92,7 +103,10 @@ pub fn balance_vs_vnodes(path: &Path, records: &[BalanceRecord]) -> Result<(), B
         };
         let y_max = here.iter().map(|r| value(r)).fold(1.0, f64::max) * 1.08;
         let mut chart = ChartBuilder::on(panel)
-            .caption(format!("S = {shards} shards, N = {nodes} nodes"), ("sans-serif", 16))
+            .caption(
+                format!("S = {shards} shards, N = {nodes} nodes"),
+                ("sans-serif", 16),
+            )
             .margin(12)
             .x_label_area_size(40)
             .y_label_area_size(55)
@@ -115,7 +129,8 @@ pub fn balance_vs_vnodes(path: &Path, records: &[BalanceRecord]) -> Result<(), B
                     .filter(|r| r.family == *family)
                     .map(|r| r.strategy.as_str()),
             ) {
-                let runs: Vec<&&BalanceRecord> = here.iter().filter(|r| r.strategy == name).collect();
+                let runs: Vec<&&BalanceRecord> =
+                    here.iter().filter(|r| r.strategy == name).collect();
                 let mean = runs.iter().map(|r| value(r)).sum::<f64>() / runs.len().max(1) as f64;
                 let x = runs.first().and_then(|r| r.vnodes).map_or(0.0, f64::from);
                 series.push((x, mean, name));
@@ -136,7 +151,9 @@ pub fn balance_vs_vnodes(path: &Path, records: &[BalanceRecord]) -> Result<(), B
                         .draw_series(LineSeries::new(points.clone(), style.stroke_width(2)))
                         .map_err(&err)?
                         .label(label)
-                        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style.stroke_width(2)));
+                        .legend(move |(x, y)| {
+                            PathElement::new(vec![(x, y), (x + 20, y)], style.stroke_width(2))
+                        });
                     chart
                         .draw_series(points.iter().map(|&p| Circle::new(p, 3, style.filled())))
                         .map_err(&err)?;
@@ -144,7 +161,11 @@ pub fn balance_vs_vnodes(path: &Path, records: &[BalanceRecord]) -> Result<(), B
                 "dcron" => {
                     let x = series[0].0;
                     chart
-                        .draw_series(std::iter::once(TriangleMarker::new((x, first_y), 7, style.filled())))
+                        .draw_series(std::iter::once(TriangleMarker::new(
+                            (x, first_y),
+                            7,
+                            style.filled(),
+                        )))
                         .map_err(&err)?
                         .label("dcron-like (jobs/node, v=50, CRC32)")
                         .legend(move |(x, y)| TriangleMarker::new((x + 10, y), 6, style.filled()));
@@ -159,7 +180,9 @@ pub fn balance_vs_vnodes(path: &Path, records: &[BalanceRecord]) -> Result<(), B
                         ))
                         .map_err(&err)?
                         .label(format!("{first_name} (no vnodes)"))
-                        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style.stroke_width(2)));
+                        .legend(move |(x, y)| {
+                            PathElement::new(vec![(x, y), (x + 20, y)], style.stroke_width(2))
+                        });
                 }
             }
         }
@@ -186,19 +209,30 @@ pub fn moved_vs_ideal(path: &Path, events: &[EventRecord]) -> Result<(), BenchEr
     }
     let order = strategy_order(events.iter().map(|e| e.strategy.as_str()));
     let floor = 1e-4;
-    let x_min = events.iter().map(|e| e.ideal_fraction).fold(1.0, f64::min).max(floor) * 0.7;
+    let x_min = events
+        .iter()
+        .map(|e| e.ideal_fraction)
+        .fold(1.0, f64::min)
+        .max(floor)
+        * 0.7;
     let limit = 1.0;
 
     let cols = shard_counts.len();
     let root = SVGBackend::new(path, (640 * cols as u32, 560)).into_drawing_area();
     root.fill(&WHITE).map_err(&err)?;
     let root = root
-        .titled("Units moved per membership change vs the ideal (diagonal)", ("sans-serif", 22))
+        .titled(
+            "Units moved per membership change vs the ideal (diagonal)",
+            ("sans-serif", 22),
+        )
         .map_err(&err)?;
     let panels = root.split_evenly((1, cols));
     for (panel, &shards) in panels.iter().zip(&shard_counts) {
         let mut chart = ChartBuilder::on(panel)
-            .caption(format!("S = {shards} shards (dcron: jobs)"), ("sans-serif", 16))
+            .caption(
+                format!("S = {shards} shards (dcron: jobs)"),
+                ("sans-serif", 16),
+            )
             .margin(12)
             .x_label_area_size(40)
             .y_label_area_size(55)
@@ -214,7 +248,10 @@ pub fn moved_vs_ideal(path: &Path, events: &[EventRecord]) -> Result<(), BenchEr
             .draw()
             .map_err(&err)?;
         chart
-            .draw_series(LineSeries::new(vec![(x_min, x_min), (limit, limit)], BLACK.stroke_width(1)))
+            .draw_series(LineSeries::new(
+                vec![(x_min, x_min), (limit, limit)],
+                BLACK.stroke_width(1),
+            ))
             .map_err(&err)?
             .label("ideal")
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK));
@@ -229,7 +266,11 @@ pub fn moved_vs_ideal(path: &Path, events: &[EventRecord]) -> Result<(), BenchEr
                 continue;
             }
             chart
-                .draw_series(points.iter().map(|&p| Circle::new(p, 3, style.mix(0.6).filled())))
+                .draw_series(
+                    points
+                        .iter()
+                        .map(|&p| Circle::new(p, 3, style.mix(0.6).filled())),
+                )
                 .map_err(&err)?
                 .label(strategy.clone())
                 .legend(move |(x, y)| Circle::new((x + 10, y), 4, style.filled()));

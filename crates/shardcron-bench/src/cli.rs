@@ -60,7 +60,9 @@ pub fn parse_num_list(text: &str) -> Result<NumList, String> {
                     if values.len() > MAX_VALUES {
                         return Err(format!("more than {MAX_VALUES} values"));
                     }
-                    let Some(next) = value.checked_add(step) else { break };
+                    let Some(next) = value.checked_add(step) else {
+                        break;
+                    };
                     value = next;
                 }
             }
@@ -105,7 +107,11 @@ pub struct SimArgs {
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub trials: u32,
     /// Scenarios to replay.
-    #[arg(long, value_delimiter = ',', default_value = "scale-out,scale-in,scale-in-last,rolling-restart,crash")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "scale-out,scale-in,scale-in-last,rolling-restart,crash"
+    )]
     pub scenarios: Vec<Scenario>,
     /// Crash sizes k (nodes lost at once); each runs where k < N.
     #[arg(long, default_value = "3", value_parser = parse_num_list)]
@@ -114,7 +120,11 @@ pub struct SimArgs {
     #[arg(long, default_value_t = 16)]
     pub restart_sample: u32,
     /// Strategy families: ring, dcron, bounded, rendezvous, jump.
-    #[arg(long, value_delimiter = ',', default_value = "ring,dcron,bounded,rendezvous,jump")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "ring,dcron,bounded,rendezvous,jump"
+    )]
     pub strategies: Vec<String>,
     /// Seed of the choice of leaving / crashing nodes.
     #[arg(long, default_value_t = 1)]

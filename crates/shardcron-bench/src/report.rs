@@ -106,7 +106,14 @@ pub fn summary_table(rows: &[SummaryRow]) -> String {
             let _ = writeln!(
                 out,
                 "{:<24} {:<16} {:>6} {:>10} {:>10} {:>11} {:>10} {:>11}",
-                "strategy", "scenario", "events", "moved/ideal", "worst", "shards max/", "jobs max/", "compute ms"
+                "strategy",
+                "scenario",
+                "events",
+                "moved/ideal",
+                "worst",
+                "shards max/",
+                "jobs max/",
+                "compute ms"
             );
             let _ = writeln!(
                 out,
@@ -145,7 +152,10 @@ pub fn balance_table(records: &[BalanceRecord]) -> String {
     keys.dedup();
     let order = strategy_order(records.iter().map(|r| r.strategy.as_str()));
     for (shards, nodes) in keys {
-        let _ = writeln!(out, "\nbalance sweep: S = {shards} shards, N = {nodes} nodes");
+        let _ = writeln!(
+            out,
+            "\nbalance sweep: S = {shards} shards, N = {nodes} nodes"
+        );
         let _ = writeln!(
             out,
             "{:<24} {:>6} {:>12} {:>12} {:>12} {:>11}",
@@ -160,7 +170,9 @@ pub fn balance_table(records: &[BalanceRecord]) -> String {
             let runs: Vec<&BalanceRecord> = records
                 .iter()
                 .filter(|r| {
-                    &r.strategy == strategy && r.nodes == nodes && r.shards.is_none_or(|s| s == shards)
+                    &r.strategy == strategy
+                        && r.nodes == nodes
+                        && r.shards.is_none_or(|s| s == shards)
                 })
                 .collect();
             if runs.is_empty() {

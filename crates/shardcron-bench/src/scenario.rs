@@ -162,10 +162,19 @@ fn removal(scenario: Scenario, step: u32, base: &[u32], victims: &[u32]) -> Even
 /// `k` distinct node ids of `0..n`, chosen by a seeded stable hash.
 fn pick(n: u32, k: u32, tag: &str, seed: u64) -> Vec<u32> {
     let mut ranked: Vec<(u64, u32)> = (0..n)
-        .map(|id| (stable_hash64(format!("{seed}:{tag}:{n}:{id}").as_bytes()), id))
+        .map(|id| {
+            (
+                stable_hash64(format!("{seed}:{tag}:{n}:{id}").as_bytes()),
+                id,
+            )
+        })
         .collect();
     ranked.sort_unstable();
-    let mut chosen: Vec<u32> = ranked.into_iter().take(k as usize).map(|(_, id)| id).collect();
+    let mut chosen: Vec<u32> = ranked
+        .into_iter()
+        .take(k as usize)
+        .map(|(_, id)| id)
+        .collect();
     chosen.sort_unstable();
     chosen
 }

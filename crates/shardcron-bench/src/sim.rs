@@ -159,10 +159,21 @@ impl Contender {
             .collect();
         let (shards_per_node, jobs_per_node) = match self.strategy.keying() {
             Keying::Shard => (
-                Some(load_stats(&member_loads(&assignment.owners, fleet.len(), None))),
-                load_stats(&member_loads(&assignment.owners, fleet.len(), Some(&self.weights))),
+                Some(load_stats(&member_loads(
+                    &assignment.owners,
+                    fleet.len(),
+                    None,
+                ))),
+                load_stats(&member_loads(
+                    &assignment.owners,
+                    fleet.len(),
+                    Some(&self.weights),
+                )),
             ),
-            Keying::Job => (None, load_stats(&member_loads(&assignment.owners, fleet.len(), None))),
+            Keying::Job => (
+                None,
+                load_stats(&member_loads(&assignment.owners, fleet.len(), None)),
+            ),
         };
         Placed {
             owner_ids,
@@ -210,7 +221,10 @@ fn contenders(
         strategies.push(Box::new(JumpHash::new(shards)));
     }
     if wants("dcron") && include_job_keyed {
-        strategies.push(Box::new(DcronRing::new(workload.job_hashes(), DCRON_REPLICAS)));
+        strategies.push(Box::new(DcronRing::new(
+            workload.job_hashes(),
+            DCRON_REPLICAS,
+        )));
     }
     strategies
         .into_iter()
@@ -228,8 +242,11 @@ fn contenders(
 /// Number of `(event, strategy)` pairs the event grid will evaluate.
 pub fn planned_event_work(config: &SimConfig) -> u64 {
     let wants = |family: &str| config.families.iter().any(|f| f == family);
-    let per_shard_count = (if wants("ring") { config.vnodes.len() } else { 0 })
-        + usize::from(wants("bounded"))
+    let per_shard_count = (if wants("ring") {
+        config.vnodes.len()
+    } else {
+        0
+    }) + usize::from(wants("bounded"))
         + usize::from(wants("rendezvous"))
         + usize::from(wants("jump"));
     let strategies = (per_shard_count * config.shards.len() + usize::from(wants("dcron"))) as u64;
@@ -242,7 +259,11 @@ pub fn planned_event_work(config: &SimConfig) -> u64 {
 }
 
 /// Runs the event grid, ticking `progress` once per `(event, strategy)`.
-pub fn run_events(config: &SimConfig, workload: &Workload, progress: &ProgressBar) -> Vec<EventRecord> {
+pub fn run_events(
+    config: &SimConfig,
+    workload: &Workload,
+    progress: &ProgressBar,
+) -> Vec<EventRecord> {
     let mut records = Vec::new();
     for (index, &shards) in config.shards.iter().enumerate() {
         let contenders = contenders(
@@ -317,7 +338,11 @@ fn record(
 /// Runs the balance sweep: every strategy on static fleets of
 /// `config.balance_nodes` members, the vnode-bearing ones at every
 /// `config.sweep_vnodes` count.
-pub fn run_balance(config: &SimConfig, workload: &Workload, progress: &ProgressBar) -> Vec<BalanceRecord> {
+pub fn run_balance(
+    config: &SimConfig,
+    workload: &Workload,
+    progress: &ProgressBar,
+) -> Vec<BalanceRecord> {
     let mut records = Vec::new();
     for (index, &shards) in config.shards.iter().enumerate() {
         let contenders = contenders(
@@ -411,7 +436,10 @@ mod tests {
         let balance = run_balance(&config, &workload, &ProgressBar::hidden());
         assert_eq!(balance.len() as u64, planned_balance_work(&config));
         // dcron runs once, not per shard count.
-        assert!(events.iter().filter(|e| e.family == "dcron").all(|e| e.shards.is_none()));
+        assert!(events
+            .iter()
+            .filter(|e| e.family == "dcron")
+            .all(|e| e.shards.is_none()));
         // Rendezvous is minimal: a removal moves exactly the victim's shards,
         // which is at least one and never all of them.
         for event in events.iter().filter(|e| e.family == "rendezvous") {

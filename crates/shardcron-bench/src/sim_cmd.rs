@@ -33,13 +33,22 @@ pub fn config_from_args(args: &SimArgs) -> Result<SimConfig, BenchError> {
     if args.vnodes.0.contains(&0) || args.sweep_vnodes.0.contains(&0) || args.bounded_vnodes == 0 {
         return invalid("virtual-node counts must be at least 1".to_owned());
     }
-    if args.balance_nodes.0.iter().any(|&n| n == 0 || n > MAX_NODES) {
+    if args
+        .balance_nodes
+        .0
+        .iter()
+        .any(|&n| n == 0 || n > MAX_NODES)
+    {
         return invalid(format!("--balance-nodes must be within 1..={MAX_NODES}"));
     }
     if !args.epsilon.is_finite() || args.epsilon < 0.0 {
         return invalid("--epsilon must be a finite number >= 0".to_owned());
     }
-    if let Some(unknown) = args.strategies.iter().find(|s| !FAMILIES.contains(&s.as_str())) {
+    if let Some(unknown) = args
+        .strategies
+        .iter()
+        .find(|s| !FAMILIES.contains(&s.as_str()))
+    {
         return invalid(format!(
             "unknown strategy {unknown:?} (known: {})",
             FAMILIES.join(", ")
@@ -91,7 +100,10 @@ pub fn run(args: &SimArgs) -> Result<Vec<PathBuf>, BenchError> {
     let started = Instant::now();
 
     let spinner = ProgressBar::new_spinner();
-    spinner.set_message(format!("hashing {} jobs into {:?} shards", config.jobs, config.shards));
+    spinner.set_message(format!(
+        "hashing {} jobs into {:?} shards",
+        config.jobs, config.shards
+    ));
     spinner.enable_steady_tick(Duration::from_millis(120));
     let workload = Workload::new(config.jobs, &config.shards);
     spinner.finish_and_clear();
@@ -118,7 +130,8 @@ pub fn run(args: &SimArgs) -> Result<Vec<PathBuf>, BenchError> {
         started.elapsed().as_secs_f64()
     );
 
-    fs::create_dir_all(&args.out).map_err(|e| BenchError::io("creating directory", &args.out, e))?;
+    fs::create_dir_all(&args.out)
+        .map_err(|e| BenchError::io("creating directory", &args.out, e))?;
     let mut written = Vec::new();
     let mut write = |name: &str, text: String| -> Result<(), BenchError> {
         let path = args.out.join(name);

@@ -19,7 +19,8 @@ use axum::{Json, Router};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde::Serialize;
 use shardcron_runtime::metrics::{
-    FIRE_LATENESS_SECONDS, REDIS_ROUND_TRIP_SECONDS, RUN_DURATION_SECONDS,
+    FIRE_LATENESS_SECONDS, JOB_PROPAGATION_SECONDS, REDIS_ROUND_TRIP_SECONDS, RUN_DURATION_SECONDS,
+    SHARD_HANDOFF_SECONDS,
 };
 use shardcron_runtime::WorkerStatus;
 use tokio::sync::watch;
@@ -39,6 +40,16 @@ pub const RUN_DURATION_BUCKETS: &[f64] = &[
 /// Histogram buckets of Redis round trips: 0.1 ms to 5 s.
 pub const ROUND_TRIP_BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+];
+
+/// Histogram buckets of shard handoff times: 10 ms to 2 min.
+pub const HANDOFF_BUCKETS: &[f64] = &[
+    0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
+];
+
+/// Histogram buckets of job change propagation: 1 ms to 1 min.
+pub const PROPAGATION_BUCKETS: &[f64] = &[
+    0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 ];
 
 /// Installs the global Prometheus recorder with `node` and `namespace`
@@ -63,6 +74,16 @@ pub fn install_metrics(node_id: &str, namespace: &str) -> Result<PrometheusHandl
         .set_buckets_for_metric(
             Matcher::Full(REDIS_ROUND_TRIP_SECONDS.to_owned()),
             ROUND_TRIP_BUCKETS,
+        )
+        .map_err(fail)?
+        .set_buckets_for_metric(
+            Matcher::Full(SHARD_HANDOFF_SECONDS.to_owned()),
+            HANDOFF_BUCKETS,
+        )
+        .map_err(fail)?
+        .set_buckets_for_metric(
+            Matcher::Full(JOB_PROPAGATION_SECONDS.to_owned()),
+            PROPAGATION_BUCKETS,
         )
         .map_err(fail)?
         .install_recorder()

@@ -81,8 +81,11 @@ pub trait Coordinator: Send + Sync + 'static {
 
     /// Creates or replaces a job. With `expected_version` (0 = must not exist)
     /// the write happens only if the stored version matches.
-    async fn put_job(&self, spec: &JobSpec, expected_version: Option<u64>)
-        -> CoordResult<StoredJob>;
+    async fn put_job(
+        &self,
+        spec: &JobSpec,
+        expected_version: Option<u64>,
+    ) -> CoordResult<StoredJob>;
 
     /// Reads one job.
     async fn get_job(&self, job_id: &str) -> CoordResult<Option<StoredJob>>;
@@ -103,8 +106,12 @@ pub trait Coordinator: Send + Sync + 'static {
     ) -> CoordResult<Vec<(u32, String, i64)>>;
 
     /// Job ids starting with `prefix`, after `after`, at most `limit`.
-    async fn list_jobs(&self, prefix: &str, after: Option<&str>, limit: usize)
-        -> CoordResult<JobPage>;
+    async fn list_jobs(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> CoordResult<JobPage>;
 
     /// Loads the jobs and last-fired times of several shards.
     async fn load_shards(&self, shards: &[u32]) -> CoordResult<Vec<ShardJobs>>;

@@ -27,7 +27,7 @@ struct Shard {
     version: u64,
     jobs: BTreeMap<String, StoredJob>,
     last_fired: HashMap<String, i64>,
-    claims: HashMap<String, i64>,
+    claims: HashMap<String, (String, i64)>,
     triggers: Vec<(String, i64)>,
 }
 
@@ -316,7 +316,9 @@ impl Coordinator for MemoryCoordinator {
                 if !ours {
                     return BatchOutcome::LeaseLost;
                 }
-                shard.claims.retain(|_, deadline| *deadline > now);
+                shard.claims.retain(|_, (_, deadline)| *deadline > now);
+                let value = format!("{}|{}", batch.holder, batch.token);
+                let holder_prefix = format!("{}|", batch.holder);
                 BatchOutcome::Claimed(
                     batch
                         .fires
@@ -325,17 +327,23 @@ impl Coordinator for MemoryCoordinator {
                             if shard.jobs.get(&fire.job_id).map(|j| j.version) != Some(fire.job_version) {
                                 return ClaimOutcome::JobChanged;
                             }
+                            let key = format!("{}@{}", fire.job_id, fire.scheduled_ms);
+                            if fire.kind == FireKind::Retry
+                                && shard.claims.get(&key).is_some_and(|(v, _)| v.starts_with(&holder_prefix))
+                            {
+                                shard.claims.insert(key, (value.clone(), now + ms(retention)));
+                                return ClaimOutcome::Claimed;
+                            }
                             let fresh = fire.kind == FireKind::Trigger
                                 || shard
                                     .last_fired
                                     .get(&fire.job_id)
                                     .is_none_or(|&last| fire.scheduled_ms > last);
-                            let key = format!("{}@{}", fire.job_id, fire.scheduled_ms);
                             if !fresh || shard.claims.contains_key(&key) {
                                 return ClaimOutcome::AlreadyClaimed;
                             }
-                            shard.claims.insert(key, now + ms(retention));
-                            if fire.kind == FireKind::Scheduled {
+                            shard.claims.insert(key, (value.clone(), now + ms(retention)));
+                            if fire.kind != FireKind::Trigger {
                                 shard.last_fired.insert(fire.job_id.clone(), fire.scheduled_ms);
                             }
                             ClaimOutcome::Claimed

@@ -72,6 +72,12 @@ pub enum FireKind {
     Scheduled,
     /// An extra fire requested by an operator.
     Trigger,
+    /// A fire this same holder tried to claim before without learning the
+    /// outcome (the reply was lost): if its claim key already names this
+    /// holder, under any token, the claim is taken over; otherwise it is
+    /// claimed like a scheduled fire. Safe because a holder (node and
+    /// process instance) never starts a fire whose claim reply it never saw.
+    Retry,
 }
 
 /// One fire to claim.

@@ -78,7 +78,9 @@ impl Drop for RedisCoordinator {
 /// The URL without any password, for messages.
 pub fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => format!("{}***{}", &url[..scheme + 3], &url[at..]),
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}***{}", &url[..scheme + 3], &url[at..])
+        }
         _ => url.to_owned(),
     }
 }
@@ -241,7 +243,10 @@ impl RedisCoordinator {
     async fn publish_job_change(&self, job_id: &str, shard: u32, added: bool) -> CoordResult<()> {
         let mut pipe = redis::pipe();
         if added {
-            pipe.cmd("ZADD").arg(self.keys.job_index()).arg(0).arg(job_id);
+            pipe.cmd("ZADD")
+                .arg(self.keys.job_index())
+                .arg(0)
+                .arg(job_id);
         } else {
             pipe.cmd("ZREM").arg(self.keys.job_index()).arg(job_id);
         }
@@ -284,7 +289,12 @@ impl Coordinator for RedisCoordinator {
             self.ring.vnodes.to_string(),
         ];
         let mismatch: Vec<String> = self
-            .eval("ensure config", &self.scripts.ensure_config, &[self.keys.config()], &args)
+            .eval(
+                "ensure config",
+                &self.scripts.ensure_config,
+                &[self.keys.config()],
+                &args,
+            )
             .await?;
         match mismatch.as_slice() {
             [] => Ok(()),
@@ -330,7 +340,12 @@ impl Coordinator for RedisCoordinator {
     async fn members(&self) -> CoordResult<Membership> {
         let keys = [self.keys.members(), self.keys.member_deadlines()];
         let reply: Vec<Value> = self
-            .eval("members", &self.scripts.members, &keys, &[self.keys.events_channel()])
+            .eval(
+                "members",
+                &self.scripts.members,
+                &keys,
+                &[self.keys.events_channel()],
+            )
             .await?;
         let mut iter = reply.iter();
         let server_ms = match iter.next() {
@@ -374,7 +389,8 @@ impl Coordinator for RedisCoordinator {
                         token: token as u64,
                     }
                 } else {
-                    let (holder, token) = current.rsplit_once('|').unwrap_or((current.as_str(), "0"));
+                    let (holder, token) =
+                        current.rsplit_once('|').unwrap_or((current.as_str(), "0"));
                     LeaseGrant::HeldBy {
                         holder: holder.to_owned(),
                         token: token.parse().unwrap_or(0),
@@ -396,7 +412,12 @@ impl Coordinator for RedisCoordinator {
         let mut pipe = redis::pipe();
         for &(shard, token) in leases {
             let args = [format!("{holder}|{token}"), ttl.as_millis().to_string()];
-            Self::evalsha(&mut pipe, &self.scripts.renew, &[self.keys.lease(shard)], &args);
+            Self::evalsha(
+                &mut pipe,
+                &self.scripts.renew,
+                &[self.keys.lease(shard)],
+                &args,
+            );
         }
         let replies: Vec<i64> = self.pipeline("renew leases", &pipe).await?;
         Ok(replies.into_iter().map(|r| r == 1).collect())
@@ -413,7 +434,12 @@ impl Coordinator for RedisCoordinator {
                 self.keys.events_channel(),
                 shard.to_string(),
             ];
-            Self::evalsha(&mut pipe, &self.scripts.release, &[self.keys.lease(shard)], &args);
+            Self::evalsha(
+                &mut pipe,
+                &self.scripts.release,
+                &[self.keys.lease(shard)],
+                &args,
+            );
         }
         let replies: Vec<i64> = self.pipeline("release leases", &pipe).await?;
         Ok(replies.into_iter().map(|r| r == 1).collect())
@@ -468,6 +494,7 @@ impl Coordinator for RedisCoordinator {
                     match fire.kind {
                         FireKind::Scheduled => "s",
                         FireKind::Trigger => "t",
+                        FireKind::Retry => "r",
                     }
                     .to_owned(),
                 );
@@ -533,7 +560,10 @@ impl Coordinator for RedisCoordinator {
     async fn get_job(&self, job_id: &str) -> CoordResult<Option<StoredJob>> {
         let shard = self.shard(job_id);
         let raw: Option<String> = self
-            .query("get job", redis::cmd("HGET").arg(self.keys.jobs(shard)).arg(job_id))
+            .query(
+                "get job",
+                redis::cmd("HGET").arg(self.keys.jobs(shard)).arg(job_id),
+            )
             .await?;
         raw.map(|raw| parse_stored_job(&raw).map_err(|e| Self::corrupt(format!("job {job_id}"), e)))
             .transpose()
@@ -578,7 +608,11 @@ impl Coordinator for RedisCoordinator {
             self.keys.triggers(shard),
             self.keys.shard_version(shard),
         ];
-        let args = [job_id.to_owned(), self.keys.events_channel(), shard.to_string()];
+        let args = [
+            job_id.to_owned(),
+            self.keys.events_channel(),
+            shard.to_string(),
+        ];
         let at: i64 = self
             .eval("trigger job", &self.scripts.trigger, &keys, &args)
             .await?;
@@ -596,7 +630,12 @@ impl Coordinator for RedisCoordinator {
         let mut pipe = redis::pipe();
         for &(shard, token) in leases {
             let keys = [self.keys.triggers(shard), self.keys.lease(shard)];
-            Self::evalsha(&mut pipe, &self.scripts.take_triggers, &keys, &[format!("{holder}|{token}")]);
+            Self::evalsha(
+                &mut pipe,
+                &self.scripts.take_triggers,
+                &keys,
+                &[format!("{holder}|{token}")],
+            );
         }
         let replies: Vec<Vec<String>> = self.pipeline("take triggers", &pipe).await?;
         let mut out = Vec::new();
@@ -675,7 +714,9 @@ impl Coordinator for RedisCoordinator {
         for (&shard, (version, jobs, last_fired)) in shards.iter().zip(replies) {
             let mut parsed = Vec::with_capacity(jobs.len());
             for (id, raw) in jobs {
-                parsed.push(parse_stored_job(&raw).map_err(|e| Self::corrupt(format!("job {id}"), e))?);
+                parsed.push(
+                    parse_stored_job(&raw).map_err(|e| Self::corrupt(format!("job {id}"), e))?,
+                );
             }
             parsed.sort_by(|a, b| a.spec.id.cmp(&b.spec.id));
             out.push(ShardJobs {
@@ -735,7 +776,10 @@ impl Coordinator for RedisCoordinator {
         }
         let key = job_id.map_or_else(|| self.keys.runs(), |j| self.keys.job_runs(j));
         let raw: Vec<String> = self
-            .query("recent runs", redis::cmd("LRANGE").arg(key).arg(0).arg(limit - 1))
+            .query(
+                "recent runs",
+                redis::cmd("LRANGE").arg(key).arg(0).arg(limit - 1),
+            )
             .await?;
         raw.iter()
             .map(|r| serde_json::from_str(r).map_err(|e| Self::corrupt("run record", e)))
@@ -753,7 +797,13 @@ mod tests {
 
     #[test]
     fn redacts_passwords() {
-        assert_eq!(redact_url("redis://:secret@host:6379/0"), "redis://***@host:6379/0");
-        assert_eq!(redact_url("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+        assert_eq!(
+            redact_url("redis://:secret@host:6379/0"),
+            "redis://***@host:6379/0"
+        );
+        assert_eq!(
+            redact_url("redis://127.0.0.1:6379"),
+            "redis://127.0.0.1:6379"
+        );
     }
 }

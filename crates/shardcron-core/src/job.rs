@@ -113,7 +113,11 @@ pub struct JobSpec {
     #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
     pub args: serde_json::Value,
     /// Longest a single attempt may run; `None` means no limit.
-    #[serde(default, with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub timeout: Option<Duration>,
     /// Retries of failed attempts.
     #[serde(default, skip_serializing_if = "is_default")]
@@ -171,7 +175,11 @@ pub fn validate_job_id(id: &str) -> Result<(), String> {
 impl JobSpec {
     /// A job with the given id, schedule and handler and every other field at
     /// its default.
-    pub fn new(id: impl Into<String>, schedule: impl Into<String>, handler: impl Into<String>) -> Self {
+    pub fn new(
+        id: impl Into<String>,
+        schedule: impl Into<String>,
+        handler: impl Into<String>,
+    ) -> Self {
         Self {
             id: id.into(),
             schedule: schedule.into(),
@@ -204,7 +212,9 @@ impl JobSpec {
         if self.handler.is_empty() {
             return Err(self.invalid("handler", "must not be empty"));
         }
-        let args_len = serde_json::to_vec(&self.args).map(|v| v.len()).unwrap_or(usize::MAX);
+        let args_len = serde_json::to_vec(&self.args)
+            .map(|v| v.len())
+            .unwrap_or(usize::MAX);
         if args_len > MAX_ARGS_BYTES {
             return Err(self.invalid(
                 "args",
@@ -251,7 +261,12 @@ impl Job {
     }
 
     /// Fires in `(from_exclusive_ms, to_inclusive_ms]`, at most `limit`.
-    pub fn fires_between(&self, from_exclusive_ms: i64, to_inclusive_ms: i64, limit: usize) -> Vec<i64> {
+    pub fn fires_between(
+        &self,
+        from_exclusive_ms: i64,
+        to_inclusive_ms: i64,
+        limit: usize,
+    ) -> Vec<i64> {
         self.schedule
             .fires_between(from_exclusive_ms, to_inclusive_ms, self.tz, limit)
     }

@@ -78,7 +78,8 @@ impl ServerClock {
     /// Records a server reading taken between local times `sent_ms` and `received_ms`.
     pub fn observe(&self, sent_ms: i64, received_ms: i64, server_ms: i64) {
         let midpoint = sent_ms + (received_ms - sent_ms) / 2;
-        self.offset_ms.store(server_ms - midpoint, Ordering::Relaxed);
+        self.offset_ms
+            .store(server_ms - midpoint, Ordering::Relaxed);
     }
 
     /// Current offset server − local, ms.

@@ -102,10 +102,18 @@ impl Executor {
             _ if self.catching_up.contains(&job_id) => {
                 self.backlog.entry(job_id).or_default().push_back(fire)
             }
-            OverlapPolicy::Skip => self.record_not_run(&fire, RunOutcome::SkippedOverlap, "previous run still in flight"),
+            OverlapPolicy::Skip => self.record_not_run(
+                &fire,
+                RunOutcome::SkippedOverlap,
+                "previous run still in flight",
+            ),
             OverlapPolicy::QueueOne => {
                 if let Some(replaced) = self.queued.insert(job_id, fire) {
-                    self.record_not_run(&replaced, RunOutcome::SkippedOverlap, "replaced by a newer queued fire");
+                    self.record_not_run(
+                        &replaced,
+                        RunOutcome::SkippedOverlap,
+                        "replaced by a newer queued fire",
+                    );
                 }
             }
         }
@@ -175,7 +183,11 @@ impl Executor {
             }
             if let Some(next) = backlogged.or_else(|| self.queued.remove(&job_id)) {
                 if next.cancel.is_cancelled() {
-                    self.record_not_run(&next, RunOutcome::Cancelled, "lease lost before the queued fire started");
+                    self.record_not_run(
+                        &next,
+                        RunOutcome::Cancelled,
+                        "lease lost before the queued fire started",
+                    );
                 } else {
                     self.start(next);
                 }
@@ -205,7 +217,11 @@ impl Executor {
             }
         }
         for fire in &expired {
-            self.record_not_run(fire, RunOutcome::Misfired, "waited in the catch-up line beyond the misfire grace");
+            self.record_not_run(
+                fire,
+                RunOutcome::Misfired,
+                "waited in the catch-up line beyond the misfire grace",
+            );
         }
         next
     }
@@ -239,7 +255,11 @@ impl Executor {
             .chain(self.backlog.drain().flat_map(|(_, fires)| fires))
             .collect();
         for fire in &waiting {
-            self.record_not_run(fire, RunOutcome::Cancelled, "node shut down before the waiting fire started");
+            self.record_not_run(
+                fire,
+                RunOutcome::Cancelled,
+                "node shut down before the waiting fire started",
+            );
         }
         let left = self.tasks.len() + waiting.len();
         if !self.tasks.is_empty() {
@@ -281,15 +301,27 @@ impl RunTask {
         let job = fire.job.clone();
         let fire_id = FireId::new(job.id(), fire.scheduled_ms);
         let cancel = CancellationToken::new();
-        let _link = LinkedCancel::new(&[fire.cancel.clone(), self.hard_stop.clone()], cancel.clone());
+        let _link = LinkedCancel::new(
+            &[fire.cancel.clone(), self.hard_stop.clone()],
+            cancel.clone(),
+        );
         let Ok(_permit) = self.permits.clone().acquire_owned().await else {
             return;
         };
         let started_ms = self.clock.now_ms();
         m::lateness(started_ms - fire.scheduled_ms);
         let Some(handler) = self.handlers.get(&job.spec.handler).cloned() else {
-            self.finish(&fire, started_ms, 0, RunOutcome::UnknownHandler,
-                Some(format!("no handler named {:?} on node {}", job.spec.handler, self.node_id)), None);
+            self.finish(
+                &fire,
+                started_ms,
+                0,
+                RunOutcome::UnknownHandler,
+                Some(format!(
+                    "no handler named {:?} on node {}",
+                    job.spec.handler, self.node_id
+                )),
+                None,
+            );
             return;
         };
         let began = Instant::now();
@@ -321,7 +353,10 @@ impl RunTask {
                 () = sleep_or_forever(limit) => Attempt::TimedOut(limit.unwrap_or_default()),
                 () = cancel.cancelled() => Attempt::Cancelled,
             };
-            if !matches!(result, Attempt::Ok(_) | Attempt::Failed(_) | Attempt::Panicked(_)) {
+            if !matches!(
+                result,
+                Attempt::Ok(_) | Attempt::Failed(_) | Attempt::Panicked(_)
+            ) {
                 // Give the handler a moment to observe cancellation, then drop it.
                 cancel_and_reap(&attempt_cancel, task).await;
             }
@@ -342,9 +377,21 @@ impl RunTask {
             break match result {
                 Attempt::Ok(detail) => (RunOutcome::Succeeded, None, detail),
                 Attempt::Failed(e) => (RunOutcome::Failed, Some(e.message), e.detail),
-                Attempt::TimedOut(d) => (RunOutcome::TimedOut, Some(format!("timed out after {d:?}")), None),
-                Attempt::Panicked(msg) => (RunOutcome::Panicked, Some(format!("handler panicked: {msg}")), None),
-                Attempt::Cancelled => (RunOutcome::Cancelled, Some(cancel_reason(&fire.cancel)), None),
+                Attempt::TimedOut(d) => (
+                    RunOutcome::TimedOut,
+                    Some(format!("timed out after {d:?}")),
+                    None,
+                ),
+                Attempt::Panicked(msg) => (
+                    RunOutcome::Panicked,
+                    Some(format!("handler panicked: {msg}")),
+                    None,
+                ),
+                Attempt::Cancelled => (
+                    RunOutcome::Cancelled,
+                    Some(cancel_reason(&fire.cancel)),
+                    None,
+                ),
             };
         };
         m::run_duration(began.elapsed());
@@ -403,7 +450,10 @@ async fn cancel_and_reap(
     mut task: tokio::task::JoinHandle<Result<crate::handler::RunOutput, HandlerError>>,
 ) {
     attempt_cancel.cancel();
-    if tokio::time::timeout(Duration::from_secs(3), &mut task).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(3), &mut task)
+        .await
+        .is_err()
+    {
         task.abort();
     }
 }

@@ -7,7 +7,9 @@
 
 use std::time::Duration;
 
-use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit};
+use metrics::{
+    counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit,
+};
 use shardcron_coord::RunOutcome;
 
 /// Fires by outcome.
@@ -52,8 +54,16 @@ pub const REDIS_ROUND_TRIP_SECONDS: &str = "shardcron_redis_round_trip_seconds";
 /// Registers descriptions (call once per process, after installing a recorder).
 pub fn describe() {
     describe_counter!(FIRES_TOTAL, "Fires by outcome.");
-    describe_histogram!(FIRE_LATENESS_SECONDS, Unit::Seconds, "Start minus scheduled time of a fire.");
-    describe_histogram!(RUN_DURATION_SECONDS, Unit::Seconds, "Duration of a run, all attempts.");
+    describe_histogram!(
+        FIRE_LATENESS_SECONDS,
+        Unit::Seconds,
+        "Start minus scheduled time of a fire."
+    );
+    describe_histogram!(
+        RUN_DURATION_SECONDS,
+        Unit::Seconds,
+        "Duration of a run, all attempts."
+    );
     describe_gauge!(RUNS_IN_FLIGHT, "Runs in flight on this node.");
     describe_gauge!(MEMBERS, "Members this node sees.");
     describe_gauge!(SHARDS_DESIRED, "Shards the ring assigns to this node.");
@@ -61,15 +71,36 @@ pub fn describe() {
     describe_gauge!(JOBS_OWNED, "Jobs in the shards this node owns.");
     describe_counter!(LEASE_ACQUISITIONS_TOTAL, "Shard leases acquired.");
     describe_counter!(LEASE_LOSSES_TOTAL, "Shard leases lost.");
-    describe_counter!(LEASE_RENEWAL_FAILURES_TOTAL, "Lease renewal round trips that failed.");
-    describe_counter!(REBALANCES_TOTAL, "Ring changes that changed this node's shards.");
+    describe_counter!(
+        LEASE_RENEWAL_FAILURES_TOTAL,
+        "Lease renewal round trips that failed."
+    );
+    describe_counter!(
+        REBALANCES_TOTAL,
+        "Ring changes that changed this node's shards."
+    );
     describe_counter!(CLAIM_CONFLICTS_TOTAL, "Fires already claimed elsewhere.");
     describe_counter!(CATCHUP_FIRES_TOTAL, "Late fires run by catch-up.");
-    describe_histogram!(SHARD_HANDOFF_SECONDS, Unit::Seconds, "Time from ring assignment to lease acquisition of a shard.");
-    describe_histogram!(JOB_PROPAGATION_SECONDS, Unit::Seconds, "Time from a job write until its owner applied it.");
-    describe_counter!(MISFIRES_TOTAL, "Fires not run: beyond the misfire grace or coalesced by policy.");
+    describe_histogram!(
+        SHARD_HANDOFF_SECONDS,
+        Unit::Seconds,
+        "Time from ring assignment to lease acquisition of a shard."
+    );
+    describe_histogram!(
+        JOB_PROPAGATION_SECONDS,
+        Unit::Seconds,
+        "Time from a job write until its owner applied it."
+    );
+    describe_counter!(
+        MISFIRES_TOTAL,
+        "Fires not run: beyond the misfire grace or coalesced by policy."
+    );
     describe_counter!(REDIS_ERRORS_TOTAL, "Coordination errors by operation.");
-    describe_histogram!(REDIS_ROUND_TRIP_SECONDS, Unit::Seconds, "Coordination round trips by operation.");
+    describe_histogram!(
+        REDIS_ROUND_TRIP_SECONDS,
+        Unit::Seconds,
+        "Coordination round trips by operation."
+    );
 }
 
 /// Counts a fire's outcome.

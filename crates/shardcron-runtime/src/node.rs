@@ -61,6 +61,8 @@ pub(crate) struct Node {
     records: Option<mpsc::UnboundedSender<shardcron_coord::RunRecord>>,
     recorder: tokio::task::JoinHandle<()>,
     reload: BTreeSet<u32>,
+    uncertain: Vec<(u32, FireClaim)>,
+    retry_at: Option<Instant>,
     reachable: bool,
     registered: bool,
     report: WorkerReport,
@@ -109,6 +111,8 @@ impl Node {
             records: Some(records),
             recorder,
             reload: BTreeSet::new(),
+            uncertain: Vec::new(),
+            retry_at: None,
             reachable: true,
             registered: false,
             report: WorkerReport::default(),
@@ -134,6 +138,7 @@ impl Node {
                     control_at = Instant::now() + self.settings.heartbeat;
                 }
                 () = sleep_until_opt(fire_at) => self.fire_step().await,
+                () = sleep_until_opt(self.retry_at) => self.fire_step().await,
                 event = events.recv() => match event {
                     Ok(event) => self.on_event(event, &mut control_at, &mut poll_at),
                     Err(broadcast::error::RecvError::Lagged(_)) => {
@@ -181,7 +186,12 @@ impl Node {
         }
     }
 
-    fn coord_result<T>(&mut self, op: &'static str, started: Instant, r: Result<T, CoordError>) -> Option<T> {
+    fn coord_result<T>(
+        &mut self,
+        op: &'static str,
+        started: Instant,
+        r: Result<T, CoordError>,
+    ) -> Option<T> {
         m::round_trip(op, started.elapsed(), r.is_ok());
         match r {
             Ok(v) => {
@@ -209,13 +219,22 @@ impl Node {
     async fn control_step(&mut self) {
         let sent_ms = self.clock.local_ms();
         let t = Instant::now();
-        let beat = self.coord.heartbeat(&self.info, self.settings.member_ttl).await;
+        let beat = self
+            .coord
+            .heartbeat(&self.info, self.settings.member_ttl)
+            .await;
         let Some(server_ms) = self.coord_result("heartbeat", t, beat) else {
+            if !self.held.is_empty() {
+                // The leases cannot be renewed either: count it, so an outage
+                // shows up as renewal failures before validity runs out.
+                counter!(m::LEASE_RENEWAL_FAILURES_TOTAL).increment(1);
+            }
             self.registered = false;
             self.drop_invalid_leases();
             return;
         };
-        self.clock.observe(sent_ms, self.clock.local_ms(), server_ms);
+        self.clock
+            .observe(sent_ms, self.clock.local_ms(), server_ms);
         if !self.registered {
             info!(node = %self.info.id, offset_ms = self.clock.offset_ms(), "registered");
             self.registered = true;
@@ -261,7 +280,10 @@ impl Node {
             .map(|(s, _)| *s)
             .collect();
         if !lapsed.is_empty() {
-            warn!(shards = lapsed.len(), "lease validity ended locally; stopped firing those shards");
+            warn!(
+                shards = lapsed.len(),
+                "lease validity ended locally; stopped firing those shards"
+            );
         }
         for shard in lapsed {
             self.lose_shard(shard);
@@ -393,7 +415,14 @@ impl Node {
             counter!(m::LEASE_ACQUISITIONS_TOTAL).increment(1);
             debug!(shard, token, "lease acquired");
         }
-        info!(owned = self.held.len(), desired = self.desired.len(), "acquired shards");
+        info!(
+            owned = self.held.len(),
+            desired = self.desired.len(),
+            "acquired shards"
+        );
+        if !self.uncertain.is_empty() {
+            self.retry_at = Some(Instant::now());
+        }
         self.fire_triggers(&shards).await;
     }
 
@@ -491,7 +520,8 @@ impl Node {
         };
         let mut batches: BTreeMap<u32, ClaimBatch> = BTreeMap::new();
         for (shard, job_id, at) in taken {
-            let (Some(held), Some(entry)) = (self.held.get(&shard), self.timetable.get(&job_id)) else {
+            let (Some(held), Some(entry)) = (self.held.get(&shard), self.timetable.get(&job_id))
+            else {
                 warn!(job = %job_id, "trigger for a job that is gone; dropped");
                 continue;
             };
@@ -529,7 +559,9 @@ impl Node {
         for (batch, outcome) in claims.into_iter().zip(outcomes) {
             match outcome {
                 BatchOutcome::LeaseLost => self.lose_shard(batch.shard),
-                BatchOutcome::Claimed(codes) => self.dispatch_claimed(batch.shard, batch, codes, now_ms),
+                BatchOutcome::Claimed(codes) => {
+                    self.dispatch_claimed(batch.shard, batch, codes, now_ms)
+                }
             }
         }
     }
@@ -552,11 +584,28 @@ impl Node {
 
     /// Claims every due fire, one batch per shard, one round trip in all.
     async fn fire_step(&mut self) {
+        self.retry_at = None;
         let now_ms = self.clock.now_ms();
         let tolerance_ms = self.settings.on_time_tolerance.as_millis() as i64;
-        let due = self.timetable.take_due(now_ms, tolerance_ms);
-        let mut batches: BTreeMap<u32, (ClaimBatch, Vec<DueFires>)> = BTreeMap::new();
-        for d in due {
+        let mut batches: BTreeMap<u32, ClaimBatch> = BTreeMap::new();
+        // Claims whose outcome was never learned go first, under the current lease.
+        let retention_ms = self.settings.claim_retention.as_millis() as i64;
+        for (shard, fire) in std::mem::take(&mut self.uncertain) {
+            match self.held.get(&shard) {
+                Some(held) if held.watch.is_valid() => {
+                    Self::batch_for(&mut batches, shard, &self.holder, held.token)
+                        .fires
+                        .push(fire);
+                }
+                _ if now_ms - fire.scheduled_ms < retention_ms => {
+                    self.uncertain.push((shard, fire))
+                }
+                _ => {
+                    warn!(job = %fire.job_id, at = fire.scheduled_ms, "claim outcome never learned; given up")
+                }
+            }
+        }
+        for d in self.timetable.take_due(now_ms, tolerance_ms) {
             let Some(held) = self.held.get(&d.shard) else {
                 continue;
             };
@@ -565,58 +614,87 @@ impl Node {
                 continue;
             }
             self.record_misfires(&d, held.token);
-            if d.run.is_empty() {
-                continue;
-            }
-            let (batch, plans) = batches.entry(d.shard).or_insert_with(|| {
-                (
-                    ClaimBatch {
-                        shard: d.shard,
-                        holder: self.holder.clone(),
-                        token: held.token,
-                        fires: Vec::new(),
-                    },
-                    Vec::new(),
-                )
-            });
+            let token = held.token;
+            let batch = Self::batch_for(&mut batches, d.shard, &self.holder, token);
             batch.fires.extend(d.run.iter().map(|&at| FireClaim {
                 job_id: d.job_id.clone(),
                 scheduled_ms: at,
                 kind: FireKind::Scheduled,
                 job_version: d.version,
             }));
-            plans.push(d);
         }
+        batches.retain(|_, b| !b.fires.is_empty());
         if batches.is_empty() {
             return;
         }
-        let claims: Vec<ClaimBatch> = batches.values().map(|(b, _)| b.clone()).collect();
+        let claims: Vec<ClaimBatch> = batches.into_values().collect();
         let t = Instant::now();
         let outcome = self
             .coord
             .claim_fires(&claims, self.settings.claim_retention)
             .await;
         let Some(outcomes) = self.coord_result("claim fires", t, outcome) else {
-            let retry_ms = self.clock.now_ms() + CLAIM_RETRY.as_millis() as i64;
-            for (_, plans) in batches.values() {
-                for d in plans {
-                    self.timetable.roll_back(&d.job_id, d.previous_cursor_ms, retry_ms);
-                }
+            // The claims may or may not have landed: retry them as ours.
+            for batch in claims {
+                self.remember_uncertain(batch.shard, batch.fires, |_| true);
             }
+            self.retry_at = Some(Instant::now() + CLAIM_RETRY);
             return;
         };
-        for ((shard, (batch, _)), outcome) in batches.into_iter().zip(outcomes) {
+        for (batch, outcome) in claims.into_iter().zip(outcomes) {
             match outcome {
                 BatchOutcome::LeaseLost => {
-                    warn!(shard, "claim refused: lease no longer ours");
-                    self.lose_shard(shard);
+                    warn!(shard = batch.shard, "claim refused: lease no longer ours");
+                    self.lose_shard(batch.shard);
+                    self.remember_uncertain(batch.shard, batch.fires, |f| {
+                        f.kind == FireKind::Retry
+                    });
                 }
-                BatchOutcome::Claimed(codes) => self.dispatch_claimed(shard, batch, codes, now_ms),
+                BatchOutcome::Claimed(codes) => {
+                    let shard = batch.shard;
+                    self.dispatch_claimed(shard, batch, codes, now_ms);
+                }
             }
         }
     }
 
-    fn dispatch_claimed(&mut self, shard: u32, batch: ClaimBatch, codes: Vec<ClaimOutcome>, now_ms: i64) {
+    fn batch_for<'a>(
+        batches: &'a mut BTreeMap<u32, ClaimBatch>,
+        shard: u32,
+        holder: &str,
+        token: u64,
+    ) -> &'a mut ClaimBatch {
+        batches.entry(shard).or_insert_with(|| ClaimBatch {
+            shard,
+            holder: holder.to_owned(),
+            token,
+            fires: Vec::new(),
+        })
+    }
+
+    /// Keeps fires whose claim outcome is unknown, to claim again as ours.
+    fn remember_uncertain(
+        &mut self,
+        shard: u32,
+        fires: Vec<FireClaim>,
+        keep: impl Fn(&FireClaim) -> bool,
+    ) {
+        for fire in fires.into_iter().filter(|f| keep(f)) {
+            let kind = match fire.kind {
+                FireKind::Trigger => FireKind::Trigger,
+                FireKind::Scheduled | FireKind::Retry => FireKind::Retry,
+            };
+            self.uncertain.push((shard, FireClaim { kind, ..fire }));
+        }
+    }
+
+    fn dispatch_claimed(
+        &mut self,
+        shard: u32,
+        batch: ClaimBatch,
+        codes: Vec<ClaimOutcome>,
+        now_ms: i64,
+    ) {
         let Some(held) = self.held.get(&shard) else {
             return;
         };
@@ -625,7 +703,9 @@ impl Node {
         let tolerance_ms = self.settings.on_time_tolerance.as_millis() as i64;
         let mut latest: HashMap<String, i64> = HashMap::new();
         for fire in &batch.fires {
-            let l = latest.entry(fire.job_id.clone()).or_insert(fire.scheduled_ms);
+            let l = latest
+                .entry(fire.job_id.clone())
+                .or_insert(fire.scheduled_ms);
             *l = (*l).max(fire.scheduled_ms);
         }
         for (fire, code) in batch.fires.into_iter().zip(codes) {
@@ -636,7 +716,9 @@ impl Node {
                     };
                     self.report.claimed += 1;
                     let catch_up = now_ms - fire.scheduled_ms > tolerance_ms
-                        || latest.get(fire.job_id.as_str()).is_some_and(|&l| fire.scheduled_ms < l);
+                        || latest
+                            .get(fire.job_id.as_str())
+                            .is_some_and(|&l| fire.scheduled_ms < l);
                     if catch_up {
                         counter!(m::CATCHUP_FIRES_TOTAL).increment(1);
                     }
@@ -686,8 +768,11 @@ impl Node {
             );
         }
         for &at in d.misfired.iter().take(MAX_MISFIRE_RECORDS) {
-            self.executor
-                .record_not_run(&mk(at), RunOutcome::Misfired, "not run per misfire policy");
+            self.executor.record_not_run(
+                &mk(at),
+                RunOutcome::Misfired,
+                "not run per misfire policy",
+            );
         }
     }
 
@@ -729,7 +814,11 @@ impl Node {
         let t = Instant::now();
         let released = self.coord.release_leases(&leases, &self.holder).await;
         self.coord_result("release leases", t, released);
-        info!(released = leases.len(), in_flight = self.executor.in_flight(), "leases released; draining");
+        info!(
+            released = leases.len(),
+            in_flight = self.executor.in_flight(),
+            "leases released; draining"
+        );
         self.report.cancelled_at_shutdown = self.executor.drain(self.settings.drain_timeout).await;
         self.records = None;
         drop(self.executor);

@@ -41,7 +41,10 @@ pub fn spawn_recorder(
             if buffer.len() > MAX_BUFFERED {
                 let excess = buffer.len() - MAX_BUFFERED;
                 buffer.drain(..excess);
-                warn!(dropped = excess, "run history buffer full; oldest records dropped");
+                warn!(
+                    dropped = excess,
+                    "run history buffer full; oldest records dropped"
+                );
             }
             if buffer.is_empty() && !open {
                 return;

@@ -41,8 +41,6 @@ pub struct DueFires {
     pub shard: u32,
     /// Job version.
     pub version: u64,
-    /// Cursor before this wake-up (to roll back if claiming fails).
-    pub previous_cursor_ms: i64,
     /// Fires to claim and run, ascending.
     pub run: Vec<i64>,
     /// Fires not run because of the policy or the grace, ascending.
@@ -151,23 +149,14 @@ impl Timetable {
             if let Some(next) = entry.next_ms {
                 self.heap.push(Reverse((next, id)));
             }
-            if !decision.run.is_empty() || !decision.misfired.is_empty() || decision.beyond_grace.is_some() {
+            if !decision.run.is_empty()
+                || !decision.misfired.is_empty()
+                || decision.beyond_grace.is_some()
+            {
                 out.push(decision);
             }
         }
         out
-    }
-
-    /// Puts a job's cursor back (its claims could not be made) and retries at `retry_ms`.
-    pub fn roll_back(&mut self, job_id: &str, cursor_ms: i64, retry_ms: i64) {
-        if let Some(entry) = self.jobs.get_mut(job_id) {
-            entry.cursor_ms = entry.cursor_ms.min(cursor_ms);
-            let next = entry.job.next_after(entry.cursor_ms).map(|n| n.max(retry_ms));
-            entry.next_ms = next;
-            if let Some(next) = next {
-                self.heap.push(Reverse((next, job_id.to_owned())));
-            }
-        }
     }
 }
 
@@ -179,7 +168,6 @@ fn decide(entry: &mut JobEntry, now_ms: i64, tolerance_ms: i64) -> DueFires {
         job_id: spec.id.clone(),
         shard: entry.shard,
         version: entry.version,
-        previous_cursor_ms: entry.cursor_ms,
         ..DueFires::default()
     };
     let grace_floor = now_ms - grace_ms.max(tolerance_ms);
@@ -191,12 +179,15 @@ fn decide(entry: &mut JobEntry, now_ms: i64, tolerance_ms: i64) -> DueFires {
         }
         entry.cursor_ms = grace_floor;
     }
-    let pending = entry.job.fires_between(entry.cursor_ms, now_ms, MAX_FIRES_PER_WAKE);
+    let pending = entry
+        .job
+        .fires_between(entry.cursor_ms, now_ms, MAX_FIRES_PER_WAKE);
     if let Some(&last) = pending.last() {
         entry.cursor_ms = last;
     }
-    let (on_time, late): (Vec<i64>, Vec<i64>) =
-        pending.into_iter().partition(|&t| now_ms - t <= tolerance_ms);
+    let (on_time, late): (Vec<i64>, Vec<i64>) = pending
+        .into_iter()
+        .partition(|&t| now_ms - t <= tolerance_ms);
     match spec.misfire {
         MisfirePolicy::CatchUp => {
             decision.run = late;
@@ -258,7 +249,10 @@ mod tests {
         let mut t = Timetable::new();
         t.upsert(entry("@every 1s", MisfirePolicy::CatchUp, T0));
         let due = t.take_due(T0 + 10_000, 2000);
-        assert_eq!(due[0].run, (1..=10).map(|i| T0 + i * 1000).collect::<Vec<_>>());
+        assert_eq!(
+            due[0].run,
+            (1..=10).map(|i| T0 + i * 1000).collect::<Vec<_>>()
+        );
         assert!(due[0].misfired.is_empty());
     }
 
@@ -289,17 +283,6 @@ mod tests {
         assert_eq!(due[0].beyond_grace, Some(T0 + 1000));
         assert_eq!(due[0].run.len(), 60);
         assert!(due[0].run.iter().all(|&f| now - f <= 60_000));
-    }
-
-    #[test]
-    fn roll_back_retries_the_same_fires() {
-        let mut t = Timetable::new();
-        t.upsert(entry("@every 1s", MisfirePolicy::CatchUp, T0));
-        let due = t.take_due(T0 + 1000, 2000);
-        t.roll_back("j", due[0].previous_cursor_ms, T0 + 1200);
-        assert_eq!(t.next_due(), Some(T0 + 1200));
-        let again = t.take_due(T0 + 1200, 2000);
-        assert_eq!(again[0].run, vec![T0 + 1000]);
     }
 
     #[test]

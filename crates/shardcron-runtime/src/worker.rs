@@ -123,7 +123,13 @@ pub fn default_node_id() -> String {
         .unwrap_or_else(|| "node".to_owned());
     let host: String = host
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect();
     format!("{host}-{}", std::process::id())
 }

@@ -10,35 +10,52 @@ use shardcron_core::{JobSpec, OverlapPolicy, RingConfig};
 use shardcron_runtime::{FireContext, FnHandler, HandlerError, RunOutput, Worker, WorkerSettings};
 use tokio::sync::oneshot;
 
-const RING: RingConfig = RingConfig { shard_count: 16, vnodes: 40 };
+const RING: RingConfig = RingConfig {
+    shard_count: 16,
+    vnodes: 40,
+};
 
 async fn run_worker_for(coord: Arc<dyn Coordinator>, secs: u64, calls: Arc<AtomicUsize>) {
     let c = calls.clone();
     let worker = Worker::builder(coord)
         .node_id("solo")
         .settings(WorkerSettings::fast())
-        .handler("panics", FnHandler(|_ctx: FireContext| async move {
-            if std::hint::black_box(true) {
-                panic!("boom");
-            }
-            Ok(RunOutput::default())
-        }))
-        .handler("slow", FnHandler(|_ctx: FireContext| async move {
-            tokio::time::sleep(Duration::from_secs(30)).await;
-            Ok(RunOutput::default())
-        }))
-        .handler("flaky", FnHandler(move |ctx: FireContext| {
-            let c = c.clone();
-            async move {
-                c.fetch_add(1, Ordering::SeqCst);
-                if ctx.attempt < 3 {
-                    Err(HandlerError::new(format!("attempt {} fails", ctx.attempt)))
-                } else {
-                    Ok(RunOutput { detail: Some("third time lucky".into()) })
+        .handler(
+            "panics",
+            FnHandler(|_ctx: FireContext| async move {
+                if std::hint::black_box(true) {
+                    panic!("boom");
                 }
-            }
-        }))
-        .handler("ok", FnHandler(|_ctx: FireContext| async move { Ok(RunOutput::default()) }))
+                Ok(RunOutput::default())
+            }),
+        )
+        .handler(
+            "slow",
+            FnHandler(|_ctx: FireContext| async move {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                Ok(RunOutput::default())
+            }),
+        )
+        .handler(
+            "flaky",
+            FnHandler(move |ctx: FireContext| {
+                let c = c.clone();
+                async move {
+                    c.fetch_add(1, Ordering::SeqCst);
+                    if ctx.attempt < 3 {
+                        Err(HandlerError::new(format!("attempt {} fails", ctx.attempt)))
+                    } else {
+                        Ok(RunOutput {
+                            detail: Some("third time lucky".into()),
+                        })
+                    }
+                }
+            }),
+        )
+        .handler(
+            "ok",
+            FnHandler(|_ctx: FireContext| async move { Ok(RunOutput::default()) }),
+        )
         .build()
         .expect("worker");
     let (tx, rx) = oneshot::channel::<()>();
@@ -71,21 +88,34 @@ async fn failures_are_caught_retried_and_recorded() {
     let mut skip = JobSpec::new("overlapping", "@every 1s", "slow");
     skip.overlap = OverlapPolicy::Skip;
     coord.put_job(&skip, None).await.expect("put");
-    coord.put_job(&JobSpec::new("nohandler", "@every 1s", "missing"), None).await.expect("put");
+    coord
+        .put_job(&JobSpec::new("nohandler", "@every 1s", "missing"), None)
+        .await
+        .expect("put");
     let calls = Arc::new(AtomicUsize::new(0));
     // Make the flaky job due: trigger it once the worker owns its shard.
     let c2 = coord.clone();
     let trig = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(1500)).await;
-        c2.trigger_job("flaky").await.expect("trigger").expect("exists")
+        c2.trigger_job("flaky")
+            .await
+            .expect("trigger")
+            .expect("exists")
     });
     run_worker_for(coord.clone(), 4, calls.clone()).await;
     let trigger_at = trig.await.expect("join");
     let runs = coord.recent_runs(None, 1000).await.expect("runs");
 
     let p = runs_of(&runs, "panics");
-    assert!(!p.is_empty() && p.iter().all(|r| r.outcome == RunOutcome::Panicked), "{p:?}");
-    assert!(p[0].error.as_deref().unwrap_or("").contains("boom"), "{:?}", p[0]);
+    assert!(
+        !p.is_empty() && p.iter().all(|r| r.outcome == RunOutcome::Panicked),
+        "{p:?}"
+    );
+    assert!(
+        p[0].error.as_deref().unwrap_or("").contains("boom"),
+        "{:?}",
+        p[0]
+    );
 
     let s = runs_of(&runs, "slow");
     assert!(s.iter().any(|r| r.outcome == RunOutcome::TimedOut), "{s:?}");
@@ -95,27 +125,44 @@ async fn failures_are_caught_retried_and_recorded() {
         .iter()
         .find(|r| r.fire_id == format!("flaky@{trigger_at}"))
         .unwrap_or_else(|| panic!("trigger run missing: {f:?}"));
-    assert_eq!((triggered.outcome, triggered.attempts), (RunOutcome::Succeeded, 3));
+    assert_eq!(
+        (triggered.outcome, triggered.attempts),
+        (RunOutcome::Succeeded, 3)
+    );
     assert!(calls.load(Ordering::SeqCst) >= 3);
 
     let o = runs_of(&runs, "overlapping");
-    assert!(o.iter().any(|r| r.outcome == RunOutcome::SkippedOverlap), "{o:?}");
+    assert!(
+        o.iter().any(|r| r.outcome == RunOutcome::SkippedOverlap),
+        "{o:?}"
+    );
 
     let n = runs_of(&runs, "nohandler");
-    assert!(!n.is_empty() && n.iter().all(|r| r.outcome == RunOutcome::UnknownHandler), "{n:?}");
+    assert!(
+        !n.is_empty() && n.iter().all(|r| r.outcome == RunOutcome::UnknownHandler),
+        "{n:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paused_and_removed_jobs_stop_firing_once_acknowledged() {
     let coord: Arc<dyn Coordinator> = Arc::new(MemoryCoordinator::new("p", RING).expect("coord"));
-    coord.put_job(&JobSpec::new("to-pause", "@every 1s", "ok"), None).await.expect("put");
-    coord.put_job(&JobSpec::new("to-remove", "@every 1s", "ok"), None).await.expect("put");
+    coord
+        .put_job(&JobSpec::new("to-pause", "@every 1s", "ok"), None)
+        .await
+        .expect("put");
+    coord
+        .put_job(&JobSpec::new("to-remove", "@every 1s", "ok"), None)
+        .await
+        .expect("put");
     let c2 = coord.clone();
     let edits = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(2500)).await;
         let mut paused = c2.get_job("to-pause").await.expect("get").expect("exists");
         paused.spec.paused = true;
-        c2.put_job(&paused.spec, Some(paused.version)).await.expect("pause");
+        c2.put_job(&paused.spec, Some(paused.version))
+            .await
+            .expect("pause");
         let paused_at = shardcron_runtime::Clock::now_ms(&shardcron_runtime::SystemClock);
         assert!(c2.delete_job("to-remove", None).await.expect("rm"));
         let removed_at = shardcron_runtime::Clock::now_ms(&shardcron_runtime::SystemClock);
@@ -126,9 +173,15 @@ async fn paused_and_removed_jobs_stop_firing_once_acknowledged() {
     let runs = coord.recent_runs(None, 1000).await.expect("runs");
     for (job, acked) in [("to-pause", paused_at), ("to-remove", removed_at)] {
         let r = runs_of(&runs, job);
-        assert!(r.iter().any(|r| r.started_ms < acked), "{job} ran before the edit");
+        assert!(
+            r.iter().any(|r| r.started_ms < acked),
+            "{job} ran before the edit"
+        );
         let late: Vec<_> = r.iter().filter(|r| r.started_ms > acked).collect();
-        assert!(late.is_empty(), "{job} ran after the write was acknowledged: {late:?}");
+        assert!(
+            late.is_empty(),
+            "{job} ran after the write was acknowledged: {late:?}"
+        );
     }
 }
 
@@ -144,10 +197,13 @@ async fn catch_up_fires_of_one_job_run_one_after_another_not_skipped() {
     let worker = Worker::builder(coord.clone())
         .node_id("late")
         .settings(WorkerSettings::fast())
-        .handler("slowish", FnHandler(|_ctx: FireContext| async move {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            Ok(RunOutput::default())
-        }))
+        .handler(
+            "slowish",
+            FnHandler(|_ctx: FireContext| async move {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                Ok(RunOutput::default())
+            }),
+        )
         .build()
         .expect("worker");
     let (tx, rx) = oneshot::channel::<()>();
@@ -157,11 +213,19 @@ async fn catch_up_fires_of_one_job_run_one_after_another_not_skipped() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let _ = tx.send(());
     task.await.expect("join").expect("run");
-    let runs = coord.recent_runs(Some("backlogged"), 100).await.expect("runs");
-    let missed_then: Vec<_> = runs.iter().filter(|r| r.scheduled_ms <= created + 3200).collect();
+    let runs = coord
+        .recent_runs(Some("backlogged"), 100)
+        .await
+        .expect("runs");
+    let missed_then: Vec<_> = runs
+        .iter()
+        .filter(|r| r.scheduled_ms <= created + 3200)
+        .collect();
     assert!(missed_then.len() >= 3, "{runs:?}");
     assert!(
-        missed_then.iter().all(|r| r.outcome == RunOutcome::Succeeded),
+        missed_then
+            .iter()
+            .all(|r| r.outcome == RunOutcome::Succeeded),
         "catch-up fires must all run: {runs:?}"
     );
 }

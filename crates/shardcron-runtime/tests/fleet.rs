@@ -31,7 +31,11 @@ async fn three_workers_run_every_fire_exactly_once() {
     assert_eq!(a.seen, a.expected, "{a:?}");
     assert_eq!(a.per_node.len(), 3, "every worker runs a share: {a:?}");
     for (node, n) in &a.per_node {
-        assert!(*n >= a.expected / 6, "{node} ran only {n} of {}", a.expected);
+        assert!(
+            *n >= a.expected / 6,
+            "{node} ran only {n} of {}",
+            a.expected
+        );
     }
 }
 
@@ -86,10 +90,12 @@ async fn crashed_worker_is_taken_over_and_missed_fires_caught_up() {
     let a = audit(&fleet.log, 100, from, to);
     // A fire the crashed node had claimed but not yet started is lost with it:
     // at most once wins over at least once. Every other fire must have run.
-    let (claimed_by_crashed, unclaimed): (Vec<_>, Vec<_>) = a
-        .missing_fires
-        .iter()
-        .partition(|(job, at)| fleet.claim_holder(job, *at).is_some_and(|h| h.starts_with("w3/")));
+    let (claimed_by_crashed, unclaimed): (Vec<_>, Vec<_>) =
+        a.missing_fires.iter().partition(|(job, at)| {
+            fleet
+                .claim_holder(job, *at)
+                .is_some_and(|h| h.starts_with("w3/"))
+        });
     println!(
         "test 3: expected {} seen {} duplicates {} missing {} (claimed by the crashed node before it died: {}) per node {:?} max lateness {} ms",
         a.expected, a.seen, a.duplicates, a.missing, claimed_by_crashed.len(), a.per_node, a.max_lateness_ms
@@ -97,9 +103,15 @@ async fn crashed_worker_is_taken_over_and_missed_fires_caught_up() {
     assert_eq!(a.duplicates, 0, "{a:?}");
     assert!(unclaimed.is_empty(), "fires nobody ran: {unclaimed:?}");
     let at: std::collections::BTreeSet<i64> = claimed_by_crashed.iter().map(|(_, t)| *t).collect();
-    assert!(at.len() <= 1, "lost fires must all be from the crash instant: {at:?}");
+    assert!(
+        at.len() <= 1,
+        "lost fires must all be from the crash instant: {at:?}"
+    );
     let w3 = a.per_node.get("w3").copied().unwrap_or(0);
-    assert!(w3 > 0 && w3 < a.expected / 3, "w3 ran until its crash only: {a:?}");
+    assert!(
+        w3 > 0 && w3 < a.expected / 3,
+        "w3 ran until its crash only: {a:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -134,18 +146,33 @@ async fn worker_that_loses_its_lease_cancels_and_stops_firing_the_shard() {
         .map(|i| format!("sib-{i}"))
         .find(|id| shard_of(id, RING.shard_count) == shard)
         .expect("a sibling id");
-    coord.put_job(&JobSpec::new(&sibling, "@every 1s", "record"), None).await.expect("put");
+    coord
+        .put_job(&JobSpec::new(&sibling, "@every 1s", "record"), None)
+        .await
+        .expect("put");
     fleet.start("w1").await;
     fleet.wait_settled(Duration::from_secs(10)).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert!(started.load(Ordering::SeqCst) >= 1, "long handler must be running");
-    assert!(!fleet.log.lock().expect("log").is_empty(), "the sibling fired before the lease was taken");
+    assert!(
+        started.load(Ordering::SeqCst) >= 1,
+        "long handler must be running"
+    );
+    assert!(
+        !fleet.log.lock().expect("log").is_empty(),
+        "the sibling fired before the lease was taken"
+    );
     // Another holder takes the lease away.
     let key = format!("{{fleet:{shard}}}:lease");
     let taken_at = now_ms();
-    fleet.redis.command(&["SET", &key, "intruder/0|999999", "PX", "60000"]).expect("steal lease");
+    fleet
+        .redis
+        .command(&["SET", &key, "intruder/0|999999", "PX", "60000"])
+        .expect("steal lease");
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert!(cancelled.load(Ordering::SeqCst) >= 1, "the running handler must see cancellation");
+    assert!(
+        cancelled.load(Ordering::SeqCst) >= 1,
+        "the running handler must see cancellation"
+    );
     let after: Vec<Seen> = fleet
         .log
         .lock()
@@ -156,7 +183,13 @@ async fn worker_that_loses_its_lease_cancels_and_stops_firing_the_shard() {
         .collect();
     assert!(after.is_empty(), "fired on a lost shard: {after:?}");
     // Other shards keep firing.
-    let others = fleet.log.lock().expect("log").iter().filter(|s| s.shard != shard).count();
+    let others = fleet
+        .log
+        .lock()
+        .expect("log")
+        .iter()
+        .filter(|s| s.shard != shard)
+        .count();
     assert_eq!(others, 0, "only the sibling job was recorded");
     fleet.stop_all().await;
 }
@@ -188,10 +221,17 @@ async fn fencing_tokens_increase_across_ownership_changes() {
         if a.shard != b.shard {
             continue;
         }
-        assert!(b.token >= a.token, "token went back on shard {}: {a:?} -> {b:?}", a.shard);
+        assert!(
+            b.token >= a.token,
+            "token went back on shard {}: {a:?} -> {b:?}",
+            a.shard
+        );
         if a.node != b.node {
             changes += 1;
-            assert!(b.token > a.token, "ownership changed without a larger token: {a:?} -> {b:?}");
+            assert!(
+                b.token > a.token,
+                "ownership changed without a larger token: {a:?} -> {b:?}"
+            );
         }
     }
     println!("test 5: {changes} ownership changes observed, tokens strictly increased at each");

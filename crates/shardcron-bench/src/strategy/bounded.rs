@@ -104,7 +104,12 @@ mod tests {
 
     #[test]
     fn never_exceeds_capacity_and_places_every_shard() {
-        for (shards, nodes, epsilon) in [(1024, 3, 0.25), (1024, 50, 0.1), (4096, 7, 0.0), (100, 30, 0.25)] {
+        for (shards, nodes, epsilon) in [
+            (1024, 3, 0.25),
+            (1024, 50, 0.1),
+            (4096, 7, 0.0),
+            (100, 30, 0.25),
+        ] {
             let fleet = Fleet::from_ids(&(0..nodes).collect::<Vec<_>>());
             let owners = BoundedLoads::new(shards, 40, epsilon).assign(&fleet).owners;
             let cap = capacity(shards, fleet.len(), epsilon);

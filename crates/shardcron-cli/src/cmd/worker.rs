@@ -106,7 +106,10 @@ pub async fn run(target: &Target, args: WorkerArgs) -> Result<(), CliError> {
         builder = builder.addr(addr.to_string());
     }
     if let Some(skew_ms) = clock_skew_from_env()? {
-        warn!(skew_ms, "{CLOCK_SKEW_ENV} is set: this node's wall clock is shifted (fault injection)");
+        warn!(
+            skew_ms,
+            "{CLOCK_SKEW_ENV} is set: this node's wall clock is shifted (fault injection)"
+        );
         builder = builder.clock(Arc::new(shardcron_runtime::SkewedClock::new(skew_ms)));
     }
     let worker = builder.build()?;
@@ -136,7 +139,9 @@ fn clock_skew_from_env() -> Result<Option<i64>, CliError> {
     match std::env::var(CLOCK_SKEW_ENV) {
         Err(_) => Ok(None),
         Ok(v) => v.trim().parse().map(Some).map_err(|_| {
-            CliError::config(format!("{CLOCK_SKEW_ENV}={v:?} is not a whole number of milliseconds"))
+            CliError::config(format!(
+                "{CLOCK_SKEW_ENV}={v:?} is not a whole number of milliseconds"
+            ))
         }),
     }
 }

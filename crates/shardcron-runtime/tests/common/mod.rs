@@ -35,7 +35,10 @@ pub struct Seen {
 pub type Log = Arc<Mutex<Vec<Seen>>>;
 
 pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_millis() as i64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64
 }
 
 pub fn recording_handler(log: Log) -> impl Handler {
@@ -103,9 +106,12 @@ impl Fleet {
     pub async fn put_every_second_jobs(&self, n: usize) {
         let c = self.coordinator().await;
         for i in 0..n {
-            c.put_job(&JobSpec::new(format!("job-{i:04}"), "@every 1s", "record"), None)
-                .await
-                .expect("put job");
+            c.put_job(
+                &JobSpec::new(format!("job-{i:04}"), "@every 1s", "record"),
+                None,
+            )
+            .await
+            .expect("put job");
         }
     }
 
@@ -128,7 +134,14 @@ impl Fleet {
                 .await
                 .expect("worker run");
         });
-        self.workers.insert(node.to_owned(), Running { stop: Some(stop), task, status });
+        self.workers.insert(
+            node.to_owned(),
+            Running {
+                stop: Some(stop),
+                task,
+                status,
+            },
+        );
     }
 
     /// Graceful stop; waits for the worker to finish.
@@ -150,7 +163,10 @@ impl Fleet {
     }
 
     pub fn owned_total(&self) -> usize {
-        self.workers.values().map(|w| w.status.borrow().owned_shards).sum()
+        self.workers
+            .values()
+            .map(|w| w.status.borrow().owned_shards)
+            .sum()
     }
 
     /// Waits until every live worker is ready and they own every shard between them.
@@ -195,12 +211,18 @@ pub struct Audit {
 
 pub fn audit(log: &Log, jobs: usize, from_ms: i64, to_ms: i64) -> Audit {
     let first = (from_ms + 999) / 1000 * 1000;
-    let seconds: Vec<i64> = (0..).map(|i| first + i * 1000).take_while(|&t| t <= to_ms).collect();
+    let seconds: Vec<i64> = (0..)
+        .map(|i| first + i * 1000)
+        .take_while(|&t| t <= to_ms)
+        .collect();
     let log = log.lock().expect("log");
     let mut counts: HashMap<(String, i64), usize> = HashMap::new();
     let mut per_node = BTreeMap::new();
     let mut max_lateness_ms = 0;
-    for s in log.iter().filter(|s| s.scheduled_ms >= first && s.scheduled_ms <= to_ms) {
+    for s in log
+        .iter()
+        .filter(|s| s.scheduled_ms >= first && s.scheduled_ms <= to_ms)
+    {
         *counts.entry((s.job.clone(), s.scheduled_ms)).or_default() += 1;
         *per_node.entry(s.node.clone()).or_default() += 1;
         max_lateness_ms = max_lateness_ms.max(s.started_ms - s.scheduled_ms);
