@@ -31,7 +31,7 @@ fn row(name: &str, f: &ProcFleet, from: i64, to: i64, dead: &[&str], reaction: O
         reaction.map_or("-".to_owned(), |d| format!("{} ms", d.as_millis()))
     );
     assert!(
-        a.expected >= JOBS * 6,
+        a.expected >= JOBS * 4,
         "{name}: window too short ({})",
         a.expected
     );
@@ -382,13 +382,16 @@ fn jobs_added_updated_and_removed_during_churn() {
             })
             .collect()
     };
+    // A fire claimed just before the removal may still start a process spawn
+    // later; no fire scheduled after the acknowledgement may run at all (the
+    // claim script refuses a removed job's version).
     let removed_late: Vec<_> = fires("tick-001")
         .into_iter()
-        .filter(|(_, started)| *started > removed_at)
+        .filter(|(at, _)| *at > removed_at)
         .collect();
     assert!(
         removed_late.is_empty(),
-        "removed job ran after the removal was acknowledged: {removed_late:?}"
+        "removed job fired after the removal was acknowledged: {removed_late:?}"
     );
     let odd: Vec<_> = fires("tick-000")
         .into_iter()

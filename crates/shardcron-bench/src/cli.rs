@@ -5,6 +5,7 @@
 //! 400 500. Values are sorted and deduplicated.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -137,18 +138,32 @@ pub struct SimArgs {
     pub no_charts: bool,
 }
 
+/// Parses a humantime duration such as `30s` or `2m`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text).map_err(|e| format!("{text:?}: {e}"))
+}
+
 /// Options of `live`.
 #[derive(Debug, Clone, Args)]
 pub struct LiveArgs {
-    /// In-process workers.
-    #[arg(long, default_value_t = 3)]
+    /// In-process workers, each with its own Redis connection.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub workers: u32,
-    /// Jobs to register.
-    #[arg(long, default_value_t = 1_000)]
+    /// Jobs to register (`job-0` ..), all on the same `@every` schedule.
+    #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(1..=200_000))]
     pub jobs: u32,
-    /// How long to run, e.g. `30s`.
-    #[arg(long, default_value = "30s")]
-    pub duration: String,
+    /// Length of the measured window, e.g. `30s`.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Period of every job (`@every <period>`), at least 1s.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub every: Duration,
+    /// Shard count of the namespace (160 virtual nodes).
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    pub shards: u32,
+    /// Output directory for live.json.
+    #[arg(long, default_value = "target/shardcron-bench/live")]
+    pub out: PathBuf,
 }
 
 #[cfg(test)]

@@ -1,0 +1,190 @@
+//! Recording fires and auditing them against what should have fired.
+//!
+//! The counting handler only appends `(job, scheduled, started)` to a
+//! [`Recorder`]; all judgement happens afterwards in [`audit`], which is a
+//! pure function so it can be unit-tested: within the measured window every
+//! job must have fired exactly once at every multiple of its period.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use serde::Serialize;
+
+/// One run observed by the counting handler.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fire {
+    /// Index `i` of job `job-i` (`u32::MAX` for an id of another form).
+    pub job: u32,
+    /// Scheduled instant, Unix ms.
+    pub scheduled_ms: i64,
+    /// When the handler started, Unix ms.
+    pub started_ms: i64,
+}
+
+/// Shared, append-only log of fires.
+#[derive(Clone, Debug, Default)]
+pub struct Recorder {
+    fires: Arc<Mutex<Vec<Fire>>>,
+}
+
+impl Recorder {
+    /// Records a run of `job_id` scheduled at `scheduled_ms`, started at `started_ms`.
+    pub fn record(&self, job_id: &str, scheduled_ms: i64, started_ms: i64) {
+        let job = job_id
+            .strip_prefix("job-")
+            .and_then(|i| i.parse().ok())
+            .unwrap_or(u32::MAX);
+        self.fires
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(Fire {
+                job,
+                scheduled_ms,
+                started_ms,
+            });
+    }
+
+    /// Number of fires recorded so far.
+    pub fn len(&self) -> usize {
+        self.fires.lock().unwrap_or_else(PoisonError::into_inner).len()
+    }
+
+    /// Whether nothing was recorded yet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A copy of every fire recorded so far.
+    pub fn snapshot(&self) -> Vec<Fire> {
+        self.fires.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+}
+
+/// Lateness percentiles, milliseconds (start of the handler minus scheduled time).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct Lateness {
+    /// Median.
+    pub p50_ms: i64,
+    /// 99th percentile.
+    pub p99_ms: i64,
+    /// Largest.
+    pub max_ms: i64,
+}
+
+/// Outcome of the audit of one window.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Audit {
+    /// Fires that should have run in the window (`jobs × slots`).
+    pub expected: u64,
+    /// Distinct `(job, instant)` pairs that ran in the window.
+    pub fired: u64,
+    /// Expected pairs that never ran.
+    pub misses: u64,
+    /// Extra runs of a pair that already ran.
+    pub duplicates: u64,
+    /// Runs in the window at an instant that is not a multiple of the
+    /// period, or of an unknown job.
+    pub unexpected: u64,
+    /// Lateness of the runs in the window.
+    pub lateness: Lateness,
+}
+
+/// Value at quantile `q` (0..=1) of ascending `sorted` (nearest rank).
+pub fn percentile(sorted: &[i64], q: f64) -> i64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = (q.clamp(0.0, 1.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// Audits `fires` of `jobs` jobs firing every `period_ms` over the window
+/// `[from_ms, to_ms)`.
+pub fn audit(fires: &[Fire], jobs: u32, period_ms: i64, from_ms: i64, to_ms: i64) -> Audit {
+    let period = period_ms.max(1);
+    let first_slot = from_ms.div_euclid(period) + i64::from(from_ms.rem_euclid(period) != 0);
+    let end_slot = to_ms.div_euclid(period) + i64::from(to_ms.rem_euclid(period) != 0);
+    let slots = u64::try_from(end_slot - first_slot).unwrap_or(0);
+    let expected = slots * u64::from(jobs);
+
+    let mut seen: HashMap<(u32, i64), u64> = HashMap::new();
+    let mut unexpected = 0u64;
+    let mut lateness = Vec::new();
+    for fire in fires.iter().filter(|f| f.scheduled_ms >= from_ms && f.scheduled_ms < to_ms) {
+        lateness.push(fire.started_ms - fire.scheduled_ms);
+        if fire.job >= jobs || fire.scheduled_ms.rem_euclid(period) != 0 {
+            unexpected += 1;
+            continue;
+        }
+        *seen.entry((fire.job, fire.scheduled_ms)).or_default() += 1;
+    }
+    lateness.sort_unstable();
+    let fired = seen.len() as u64;
+    Audit {
+        expected,
+        fired,
+        misses: expected.saturating_sub(fired),
+        duplicates: seen.values().map(|&c| c - 1).sum(),
+        unexpected,
+        lateness: Lateness {
+            p50_ms: percentile(&lateness, 0.50),
+            p99_ms: percentile(&lateness, 0.99),
+            max_ms: lateness.last().copied().unwrap_or(0),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fire(job: u32, scheduled_ms: i64, late: i64) -> Fire {
+        Fire {
+            job,
+            scheduled_ms,
+            started_ms: scheduled_ms + late,
+        }
+    }
+
+    #[test]
+    fn a_clean_window() {
+        let fires: Vec<Fire> = (0..2)
+            .flat_map(|job| (1..=3).map(move |s| fire(job, s * 1000, 5)))
+            .collect();
+        // Window [1000, 4000) holds slots 1000, 2000, 3000.
+        let result = audit(&fires, 2, 1000, 1000, 4000);
+        assert_eq!((result.expected, result.fired), (6, 6));
+        assert_eq!((result.misses, result.duplicates, result.unexpected), (0, 0, 0));
+        assert_eq!(result.lateness.max_ms, 5);
+    }
+
+    #[test]
+    fn misses_duplicates_and_strays() {
+        let fires = vec![
+            fire(0, 1000, 1),
+            fire(0, 1000, 9),
+            fire(1, 1500, 1),
+            fire(7, 2000, 1),
+            fire(0, 9000, 1),
+        ];
+        let result = audit(&fires, 2, 1000, 500, 2500);
+        assert_eq!(result.expected, 4);
+        assert_eq!(result.fired, 1);
+        assert_eq!(result.misses, 3);
+        assert_eq!(result.duplicates, 1);
+        assert_eq!(result.unexpected, 2);
+    }
+
+    #[test]
+    fn percentiles_use_nearest_rank() {
+        let values: Vec<i64> = (1..=100).collect();
+        assert_eq!(percentile(&values, 0.5), 50);
+        assert_eq!(percentile(&values, 0.99), 99);
+        assert_eq!(percentile(&[], 0.5), 0);
+        let recorder = Recorder::default();
+        recorder.record("job-12", 1000, 1003);
+        recorder.record("other", 1000, 1003);
+        assert_eq!(recorder.snapshot()[0].job, 12);
+        assert_eq!(recorder.snapshot()[1].job, u32::MAX);
+    }
+}
