@@ -35,6 +35,14 @@ fn row(name: &str, f: &ProcFleet, from: i64, to: i64, dead: &[&str], reaction: O
         "{name}: window too short ({})",
         a.expected
     );
+    for (job, at) in unclaimed.iter().take(3) {
+        let holder = claim_holder(&f.cli.redis, &f.cli.namespace, job, *at, 1024);
+        let runs = f.cli.run(&["runs", "--job", job, "--limit", "40"]);
+        println!(
+            "{name}: missed {job}@{at}, claim {holder:?}; runs:\n{}",
+            String::from_utf8_lossy(&runs.stdout)
+        );
+    }
     assert!(
         a.duplicates.is_empty(),
         "{name}: duplicates {:?}",

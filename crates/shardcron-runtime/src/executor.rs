@@ -37,6 +37,8 @@ pub struct ClaimedFire {
     /// A late fire run by catch-up: it waits for the job's previous run
     /// instead of being skipped by the overlap policy.
     pub catch_up: bool,
+    /// Version of the job under which the fire was claimed.
+    pub version: u64,
 }
 
 /// Starts claimed fires per overlap policy and tracks what is in flight.
@@ -50,7 +52,8 @@ pub struct Executor {
     queued: HashMap<String, ClaimedFire>,
     backlog: HashMap<String, VecDeque<ClaimedFire>>,
     catching_up: HashSet<String>,
-    tasks: JoinSet<String>,
+    tasks: JoinSet<(String, Option<ClaimedFire>)>,
+    not_started: Vec<ClaimedFire>,
     hard_stop: CancellationToken,
 }
 
@@ -74,6 +77,7 @@ impl Executor {
             backlog: HashMap::new(),
             catching_up: HashSet::new(),
             tasks: JoinSet::new(),
+            not_started: Vec::new(),
             hard_stop: CancellationToken::new(),
         }
     }
@@ -161,8 +165,8 @@ impl Executor {
         self.tasks.spawn(
             async move {
                 let job_id = fire.job.id().to_owned();
-                run.run(fire).await;
-                job_id
+                let unstarted = run.run(fire).await;
+                (job_id, unstarted)
             }
             .instrument(span),
         );
@@ -226,10 +230,20 @@ impl Executor {
         next
     }
 
+    /// Claimed fires that never started because their shard's lease was lost
+    /// first. Only this process could have run them (the claim names it), so
+    /// the node claims them again as its own once it holds the shard again.
+    pub fn take_not_started(&mut self) -> Vec<ClaimedFire> {
+        std::mem::take(&mut self.not_started)
+    }
+
     /// Waits for the next run to finish (pending forever when none is in flight).
     pub async fn next_finished(&mut self) {
         match self.tasks.join_next().await {
-            Some(Ok(job_id)) => self.finished(job_id),
+            Some(Ok((job_id, unstarted))) => {
+                self.not_started.extend(unstarted);
+                self.finished(job_id);
+            }
             Some(Err(e)) => warn!(error = %e, "run task failed outside the handler"),
             None => std::future::pending::<()>().await,
         }
@@ -242,7 +256,10 @@ impl Executor {
         let until = tokio::time::Instant::now() + deadline;
         while !self.tasks.is_empty() {
             match tokio::time::timeout_at(until, self.tasks.join_next()).await {
-                Ok(Some(Ok(job_id))) => self.finished(job_id),
+                Ok(Some(Ok((job_id, unstarted)))) => {
+                    self.not_started.extend(unstarted);
+                    self.finished(job_id);
+                }
                 Ok(Some(Err(_))) => {}
                 Ok(None) => break,
                 Err(_) => break,
@@ -261,14 +278,23 @@ impl Executor {
                 "node shut down before the waiting fire started",
             );
         }
-        let left = self.tasks.len() + waiting.len();
+        let unstarted: Vec<ClaimedFire> = self.not_started.drain(..).collect();
+        for fire in &unstarted {
+            self.record_not_run(
+                fire,
+                RunOutcome::Cancelled,
+                "lease lost before the fire started",
+            );
+        }
+        let left = self.tasks.len() + waiting.len() + unstarted.len();
         if !self.tasks.is_empty() {
             warn!(left, "drain deadline passed; cancelling in-flight runs");
             self.hard_stop.cancel();
             while let Ok(Some(result)) =
                 tokio::time::timeout(Duration::from_secs(5), self.tasks.join_next()).await
             {
-                if let Ok(job_id) = result {
+                if let Ok((job_id, unstarted)) = result {
+                    self.not_started.extend(unstarted);
                     self.finished(job_id);
                 }
             }
@@ -297,7 +323,9 @@ enum Attempt {
 }
 
 impl RunTask {
-    async fn run(self, fire: ClaimedFire) {
+    /// Runs the fire; hands it back untouched if the lease was lost before it
+    /// could start.
+    async fn run(self, fire: ClaimedFire) -> Option<ClaimedFire> {
         let job = fire.job.clone();
         let fire_id = FireId::new(job.id(), fire.scheduled_ms);
         let cancel = CancellationToken::new();
@@ -306,8 +334,11 @@ impl RunTask {
             cancel.clone(),
         );
         let Ok(_permit) = self.permits.clone().acquire_owned().await else {
-            return;
+            return None;
         };
+        if fire.cancel.is_cancelled() {
+            return Some(fire);
+        }
         let started_ms = self.clock.now_ms();
         m::lateness(started_ms - fire.scheduled_ms);
         let Some(handler) = self.handlers.get(&job.spec.handler).cloned() else {
@@ -322,7 +353,7 @@ impl RunTask {
                 )),
                 None,
             );
-            return;
+            return None;
         };
         let began = Instant::now();
         let mut attempt = 1u32;
@@ -396,6 +427,7 @@ impl RunTask {
         };
         m::run_duration(began.elapsed());
         self.finish(&fire, started_ms, attempt, outcome, error, detail);
+        None
     }
 
     fn finish(

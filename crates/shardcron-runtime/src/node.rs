@@ -147,7 +147,17 @@ impl Node {
                     }
                     Err(broadcast::error::RecvError::Closed) => events = self.coord.subscribe(),
                 },
-                () = self.executor.next_finished() => {}
+                () = self.executor.next_finished() => {
+                    for fire in self.executor.take_not_started() {
+                        debug!(job = %fire.job.id(), at = fire.scheduled_ms, "lease lost before the fire started; will claim it again");
+                        self.uncertain.push((fire.shard, FireClaim {
+                            job_id: fire.job.id().to_owned(),
+                            scheduled_ms: fire.scheduled_ms,
+                            kind: FireKind::Retry,
+                            job_version: fire.version,
+                        }));
+                    }
+                }
                 () = tokio::time::sleep_until(poll_at) => {
                     self.poll_versions().await;
                     poll_at = Instant::now() + self.settings.poll_interval;
@@ -729,6 +739,7 @@ impl Node {
                         token,
                         cancel: cancel.clone(),
                         catch_up,
+                        version: fire.job_version,
                     };
                     self.executor.dispatch(claimed);
                 }
@@ -755,6 +766,7 @@ impl Node {
             token,
             cancel: tokio_util::sync::CancellationToken::new(),
             catch_up: false,
+            version: d.version,
         };
         let misfires = d.misfired.len() + usize::from(d.beyond_grace.is_some());
         if misfires > 0 {
