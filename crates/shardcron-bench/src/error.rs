@@ -21,6 +21,14 @@ pub enum BenchError {
     /// Serializing results failed.
     #[error("serializing results: {0}")]
     Json(#[from] serde_json::Error),
+    /// Setting up or running the live fleet failed.
+    #[error("{action}: {message}")]
+    Live {
+        /// What was being done.
+        action: &'static str,
+        /// What went wrong.
+        message: String,
+    },
     /// Drawing a chart failed.
     #[error("drawing chart {path}: {message}")]
     Chart {
@@ -32,6 +40,14 @@ pub enum BenchError {
 }
 
 impl BenchError {
+    /// A live-run failure while doing `action`.
+    pub fn live(action: &'static str, error: impl std::fmt::Display) -> Self {
+        Self::Live {
+            action,
+            message: error.to_string(),
+        }
+    }
+
     /// Wraps an I/O error with the action and path it happened on.
     pub fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Self::Io {

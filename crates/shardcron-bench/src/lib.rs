@@ -1,17 +1,22 @@
 //! `shardcron-bench`: measurements that back shardcron's placement and
-//! coordination choices.
+//! coordination choices (results and conclusions: `docs/BENCHMARKS.md`).
 //!
 //! The ring as shipped (`shardcron_core::ShardMap`) was picked on paper; this
-//! crate checks the choice with numbers. The `sim` subcommand is pure
-//! computation: it replays membership changes (scale-out, scale-in, rolling
-//! restarts, crashes) through several placement strategies and measures how
-//! much work moves compared with the theoretical minimum and how evenly it is
-//! spread afterwards. Results go to JSON and CSV (for diffing between runs)
-//! and to SVG charts (for `docs/BENCHMARKS.md`).
+//! crate checks the choice with numbers.
 //!
-//! The library part exists so the strategies and metrics can be unit-tested
-//! apart from the command line; `main.rs` only parses arguments and maps
-//! errors to exit codes.
+//! * `sim` is pure computation: it replays membership changes (scale-out,
+//!   scale-in, rolling restarts, crashes) through several placement
+//!   strategies and measures how much work moves compared with the
+//!   theoretical minimum and how evenly it is spread afterwards. Results go
+//!   to JSON and CSV (for diffing between runs) and to SVG charts.
+//! * `live` runs real in-process workers against a private redis-server and
+//!   measures what a fire costs end to end (throughput, lateness, Redis
+//!   commands and CPU per fire) while checking that no fire is duplicated or
+//!   missed.
+//!
+//! The library part exists so the strategies, metrics and audit can be
+//! unit-tested apart from the command line; `main.rs` only parses arguments
+//! and maps errors to exit codes.
 
 pub mod charts;
 pub mod cli;

@@ -1,6 +1,6 @@
 //! `shardcron-bench`: see the library docs. This file only parses arguments
-//! and maps errors to exit codes (0 ok, 1 run failed, 2 usage / not
-//! implemented).
+//! and maps errors to exit codes: 0 ok, 1 the run failed (or `live` saw a
+//! duplicate or missed fire), 2 invalid arguments.
 
 use std::process::ExitCode;
 

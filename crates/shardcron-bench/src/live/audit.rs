@@ -46,7 +46,10 @@ impl Recorder {
 
     /// Number of fires recorded so far.
     pub fn len(&self) -> usize {
-        self.fires.lock().unwrap_or_else(PoisonError::into_inner).len()
+        self.fires
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 
     /// Whether nothing was recorded yet.
@@ -56,7 +59,10 @@ impl Recorder {
 
     /// A copy of every fire recorded so far.
     pub fn snapshot(&self) -> Vec<Fire> {
-        self.fires.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.fires
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 }
 
@@ -110,7 +116,10 @@ pub fn audit(fires: &[Fire], jobs: u32, period_ms: i64, from_ms: i64, to_ms: i64
     let mut seen: HashMap<(u32, i64), u64> = HashMap::new();
     let mut unexpected = 0u64;
     let mut lateness = Vec::new();
-    for fire in fires.iter().filter(|f| f.scheduled_ms >= from_ms && f.scheduled_ms < to_ms) {
+    for fire in fires
+        .iter()
+        .filter(|f| f.scheduled_ms >= from_ms && f.scheduled_ms < to_ms)
+    {
         lateness.push(fire.started_ms - fire.scheduled_ms);
         if fire.job >= jobs || fire.scheduled_ms.rem_euclid(period) != 0 {
             unexpected += 1;
@@ -154,7 +163,10 @@ mod tests {
         // Window [1000, 4000) holds slots 1000, 2000, 3000.
         let result = audit(&fires, 2, 1000, 1000, 4000);
         assert_eq!((result.expected, result.fired), (6, 6));
-        assert_eq!((result.misses, result.duplicates, result.unexpected), (0, 0, 0));
+        assert_eq!(
+            (result.misses, result.duplicates, result.unexpected),
+            (0, 0, 0)
+        );
         assert_eq!(result.lateness.max_ms, 5);
     }
 
