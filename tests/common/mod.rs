@@ -72,26 +72,6 @@ impl Cli {
         std::fs::write(&p, content).expect("write file");
         p
     }
-
-    /// Starts a worker process logging to `<dir>/<node>.log`.
-    pub fn worker(&self, node: &str, config: &Path) -> Child {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.path(&format!("{node}.log")))
-            .expect("log file");
-        self.command()
-            .arg("worker")
-            .arg("--node-id")
-            .arg(node)
-            .arg("--config")
-            .arg(config)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn worker")
-    }
 }
 
 pub fn signal(child: &Child, sig: i32) {
@@ -317,8 +297,8 @@ impl ProcFleet {
         audit_file(&self.out, &self.jobs, from_ms, to_ms)
     }
 
-    /// Largest `started - scheduled` among fires in the window, ms.
-    pub fn max_lateness_ms(&self, from_ms: i64, to_ms: i64) -> i64 {
+    /// `started - scheduled` of every fire in the window, ms.
+    fn lateness_ms(&self, from_ms: i64, to_ms: i64) -> Vec<i64> {
         let text = std::fs::read_to_string(&self.out).unwrap_or_default();
         text.lines()
             .filter_map(|l| {
@@ -327,20 +307,21 @@ impl ProcFleet {
                 let started: i64 = p.get(3)?.parse().ok()?;
                 (at >= from_ms && at <= to_ms).then_some(started - at)
             })
+            .collect()
+    }
+
+    /// Largest `started - scheduled` among fires in the window, ms.
+    pub fn max_lateness_ms(&self, from_ms: i64, to_ms: i64) -> i64 {
+        self.lateness_ms(from_ms, to_ms)
+            .into_iter()
             .max()
             .unwrap_or(0)
     }
 
     /// Smallest `started - scheduled` (negative means a fire ran early), ms.
     pub fn min_lateness_ms(&self, from_ms: i64, to_ms: i64) -> i64 {
-        let text = std::fs::read_to_string(&self.out).unwrap_or_default();
-        text.lines()
-            .filter_map(|l| {
-                let p: Vec<&str> = l.split_whitespace().collect();
-                let at: i64 = p.get(1)?.parse().ok()?;
-                let started: i64 = p.get(3)?.parse().ok()?;
-                (at >= from_ms && at <= to_ms).then_some(started - at)
-            })
+        self.lateness_ms(from_ms, to_ms)
+            .into_iter()
             .min()
             .unwrap_or(0)
     }

@@ -328,7 +328,7 @@ impl Coordinator for MemoryCoordinator {
                                 return ClaimOutcome::JobChanged;
                             }
                             let key = format!("{}@{}", fire.job_id, fire.scheduled_ms);
-                            if fire.kind == FireKind::Retry
+                            if fire.kind != FireKind::Scheduled
                                 && shard.claims.get(&key).is_some_and(|(v, _)| v.starts_with(&holder_prefix))
                             {
                                 shard.claims.insert(key, (value.clone(), now + ms(retention)));

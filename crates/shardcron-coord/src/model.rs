@@ -70,7 +70,8 @@ pub fn node_of_holder(holder: &str) -> &str {
 pub enum FireKind {
     /// A scheduled occurrence: also checked against the job's last-fired time.
     Scheduled,
-    /// An extra fire requested by an operator.
+    /// An extra fire requested by an operator. Not ordered by the last-fired
+    /// time; claimed again by the same holder if its claim key names it.
     Trigger,
     /// A fire this same holder tried to claim before without learning the
     /// outcome (the reply was lost): if its claim key already names this

@@ -61,7 +61,9 @@ pub(crate) struct Node {
     records: Option<mpsc::UnboundedSender<shardcron_coord::RunRecord>>,
     recorder: tokio::task::JoinHandle<()>,
     reload: BTreeSet<u32>,
-    uncertain: Vec<(u32, FireClaim)>,
+    /// Fires to claim at the next step that are not in the timetable: manual
+    /// triggers, and claims whose outcome this node never learned.
+    pending_claims: Vec<(u32, FireClaim)>,
     retry_at: Option<Instant>,
     reachable: bool,
     registered: bool,
@@ -111,7 +113,7 @@ impl Node {
             records: Some(records),
             recorder,
             reload: BTreeSet::new(),
-            uncertain: Vec::new(),
+            pending_claims: Vec::new(),
             retry_at: None,
             reachable: true,
             registered: false,
@@ -150,7 +152,7 @@ impl Node {
                 () = self.executor.next_finished() => {
                     for fire in self.executor.take_not_started() {
                         debug!(job = %fire.job.id(), at = fire.scheduled_ms, "lease lost before the fire started; will claim it again");
-                        self.uncertain.push((fire.shard, FireClaim {
+                        self.pending_claims.push((fire.shard, FireClaim {
                             job_id: fire.job.id().to_owned(),
                             scheduled_ms: fire.scheduled_ms,
                             kind: FireKind::Retry,
@@ -430,7 +432,7 @@ impl Node {
             desired = self.desired.len(),
             "acquired shards"
         );
-        if !self.uncertain.is_empty() {
+        if !self.pending_claims.is_empty() {
             self.retry_at = Some(Instant::now());
         }
         self.fire_triggers(&shards).await;
@@ -514,7 +516,8 @@ impl Node {
         }
     }
 
-    /// Takes the queued manual triggers of `shards` and claims and runs them.
+    /// Takes the queued manual triggers of `shards`; the next fire step claims
+    /// and runs them.
     async fn fire_triggers(&mut self, shards: &[u32]) {
         let leases: Vec<(u32, u64)> = shards
             .iter()
@@ -528,51 +531,21 @@ impl Node {
         let Some(taken) = self.coord_result("take triggers", t, taken) else {
             return;
         };
-        let mut batches: BTreeMap<u32, ClaimBatch> = BTreeMap::new();
         for (shard, job_id, at) in taken {
-            let (Some(held), Some(entry)) = (self.held.get(&shard), self.timetable.get(&job_id))
-            else {
+            let Some(entry) = self.timetable.get(&job_id) else {
                 warn!(job = %job_id, "trigger for a job that is gone; dropped");
                 continue;
             };
-            let version = entry.version;
-            batches
-                .entry(shard)
-                .or_insert_with(|| ClaimBatch {
-                    shard,
-                    holder: self.holder.clone(),
-                    token: held.token,
-                    fires: Vec::new(),
-                })
-                .fires
-                .push(FireClaim {
-                    job_id,
-                    scheduled_ms: at,
-                    kind: FireKind::Trigger,
-                    job_version: version,
-                });
+            let claim = FireClaim {
+                job_id,
+                scheduled_ms: at,
+                kind: FireKind::Trigger,
+                job_version: entry.version,
+            };
+            self.pending_claims.push((shard, claim));
         }
-        if batches.is_empty() {
-            return;
-        }
-        let claims: Vec<ClaimBatch> = batches.into_values().collect();
-        let t = Instant::now();
-        let outcome = self
-            .coord
-            .claim_fires(&claims, self.settings.claim_retention)
-            .await;
-        let Some(outcomes) = self.coord_result("claim triggers", t, outcome) else {
-            warn!("could not claim manual triggers; they are dropped");
-            return;
-        };
-        let now_ms = self.clock.now_ms();
-        for (batch, outcome) in claims.into_iter().zip(outcomes) {
-            match outcome {
-                BatchOutcome::LeaseLost => self.lose_shard(batch.shard),
-                BatchOutcome::Claimed(codes) => {
-                    self.dispatch_claimed(batch.shard, batch, codes, now_ms)
-                }
-            }
+        if !self.pending_claims.is_empty() {
+            self.retry_at = Some(Instant::now());
         }
     }
 
@@ -598,9 +571,9 @@ impl Node {
         let now_ms = self.clock.now_ms();
         let tolerance_ms = self.settings.on_time_tolerance.as_millis() as i64;
         let mut batches: BTreeMap<u32, ClaimBatch> = BTreeMap::new();
-        // Claims whose outcome was never learned go first, under the current lease.
+        // Triggers and claims whose outcome was never learned go first.
         let retention_ms = self.settings.claim_retention.as_millis() as i64;
-        for (shard, fire) in std::mem::take(&mut self.uncertain) {
+        for (shard, fire) in std::mem::take(&mut self.pending_claims) {
             match self.held.get(&shard) {
                 Some(held) if held.watch.is_valid() => {
                     Self::batch_for(&mut batches, shard, &self.holder, held.token)
@@ -608,7 +581,7 @@ impl Node {
                         .push(fire);
                 }
                 _ if now_ms - fire.scheduled_ms < retention_ms => {
-                    self.uncertain.push((shard, fire))
+                    self.pending_claims.push((shard, fire))
                 }
                 _ => {
                     warn!(job = %fire.job_id, at = fire.scheduled_ms, "claim outcome never learned; given up")
@@ -694,7 +667,8 @@ impl Node {
                 FireKind::Trigger => FireKind::Trigger,
                 FireKind::Scheduled | FireKind::Retry => FireKind::Retry,
             };
-            self.uncertain.push((shard, FireClaim { kind, ..fire }));
+            self.pending_claims
+                .push((shard, FireClaim { kind, ..fire }));
         }
     }
 

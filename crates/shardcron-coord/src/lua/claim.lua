@@ -3,6 +3,8 @@
 -- ARGV: holder|token, retention ms, claim key prefix, then per fire:
 --   job id, scheduled ms, kind ('s' scheduled, 't' trigger, 'r' retry of a
 --   claim by this holder whose reply was lost), job version.
+-- A trigger or retry whose claim key already names this holder (under any
+-- token) is claimed again: only that holder can know it never started it.
 -- Returns {-1} if the lease is not ours, else {1, r1, r2, ...} with per fire:
 --   1 claimed, 0 already claimed (or not after the job's last fired time),
 --   2 the job was changed or removed since the caller loaded it.
@@ -14,7 +16,7 @@ for i = 4, #ARGV, 4 do
   local code = 0
   if redis.call('HGET', KEYS[3], job) ~= version then
     code = 2
-  elseif kind == 'r' and string.sub(redis.call('GET', ARGV[3] .. job .. '@' .. at) or '', 1, #holder_prefix) == holder_prefix then
+  elseif kind ~= 's' and string.sub(redis.call('GET', ARGV[3] .. job .. '@' .. at) or '', 1, #holder_prefix) == holder_prefix then
     redis.call('SET', ARGV[3] .. job .. '@' .. at, ARGV[1], 'PX', ARGV[2])
     code = 1
   else
