@@ -1,5 +1,6 @@
 //! The worker's admin HTTP server (`--listen`): `/metrics`, `/healthz`,
-//! `/readyz`.
+//! `/readyz` without auth, and the authenticated admin API under `/v1`
+//! (see [`crate::api`]).
 //!
 //! Liveness and readiness are deliberately different: `/healthz` answers 200
 //! as long as the process runs (a restart does not fix an unreachable Redis,
@@ -9,13 +10,13 @@
 //! before stopping the next old one.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde::Serialize;
 use shardcron_runtime::metrics::{
@@ -24,7 +25,10 @@ use shardcron_runtime::metrics::{
 };
 use shardcron_runtime::WorkerStatus;
 use tokio::sync::watch;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+use crate::api::{self, ApiState};
 use crate::exit::CliError;
 
 /// Histogram buckets of fire lateness: 1 ms to 60 s.
@@ -114,15 +118,34 @@ struct ReadyBody {
     status: WorkerStatus,
 }
 
-/// The admin routes over a status feed (and a metrics handle, if installed).
-pub fn router(metrics: Option<PrometheusHandle>, status: watch::Receiver<WorkerStatus>) -> Router {
-    Router::new()
-        .route("/metrics", get(metrics_handler))
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .with_state(AdminState { metrics, status })
+/// The admin routes over a status feed (and a metrics handle, if installed),
+/// plus the `/v1` API. Router and OpenAPI document come out of one
+/// `OpenApiRouter`, and the document is served at `/v1/openapi.json`.
+pub fn router(
+    metrics: Option<PrometheusHandle>,
+    status: watch::Receiver<WorkerStatus>,
+    api: ApiState,
+) -> Router {
+    let probes = OpenApiRouter::new()
+        .routes(routes!(metrics_handler))
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .with_state(AdminState { metrics, status });
+    let (router, doc) = OpenApiRouter::with_openapi(api::openapi::base())
+        .merge(probes)
+        .merge(api::router(api))
+        .split_for_parts();
+    router
+        .layer(Extension::<api::openapi::SharedDoc>(Arc::new(doc)))
+        .fallback(api::openapi::no_route)
+        .method_not_allowed_fallback(api::openapi::method_not_allowed)
 }
 
+/// Prometheus metrics.
+#[utoipa::path(get, path = "/metrics", tag = "probes", responses(
+    (status = 200, description = "Prometheus text format", content_type = "text/plain", body = String),
+    (status = 404, description = "No metrics recorder installed"),
+))]
 async fn metrics_handler(State(state): State<AdminState>) -> Response {
     match &state.metrics {
         Some(handle) => (
@@ -134,10 +157,19 @@ async fn metrics_handler(State(state): State<AdminState>) -> Response {
     }
 }
 
+/// Liveness: 200 while the process runs.
+#[utoipa::path(get, path = "/healthz", tag = "probes", responses(
+    (status = 200, description = "Alive", content_type = "text/plain", body = String),
+))]
 async fn healthz() -> &'static str {
     "ok\n"
 }
 
+/// Readiness: 200 while registered and holding every shard the ring gives.
+#[utoipa::path(get, path = "/readyz", tag = "probes", responses(
+    (status = 200, description = "Ready; the worker status", body = Object),
+    (status = 503, description = "Not ready; the worker status", body = Object),
+))]
 async fn readyz(State(state): State<AdminState>) -> Response {
     let status = state.status.borrow().clone();
     let ready = status.ready();
@@ -149,13 +181,14 @@ async fn readyz(State(state): State<AdminState>) -> Response {
     (code, Json(ReadyBody { ready, status })).into_response()
 }
 
-/// Binds `addr` and serves the admin routes in the background. Returns the
-/// bound address. An unparsable address is a config error (exit 3); a bind
-/// failure (address in use) a runtime failure.
+/// Binds `addr` and serves the admin routes and the API in the background.
+/// Returns the bound address. An unparsable address is a config error (exit
+/// 3); a bind failure (address in use) a runtime failure.
 pub async fn start(
     addr: &str,
     metrics: Option<PrometheusHandle>,
     status: watch::Receiver<WorkerStatus>,
+    api: ApiState,
 ) -> Result<SocketAddr, CliError> {
     let mut resolved = tokio::net::lookup_host(addr)
         .await
@@ -171,12 +204,12 @@ pub async fn start(
     let bound = listener
         .local_addr()
         .map_err(|e| CliError::failure(format!("cannot read the listen address: {e}")))?;
-    let app = router(metrics, status);
+    let app = router(metrics, status, api);
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!(error = %e, "admin HTTP server stopped");
         }
     });
-    tracing::info!(addr = %bound, "serving /metrics, /healthz and /readyz");
+    tracing::info!(addr = %bound, "serving /metrics, /healthz, /readyz and the /v1 API");
     Ok(bound)
 }

@@ -76,7 +76,8 @@ pub struct WorkerArgs {
     /// Config file (TOML) with `[worker]` settings and static `[[job]]`s.
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Serve /metrics, /healthz and /readyz on this address (e.g. 0.0.0.0:9090).
+    /// Serve /metrics, /healthz, /readyz and the /v1 admin API on this
+    /// address (e.g. 127.0.0.1:9090; put a TLS proxy in front to expose it).
     #[arg(long)]
     pub listen: Option<String>,
 }

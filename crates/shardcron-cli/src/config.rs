@@ -6,7 +6,11 @@
 //! drain_timeout = "30s"
 //! shard_count = 1024        # must match every other node of the namespace
 //! misfire_grace = "5m"      # default for static jobs that set none
-//! listen = "0.0.0.0:9090"
+//! listen = "127.0.0.1:9090" # admin server and /v1 API; keep it on loopback
+//!
+//! [api]                     # the admin API on `listen`
+//! token = "..."             # bearer token; SHARDCRON_API_TOKEN wins
+//! open_reads = false        # true: GET /v1/... without a token
 //!
 //! [[job]]                   # static jobs, upserted on start
 //! id = "nightly-report"
@@ -25,6 +29,7 @@ use std::time::Duration;
 use shardcron_core::{JobSpec, RingConfig};
 use shardcron_runtime::{HandlerRegistry, WorkerSettings};
 
+use crate::api::ApiConfig;
 use crate::exit::CliError;
 use crate::jobs_input::{parse_entries, toml_job_entries, validate_parsed, ParsedJobs};
 
@@ -46,6 +51,9 @@ pub const WORKER_KEYS: &[&str] = &[
     "listen",
 ];
 
+/// Keys of the `[api]` table.
+pub const API_KEYS: &[&str] = &["token", "open_reads"];
+
 /// A parsed config file (defaults filled in).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct WorkerConfig {
@@ -61,6 +69,8 @@ pub struct WorkerConfig {
     pub listen: Option<String>,
     /// Static jobs (not yet validated; see [`WorkerConfig::static_jobs`]).
     pub jobs: ParsedJobs,
+    /// The `[api]` table.
+    pub api: ApiConfig,
 }
 
 /// Reads and parses a config file; every error names the file.
@@ -108,13 +118,14 @@ pub fn parse(text: &str) -> Result<WorkerConfig, CliError> {
     for (key, value) in &table {
         match key.as_str() {
             "worker" => parse_worker(value, &mut config)?,
+            "api" => config.api = parse_api(value)?,
             "job" => {
                 let entries = toml_job_entries(value)?;
                 config.jobs = parse_entries(&entries);
             }
             other => {
                 return Err(CliError::config(format!(
-                    "unknown key `{other}`; expected [worker] and [[job]]"
+                    "unknown key `{other}`; expected [worker], [api] and [[job]]"
                 )))
             }
         }
@@ -158,6 +169,37 @@ fn parse_worker(value: &toml::Value, config: &mut WorkerConfig) -> Result<(), Cl
         }
     }
     Ok(())
+}
+
+fn parse_api(value: &toml::Value) -> Result<ApiConfig, CliError> {
+    let Some(table) = value.as_table() else {
+        return Err(CliError::config("`api` must be a table, written [api]"));
+    };
+    let mut api = ApiConfig::default();
+    for (key, value) in table {
+        match key.as_str() {
+            "token" => {
+                let token = value
+                    .as_str()
+                    .ok_or_else(|| CliError::config("`api.token`: expected a string".to_owned()))?;
+                api.token = Some(token.to_owned());
+            }
+            "open_reads" => {
+                api.open_reads = value.as_bool().ok_or_else(|| {
+                    CliError::config(format!(
+                        "`api.open_reads`: expected true or false, found {value}"
+                    ))
+                })?;
+            }
+            other => {
+                return Err(CliError::config(format!(
+                    "unknown key `api.{other}`; expected one of: {}",
+                    API_KEYS.join(", ")
+                )))
+            }
+        }
+    }
+    Ok(api)
 }
 
 impl WorkerConfig {

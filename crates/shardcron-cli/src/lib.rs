@@ -15,10 +15,12 @@
 //! * [`output`]: stdout, tables and time formats.
 //! * [`status_report`]: the fleet status, for `status` and the API.
 //! * [`admin_http`]: `/metrics`, `/healthz`, `/readyz` of a worker.
+//! * [`api`]: the authenticated `/v1` admin API on the same address.
 //! * [`signals`]: graceful shutdown on SIGTERM/SIGINT.
 //! * [`cmd`]: the subcommands.
 
 pub mod admin_http;
+pub mod api;
 pub mod args;
 pub mod cmd;
 pub mod config;

@@ -6,7 +6,9 @@
 //!    exits 3 before anything is written anywhere.
 //! 2. The admin server (`--listen`) starts before Redis is contacted:
 //!    `/healthz` answers at once and `/readyz` reports "not ready" while the
-//!    worker waits for Redis, instead of the probe failing to connect.
+//!    worker waits for Redis, instead of the probe failing to connect. The
+//!    `/v1` API on the same address answers 503 until the worker has
+//!    connected, then uses the worker's store and handler registry.
 //! 3. Connecting retries with backoff while Redis is unreachable (a fleet
 //!    must come back by itself after a Redis outage or a boot-order race),
 //!    logging once per state change; a namespace created with another shard
@@ -28,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::admin_http;
+use crate::api::{ApiAuth, ApiState};
 use crate::args::WorkerArgs;
 use crate::config::{self, WorkerConfig};
 use crate::connect::Target;
@@ -70,10 +73,21 @@ pub async fn run(target: &Target, args: WorkerArgs) -> Result<(), CliError> {
         node_id: node_id.clone(),
         ..WorkerStatus::default()
     });
+    let api = ApiState::new(
+        ApiAuth::from_env(&config.api),
+        registry.clone(),
+        Some(config.settings.claim_retention),
+    );
     let bound = match &listen {
         Some(addr) => {
             let metrics = admin_http::install_metrics(&node_id, &target.namespace)?;
-            Some(admin_http::start(addr, Some(metrics), status_rx).await?)
+            let bound = admin_http::start(addr, Some(metrics), status_rx, api.clone()).await?;
+            if !api.auth().has_token() {
+                info!("the /v1 API is read-only: set [api] token or SHARDCRON_API_TOKEN to allow writes");
+            } else if !bound.ip().is_loopback() {
+                warn!(addr = %bound, "the /v1 API listens beyond loopback without TLS; bind 127.0.0.1 and put a TLS proxy in front");
+            }
+            Some(bound)
         }
         None => None,
     };
@@ -91,6 +105,7 @@ pub async fn run(target: &Target, args: WorkerArgs) -> Result<(), CliError> {
         return Ok(());
     };
     let coord: Arc<dyn Coordinator> = Arc::new(coord);
+    api.connect(Arc::clone(&coord));
     if !upsert_static_jobs(coord.as_ref(), &static_jobs, &shutdown).await? {
         info!("stopped while storing static jobs");
         return Ok(());

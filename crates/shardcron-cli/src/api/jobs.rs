@@ -1,0 +1,413 @@
+//! The job routes: create/replace, read, delete, list, pause, resume,
+//! trigger.
+//!
+//! Every write is version-guarded in the store's atomic write, even when the
+//! client sent no precondition: `PUT` reads the current version and writes
+//! with it as the expected version, so "created" (201) versus "replaced"
+//! (200) is exact, and pause/resume never undo a concurrent `PUT` (a lost race
+//! is retried from a fresh read, or answered 412 when the client named the
+//! version with `If-Match`). A job that does not exist is 404 for every route
+//! but `PUT`, where `If-Match` on an absent job is a failed precondition (412,
+//! `current_version` 0) since the write would create it.
+//!
+//! Job ids may contain `/`; clients percent-encode it (`a%2Fb`) so the id
+//! stays one path segment.
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use shardcron_coord::{CoordError, Coordinator, StoredJob};
+use shardcron_core::FireId;
+
+use super::body::{body_bytes, check_path_id, parse_job_body, require_json, validate_job};
+use super::error::{ApiError, ApiResult, ErrorBody};
+use super::preconditions::{etag, if_match, if_none_match_any, IfMatch};
+use super::query::{id_like, parse_limit, query_params, DEFAULT_PAGE};
+use super::schema::{JobList, JobResponse, JobSpecSchema, TriggerResponse};
+use super::ApiState;
+
+/// Attempts of a read-then-write before giving up on a busy job.
+const RMW_ATTEMPTS: usize = 5;
+
+/// The path's job id, percent-decoded and checked (400 naming `id`).
+fn job_id(path: Result<Path<String>, PathRejection>) -> ApiResult<String> {
+    let Path(id) = path.map_err(|e| ApiError::bad_request("invalid_job", "id", e.body_text()))?;
+    check_path_id(&id)?;
+    Ok(id)
+}
+
+/// `200`/`201` with the job, its `ETag` and (on create) its `Location`.
+fn job_response(status: StatusCode, stored: StoredJob) -> Response {
+    let mut headers = vec![etag(stored.version)];
+    if status == StatusCode::CREATED {
+        let location = format!("/v1/jobs/{}", stored.spec.id.replace('/', "%2F"));
+        if let Ok(value) = HeaderValue::from_str(&location) {
+            headers.push((header::LOCATION, value));
+        }
+    }
+    let mut response = (status, Json(JobResponse::from(stored))).into_response();
+    response.headers_mut().extend(headers);
+    response
+}
+
+/// The stored job or 404.
+async fn existing(coord: &dyn Coordinator, id: &str) -> ApiResult<StoredJob> {
+    coord
+        .get_job(id)
+        .await?
+        .ok_or_else(|| ApiError::job_not_found(id))
+}
+
+fn busy(id: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "busy",
+        format!("job {id:?} kept changing during {RMW_ATTEMPTS} attempts; retry"),
+    )
+}
+
+/// Create or replace a job.
+#[utoipa::path(
+    put, path = "/v1/jobs/{id}", tag = "jobs",
+    params(
+        ("id" = String, Path, description = "Job id (percent-encode `/`)"),
+        ("If-Match" = Option<String>, Header, description = "Replace only at this version (`\"7\"`, quotes optional) or, with `*`, only if the job exists"),
+        ("If-None-Match" = Option<String>, Header, description = "`*`: create only"),
+    ),
+    request_body(content = JobSpecSchema, content_type = "application/json",
+        description = "The job; `id` may be omitted. At most 64 KiB."),
+    responses(
+        (status = 200, description = "Replaced", body = JobResponse,
+            headers(("ETag" = String, description = "Quoted version"))),
+        (status = 201, description = "Created", body = JobResponse,
+            headers(("ETag" = String, description = "Quoted version"), ("Location" = String, description = "The job's URL"))),
+        (status = 400, description = "Invalid job, JSON, field or precondition header", body = ErrorBody),
+        (status = 401, description = "No bearer token", body = ErrorBody),
+        (status = 403, description = "Wrong token, or no token configured (read-only API)", body = ErrorBody),
+        (status = 409, description = "The job kept changing; retry", body = ErrorBody),
+        (status = 412, description = "Precondition failed; `current_version` says where the job is", body = ErrorBody),
+        (status = 413, description = "Body over 64 KiB", body = ErrorBody),
+        (status = 415, description = "Body not declared as JSON", body = ErrorBody),
+        (status = 503, description = "Redis unreachable", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn put_job(
+    State(state): State<ApiState>,
+    path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    let id = job_id(path)?;
+    let precondition = if_match(&headers)?;
+    let create_only = if_none_match_any(&headers)?;
+    if create_only && precondition.is_some() {
+        return Err(ApiError::bad_request(
+            "invalid_precondition",
+            "If-None-Match",
+            "send either If-Match or If-None-Match, not both",
+        ));
+    }
+    require_json(&headers)?;
+    let bytes = body_bytes(body)?;
+    let spec = parse_job_body(&id, &bytes)?;
+    validate_job(&spec, state.handlers(), state.max_misfire_grace())?;
+    let coord = state.coord()?;
+
+    let (stored, created) = match precondition {
+        _ if create_only => match coord.put_job(&spec, Some(0)).await {
+            Ok(stored) => (stored, true),
+            Err(CoordError::VersionConflict { current, .. }) => {
+                return Err(ApiError::version_conflict(
+                    &id,
+                    current,
+                    "absent (If-None-Match: *)",
+                ))
+            }
+            Err(e) => return Err(e.into()),
+        },
+        Some(IfMatch::Version(v)) => (coord.put_job(&spec, Some(v)).await?, false),
+        None | Some(IfMatch::Any) => {
+            let mut outcome = None;
+            for _ in 0..RMW_ATTEMPTS {
+                let current = coord.get_job(&id).await?.map_or(0, |j| j.version);
+                if current == 0 && precondition == Some(IfMatch::Any) {
+                    return Err(ApiError::version_conflict(
+                        &id,
+                        0,
+                        "any existing version (If-Match: *)",
+                    ));
+                }
+                match coord.put_job(&spec, Some(current)).await {
+                    Ok(stored) => {
+                        outcome = Some((stored, current == 0));
+                        break;
+                    }
+                    Err(CoordError::VersionConflict { .. }) => continue,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            outcome.ok_or_else(|| busy(&id))?
+        }
+    };
+    tracing::info!(job = %id, version = stored.version, created, "job stored through the API");
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok(job_response(status, stored))
+}
+
+/// Read a job.
+#[utoipa::path(
+    get, path = "/v1/jobs/{id}", tag = "jobs",
+    params(("id" = String, Path, description = "Job id (percent-encode `/`)")),
+    responses(
+        (status = 200, description = "The job", body = JobResponse,
+            headers(("ETag" = String, description = "Quoted version"))),
+        (status = 400, description = "Invalid id", body = ErrorBody),
+        (status = 401, description = "No bearer token", body = ErrorBody),
+        (status = 403, description = "Wrong token, or reads not open", body = ErrorBody),
+        (status = 404, description = "No such job", body = ErrorBody),
+        (status = 503, description = "Redis unreachable", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn get_job(
+    State(state): State<ApiState>,
+    path: Result<Path<String>, PathRejection>,
+) -> ApiResult<Response> {
+    let id = job_id(path)?;
+    let coord = state.coord()?;
+    let stored = existing(coord.as_ref(), &id).await?;
+    Ok(job_response(StatusCode::OK, stored))
+}
+
+/// Delete a job.
+#[utoipa::path(
+    delete, path = "/v1/jobs/{id}", tag = "jobs",
+    params(
+        ("id" = String, Path, description = "Job id (percent-encode `/`)"),
+        ("If-Match" = Option<String>, Header, description = "Delete only at this version, or `*`"),
+    ),
+    responses(
+        (status = 204, description = "Deleted; no fire of it starts after this answer"),
+        (status = 400, description = "Invalid id or precondition header", body = ErrorBody),
+        (status = 401, description = "No bearer token", body = ErrorBody),
+        (status = 403, description = "Wrong token, or no token configured", body = ErrorBody),
+        (status = 404, description = "No such job", body = ErrorBody),
+        (status = 412, description = "The job is at another version", body = ErrorBody),
+        (status = 503, description = "Redis unreachable", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn delete_job(
+    State(state): State<ApiState>,
+    path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+) -> ApiResult<StatusCode> {
+    let id = job_id(path)?;
+    let expected = match if_match(&headers)? {
+        Some(IfMatch::Version(v)) => Some(v),
+        Some(IfMatch::Any) | None => None,
+    };
+    let coord = state.coord()?;
+    if coord.delete_job(&id, expected).await? {
+        tracing::info!(job = %id, "job deleted through the API");
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::job_not_found(&id))
+    }
+}
+
+/// Sets `paused` by a version-guarded read-modify-write.
+async fn set_paused(
+    state: &ApiState,
+    id: &str,
+    headers: &HeaderMap,
+    paused: bool,
+) -> ApiResult<Response> {
+    let precondition = if_match(headers)?;
+    let coord = state.coord()?;
+    for _ in 0..RMW_ATTEMPTS {
+        let current = existing(coord.as_ref(), id).await?;
+        if let Some(IfMatch::Version(v)) = precondition {
+            if v != current.version {
+                return Err(ApiError::version_conflict(
+                    id,
+                    current.version,
+                    &v.to_string(),
+                ));
+            }
+        }
+        if current.spec.paused == paused {
+            return Ok(job_response(StatusCode::OK, current));
+        }
+        let mut spec = current.spec.clone();
+        spec.paused = paused;
+        match coord.put_job(&spec, Some(current.version)).await {
+            Ok(stored) => {
+                tracing::info!(job = %id, version = stored.version, paused, "job paused/resumed through the API");
+                return Ok(job_response(StatusCode::OK, stored));
+            }
+            Err(CoordError::VersionConflict {
+                current, expected, ..
+            }) => {
+                if matches!(precondition, Some(IfMatch::Version(_))) {
+                    return Err(ApiError::version_conflict(
+                        id,
+                        current,
+                        &expected.to_string(),
+                    ));
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(busy(id))
+}
+
+/// Pause a job: it keeps its definition but does not fire.
+#[utoipa::path(
+    post, path = "/v1/jobs/{id}/pause", tag = "jobs",
+    params(
+        ("id" = String, Path, description = "Job id (percent-encode `/`)"),
+        ("If-Match" = Option<String>, Header, description = "Only at this version, or `*`"),
+    ),
+    responses(
+        (status = 200, description = "Paused (or already was); no fire starts after this answer", body = JobResponse,
+            headers(("ETag" = String, description = "Quoted version"))),
+        (status = 400, description = "Invalid id or precondition header", body = ErrorBody),
+        (status = 401, description = "No bearer token", body = ErrorBody),
+        (status = 403, description = "Wrong token, or no token configured", body = ErrorBody),
+        (status = 404, description = "No such job", body = ErrorBody),
+        (status = 409, description = "The job kept changing; retry", body = ErrorBody),
+        (status = 412, description = "The job is at another version", body = ErrorBody),
+        (status = 503, description = "Redis unreachable", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn pause_job(
+    State(state): State<ApiState>,
+    path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let id = job_id(path)?;
+    set_paused(&state, &id, &headers, true).await
+}
+
+/// Resume a paused job.
+#[utoipa::path(
+    post, path = "/v1/jobs/{id}/resume", tag = "jobs",
+    params(
+        ("id" = String, Path, description = "Job id (percent-encode `/`)"),
+        ("If-Match" = Option<String>, Header, description = "Only at this version, or `*`"),
+    ),
+    responses(
+        (status = 200, description = "Resumed (or was not paused)", body = JobResponse,
+            headers(("ETag" = String, description = "Quoted version"))),
+        (status = 400, description = "Invalid id or precondition header", body = ErrorBody),
+        (status = 401, description = "No bearer token", body = ErrorBody),
+        (status = 403, description = "Wrong token, or no token configured", body = ErrorBody),
+        (status = 404, description = "No such job", body = ErrorBody),
+        (status = 409, description = "The job kept changing; retry", body = ErrorBody),
+        (status = 412, description = "The job is at another version", body = ErrorBody),
+        (status = 503, description = "Redis unreachable", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn resume_job(
+    State(state): State<ApiState>,
+    path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let id = job_id(path)?;
+    set_paused(&state, &id, &headers, false).await
+}
+
+/// Queue an extra fire of a job now.
+#[utoipa::path(
+    post, path = "/v1/jobs/{id}/trigger", tag = "jobs",
+    params(("id" = String, Path, description = "Job id (percent-encode `/`)")),
+    responses(
+        (status = 202, description = "Queued; the owner runs it once", body = TriggerResponse),
+        (status = 400, description = "Invalid id", body = ErrorBody),
+        (status = 401, description = "No bearer token", body = ErrorBody),
+        (status = 403, description = "Wrong token, or no token configured", body = ErrorBody),
+        (status = 404, description = "No such job", body = ErrorBody),
+        (status = 503, description = "Redis unreachable", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn trigger_job(
+    State(state): State<ApiState>,
+    path: Result<Path<String>, PathRejection>,
+) -> ApiResult<Response> {
+    let id = job_id(path)?;
+    let coord = state.coord()?;
+    match coord.trigger_job(&id).await? {
+        Some(ms) => {
+            let fire_id = FireId::new(id.clone(), ms).to_string();
+            tracing::info!(job = %id, fire = %fire_id, "job triggered through the API");
+            Ok((
+                StatusCode::ACCEPTED,
+                Json(TriggerResponse {
+                    fire_id,
+                    scheduled_ms: ms,
+                }),
+            )
+                .into_response())
+        }
+        None => Err(ApiError::job_not_found(&id)),
+    }
+}
+
+/// List job ids, a page at a time.
+#[utoipa::path(
+    get, path = "/v1/jobs", tag = "jobs",
+    params(
+        ("prefix" = Option<String>, Query, description = "Only ids starting with this"),
+        ("limit" = Option<usize>, Query, description = "Page size, 1..=1000 (default 100)"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "One page of ids in lexicographic order", body = JobList),
+        (status = 400, description = "Invalid or unknown query parameter", body = ErrorBody),
+        (status = 401, description = "No bearer token", body = ErrorBody),
+        (status = 403, description = "Wrong token, or reads not open", body = ErrorBody),
+        (status = 503, description = "Redis unreachable", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn list_jobs(
+    State(state): State<ApiState>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> ApiResult<Json<JobList>> {
+    let mut prefix = String::new();
+    let mut limit = DEFAULT_PAGE;
+    let mut cursor = None;
+    for (name, value) in query_params(query, &["prefix", "limit", "cursor"])? {
+        match name.as_str() {
+            "prefix" => {
+                id_like("prefix", &value, true)?;
+                prefix = value;
+            }
+            "limit" => limit = parse_limit(&value)?,
+            _ => {
+                id_like("cursor", &value, false)?;
+                cursor = Some(value);
+            }
+        }
+    }
+    let coord = state.coord()?;
+    let page = coord.list_jobs(&prefix, cursor.as_deref(), limit).await?;
+    let next_cursor = page.next.filter(|_| !page.ids.is_empty());
+    Ok(Json(JobList {
+        jobs: page.ids,
+        next_cursor,
+    }))
+}
