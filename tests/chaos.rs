@@ -259,6 +259,16 @@ fn redis_restart_with_a_five_second_outage() {
         assert!(f.workers.contains_key(n));
     }
     f.stop_all();
+    // Logged once per state change, not once per tick: the outage spans about
+    // twenty heartbeats.
+    for n in ["a", "b", "c"] {
+        let log = std::fs::read_to_string(f.cli.path(&format!("{n}.log"))).unwrap_or_default();
+        let warnings = log.lines().filter(|l| l.contains("WARN")).count();
+        assert!(
+            warnings <= 8,
+            "{n} logged {warnings} warnings during one outage:\n{log}"
+        );
+    }
     row(
         "Redis killed, down 5 s, restarted (AOF)",
         &f,

@@ -793,6 +793,8 @@ fn dashboards_and_alerts_evaluate_against_real_prometheus() {
             "@every 1s",
             "--exec",
             "false",
+            "--metrics-label",
+            "failing-job",
         ],
     );
     put_job(
@@ -832,6 +834,34 @@ fn dashboards_and_alerts_evaluate_against_real_prometheus() {
     let ports: Vec<u16> = NODES.iter().map(|n| workers.ports[*n]).collect();
     let prom = Prometheus::start(&ports, &alerts);
     wait_settled(&cli, 3, "start");
+
+    // The opt-in per-job label appears on the fire metrics of the one job that
+    // asked for it, and on no other series.
+    let labelled = (0..100).any(|_| {
+        let found = ports.iter().any(|p| {
+            http_get(*p, "/metrics").is_ok_and(|(_, body)| {
+                body.contains("shardcron_fires_total{")
+                    && body.lines().any(|l| {
+                        l.starts_with("shardcron_fires_total{")
+                            && l.contains(r#"job_label="failing-job""#)
+                    })
+            })
+        });
+        if !found {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        found
+    });
+    assert!(labelled, "no fire metric carries job_label=\"failing-job\"");
+    for p in &ports {
+        if let Ok((_, body)) = http_get(*p, "/metrics") {
+            let stray: Vec<&str> = body
+                .lines()
+                .filter(|l| l.contains("job_label=") && !l.contains(r#"job_label="failing-job""#))
+                .collect();
+            assert!(stray.is_empty(), "unexpected per-job labels: {stray:?}");
+        }
+    }
 
     // Crash and restart of w3 (same port): rebalances, handoffs, takeovers.
     workers.kill("w3");

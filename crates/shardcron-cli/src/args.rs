@@ -157,6 +157,10 @@ pub struct JobPutArgs {
     /// Store the job paused.
     #[arg(long)]
     pub paused: bool,
+    /// Opt-in per-job metrics label (`job_label` on fire metrics); none by
+    /// default so metric cardinality stays bounded.
+    #[arg(long)]
+    pub metrics_label: Option<String>,
 }
 
 /// `--misfire` values.

@@ -40,6 +40,7 @@ pub const JOB_FIELDS: &[&str] = &[
     "overlap",
     "misfire_grace",
     "paused",
+    "metrics_label",
 ];
 
 /// Fields of an entry's `http` table (those of [`HttpArgs`]).
@@ -77,6 +78,8 @@ pub struct JobInput {
     pub misfire_grace: Option<String>,
     /// Store the job paused.
     pub paused: bool,
+    /// Opt-in per-job metrics label.
+    pub metrics_label: Option<String>,
 }
 
 /// Where a job definition came from, for messages.
@@ -305,6 +308,7 @@ fn parse_entry(index: usize, entry: &Value) -> Result<JobInput, JobInputError> {
         misfire: optional_str(map, "misfire").map_err(|m| err("misfire", m))?,
         overlap: optional_str(map, "overlap").map_err(|m| err("overlap", m))?,
         misfire_grace: optional_str(map, "misfire_grace").map_err(|m| err("misfire_grace", m))?,
+        metrics_label: optional_str(map, "metrics_label").map_err(|m| err("metrics_label", m))?,
         paused: match map.get("paused") {
             None | Some(Value::Null) => false,
             Some(Value::Bool(b)) => *b,
@@ -467,6 +471,7 @@ impl JobInput {
             (None, None) => {}
         }
         spec.paused = self.paused;
+        spec.metrics_label = self.metrics_label.clone();
         spec.validate()
             .map_err(|e| (e.field.to_owned(), e.message))?;
         handlers

@@ -134,6 +134,10 @@ pub struct JobSpec {
     /// A paused job keeps its definition but does not fire.
     #[serde(default)]
     pub paused: bool,
+    /// Opt-in per-job metrics label (`job_label`): 1..=64 of `A-Z a-z 0-9 _ : . -`.
+    /// Absent by default so metric cardinality stays bounded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_label: Option<String>,
 }
 
 /// A validation failure that names the offending field.
@@ -192,6 +196,7 @@ impl JobSpec {
             misfire: MisfirePolicy::default(),
             misfire_grace: default_misfire_grace(),
             paused: false,
+            metrics_label: None,
         }
     }
 
@@ -226,6 +231,17 @@ impl JobSpec {
         }
         if self.retry.max_retries > 100 {
             return Err(self.invalid("retry.max_retries", "must be at most 100"));
+        }
+        if let Some(label) = &self.metrics_label {
+            let ok_chars = label
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | ':' | '.' | '-'));
+            if label.is_empty() || label.len() > 64 || !ok_chars {
+                return Err(self.invalid(
+                    "metrics_label",
+                    "must be 1-64 characters of A-Z a-z 0-9 _ : . -",
+                ));
+            }
         }
         if self.misfire_grace > Duration::from_secs(7 * 24 * 3600) {
             return Err(self.invalid("misfire_grace", "must be at most 7 days"));
@@ -312,6 +328,14 @@ mod tests {
         spec.id = "fine".into();
         spec.args = serde_json::Value::String("x".repeat(MAX_ARGS_BYTES));
         assert_eq!(spec.validate().expect_err("big args").field, "args");
+        spec.args = serde_json::Value::Null;
+        spec.metrics_label = Some("has space".into());
+        assert_eq!(
+            spec.validate().expect_err("bad label").field,
+            "metrics_label"
+        );
+        spec.metrics_label = Some("billing.nightly".into());
+        assert!(spec.validate().is_ok());
     }
 
     #[test]

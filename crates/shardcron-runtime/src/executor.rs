@@ -126,7 +126,7 @@ impl Executor {
     /// Records a fire that was claimed (or decided) but not run.
     pub fn record_not_run(&self, fire: &ClaimedFire, outcome: RunOutcome, why: &str) {
         let now = self.clock.now_ms();
-        m::fire_outcome(outcome);
+        m::fire_outcome(outcome, fire.job.spec.metrics_label.as_deref());
         let _ = self.records.send(RunRecord {
             job_id: fire.job.id().to_owned(),
             fire_id: FireId::new(fire.job.id(), fire.scheduled_ms).to_string(),
@@ -340,7 +340,10 @@ impl RunTask {
             return Some(fire);
         }
         let started_ms = self.clock.now_ms();
-        m::lateness(started_ms - fire.scheduled_ms);
+        m::lateness(
+            started_ms - fire.scheduled_ms,
+            job.spec.metrics_label.as_deref(),
+        );
         let Some(handler) = self.handlers.get(&job.spec.handler).cloned() else {
             self.finish(
                 &fire,
@@ -439,7 +442,7 @@ impl RunTask {
         error: Option<String>,
         detail: Option<String>,
     ) {
-        m::fire_outcome(outcome);
+        m::fire_outcome(outcome, fire.job.spec.metrics_label.as_deref());
         if outcome != RunOutcome::Succeeded {
             debug!(outcome = outcome.as_str(), error = ?error, "run did not succeed");
         }

@@ -103,14 +103,25 @@ pub fn describe() {
     );
 }
 
-/// Counts a fire's outcome.
-pub fn fire_outcome(outcome: RunOutcome) {
-    counter!(FIRES_TOTAL, "outcome" => outcome.as_str()).increment(1);
+/// Label carrying a job's opt-in `metrics_label` (`job` is Prometheus' own).
+pub const JOB_LABEL: &str = "job_label";
+
+/// Counts a fire's outcome; with the job's opt-in label when it has one.
+pub fn fire_outcome(outcome: RunOutcome, job_label: Option<&str>) {
+    match job_label {
+        None => counter!(FIRES_TOTAL, "outcome" => outcome.as_str()).increment(1),
+        Some(l) => counter!(FIRES_TOTAL, "outcome" => outcome.as_str(), JOB_LABEL => l.to_owned())
+            .increment(1),
+    }
 }
 
-/// Records lateness in ms.
-pub fn lateness(ms: i64) {
-    histogram!(FIRE_LATENESS_SECONDS).record(ms.max(0) as f64 / 1000.0);
+/// Records lateness in ms; with the job's opt-in label when it has one.
+pub fn lateness(ms: i64, job_label: Option<&str>) {
+    let seconds = ms.max(0) as f64 / 1000.0;
+    match job_label {
+        None => histogram!(FIRE_LATENESS_SECONDS).record(seconds),
+        Some(l) => histogram!(FIRE_LATENESS_SECONDS, JOB_LABEL => l.to_owned()).record(seconds),
+    }
 }
 
 /// Records a run's duration.

@@ -38,6 +38,7 @@ pub const JOB_SPEC_FIELDS: &[&str] = &[
     "misfire",
     "misfire_grace",
     "paused",
+    "metrics_label",
 ];
 
 /// Keys of a job's `retry` object.
@@ -214,6 +215,7 @@ mod tests {
             max_retries: 2,
             ..RetryPolicy::default()
         };
+        spec.metrics_label = Some("label".into());
         let Value::Object(map) = serde_json::to_value(&spec).expect("json") else {
             panic!("not an object");
         };

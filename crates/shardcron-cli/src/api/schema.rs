@@ -95,6 +95,9 @@ pub struct JobSpecSchema {
     misfire_grace: Option<String>,
     /// A paused job keeps its definition but does not fire.
     paused: Option<bool>,
+    /// Opt-in per-job metrics label (`job_label` on fire metrics).
+    #[schema(example = "billing-nightly")]
+    metrics_label: Option<String>,
 }
 
 /// Documentation mirror of the core `RetryPolicy`.
