@@ -45,9 +45,9 @@ fn tick(value: &f64) -> String {
     }
 }
 
-const LIGHT_GRID: RGBColor = RGBColor(236, 236, 236);
+pub(crate) const LIGHT_GRID: RGBColor = RGBColor(236, 236, 236);
 
-fn chart_error<E: std::fmt::Debug>(path: &Path) -> impl Fn(E) -> BenchError + '_ {
+pub(crate) fn chart_error<E: std::fmt::Debug>(path: &Path) -> impl Fn(E) -> BenchError + '_ {
     move |e| BenchError::Chart {
         path: path.to_path_buf(),
         message: format!("{e:?}"),

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::live::churn::{parse_churn, ChurnSpec};
 use crate::scenario::Scenario;
 
 /// Benchmarks for shardcron.
@@ -161,9 +162,23 @@ pub struct LiveArgs {
     /// Shard count of the namespace (160 virtual nodes).
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=65_536))]
     pub shards: u32,
-    /// Output directory for live.json.
+    /// Membership changes during the window: `default`, or comma-separated
+    /// `OFFSET:ACTION:WORKER` with ACTION `leave` (graceful), `crash` (task
+    /// aborted) or `join`, offsets from the window start; initial workers
+    /// are `w0 .. w(N-1)`. Example: `10s:leave:w2,18s:join:w2,25s:crash:w3`.
+    #[arg(long, value_parser = parse_churn)]
+    pub churn: Option<ChurnSpec>,
+    /// Use `WorkerSettings::fast()` (250 ms heartbeat, 1.5 s TTLs) instead
+    /// of the defaults (1 s heartbeat, 5 s TTLs).
+    #[arg(long)]
+    pub fast: bool,
+    /// Output directory for live.json, live.csv (churn events), lateness.csv
+    /// and lateness_over_time.svg.
     #[arg(long, default_value = "target/shardcron-bench/live")]
     pub out: PathBuf,
+    /// Skip drawing the chart.
+    #[arg(long)]
+    pub no_charts: bool,
 }
 
 #[cfg(test)]
@@ -183,6 +198,28 @@ mod tests {
         assert!(parse_num_list("5..3").is_err());
         assert!(parse_num_list("1..9:0").is_err());
         assert!(parse_num_list("x").is_err());
+    }
+
+    #[test]
+    fn live_churn_option() {
+        let cli = Cli::try_parse_from([
+            "shardcron-bench",
+            "live",
+            "--churn",
+            "10s:leave:w2,18s:join:w2",
+            "--fast",
+        ]);
+        let Ok(Cli {
+            command: Command::Live(args),
+        }) = cli
+        else {
+            panic!("live should parse");
+        };
+        assert!(args.fast);
+        assert!(matches!(args.churn, Some(ChurnSpec::Events(ref e)) if e.len() == 2));
+        assert!(
+            Cli::try_parse_from(["shardcron-bench", "live", "--churn", "10s:boom:w1"]).is_err()
+        );
     }
 
     #[test]

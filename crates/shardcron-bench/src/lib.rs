@@ -12,7 +12,8 @@
 //! * `live` runs real in-process workers against a private redis-server and
 //!   measures what a fire costs end to end (throughput, lateness, Redis
 //!   commands and CPU per fire) while checking that no fire is duplicated or
-//!   missed.
+//!   missed — optionally through a scripted churn timeline (graceful leaves,
+//!   crashes, joins), timing each handoff and takeover.
 //!
 //! The library part exists so the strategies, metrics and audit can be
 //! unit-tested apart from the command line; `main.rs` only parses arguments

@@ -228,7 +228,7 @@ pub fn to_json(results: &SimResults, summary: &[SummaryRow]) -> Result<String, B
 }
 
 /// Quotes a CSV field when it needs it.
-fn csv_field(value: &str) -> String {
+pub(crate) fn csv_field(value: &str) -> String {
     if value.contains([',', '"', '\n']) {
         format!("\"{}\"", value.replace('"', "\"\""))
     } else {

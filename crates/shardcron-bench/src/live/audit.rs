@@ -5,7 +5,7 @@
 //! pure function so it can be unit-tested: within the measured window every
 //! job must have fired exactly once at every multiple of its period.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use serde::Serialize;
@@ -143,6 +143,36 @@ pub fn audit(fires: &[Fire], jobs: u32, period_ms: i64, from_ms: i64, to_ms: i64
     }
 }
 
+/// The expected `(job, instant)` pairs of the window `[from_ms, to_ms)`
+/// that no run in `fires` covers, by instant then job. Same slots as
+/// [`audit`], so `missing(..).len() == audit(..).misses`.
+pub fn missing(
+    fires: &[Fire],
+    jobs: u32,
+    period_ms: i64,
+    from_ms: i64,
+    to_ms: i64,
+) -> Vec<(u32, i64)> {
+    let period = period_ms.max(1);
+    let first_slot = from_ms.div_euclid(period) + i64::from(from_ms.rem_euclid(period) != 0);
+    let end_slot = to_ms.div_euclid(period) + i64::from(to_ms.rem_euclid(period) != 0);
+    let seen: HashSet<(u32, i64)> = fires
+        .iter()
+        .filter(|f| f.scheduled_ms >= from_ms && f.scheduled_ms < to_ms && f.job < jobs)
+        .map(|f| (f.job, f.scheduled_ms))
+        .collect();
+    let mut out = Vec::new();
+    for slot in first_slot..end_slot {
+        let at = slot.saturating_mul(period);
+        out.extend(
+            (0..jobs)
+                .filter(|&job| !seen.contains(&(job, at)))
+                .map(|job| (job, at)),
+        );
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,6 +215,9 @@ mod tests {
         assert_eq!(result.misses, 3);
         assert_eq!(result.duplicates, 1);
         assert_eq!(result.unexpected, 2);
+        let lost = missing(&fires, 2, 1000, 500, 2500);
+        assert_eq!(lost, vec![(1, 1000), (0, 2000), (1, 2000)]);
+        assert_eq!(lost.len() as u64, result.misses);
     }
 
     #[test]

@@ -1,11 +1,19 @@
-//! The in-process fleet of `live`: job registration, workers with a counting
-//! handler, settling and graceful stop.
+//! The in-process fleet of `live`: job registration, named workers with a
+//! counting handler, the three membership changes of a churn timeline
+//! (join, graceful leave, crash) and the status-based settle check.
+//!
+//! Workers are kept by name so a churn script can address them; each runs
+//! as its own tokio task on its own Redis connection, exactly as a worker
+//! process would, so a crash is an `abort` of that task (no release, no
+//! deregister: the peers must wait out the member and lease TTLs) and a
+//! graceful leave resolves its shutdown future.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use shardcron_coord::{Coordinator, RedisCoordinator};
-use shardcron_core::{JobSpec, RingConfig};
+use shardcron_core::{JobSpec, RingConfig, ShardMap};
 use shardcron_runtime::{
     FireContext, FnHandler, RunOutput, Worker, WorkerError, WorkerReport, WorkerSettings,
     WorkerStatus,
@@ -14,7 +22,11 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
 use super::audit::Recorder;
+use super::churn::node_id;
 use crate::error::BenchError;
+
+/// Namespace of every `live` run (the server is private to the run).
+pub const NAMESPACE: &str = "bench";
 
 /// Wall clock, Unix ms (the same clock the workers use).
 pub fn now_ms() -> i64 {
@@ -33,11 +45,7 @@ pub async fn put_jobs(
     jobs: u32,
     schedule: &str,
 ) -> Result<(), BenchError> {
-    let coordinator = Arc::new(
-        RedisCoordinator::connect(url, "bench", ring)
-            .await
-            .map_err(|e| BenchError::live("connecting", e))?,
-    );
+    let coordinator = Arc::new(connect(url, ring).await?);
     let mut tasks = JoinSet::new();
     for task in 0..PUT_TASKS {
         let coordinator = Arc::clone(&coordinator);
@@ -58,100 +66,181 @@ pub async fn put_jobs(
     Ok(())
 }
 
+/// A coordinator on its own connection, in [`NAMESPACE`].
+pub async fn connect(url: &str, ring: RingConfig) -> Result<RedisCoordinator, BenchError> {
+    RedisCoordinator::connect(url, NAMESPACE, ring)
+        .await
+        .map_err(|e| BenchError::live("connecting to redis", e))
+}
+
+type RunTask = JoinHandle<Result<WorkerReport, WorkerError>>;
+
 struct Running {
     stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<Result<WorkerReport, WorkerError>>,
+    task: RunTask,
     status: watch::Receiver<WorkerStatus>,
 }
 
-/// Running workers.
+/// Running workers, by name (`w0` ..; node id `bench-w0` ..).
 pub struct Fleet {
-    workers: Vec<Running>,
+    url: String,
+    ring: RingConfig,
+    settings: WorkerSettings,
+    recorder: Recorder,
+    workers: BTreeMap<String, Running>,
+    /// Workers that were asked to leave and may still be draining.
+    leaving: Vec<RunTask>,
     started: Instant,
 }
 
 impl Fleet {
-    /// Starts `count` workers (`bench-w0` ..) with the counting handler.
-    pub async fn start(
-        url: &str,
-        ring: RingConfig,
-        count: u32,
-        recorder: &Recorder,
-    ) -> Result<Fleet, BenchError> {
-        let started = Instant::now();
-        let mut workers = Vec::new();
-        for index in 0..count {
-            let coordinator: Arc<dyn Coordinator> = Arc::new(
-                RedisCoordinator::connect(url, "bench", ring)
-                    .await
-                    .map_err(|e| BenchError::live("connecting a worker", e))?,
-            );
-            let recorder = recorder.clone();
-            let worker = Worker::builder(coordinator)
-                .node_id(format!("bench-w{index}"))
-                .settings(WorkerSettings::default())
-                .handler(
-                    "count",
-                    FnHandler(move |ctx: FireContext| {
-                        let recorder = recorder.clone();
-                        async move {
-                            recorder.record(&ctx.job_id, ctx.scheduled_ms, now_ms());
-                            Ok(RunOutput::default())
-                        }
-                    }),
-                )
-                .build()
-                .map_err(|e| BenchError::live("building a worker", e))?;
-            let status = worker.status();
-            let (stop, stopped) = oneshot::channel::<()>();
-            let task = tokio::spawn(worker.run(async move {
-                let _ = stopped.await;
-            }));
-            workers.push(Running {
+    /// An empty fleet; add workers with [`Fleet::join`].
+    pub fn new(url: &str, ring: RingConfig, settings: WorkerSettings, recorder: &Recorder) -> Self {
+        Fleet {
+            url: url.to_owned(),
+            ring,
+            settings,
+            recorder: recorder.clone(),
+            workers: BTreeMap::new(),
+            leaving: Vec::new(),
+            started: Instant::now(),
+        }
+    }
+
+    /// Starts worker `name` (node id `bench-<name>`) with the counting handler.
+    pub async fn join(&mut self, name: &str) -> Result<(), BenchError> {
+        let coordinator: Arc<dyn Coordinator> = Arc::new(connect(&self.url, self.ring).await?);
+        let recorder = self.recorder.clone();
+        let worker = Worker::builder(coordinator)
+            .node_id(node_id(name))
+            .settings(self.settings.clone())
+            .handler(
+                "count",
+                FnHandler(move |ctx: FireContext| {
+                    let recorder = recorder.clone();
+                    async move {
+                        recorder.record(&ctx.job_id, ctx.scheduled_ms, now_ms());
+                        Ok(RunOutput::default())
+                    }
+                }),
+            )
+            .build()
+            .map_err(|e| BenchError::live("building a worker", e))?;
+        let status = worker.status();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(worker.run(async move {
+            let _ = stopped.await;
+        }));
+        self.workers.insert(
+            name.to_owned(),
+            Running {
                 stop: Some(stop),
                 task,
                 status,
-            });
-        }
-        Ok(Fleet { workers, started })
+            },
+        );
+        Ok(())
     }
 
-    /// Waits until every worker is ready, sees every member, and together
-    /// they own all `shards`. Returns milliseconds since [`Fleet::start`].
-    pub async fn wait_settled(&self, shards: u32, limit: Duration) -> Result<u64, BenchError> {
+    /// Graceful leave of `name`: resolves its shutdown future and returns at
+    /// once (the worker deregisters, releases and drains in the background;
+    /// [`Fleet::stop`] collects its report). False if it was not running.
+    pub fn leave(&mut self, name: &str) -> bool {
+        let Some(mut worker) = self.workers.remove(name) else {
+            return false;
+        };
+        if let Some(stop) = worker.stop.take() {
+            let _ = stop.send(());
+        }
+        self.leaving.push(worker.task);
+        true
+    }
+
+    /// Crash of `name`: its task is aborted mid-flight. False if it was not
+    /// running.
+    pub async fn crash(&mut self, name: &str) -> bool {
+        let Some(worker) = self.workers.remove(name) else {
+            return false;
+        };
+        worker.task.abort();
+        let _ = worker.task.await;
+        true
+    }
+
+    /// Node ids of the running workers, sorted.
+    pub fn live_nodes(&self) -> Vec<String> {
+        self.workers.keys().map(|name| node_id(name)).collect()
+    }
+
+    /// Names of the running workers, sorted.
+    pub fn names(&self) -> Vec<String> {
+        self.workers.keys().cloned().collect()
+    }
+
+    /// Shards held by the running workers, by their own account.
+    pub fn owned_total(&self) -> usize {
+        self.workers
+            .values()
+            .map(|w| w.status.borrow().owned_shards)
+            .sum()
+    }
+
+    /// Whether, by the workers' own statuses, every shard of `map` (the ring
+    /// over exactly the running workers) is held by its owner: every running
+    /// worker is registered, not stopping, sees exactly the running workers
+    /// as members, wants the shards `map` gives it and holds them all, and
+    /// together they hold every shard. Reads only local state (no Redis).
+    pub fn settled_on(&self, map: &ShardMap) -> bool {
+        let live = self.live_nodes();
+        let mut owned = 0usize;
+        for (name, worker) in &self.workers {
+            let status = worker.status.borrow();
+            let wanted = map.shards_of(&node_id(name)).len();
+            if !status.ready() || status.members != live || status.desired_shards != wanted {
+                return false;
+            }
+            owned += status.owned_shards;
+        }
+        owned == map.shard_count() as usize
+    }
+
+    /// Waits until [`Fleet::settled_on`] the ring over the running workers.
+    /// Returns milliseconds since [`Fleet::new`].
+    pub async fn wait_settled(&self, limit: Duration) -> Result<u64, BenchError> {
+        let map = ShardMap::compute(&self.live_nodes(), self.ring);
         let deadline = Instant::now() + limit;
         loop {
-            let mut owned = 0usize;
-            let mut settled = true;
-            for worker in &self.workers {
-                let status = worker.status.borrow();
-                owned += status.owned_shards;
-                settled &= status.ready() && status.members.len() == self.workers.len();
-            }
-            if settled && owned == shards as usize {
+            if self.settled_on(&map) {
                 return Ok(u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX));
             }
             if Instant::now() >= deadline {
                 return Err(BenchError::live(
                     "waiting for the fleet to settle",
-                    format!("only {owned} of {shards} shards owned after {limit:?}"),
+                    format!(
+                        "only {} of {} shards owned after {limit:?}",
+                        self.owned_total(),
+                        self.ring.shard_count
+                    ),
                 ));
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
-    /// Stops every worker gracefully; returns the reports of those that
-    /// stopped cleanly.
+    /// Stops every running worker gracefully and waits for those that left
+    /// earlier; returns the reports of those that stopped cleanly (crashed
+    /// workers have none).
     pub async fn stop(mut self) -> Vec<WorkerReport> {
-        for worker in &mut self.workers {
+        let mut tasks = std::mem::take(&mut self.leaving);
+        for (_, mut worker) in std::mem::take(&mut self.workers) {
             if let Some(stop) = worker.stop.take() {
                 let _ = stop.send(());
             }
+            tasks.push(worker.task);
         }
         let mut reports = Vec::new();
-        for worker in self.workers {
-            match worker.task.await {
+        for task in tasks {
+            match task.await {
                 Ok(Ok(report)) => reports.push(report),
                 Ok(Err(e)) => eprintln!("shardcron-bench live: a worker failed: {e}"),
                 Err(e) => eprintln!("shardcron-bench live: a worker task failed: {e}"),

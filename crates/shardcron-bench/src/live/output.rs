@@ -1,0 +1,355 @@
+//! What `live` reports: the [`LiveReport`] (written to `live.json`), the
+//! text printed on stdout (the summary and the per-event churn table, which
+//! is what goes into `docs/BENCHMARKS.md`), `live.csv` (one row per churn
+//! event) and `lateness.csv` (one row per second of the window).
+//!
+//! Kept apart from the run itself so the formats can be read and changed
+//! without touching the fleet code.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use super::audit::Audit;
+use super::churn::ChurnEvent;
+use super::timeline::{SecondLateness, SpanLateness, LATE_MS};
+use crate::report::csv_field;
+
+/// One churn event and what it did to the fleet.
+#[derive(Clone, Debug, Serialize)]
+pub struct EventReport {
+    /// The scripted event (offset, action, worker).
+    #[serde(flatten)]
+    pub event: ChurnEvent,
+    /// `handoff` (leave, join) or `takeover` (crash).
+    pub kind: &'static str,
+    /// When it was actually applied, ms since the window start.
+    pub started_offset_ms: i64,
+    /// Time from the event until every shard was held by its ring owner
+    /// again, ms; `None` if that never happened.
+    pub settle_ms: Option<i64>,
+    /// Another event happened before this one settled (both then settle at
+    /// the same instant).
+    pub overlapped: bool,
+    /// Runs scheduled from the event's instant (`at_ms`) until it settled.
+    pub while_settling: SpanLateness,
+    /// Runs scheduled from the event's instant until the next event's (or
+    /// the window end).
+    pub until_next_event: SpanLateness,
+    /// Missed fires claimed by the crashed instance before it died.
+    pub lost_with_crash: u64,
+    /// Distinct scheduled instants among those.
+    pub lost_instants: u64,
+    /// Lease holder (`node/instance`) of the crashed instance, when known.
+    pub crashed_holder: Option<String>,
+}
+
+/// Everything `live` measured (written to `live.json`).
+#[derive(Clone, Debug, Serialize)]
+pub struct LiveReport {
+    /// Workers in the fleet at the start.
+    pub workers: u32,
+    /// Workers running at the end of the run (after churn).
+    pub workers_at_end: Vec<String>,
+    /// Jobs registered.
+    pub jobs: u32,
+    /// Period of every job, milliseconds.
+    pub every_ms: i64,
+    /// Shard count (160 virtual nodes).
+    pub shards: u32,
+    /// Worker settings: `default` or `fast`.
+    pub settings: &'static str,
+    /// Heartbeat period of the workers, ms.
+    pub heartbeat_ms: u64,
+    /// Lease and member TTLs of the workers, ms.
+    pub ttl_ms: (u64, u64),
+    /// Time from starting the workers until every shard was owned, ms.
+    pub settle_ms: u64,
+    /// Measured window `[from_ms, to_ms)`, Unix ms.
+    pub window: (i64, i64),
+    /// Fire audit of the window.
+    pub audit: Audit,
+    /// Missed fires claimed by a crashed worker before it died.
+    pub lost_with_crash: u64,
+    /// Missed fires nothing explains (must be 0).
+    pub unexplained_misses: u64,
+    /// Up to ten unexplained misses, `job@ms (claim value)`.
+    pub unexplained_examples: Vec<String>,
+    /// Distinct fires per second in the window.
+    pub fires_per_s: f64,
+    /// Redis commands executed during the window, without `INFO` and
+    /// without the benchmark's own lease-key reads.
+    pub redis_commands: u64,
+    /// `GET`s of the benchmark's own lease-key reads in the window,
+    /// subtracted from `redis_commands`.
+    pub bench_gets_excluded: u64,
+    /// `redis_commands / fires`.
+    pub commands_per_fire: f64,
+    /// Commands per fire, by command.
+    pub per_command_per_fire: BTreeMap<String, f64>,
+    /// CPU seconds of this process (all workers) during the window.
+    pub process_cpu_s: f64,
+    /// `process_cpu_s` per 1,000 fires.
+    pub process_cpu_s_per_1000_fires: f64,
+    /// CPU seconds of redis-server during the window.
+    pub redis_cpu_s: f64,
+    /// `redis_cpu_s` per 1,000 fires.
+    pub redis_cpu_s_per_1000_fires: f64,
+    /// Fires claimed over their whole run by workers that stopped cleanly.
+    pub claimed_total: u64,
+    /// Claims those workers lost to another node.
+    pub claim_conflicts_total: u64,
+    /// The churn events, in order.
+    pub churn: Vec<EventReport>,
+    /// Lateness per second of the window.
+    pub lateness_per_second: Vec<SecondLateness>,
+}
+
+impl LiveReport {
+    /// True when no fire was duplicated, unexpected or missed without a
+    /// crash to explain it.
+    pub fn clean(&self) -> bool {
+        self.audit.duplicates == 0 && self.audit.unexpected == 0 && self.unexplained_misses == 0
+    }
+}
+
+/// The summary printed after a run.
+pub fn summary_text(r: &LiveReport) -> String {
+    let a = &r.audit;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "live: {} workers, {} jobs @every {} ms, {} shards, {} settings, window {:.1} s (settled in {} ms)",
+        r.workers,
+        r.jobs,
+        r.every_ms,
+        r.shards,
+        r.settings,
+        (r.window.1 - r.window.0) as f64 / 1000.0,
+        r.settle_ms
+    );
+    let _ = writeln!(out, "fires/s                    {:>12.1}", r.fires_per_s);
+    let _ = writeln!(
+        out,
+        "fires expected / fired     {:>12} / {}",
+        a.expected, a.fired
+    );
+    let _ = writeln!(
+        out,
+        "misses / duplicates / unexpected {:>6} / {} / {}",
+        a.misses, a.duplicates, a.unexpected
+    );
+    let _ = writeln!(
+        out,
+        "  of the misses: lost with a crash {}, unexplained {}",
+        r.lost_with_crash, r.unexplained_misses
+    );
+    let _ = writeln!(
+        out,
+        "lateness p50 / p99 / max   {:>8} / {} / {} ms",
+        a.lateness.p50_ms, a.lateness.p99_ms, a.lateness.max_ms
+    );
+    let _ = writeln!(
+        out,
+        "redis commands per fire    {:>12.3}  ({} commands)",
+        r.commands_per_fire, r.redis_commands
+    );
+    let mut top: Vec<(&String, &f64)> = r.per_command_per_fire.iter().collect();
+    top.sort_by(|x, y| y.1.total_cmp(x.1));
+    for (name, per_fire) in top.into_iter().take(6) {
+        let _ = writeln!(out, "  {name:<24} {per_fire:>12.3} per fire");
+    }
+    let _ = writeln!(
+        out,
+        "CPU s per 1000 fires       {:>12.4} workers (this process), {:.4} redis-server",
+        r.process_cpu_s_per_1000_fires, r.redis_cpu_s_per_1000_fires
+    );
+    let crashed = r
+        .churn
+        .iter()
+        .any(|e| e.event.action == super::churn::ChurnAction::Crash);
+    let _ = writeln!(
+        out,
+        "claimed / conflicts (whole run) {:>7} / {}{}",
+        r.claimed_total,
+        r.claim_conflicts_total,
+        if crashed {
+            "  (crashed workers report nothing)"
+        } else {
+            ""
+        }
+    );
+    out
+}
+
+fn ms_or_dash(value: Option<i64>) -> String {
+    value.map_or_else(|| "never".to_owned(), |v| format!("{v} ms"))
+}
+
+/// The per-event churn table (empty without churn).
+pub fn churn_table(events: &[EventReport]) -> String {
+    if events.is_empty() {
+        return String::new();
+    }
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "churn: settled = every shard held by its ring owner again; late = started > {} s after its scheduled time",
+        LATE_MS / 1000
+    );
+    let _ = writeln!(
+        out,
+        "{:<12} {:>7} {:<9} {:>10} {:>8} {:>9} {:>9} {:>10} {:>10}",
+        "event", "at s", "kind", "settled", "fires", "late", "max late", "late to", "lost with"
+    );
+    let _ = writeln!(
+        out,
+        "{:<12} {:>7} {:<9} {:>10} {:>8} {:>9} {:>9} {:>10} {:>10}",
+        "", "", "", "in", "settling", "settling", "ms", "next event", "the crash"
+    );
+    for e in events {
+        let lost = if e.event.action == super::churn::ChurnAction::Crash {
+            e.lost_with_crash.to_string()
+        } else {
+            "-".to_owned()
+        };
+        let settled = ms_or_dash(e.settle_ms) + if e.overlapped { "*" } else { "" };
+        let _ = writeln!(
+            out,
+            "{:<12} {:>7.3} {:<9} {:>10} {:>8} {:>9} {:>9} {:>10} {:>10}",
+            e.event.to_string(),
+            e.started_offset_ms as f64 / 1000.0,
+            e.kind,
+            settled,
+            e.while_settling.fires,
+            e.while_settling.late,
+            e.while_settling.max_ms,
+            e.until_next_event.late,
+            lost
+        );
+    }
+    if events.iter().any(|e| e.overlapped) {
+        let _ = writeln!(
+            out,
+            "* the next event happened before this one settled; both settled at the same instant"
+        );
+    }
+    out
+}
+
+/// `live.csv`: one row per churn event (only the header without churn).
+pub fn events_csv(events: &[EventReport]) -> String {
+    let mut out = String::from(
+        "index,action,worker,at_ms,started_offset_ms,kind,settle_ms,overlapped,\
+         fires_while_settling,late_while_settling,max_lateness_while_settling_ms,\
+         fires_until_next_event,late_until_next_event,max_lateness_until_next_event_ms,\
+         lost_with_crash,lost_instants,crashed_holder\n",
+    );
+    for (index, e) in events.iter().enumerate() {
+        let fields = [
+            (index + 1).to_string(),
+            e.event.action.as_str().to_owned(),
+            csv_field(&e.event.worker),
+            e.event.at.as_millis().to_string(),
+            e.started_offset_ms.to_string(),
+            e.kind.to_owned(),
+            e.settle_ms.map(|v| v.to_string()).unwrap_or_default(),
+            e.overlapped.to_string(),
+            e.while_settling.fires.to_string(),
+            e.while_settling.late.to_string(),
+            e.while_settling.max_ms.to_string(),
+            e.until_next_event.fires.to_string(),
+            e.until_next_event.late.to_string(),
+            e.until_next_event.max_ms.to_string(),
+            e.lost_with_crash.to_string(),
+            e.lost_instants.to_string(),
+            csv_field(e.crashed_holder.as_deref().unwrap_or("")),
+        ];
+        out.push_str(&fields.join(","));
+        out.push('\n');
+    }
+    out
+}
+
+/// `lateness.csv`: one row per second of the window with a scheduled run.
+pub fn lateness_csv(series: &[SecondLateness]) -> String {
+    let mut out = String::from("second,fires,p50_ms,p99_ms,max_ms\n");
+    for s in series {
+        let _ = writeln!(
+            out,
+            "{},{},{},{},{}",
+            s.second, s.fires, s.p50_ms, s.p99_ms, s.max_ms
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::live::churn::ChurnAction;
+    use std::time::Duration;
+
+    fn event(action: ChurnAction, settle_ms: Option<i64>, overlapped: bool) -> EventReport {
+        EventReport {
+            event: ChurnEvent {
+                at: Duration::from_secs(25),
+                action,
+                worker: "w3".to_owned(),
+            },
+            kind: action.settle_kind(),
+            started_offset_ms: 25_002,
+            settle_ms,
+            overlapped,
+            while_settling: SpanLateness {
+                fires: 3000,
+                late: 2500,
+                max_ms: 5900,
+            },
+            until_next_event: SpanLateness {
+                fires: 16000,
+                late: 2600,
+                max_ms: 5900,
+            },
+            lost_with_crash: 480,
+            lost_instants: 1,
+            crashed_holder: Some("bench-w3/abc".to_owned()),
+        }
+    }
+
+    #[test]
+    fn table_and_csv_rows() {
+        let events = [
+            event(ChurnAction::Crash, Some(5812), false),
+            event(ChurnAction::Join, None, true),
+        ];
+        let table = churn_table(&events);
+        assert!(table.contains("crash w3"), "{table}");
+        assert!(table.contains("takeover"));
+        assert!(table.contains("5812 ms"));
+        assert!(table.contains("never*"));
+        assert!(table.contains("480"));
+        let csv = events_csv(&events);
+        let lines: Vec<&str> = csv.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert_eq!(
+            lines[0].split(',').count(),
+            lines[1].split(',').count(),
+            "{csv}"
+        );
+        assert!(lines[1].starts_with("1,crash,w3,25000,25002,takeover,5812,false,3000,2500,"));
+        assert!(churn_table(&[]).is_empty());
+        let series = [SecondLateness {
+            second: 3,
+            fires: 10,
+            p50_ms: 1,
+            p99_ms: 2,
+            max_ms: 3,
+        }];
+        assert_eq!(
+            lateness_csv(&series),
+            "second,fires,p50_ms,p99_ms,max_ms\n3,10,1,2,3\n"
+        );
+    }
+}

@@ -1,0 +1,118 @@
+//! Turning the recorded run into per-event results: which missed fires a
+//! crash explains (claim keys read back from the still-running
+//! redis-server) and what each churn event did to lateness.
+//!
+//! Separate from the run itself because it happens after the fleet has
+//! stopped and only reads what the run left behind: the recorder's log,
+//! the driver's event timings and the claim keys in Redis.
+
+use std::time::Duration;
+
+use shardcron_coord::Keyspace;
+use shardcron_testkit::RedisServer;
+
+use super::audit::Fire;
+use super::bar;
+use super::churn::{node_id, ChurnAction};
+use super::claims::{attribute, claim_key, Attribution, CrashedInstance};
+use super::driver::EventTiming;
+use super::fleet::NAMESPACE;
+use super::output::EventReport;
+use super::timeline;
+use crate::error::BenchError;
+
+/// Most claim keys read back to explain misses; beyond, misses stay
+/// unexplained (a run that misses this much is broken anyway).
+const MAX_CLAIM_LOOKUPS: usize = 200_000;
+
+/// Reads the claim key of every missed fire and attributes it to a crash.
+pub(super) fn attribute_misses(
+    server: &RedisServer,
+    shard_count: u32,
+    missing: &[(u32, i64)],
+    timings: &[EventTiming],
+) -> Result<Attribution, BenchError> {
+    let crashes: Vec<CrashedInstance> = timings
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| t.event.action == ChurnAction::Crash)
+        .map(|(index, t)| {
+            CrashedInstance::new(
+                index,
+                &node_id(&t.event.worker),
+                t.crashed_holder.as_deref(),
+            )
+        })
+        .collect();
+    if missing.is_empty() {
+        return Ok(Attribution {
+            lost_per_event: vec![0; timings.len()],
+            lost_instants_per_event: vec![0; timings.len()],
+            unexplained: Vec::new(),
+        });
+    }
+    let mut connection = server
+        .connect(Duration::from_secs(5))
+        .map_err(|e| BenchError::live("connecting to read claim keys", e))?;
+    let keys = Keyspace::new(NAMESPACE);
+    let progress = bar(
+        missing.len().min(MAX_CLAIM_LOOKUPS) as u64,
+        "claims",
+        "{prefix:>9} [{elapsed_precise}] {wide_bar} {pos}/{len} missed fires looked up",
+    );
+    let mut lookups = 0usize;
+    let attribution = attribute(missing, timings.len(), &crashes, |job, at| {
+        lookups += 1;
+        if lookups > MAX_CLAIM_LOOKUPS {
+            return None;
+        }
+        progress.inc(1);
+        let key = claim_key(&keys, shard_count, job, at);
+        connection
+            .query(&["GET", &key])
+            .and_then(|reply| reply.into_text())
+            .ok()
+            .filter(|value| value != "(nil)")
+    });
+    progress.finish_and_clear();
+    Ok(attribution)
+}
+
+pub(super) fn event_reports(
+    timings: &[EventTiming],
+    attribution: &Attribution,
+    fires: &[Fire],
+    from_ms: i64,
+    to_ms: i64,
+) -> Vec<EventReport> {
+    timings
+        .iter()
+        .enumerate()
+        .map(|(index, t)| {
+            // Spans start at the event's scheduled instant: an event at a
+            // fire instant is applied a millisecond or so after it, while
+            // that instant's fires are being claimed, so they are its fires.
+            let due = |t: &EventTiming| {
+                from_ms.saturating_add(i64::try_from(t.event.at.as_millis()).unwrap_or(i64::MAX))
+            };
+            let next_ms = timings.get(index + 1).map_or(to_ms, due);
+            let settled_until = t.settled_ms.unwrap_or(to_ms);
+            EventReport {
+                event: t.event.clone(),
+                kind: t.event.action.settle_kind(),
+                started_offset_ms: t.started_ms - from_ms,
+                settle_ms: t.settled_ms.map(|s| s - t.started_ms),
+                overlapped: t.overlapped,
+                while_settling: timeline::span(fires, due(t), settled_until),
+                until_next_event: timeline::span(fires, due(t), next_ms - 1),
+                lost_with_crash: attribution.lost_per_event.get(index).copied().unwrap_or(0),
+                lost_instants: attribution
+                    .lost_instants_per_event
+                    .get(index)
+                    .copied()
+                    .unwrap_or(0),
+                crashed_holder: t.crashed_holder.clone(),
+            }
+        })
+        .collect()
+}
