@@ -43,26 +43,7 @@ fn row(name: &str, f: &ProcFleet, from: i64, to: i64, dead: &[&str], reaction: O
             String::from_utf8_lossy(&runs.stdout)
         );
     }
-    assert!(
-        a.duplicates.is_empty(),
-        "{name}: duplicates {:?}",
-        &a.duplicates[..a.duplicates.len().min(5)]
-    );
-    assert!(
-        unclaimed.is_empty(),
-        "{name}: missed {:?}",
-        &unclaimed[..unclaimed.len().min(5)]
-    );
-    let instants: std::collections::BTreeSet<i64> = a
-        .missing
-        .iter()
-        .filter(|m| !unclaimed.contains(m))
-        .map(|(_, t)| *t)
-        .collect();
-    assert!(
-        instants.len() <= dead.len(),
-        "{name}: fires lost at {instants:?}"
-    );
+    assert_exactly_once(name, &a, &unclaimed, dead.len());
 }
 
 #[test]

@@ -375,3 +375,34 @@ pub fn fleet_settled(status: &serde_json::Value, members: usize) -> bool {
         .map_or(usize::MAX, |c| c.len());
     list.len() == members && churn == 0
 }
+
+/// Exactly once, audited: no duplicate, no fire that nobody claimed, and the
+/// fires lost with crashed or paused nodes (claimed, never started) all from
+/// at most `crash_instants` instants.
+pub fn assert_exactly_once(
+    name: &str,
+    a: &FileAudit,
+    unclaimed: &[(String, i64)],
+    crash_instants: usize,
+) {
+    assert!(
+        a.duplicates.is_empty(),
+        "{name}: duplicates {:?}",
+        &a.duplicates[..a.duplicates.len().min(10)]
+    );
+    assert!(
+        unclaimed.is_empty(),
+        "{name}: fires nobody ran {:?}",
+        &unclaimed[..unclaimed.len().min(10)]
+    );
+    let instants: std::collections::BTreeSet<i64> = a
+        .missing
+        .iter()
+        .filter(|m| !unclaimed.contains(m))
+        .map(|(_, t)| *t)
+        .collect();
+    assert!(
+        instants.len() <= crash_instants,
+        "{name}: fires lost with a crash must come from its instant: {instants:?}"
+    );
+}
