@@ -52,8 +52,7 @@ pub struct Executor {
     queued: HashMap<String, ClaimedFire>,
     backlog: HashMap<String, VecDeque<ClaimedFire>>,
     catching_up: HashSet<String>,
-    tasks: JoinSet<(String, Option<ClaimedFire>)>,
-    not_started: Vec<ClaimedFire>,
+    tasks: JoinSet<String>,
     hard_stop: CancellationToken,
 }
 
@@ -77,7 +76,6 @@ impl Executor {
             backlog: HashMap::new(),
             catching_up: HashSet::new(),
             tasks: JoinSet::new(),
-            not_started: Vec::new(),
             hard_stop: CancellationToken::new(),
         }
     }
@@ -165,8 +163,8 @@ impl Executor {
         self.tasks.spawn(
             async move {
                 let job_id = fire.job.id().to_owned();
-                let unstarted = run.run(fire).await;
-                (job_id, unstarted)
+                run.run(fire).await;
+                job_id
             }
             .instrument(span),
         );
@@ -186,15 +184,7 @@ impl Executor {
                 self.catching_up.remove(&job_id);
             }
             if let Some(next) = backlogged.or_else(|| self.queued.remove(&job_id)) {
-                if next.cancel.is_cancelled() {
-                    self.record_not_run(
-                        &next,
-                        RunOutcome::Cancelled,
-                        "lease lost before the queued fire started",
-                    );
-                } else {
-                    self.start(next);
-                }
+                self.start(next);
             }
         }
     }
@@ -230,20 +220,10 @@ impl Executor {
         next
     }
 
-    /// Claimed fires that never started because their shard's lease was lost
-    /// first. Only this process could have run them (the claim names it), so
-    /// the node claims them again as its own once it holds the shard again.
-    pub fn take_not_started(&mut self) -> Vec<ClaimedFire> {
-        std::mem::take(&mut self.not_started)
-    }
-
     /// Waits for the next run to finish (pending forever when none is in flight).
     pub async fn next_finished(&mut self) {
         match self.tasks.join_next().await {
-            Some(Ok((job_id, unstarted))) => {
-                self.not_started.extend(unstarted);
-                self.finished(job_id);
-            }
+            Some(Ok(job_id)) => self.finished(job_id),
             Some(Err(e)) => warn!(error = %e, "run task failed outside the handler"),
             None => std::future::pending::<()>().await,
         }
@@ -256,10 +236,7 @@ impl Executor {
         let until = tokio::time::Instant::now() + deadline;
         while !self.tasks.is_empty() {
             match tokio::time::timeout_at(until, self.tasks.join_next()).await {
-                Ok(Some(Ok((job_id, unstarted)))) => {
-                    self.not_started.extend(unstarted);
-                    self.finished(job_id);
-                }
+                Ok(Some(Ok(job_id))) => self.finished(job_id),
                 Ok(Some(Err(_))) => {}
                 Ok(None) => break,
                 Err(_) => break,
@@ -278,23 +255,14 @@ impl Executor {
                 "node shut down before the waiting fire started",
             );
         }
-        let unstarted: Vec<ClaimedFire> = self.not_started.drain(..).collect();
-        for fire in &unstarted {
-            self.record_not_run(
-                fire,
-                RunOutcome::Cancelled,
-                "lease lost before the fire started",
-            );
-        }
-        let left = self.tasks.len() + waiting.len() + unstarted.len();
+        let left = self.tasks.len() + waiting.len();
         if !self.tasks.is_empty() {
             warn!(left, "drain deadline passed; cancelling in-flight runs");
             self.hard_stop.cancel();
             while let Ok(Some(result)) =
                 tokio::time::timeout(Duration::from_secs(5), self.tasks.join_next()).await
             {
-                if let Ok((job_id, unstarted)) = result {
-                    self.not_started.extend(unstarted);
+                if let Ok(job_id) = result {
                     self.finished(job_id);
                 }
             }
@@ -323,22 +291,25 @@ enum Attempt {
 }
 
 impl RunTask {
-    /// Runs the fire; hands it back untouched if the lease was lost before it
-    /// could start.
-    async fn run(self, fire: ClaimedFire) -> Option<ClaimedFire> {
+    /// Runs the fire. A fire whose claim succeeded runs even if the shard's
+    /// lease was lost before it could start: the claim already made it this
+    /// node's alone (nobody else can run it), and its fencing token tells
+    /// downstream systems that it is stale. Only a lease lost while the
+    /// handler runs cancels it.
+    async fn run(self, fire: ClaimedFire) {
         let job = fire.job.clone();
         let fire_id = FireId::new(job.id(), fire.scheduled_ms);
-        let cancel = CancellationToken::new();
-        let _link = LinkedCancel::new(
-            &[fire.cancel.clone(), self.hard_stop.clone()],
-            cancel.clone(),
-        );
         let Ok(_permit) = self.permits.clone().acquire_owned().await else {
-            return None;
+            return;
         };
+        let cancel = CancellationToken::new();
+        let mut sources = vec![self.hard_stop.clone()];
         if fire.cancel.is_cancelled() {
-            return Some(fire);
+            debug!("the lease was lost after the claim; running the claimed fire anyway");
+        } else {
+            sources.push(fire.cancel.clone());
         }
+        let _link = LinkedCancel::new(&sources, cancel.clone());
         let started_ms = self.clock.now_ms();
         m::lateness(
             started_ms - fire.scheduled_ms,
@@ -356,7 +327,7 @@ impl RunTask {
                 )),
                 None,
             );
-            return None;
+            return;
         };
         let began = Instant::now();
         let mut attempt = 1u32;
@@ -430,7 +401,6 @@ impl RunTask {
         };
         m::run_duration(began.elapsed());
         self.finish(&fire, started_ms, attempt, outcome, error, detail);
-        None
     }
 
     fn finish(

@@ -149,17 +149,7 @@ impl Node {
                     }
                     Err(broadcast::error::RecvError::Closed) => events = self.coord.subscribe(),
                 },
-                () = self.executor.next_finished() => {
-                    for fire in self.executor.take_not_started() {
-                        debug!(job = %fire.job.id(), at = fire.scheduled_ms, "lease lost before the fire started; will claim it again");
-                        self.pending_claims.push((fire.shard, FireClaim {
-                            job_id: fire.job.id().to_owned(),
-                            scheduled_ms: fire.scheduled_ms,
-                            kind: FireKind::Retry,
-                            job_version: fire.version,
-                        }));
-                    }
-                }
+                () = self.executor.next_finished() => {}
                 () = tokio::time::sleep_until(poll_at) => {
                     self.poll_versions().await;
                     poll_at = Instant::now() + self.settings.poll_interval;
@@ -568,6 +558,10 @@ impl Node {
     /// Claims every due fire, one batch per shard, one round trip in all.
     async fn fire_step(&mut self) {
         self.retry_at = None;
+        // Leases whose local validity ended are dropped before anything is
+        // claimed under them, so a claim never lands for a shard this step
+        // has already given up.
+        self.drop_invalid_leases();
         let now_ms = self.clock.now_ms();
         let tolerance_ms = self.settings.on_time_tolerance.as_millis() as i64;
         let mut batches: BTreeMap<u32, ClaimBatch> = BTreeMap::new();
@@ -593,6 +587,13 @@ impl Node {
                 continue;
             };
             if !held.watch.is_valid() {
+                // Validity ended while this step ran: claim nothing for the
+                // shard; retries and triggers already batched for it wait.
+                if let Some(batch) = batches.remove(&d.shard) {
+                    let shard = d.shard;
+                    self.pending_claims
+                        .extend(batch.fires.into_iter().map(|f| (shard, f)));
+                }
                 self.lose_shard(d.shard);
                 continue;
             }
@@ -629,8 +630,10 @@ impl Node {
                 BatchOutcome::LeaseLost => {
                     warn!(shard = batch.shard, "claim refused: lease no longer ours");
                     self.lose_shard(batch.shard);
+                    // Scheduled fires are the next owner's to catch up;
+                    // retries and triggers exist only here.
                     self.remember_uncertain(batch.shard, batch.fires, |f| {
-                        f.kind == FireKind::Retry
+                        f.kind != FireKind::Scheduled
                     });
                 }
                 BatchOutcome::Claimed(codes) => {
@@ -679,11 +682,15 @@ impl Node {
         codes: Vec<ClaimOutcome>,
         now_ms: i64,
     ) {
-        let Some(held) = self.held.get(&shard) else {
-            return;
-        };
-        let token = held.token;
-        let cancel = held.watch.token();
+        // Claimed fires are this node's alone and always run; a shard given
+        // up meanwhile only means their handlers get no lease to lose.
+        let token = batch.token;
+        let cancel = self
+            .held
+            .get(&shard)
+            .map_or_else(tokio_util::sync::CancellationToken::new, |h| {
+                h.watch.token()
+            });
         let tolerance_ms = self.settings.on_time_tolerance.as_millis() as i64;
         let mut latest: HashMap<String, i64> = HashMap::new();
         for fire in &batch.fires {
@@ -696,6 +703,7 @@ impl Node {
             match code {
                 ClaimOutcome::Claimed => {
                     let Some(entry) = self.timetable.get(&fire.job_id) else {
+                        warn!(job = %fire.job_id, at = fire.scheduled_ms, "claimed a fire of a job no longer loaded; not run");
                         continue;
                     };
                     self.report.claimed += 1;
