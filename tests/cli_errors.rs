@@ -15,9 +15,8 @@ fn listing(cli: &Cli) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-#[test]
-fn bad_input_is_refused_with_a_clear_message_and_exit_code() {
-    let cli = Cli::new("cli-errors");
+/// Stores the job that bad input must leave untouched.
+fn put_kept_job(cli: &Cli) {
     let ok = cli.run(&[
         "job",
         "put",
@@ -29,6 +28,12 @@ fn bad_input_is_refused_with_a_clear_message_and_exit_code() {
         "true",
     ]);
     assert!(ok.status.success(), "{}", stderr(&ok));
+}
+
+#[test]
+fn bad_input_is_refused_with_a_clear_message_and_exit_code() {
+    let cli = Cli::new("cli-errors");
+    put_kept_job(&cli);
     let before = listing(&cli);
     let get_before = cli.run(&["job", "get", "keep"]);
 
@@ -158,17 +163,7 @@ fn bad_input_is_refused_with_a_clear_message_and_exit_code() {
 #[test]
 fn a_node_with_another_shard_count_refuses_to_start() {
     let cli = Cli::new("cli-mismatch");
-    let ok = cli.run(&[
-        "job",
-        "put",
-        "--id",
-        "keep",
-        "--schedule",
-        "@every 5s",
-        "--exec",
-        "true",
-    ]);
-    assert!(ok.status.success(), "{}", stderr(&ok));
+    put_kept_job(&cli);
     let cfg = cli.write("odd.toml", "[worker]\nshard_count = 512\n");
     let o = cli.run(&["worker", "--config", cfg.to_str().expect("path")]);
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
