@@ -19,7 +19,7 @@ pub mod scripts;
 pub use coordinator::{CoordResult, Coordinator};
 pub use error::CoordError;
 pub use keyspace::Keyspace;
-pub use memory::{MemoryCoordinator, MemoryStore};
+pub use memory::{MemoryCoordinator, MemoryStore, StoreClock};
 pub use model::{
     node_of_holder, BatchOutcome, ClaimBatch, ClaimOutcome, CoordEvent, FireClaim, FireKind,
     JobPage, LeaseGrant, LeaseInfo, MemberInfo, Membership, RunOutcome, RunRecord, ShardJobs,

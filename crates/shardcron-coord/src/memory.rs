@@ -40,11 +40,26 @@ struct State {
     job_runs: HashMap<String, VecDeque<RunRecord>>,
 }
 
+/// The store's own clock, Unix ms: the system clock by default, a virtual one
+/// in the fault simulator (so store time follows tokio's paused clock).
+pub type StoreClock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
 /// Namespace state shared by every [`MemoryCoordinator`] cloned from one store.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct MemoryStore {
     state: Arc<Mutex<State>>,
     events: Arc<Mutex<Option<broadcast::Sender<CoordEvent>>>>,
+    clock: StoreClock,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self {
+            state: Arc::default(),
+            events: Arc::default(),
+            clock: Arc::new(system_now_ms),
+        }
+    }
 }
 
 /// [`Coordinator`] over a [`MemoryStore`]; several nodes in one process share a store.
@@ -56,7 +71,7 @@ pub struct MemoryCoordinator {
     events: broadcast::Sender<CoordEvent>,
 }
 
-fn now_ms() -> i64 {
+fn system_now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
@@ -70,6 +85,20 @@ impl MemoryStore {
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty store whose server time comes from `clock` instead of the
+    /// system clock.
+    pub fn with_clock(clock: StoreClock) -> Self {
+        Self {
+            clock,
+            ..Self::default()
+        }
+    }
+
+    /// The store's current time, Unix ms.
+    pub fn now_ms(&self) -> i64 {
+        (self.clock)()
     }
 
     /// A coordinator on this store; fails like Redis on mismatched ring settings.
@@ -159,11 +188,11 @@ impl Coordinator for MemoryCoordinator {
     }
 
     async fn server_time_ms(&self) -> CoordResult<i64> {
-        Ok(now_ms())
+        Ok(self.store.now_ms())
     }
 
     async fn heartbeat(&self, member: &MemberInfo, ttl: Duration) -> CoordResult<i64> {
-        let now = now_ms();
+        let now = self.store.now_ms();
         let joined = {
             let mut state = self.state();
             let prev = state
@@ -186,7 +215,7 @@ impl Coordinator for MemoryCoordinator {
     }
 
     async fn members(&self) -> CoordResult<Membership> {
-        let now = now_ms();
+        let now = self.store.now_ms();
         let (members, expired) = {
             let mut state = self.state();
             let expired: Vec<String> = state
@@ -216,7 +245,7 @@ impl Coordinator for MemoryCoordinator {
         holder: &str,
         ttl: Duration,
     ) -> CoordResult<Vec<LeaseGrant>> {
-        let now = now_ms();
+        let now = self.store.now_ms();
         let mut state = self.state();
         Ok(shards
             .iter()
@@ -251,7 +280,7 @@ impl Coordinator for MemoryCoordinator {
         holder: &str,
         ttl: Duration,
     ) -> CoordResult<Vec<bool>> {
-        let now = now_ms();
+        let now = self.store.now_ms();
         let mut state = self.state();
         Ok(leases
             .iter()
@@ -269,7 +298,7 @@ impl Coordinator for MemoryCoordinator {
     }
 
     async fn release_leases(&self, leases: &[(u32, u64)], holder: &str) -> CoordResult<Vec<bool>> {
-        let now = now_ms();
+        let now = self.store.now_ms();
         let released: Vec<bool> = {
             let mut state = self.state();
             leases
@@ -293,7 +322,7 @@ impl Coordinator for MemoryCoordinator {
     }
 
     async fn lease_holders(&self, shards: &[u32]) -> CoordResult<Vec<Option<LeaseInfo>>> {
-        let now = now_ms();
+        let now = self.store.now_ms();
         let mut state = self.state();
         Ok(shards
             .iter()
@@ -306,7 +335,7 @@ impl Coordinator for MemoryCoordinator {
         batches: &[ClaimBatch],
         retention: Duration,
     ) -> CoordResult<Vec<BatchOutcome>> {
-        let now = now_ms();
+        let now = self.store.now_ms();
         let mut state = self.state();
         Ok(batches
             .iter()
@@ -377,7 +406,7 @@ impl Coordinator for MemoryCoordinator {
             shard.version += 1;
             let stored = StoredJob {
                 version: shard.version,
-                updated_ms: now_ms(),
+                updated_ms: self.store.now_ms(),
                 spec: spec.clone(),
             };
             shard.jobs.insert(spec.id.clone(), stored.clone());
@@ -431,7 +460,7 @@ impl Coordinator for MemoryCoordinator {
             if !shard.jobs.contains_key(job_id) {
                 return Ok(None);
             }
-            let at = now_ms();
+            let at = self.store.now_ms();
             shard.triggers.push((job_id.to_owned(), at));
             shard.version += 1;
             at
@@ -445,7 +474,7 @@ impl Coordinator for MemoryCoordinator {
         leases: &[(u32, u64)],
         holder: &str,
     ) -> CoordResult<Vec<(u32, String, i64)>> {
-        let now = now_ms();
+        let now = self.store.now_ms();
         let mut state = self.state();
         let mut out = Vec::new();
         for &(n, token) in leases {

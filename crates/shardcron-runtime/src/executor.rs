@@ -349,6 +349,7 @@ impl RunTask {
             let mut task = tokio::spawn(async move { handler.run(ctx).await });
             let limit = job.spec.timeout;
             let result = tokio::select! {
+                biased;
                 joined = &mut task => match joined {
                     Ok(Ok(out)) => Attempt::Ok(out.detail),
                     Ok(Err(e)) => Attempt::Failed(e),
@@ -375,6 +376,7 @@ impl RunTask {
                 let delay = job.spec.retry.delay_before(attempt);
                 debug!(attempt, ?delay, "retrying");
                 tokio::select! {
+                    biased;
                     () = tokio::time::sleep(delay) => continue,
                     () = cancel.cancelled() => break (RunOutcome::Cancelled, Some("cancelled while waiting to retry".to_owned()), None),
                 }

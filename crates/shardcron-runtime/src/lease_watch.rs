@@ -26,6 +26,7 @@ impl LeaseWatch {
             loop {
                 let until = *rx.borrow_and_update();
                 tokio::select! {
+                    biased;
                     () = tokio::time::sleep_until(until) => {
                         if *rx.borrow() <= Instant::now() {
                             token.cancel();

@@ -70,7 +70,7 @@ pub(crate) struct Node {
     report: WorkerReport,
 }
 
-fn instance_id() -> String {
+pub(crate) fn instance_id() -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
@@ -79,6 +79,7 @@ fn instance_id() -> String {
 
 impl Node {
     pub(crate) fn new(
+        instance: String,
         coord: Arc<dyn Coordinator>,
         info: MemberInfo,
         handlers: HandlerRegistry,
@@ -97,7 +98,7 @@ impl Node {
             records.clone(),
         );
         Self {
-            holder: format!("{}/{}", info.id, instance_id()),
+            holder: format!("{}/{}", info.id, instance),
             ring: coord.ring_config(),
             coord,
             info,

@@ -41,9 +41,19 @@ pub struct WorkerBuilder {
     clock: Arc<dyn Clock>,
     version: String,
     addr: Option<String>,
+    instance: Option<String>,
 }
 
 impl WorkerBuilder {
+    /// Sets the process instance id that, with the node id, names this
+    /// worker as a lease holder (default: derived from the start time and the
+    /// process id). Two incarnations of one node id must never share it; the
+    /// fault simulator sets it so that runs replay exactly from a seed.
+    pub fn instance_id(mut self, instance: impl Into<String>) -> Self {
+        self.instance = Some(instance.into());
+        self
+    }
+
     /// Sets the node id (default: `hostname-pid`).
     pub fn node_id(mut self, id: impl Into<String>) -> Self {
         self.node_id = Some(id.into());
@@ -98,6 +108,7 @@ impl WorkerBuilder {
             ..WorkerStatus::default()
         });
         Ok(Worker {
+            instance: self.instance.unwrap_or_else(crate::node::instance_id),
             coordinator: self.coordinator,
             info: MemberInfo {
                 id: node_id,
@@ -136,6 +147,7 @@ pub fn default_node_id() -> String {
 
 /// One node of the fleet.
 pub struct Worker {
+    instance: String,
     coordinator: Arc<dyn Coordinator>,
     info: MemberInfo,
     handlers: HandlerRegistry,
@@ -155,6 +167,7 @@ impl Worker {
             clock: Arc::new(SystemClock),
             version: env!("CARGO_PKG_VERSION").to_owned(),
             addr: None,
+            instance: None,
         }
     }
 
@@ -187,6 +200,7 @@ impl Worker {
                 Err(e) if e.is_unreachable() => {
                     tracing::warn!(error = %e, "waiting for Redis before starting");
                     tokio::select! {
+                        biased;
                         () = &mut shutdown => return Ok(WorkerReport::default()),
                         () = tokio::time::sleep(self.settings.heartbeat) => {}
                     }
@@ -195,6 +209,7 @@ impl Worker {
             }
         }
         let node = Node::new(
+            self.instance,
             self.coordinator,
             self.info,
             self.handlers,
