@@ -122,12 +122,13 @@ fn claim(c: &mut Criterion) {
                                 fires: (0..fires)
                                     .map(|_| {
                                         cursor.set(cursor.get() + 1);
-                                        FireClaim {
-                                            job_id: id.clone(),
-                                            scheduled_ms: cursor.get(),
-                                            kind: FireKind::Scheduled,
-                                            job_version: *version,
-                                        }
+                                        FireClaim::new(
+                                            id.clone(),
+                                            cursor.get(),
+                                            FireKind::Scheduled,
+                                            *version,
+                                            cursor.get() as u64,
+                                        )
                                     })
                                     .collect(),
                             };

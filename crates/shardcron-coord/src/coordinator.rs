@@ -16,7 +16,7 @@ use tokio::sync::broadcast;
 use crate::error::CoordError;
 use crate::model::{
     BatchOutcome, ClaimBatch, CoordEvent, JobPage, LeaseGrant, LeaseInfo, MemberInfo, Membership,
-    RunRecord, ShardJobs, StoredJob,
+    QueuedTrigger, RunRecord, ShardJobs, StoredJob,
 };
 
 /// Result type of the coordination layer.
@@ -38,7 +38,10 @@ pub trait Coordinator: Send + Sync + 'static {
     /// Server clock, Unix ms.
     async fn server_time_ms(&self) -> CoordResult<i64>;
 
-    /// Registers or refreshes `member` for `ttl`. Returns the server time in Unix ms.
+    /// Registers or refreshes `member` for `ttl`, and re-asserts the ring
+    /// settings in the same step (storing them if they were lost): fails with
+    /// [`CoordError::ConfigMismatch`], registering nothing, if the namespace
+    /// now has other ones. Returns the server time in Unix ms.
     async fn heartbeat(&self, member: &MemberInfo, ttl: Duration) -> CoordResult<i64>;
 
     /// Removes a member at once (graceful leave).
@@ -48,6 +51,9 @@ pub trait Coordinator: Send + Sync + 'static {
     async fn members(&self) -> CoordResult<Membership>;
 
     /// Tries to acquire the leases of `shards` for `holder`, in one round trip.
+    /// A new grant's fencing token is greater than every token the shard had
+    /// before, and at least the server time in microseconds, so tokens keep
+    /// increasing even if the store lost its counter.
     async fn acquire_leases(
         &self,
         shards: &[u32],
@@ -72,15 +78,23 @@ pub trait Coordinator: Send + Sync + 'static {
     async fn lease_holders(&self, shards: &[u32]) -> CoordResult<Vec<Option<LeaseInfo>>>;
 
     /// Claims fires, one atomic check-and-set per batch, all batches in one
-    /// round trip. A fire whose claim fails must never run.
+    /// round trip. A fire whose claim fails must never run. Per fire, in
+    /// order: a lost earlier attempt of the caller's found in the claim key
+    /// is taken over (`Claimed`); a job whose version changed is
+    /// `JobChanged`; a fire later than server time plus
+    /// [`crate::MAX_EARLY_CLAIM_MS`] is `NotYetDue`; otherwise the claim key
+    /// is set if absent (scheduled fires must also be later than the job's
+    /// watermark, which they advance). Claiming a trigger, or finding it
+    /// claimed, removes it from the trigger queue.
     async fn claim_fires(
         &self,
         batches: &[ClaimBatch],
         retention: Duration,
     ) -> CoordResult<Vec<BatchOutcome>>;
 
-    /// Creates or replaces a job. With `expected_version` (0 = must not exist)
-    /// the write happens only if the stored version matches.
+    /// Creates or replaces a job, and indexes it, in one atomic step. With
+    /// `expected_version` (0 = must not exist) the write happens only if the
+    /// stored version matches.
     async fn put_job(
         &self,
         spec: &JobSpec,
@@ -90,20 +104,25 @@ pub trait Coordinator: Send + Sync + 'static {
     /// Reads one job.
     async fn get_job(&self, job_id: &str) -> CoordResult<Option<StoredJob>>;
 
-    /// Removes a job; returns whether it existed.
+    /// Removes a job and its index entry in one atomic step; returns whether
+    /// it existed.
     async fn delete_job(&self, job_id: &str, expected_version: Option<u64>) -> CoordResult<bool>;
 
     /// Queues an extra fire of a job now. Returns its scheduled ms (the fire
-    /// id is `job@ms`), or `None` if the job does not exist.
+    /// id is `job@ms`; two triggers of one job never share a millisecond), or
+    /// `None` if the job does not exist.
     async fn trigger_job(&self, job_id: &str) -> CoordResult<Option<i64>>;
 
-    /// Takes the queued triggers of shards whose lease `holder` holds under
-    /// the given tokens: `(shard, job id, scheduled ms)`.
-    async fn take_triggers(
+    /// Reads, without removing them, the queued triggers of shards whose
+    /// lease `holder` holds under the given tokens. A trigger leaves the queue
+    /// only inside the claim of its fire, so a lost reply or a crash between
+    /// reading and claiming loses nothing. Triggers of jobs that no longer
+    /// exist are dropped here.
+    async fn read_triggers(
         &self,
         leases: &[(u32, u64)],
         holder: &str,
-    ) -> CoordResult<Vec<(u32, String, i64)>>;
+    ) -> CoordResult<Vec<QueuedTrigger>>;
 
     /// Job ids starting with `prefix`, after `after`, at most `limit`.
     async fn list_jobs(
@@ -113,7 +132,9 @@ pub trait Coordinator: Send + Sync + 'static {
         limit: usize,
     ) -> CoordResult<JobPage>;
 
-    /// Loads the jobs and last-fired times of several shards.
+    /// Loads the jobs and last-fired times of several shards. A stored job
+    /// that cannot be decoded is listed in [`ShardJobs::unreadable`] instead
+    /// of failing the load.
     async fn load_shards(&self, shards: &[u32]) -> CoordResult<Vec<ShardJobs>>;
 
     /// Current job versions of several shards, in one round trip.

@@ -90,6 +90,12 @@ impl Keyspace {
         self.shard(shard, "last")
     }
 
+    /// Instant of the last manual trigger per job of a shard (id -> ms), so
+    /// two triggers of one job never share a fire id.
+    pub fn trigger_instants(&self, shard: u32) -> String {
+        self.shard(shard, "trigger_at")
+    }
+
     /// Queued manual triggers of a shard (`job|ms` entries).
     pub fn triggers(&self, shard: u32) -> String {
         self.shard(shard, "triggers")

@@ -15,20 +15,99 @@ use tokio::sync::broadcast;
 use crate::coordinator::{CoordResult, Coordinator};
 use crate::error::CoordError;
 use crate::model::{
-    BatchOutcome, ClaimBatch, ClaimOutcome, CoordEvent, FireKind, JobPage, LeaseGrant, LeaseInfo,
-    MemberInfo, Membership, RunRecord, ShardJobs, StoredJob,
+    BatchOutcome, ClaimBatch, ClaimOutcome, CoordEvent, FireClaim, FireKind, JobPage, LeaseGrant,
+    LeaseInfo, MemberInfo, Membership, QueuedTrigger, RunRecord, ShardJobs, StoredJob,
+    MAX_EARLY_CLAIM_MS,
 };
-use crate::redis_coord::{JOB_RUN_HISTORY_CAP, RUN_HISTORY_CAP};
+use crate::redis_coord::{decode_shard_jobs, JOB_RUN_HISTORY_CAP, RUN_HISTORY_CAP};
+
+/// A job as the store keeps it: its version and its stored JSON (kept as
+/// text, like Redis does, so an undecodable record behaves the same here).
+struct RawJob {
+    version: u64,
+    json: String,
+}
 
 #[derive(Default)]
 struct Shard {
     lease: Option<(LeaseInfo, i64)>,
     fence: u64,
     version: u64,
-    jobs: BTreeMap<String, StoredJob>,
+    jobs: BTreeMap<String, RawJob>,
     last_fired: HashMap<String, i64>,
     claims: HashMap<String, (String, i64)>,
     triggers: Vec<(String, i64)>,
+    trigger_instants: HashMap<String, i64>,
+}
+
+impl Shard {
+    fn job_version(&self, job_id: &str) -> Option<u64> {
+        self.jobs.get(job_id).map(|j| j.version)
+    }
+
+    /// Claims one fire; the same rules, in the same order, as `claim.lua`.
+    fn claim_one(
+        &mut self,
+        fire: &FireClaim,
+        holder: &str,
+        value_prefix: &str,
+        now: i64,
+        retention_ms: i64,
+    ) -> ClaimOutcome {
+        let key = format!("{}@{}", fire.job_id, fire.scheduled_ms);
+        let value = format!("{value_prefix}|{}", fire.attempt);
+        let taken_over = !fire.uncertain.is_empty()
+            && self.claims.get(&key).is_some_and(|(cur, _)| {
+                parse_claim_value(cur)
+                    .is_some_and(|(h, attempt)| h == holder && fire.uncertain.contains(&attempt))
+            });
+        let outcome = if taken_over {
+            self.claims.insert(key, (value, now + retention_ms));
+            ClaimOutcome::Claimed
+        } else if self.job_version(&fire.job_id) != Some(fire.job_version) {
+            ClaimOutcome::JobChanged
+        } else if fire.scheduled_ms > now + MAX_EARLY_CLAIM_MS {
+            ClaimOutcome::NotYetDue
+        } else {
+            let fresh = fire.kind == FireKind::Trigger
+                || self
+                    .last_fired
+                    .get(&fire.job_id)
+                    .is_none_or(|&last| fire.scheduled_ms > last);
+            if fresh && !self.claims.contains_key(&key) {
+                self.claims.insert(key, (value, now + retention_ms));
+                if fire.kind == FireKind::Scheduled {
+                    self.last_fired
+                        .insert(fire.job_id.clone(), fire.scheduled_ms);
+                }
+                ClaimOutcome::Claimed
+            } else {
+                ClaimOutcome::AlreadyClaimed
+            }
+        };
+        if fire.kind == FireKind::Trigger
+            && matches!(
+                outcome,
+                ClaimOutcome::Claimed | ClaimOutcome::AlreadyClaimed
+            )
+        {
+            if let Some(i) = self
+                .triggers
+                .iter()
+                .position(|(j, at)| *j == fire.job_id && *at == fire.scheduled_ms)
+            {
+                self.triggers.remove(i);
+            }
+        }
+        outcome
+    }
+}
+
+/// `holder|token|attempt` -> (holder, attempt).
+fn parse_claim_value(value: &str) -> Option<(&str, u64)> {
+    let (rest, attempt) = value.rsplit_once('|')?;
+    let (holder, _token) = rest.rsplit_once('|')?;
+    Some((holder, attempt.parse().ok()?))
 }
 
 #[derive(Default)]
@@ -94,6 +173,28 @@ impl MemoryStore {
             clock,
             ..Self::default()
         }
+    }
+
+    /// Forgets the stored ring settings, as a store that lost data would
+    /// (for tests of what the next heartbeat does).
+    pub fn forget_config(&self) {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).config = None;
+    }
+
+    /// Stores a job record as raw text, bypassing validation, as a newer
+    /// version or a damaged store could leave it (for tests of loading).
+    pub fn put_raw_job(&self, shard: u32, job_id: &str, json: &str) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let shard = state.shards.entry(shard).or_default();
+        shard.version += 1;
+        let version = shard.version;
+        shard.jobs.insert(
+            job_id.to_owned(),
+            RawJob {
+                version,
+                json: json.to_owned(),
+            },
+        );
     }
 
     /// The store's current time, Unix ms.
@@ -192,6 +293,7 @@ impl Coordinator for MemoryCoordinator {
     }
 
     async fn heartbeat(&self, member: &MemberInfo, ttl: Duration) -> CoordResult<i64> {
+        self.check_config()?;
         let now = self.store.now_ms();
         let joined = {
             let mut state = self.state();
@@ -261,7 +363,9 @@ impl Coordinator for MemoryCoordinator {
                         token: lease.token,
                     },
                     None => {
-                        shard.fence += 1;
+                        // One more than the counter, and at least the store
+                        // time in microseconds (see `acquire.lua`).
+                        shard.fence = (shard.fence + 1).max(now.max(0) as u64 * 1000);
                         let lease = LeaseInfo {
                             holder: holder.to_owned(),
                             token: shard.fence,
@@ -346,36 +450,13 @@ impl Coordinator for MemoryCoordinator {
                     return BatchOutcome::LeaseLost;
                 }
                 shard.claims.retain(|_, (_, deadline)| *deadline > now);
-                let value = format!("{}|{}", batch.holder, batch.token);
-                let holder_prefix = format!("{}|", batch.holder);
+                let value_prefix = format!("{}|{}", batch.holder, batch.token);
                 BatchOutcome::Claimed(
                     batch
                         .fires
                         .iter()
                         .map(|fire| {
-                            if shard.jobs.get(&fire.job_id).map(|j| j.version) != Some(fire.job_version) {
-                                return ClaimOutcome::JobChanged;
-                            }
-                            let key = format!("{}@{}", fire.job_id, fire.scheduled_ms);
-                            if fire.kind != FireKind::Scheduled
-                                && shard.claims.get(&key).is_some_and(|(v, _)| v.starts_with(&holder_prefix))
-                            {
-                                shard.claims.insert(key, (value.clone(), now + ms(retention)));
-                                return ClaimOutcome::Claimed;
-                            }
-                            let fresh = fire.kind == FireKind::Trigger
-                                || shard
-                                    .last_fired
-                                    .get(&fire.job_id)
-                                    .is_none_or(|&last| fire.scheduled_ms > last);
-                            if !fresh || shard.claims.contains_key(&key) {
-                                return ClaimOutcome::AlreadyClaimed;
-                            }
-                            shard.claims.insert(key, (value.clone(), now + ms(retention)));
-                            if fire.kind != FireKind::Trigger {
-                                shard.last_fired.insert(fire.job_id.clone(), fire.scheduled_ms);
-                            }
-                            ClaimOutcome::Claimed
+                            shard.claim_one(fire, &batch.holder, &value_prefix, now, ms(retention))
                         })
                         .collect(),
                 )
@@ -393,7 +474,7 @@ impl Coordinator for MemoryCoordinator {
         let stored = {
             let mut state = self.state();
             let shard = state.shards.entry(n).or_default();
-            let current = shard.jobs.get(&spec.id).map_or(0, |j| j.version);
+            let current = shard.job_version(&spec.id).unwrap_or(0);
             if let Some(expected) = expected_version {
                 if expected != current {
                     return Err(CoordError::VersionConflict {
@@ -403,13 +484,33 @@ impl Coordinator for MemoryCoordinator {
                     });
                 }
             }
+            let now = self.store.now_ms();
+            let previous = shard
+                .jobs
+                .get(&spec.id)
+                .and_then(|j| serde_json::from_str::<StoredJob>(&j.json).ok());
+            let active_since_ms = match previous {
+                Some(prev) if !(prev.spec.paused && !spec.paused) => prev.schedule_floor_ms(),
+                _ => now,
+            };
             shard.version += 1;
             let stored = StoredJob {
                 version: shard.version,
-                updated_ms: self.store.now_ms(),
+                updated_ms: now,
+                active_since_ms,
                 spec: spec.clone(),
             };
-            shard.jobs.insert(spec.id.clone(), stored.clone());
+            let json = serde_json::to_string(&stored).map_err(|e| CoordError::Corrupt {
+                what: format!("job {}", spec.id),
+                message: e.to_string(),
+            })?;
+            shard.jobs.insert(
+                spec.id.clone(),
+                RawJob {
+                    version: stored.version,
+                    json,
+                },
+            );
             stored
         };
         self.publish(CoordEvent::JobsChanged(n));
@@ -418,11 +519,18 @@ impl Coordinator for MemoryCoordinator {
 
     async fn get_job(&self, job_id: &str) -> CoordResult<Option<StoredJob>> {
         let n = shard_of(job_id, self.ring.shard_count);
-        Ok(self
+        let raw = self
             .state()
             .shards
             .get(&n)
-            .and_then(|s| s.jobs.get(job_id).cloned()))
+            .and_then(|s| s.jobs.get(job_id).map(|j| j.json.clone()));
+        raw.map(|json| {
+            serde_json::from_str(&json).map_err(|e| CoordError::Corrupt {
+                what: format!("job {job_id}"),
+                message: e.to_string(),
+            })
+        })
+        .transpose()
     }
 
     async fn delete_job(&self, job_id: &str, expected_version: Option<u64>) -> CoordResult<bool> {
@@ -430,7 +538,7 @@ impl Coordinator for MemoryCoordinator {
         let removed = {
             let mut state = self.state();
             let shard = state.shards.entry(n).or_default();
-            let current = shard.jobs.get(job_id).map_or(0, |j| j.version);
+            let current = shard.job_version(job_id).unwrap_or(0);
             if current == 0 {
                 return Ok(false);
             }
@@ -445,6 +553,7 @@ impl Coordinator for MemoryCoordinator {
             }
             shard.jobs.remove(job_id);
             shard.last_fired.remove(job_id);
+            shard.trigger_instants.remove(job_id);
             shard.version += 1;
             true
         };
@@ -460,7 +569,12 @@ impl Coordinator for MemoryCoordinator {
             if !shard.jobs.contains_key(job_id) {
                 return Ok(None);
             }
-            let at = self.store.now_ms();
+            let now = self.store.now_ms();
+            let at = match shard.trigger_instants.get(job_id) {
+                Some(&prev) if prev >= now => prev + 1,
+                _ => now,
+            };
+            shard.trigger_instants.insert(job_id.to_owned(), at);
             shard.triggers.push((job_id.to_owned(), at));
             shard.version += 1;
             at
@@ -469,11 +583,11 @@ impl Coordinator for MemoryCoordinator {
         Ok(Some(at))
     }
 
-    async fn take_triggers(
+    async fn read_triggers(
         &self,
         leases: &[(u32, u64)],
         holder: &str,
-    ) -> CoordResult<Vec<(u32, String, i64)>> {
+    ) -> CoordResult<Vec<QueuedTrigger>> {
         let now = self.store.now_ms();
         let mut state = self.state();
         let mut out = Vec::new();
@@ -481,7 +595,13 @@ impl Coordinator for MemoryCoordinator {
             let shard = state.shards.entry(n).or_default();
             let ours = matches!(Self::live_lease(shard, now), Some(l) if l.holder == holder && l.token == token);
             if ours {
-                out.extend(shard.triggers.drain(..).map(|(job, at)| (n, job, at)));
+                let Shard { triggers, jobs, .. } = shard;
+                triggers.retain(|(job, _)| jobs.contains_key(job));
+                out.extend(triggers.iter().map(|(job, at)| QueuedTrigger {
+                    shard: n,
+                    job_id: job.clone(),
+                    at_ms: *at,
+                }));
             }
         }
         Ok(out)
@@ -523,13 +643,23 @@ impl Coordinator for MemoryCoordinator {
                     version: 0,
                     jobs: Vec::new(),
                     last_fired: Vec::new(),
+                    unreadable: Vec::new(),
                 },
-                Some(s) => ShardJobs {
-                    shard: n,
-                    version: s.version,
-                    jobs: s.jobs.values().cloned().collect(),
-                    last_fired: s.last_fired.iter().map(|(k, v)| (k.clone(), *v)).collect(),
-                },
+                Some(s) => {
+                    let (jobs, unreadable) = decode_shard_jobs(
+                        s.jobs.iter().map(|(id, j)| (id.clone(), j.json.clone())),
+                    );
+                    let mut last_fired: Vec<(String, i64)> =
+                        s.last_fired.iter().map(|(k, v)| (k.clone(), *v)).collect();
+                    last_fired.sort();
+                    ShardJobs {
+                        shard: n,
+                        version: s.version,
+                        jobs,
+                        last_fired,
+                        unreadable,
+                    }
+                }
             })
             .collect())
     }

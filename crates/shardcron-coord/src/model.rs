@@ -68,18 +68,18 @@ pub fn node_of_holder(holder: &str) -> &str {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FireKind {
-    /// A scheduled occurrence: also checked against the job's last-fired time.
+    /// A scheduled occurrence: also checked against the job's last-fired
+    /// time (the watermark), which it advances.
     Scheduled,
-    /// An extra fire requested by an operator. Not ordered by the last-fired
-    /// time; claimed again by the same holder if its claim key names it.
+    /// An extra fire requested by an operator. Not ordered by the watermark;
+    /// claiming it also removes it from the shard's trigger queue.
     Trigger,
-    /// A fire this same holder tried to claim before without learning the
-    /// outcome (the reply was lost): if its claim key already names this
-    /// holder, under any token, the claim is taken over; otherwise it is
-    /// claimed like a scheduled fire. Safe because a holder (node and
-    /// process instance) never starts a fire whose claim reply it never saw.
-    Retry,
 }
+
+/// How far ahead of the store's clock a fire may be claimed. A node whose
+/// corrected clock runs ahead (a clock step, a skewed sample) is refused with
+/// [`ClaimOutcome::NotYetDue`] instead of running a fire from the future.
+pub const MAX_EARLY_CLAIM_MS: i64 = 100;
 
 /// One fire to claim.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -92,6 +92,36 @@ pub struct FireClaim {
     pub kind: FireKind,
     /// Version of the job the caller loaded; the claim fails if it changed.
     pub job_version: u64,
+    /// Id of this claim attempt, unique among the holder's attempts. It is
+    /// stored in the claim key, so a later attempt can tell whether this one
+    /// landed.
+    pub attempt: u64,
+    /// Earlier attempts of this same fire by this same holder whose replies
+    /// were lost. If the claim key holds one of them, that attempt landed:
+    /// the claim is taken over by `attempt` (the key is rewritten, so each
+    /// lost attempt can be taken over once) and reported `Claimed`. Empty for
+    /// a first attempt.
+    pub uncertain: Vec<u64>,
+}
+
+impl FireClaim {
+    /// A first attempt at claiming a fire.
+    pub fn new(
+        job_id: impl Into<String>,
+        scheduled_ms: i64,
+        kind: FireKind,
+        job_version: u64,
+        attempt: u64,
+    ) -> Self {
+        Self {
+            job_id: job_id.into(),
+            scheduled_ms,
+            kind,
+            job_version,
+            attempt,
+            uncertain: Vec::new(),
+        }
+    }
 }
 
 /// Fires of one shard to claim under one lease.
@@ -103,7 +133,7 @@ pub struct ClaimBatch {
     pub holder: String,
     /// The caller's fencing token for the shard.
     pub token: u64,
-    /// Fires to claim, in order.
+    /// Fires to claim, in order; at most one entry per fire id.
     pub fires: Vec<FireClaim>,
 }
 
@@ -115,8 +145,13 @@ pub enum ClaimOutcome {
     Claimed,
     /// Someone already claimed it (or a later fire of the job): never run it.
     AlreadyClaimed,
-    /// The job changed or was removed since it was loaded: reload, don't run.
+    /// The job changed or was removed since it was loaded: reload, then
+    /// decide again under the new version. Nothing was written.
     JobChanged,
+    /// The fire is scheduled later than the store's clock allows
+    /// ([`MAX_EARLY_CLAIM_MS`]): the caller's clock is ahead. Nothing was
+    /// written; claim it again when it is due.
+    NotYetDue,
 }
 
 /// Outcome of one claim batch.
@@ -128,6 +163,17 @@ pub enum BatchOutcome {
     Claimed(Vec<ClaimOutcome>),
 }
 
+/// A queued manual trigger, as read (not removed) from a shard's queue.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueuedTrigger {
+    /// Shard of the job.
+    pub shard: u32,
+    /// Job id.
+    pub job_id: String,
+    /// The trigger's fire instant (server time when it was queued), Unix ms.
+    pub at_ms: i64,
+}
+
 /// A job as stored, with its version.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StoredJob {
@@ -135,8 +181,38 @@ pub struct StoredJob {
     pub version: u64,
     /// Server time of the last write, Unix ms.
     pub updated_ms: i64,
+    /// Server time since which the job has been active: its creation, or the
+    /// write that last resumed it. Fires at or before it are never run, so
+    /// creating or resuming a job does not run fires from before; an edit of
+    /// an active job keeps it, so a new owner still catches up fires missed
+    /// before the edit. Records written before this field existed read as 0
+    /// and fall back to `updated_ms`.
+    #[serde(default)]
+    pub active_since_ms: i64,
     /// The job.
     pub spec: JobSpec,
+}
+
+impl StoredJob {
+    /// The instant fires must be later than for this job to run them.
+    pub fn schedule_floor_ms(&self) -> i64 {
+        if self.active_since_ms > 0 {
+            self.active_since_ms
+        } else {
+            self.updated_ms
+        }
+    }
+}
+
+/// A stored job that could not be decoded (e.g. written by a newer version
+/// with a field this one does not know). It is skipped, not fatal: the rest
+/// of its shard loads and runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnreadableJob {
+    /// Job id (the hash field).
+    pub job_id: String,
+    /// Why it could not be decoded.
+    pub error: String,
 }
 
 /// The jobs of one shard at one version.
@@ -150,6 +226,8 @@ pub struct ShardJobs {
     pub jobs: Vec<StoredJob>,
     /// Last scheduled fire claimed per job, Unix ms.
     pub last_fired: Vec<(String, i64)>,
+    /// Stored jobs that could not be decoded; the others load regardless.
+    pub unreadable: Vec<UnreadableJob>,
 }
 
 /// One page of job ids.

@@ -21,7 +21,8 @@ use crate::events::spawn_subscriber;
 use crate::keyspace::Keyspace;
 use crate::model::{
     BatchOutcome, ClaimBatch, ClaimOutcome, CoordEvent, FireKind, JobPage, LeaseGrant, LeaseInfo,
-    MemberInfo, Membership, RunRecord, ShardJobs, StoredJob,
+    MemberInfo, Membership, QueuedTrigger, RunRecord, ShardJobs, StoredJob, UnreadableJob,
+    MAX_EARLY_CLAIM_MS,
 };
 use crate::scripts::Scripts;
 
@@ -139,6 +140,16 @@ impl RedisCoordinator {
         Ok(coordinator)
     }
 
+    /// The ring settings as script arguments: field, value, ...
+    fn config_args(&self) -> Vec<String> {
+        vec![
+            "shard_count".to_owned(),
+            self.ring.shard_count.to_string(),
+            "vnodes".to_owned(),
+            self.ring.vnodes.to_string(),
+        ]
+    }
+
     /// The key builder of this namespace.
     pub fn keyspace(&self) -> &Keyspace {
         &self.keys
@@ -239,27 +250,36 @@ impl RedisCoordinator {
             message: message.to_string(),
         }
     }
-
-    async fn publish_job_change(&self, job_id: &str, shard: u32, added: bool) -> CoordResult<()> {
-        let mut pipe = redis::pipe();
-        if added {
-            pipe.cmd("ZADD")
-                .arg(self.keys.job_index())
-                .arg(0)
-                .arg(job_id);
-        } else {
-            pipe.cmd("ZREM").arg(self.keys.job_index()).arg(job_id);
-        }
-        pipe.cmd("PUBLISH")
-            .arg(self.keys.events_channel())
-            .arg(CoordEvent::JobsChanged(shard).message());
-        let _: Vec<Value> = self.pipeline("job index", &pipe).await?;
-        Ok(())
-    }
 }
 
 fn parse_stored_job(raw: &str) -> Result<StoredJob, serde_json::Error> {
     serde_json::from_str(raw)
+}
+
+/// Decodes a shard's `id -> stored JSON` entries one by one: an entry that
+/// does not decode (or whose spec id is not its field) is reported, never
+/// fatal for the others.
+pub(crate) fn decode_shard_jobs(
+    raw: impl IntoIterator<Item = (String, String)>,
+) -> (Vec<StoredJob>, Vec<UnreadableJob>) {
+    let mut jobs = Vec::new();
+    let mut unreadable = Vec::new();
+    for (id, raw) in raw {
+        match parse_stored_job(&raw) {
+            Ok(job) if job.spec.id == id => jobs.push(job),
+            Ok(job) => unreadable.push(UnreadableJob {
+                job_id: id,
+                error: format!("stored under another id ({:?})", job.spec.id),
+            }),
+            Err(e) => unreadable.push(UnreadableJob {
+                job_id: id,
+                error: e.to_string(),
+            }),
+        }
+    }
+    jobs.sort_by(|a, b| a.spec.id.cmp(&b.spec.id));
+    unreadable.sort_by(|a, b| a.job_id.cmp(&b.job_id));
+    (jobs, unreadable)
 }
 
 fn value_to_string(v: &Value) -> Option<String> {
@@ -282,12 +302,7 @@ impl Coordinator for RedisCoordinator {
     }
 
     async fn ensure_config(&self) -> CoordResult<()> {
-        let args = vec![
-            "shard_count".to_owned(),
-            self.ring.shard_count.to_string(),
-            "vnodes".to_owned(),
-            self.ring.vnodes.to_string(),
-        ];
+        let args = self.config_args();
         let mismatch: Vec<String> = self
             .eval(
                 "ensure config",
@@ -321,11 +336,26 @@ impl Coordinator for RedisCoordinator {
             ttl.as_millis().to_string(),
             self.keys.events_channel(),
         ];
-        let keys = [self.keys.members(), self.keys.member_deadlines()];
-        let (_is_new, now): (i64, i64) = self
+        let mut args = args;
+        args.extend(self.config_args());
+        let keys = [
+            self.keys.members(),
+            self.keys.member_deadlines(),
+            self.keys.config(),
+        ];
+        let reply: Vec<Value> = self
             .eval("heartbeat", &self.scripts.heartbeat, &keys, &args)
             .await?;
-        Ok(now)
+        match reply.as_slice() {
+            [Value::Int(_is_new), Value::Int(now)] => Ok(*now),
+            [Value::Int(-1), field, stored, given] => Err(CoordError::ConfigMismatch {
+                namespace: self.keys.namespace().to_owned(),
+                field: value_to_string(field).unwrap_or_default(),
+                stored: value_to_string(stored).unwrap_or_default(),
+                given: value_to_string(given).unwrap_or_default(),
+            }),
+            other => Err(Self::corrupt("heartbeat reply", format!("{other:?}"))),
+        }
     }
 
     async fn deregister(&self, node_id: &str) -> CoordResult<()> {
@@ -482,11 +512,13 @@ impl Coordinator for RedisCoordinator {
                 self.keys.lease(batch.shard),
                 self.keys.last_fired(batch.shard),
                 self.keys.job_versions(batch.shard),
+                self.keys.triggers(batch.shard),
             ];
-            let mut args = Vec::with_capacity(3 + batch.fires.len() * 4);
+            let mut args = Vec::with_capacity(4 + batch.fires.len() * 6);
             args.push(format!("{}|{}", batch.holder, batch.token));
             args.push(retention.as_millis().to_string());
             args.push(self.keys.claim_prefix(batch.shard));
+            args.push(MAX_EARLY_CLAIM_MS.to_string());
             for fire in &batch.fires {
                 args.push(fire.job_id.clone());
                 args.push(fire.scheduled_ms.to_string());
@@ -494,11 +526,18 @@ impl Coordinator for RedisCoordinator {
                     match fire.kind {
                         FireKind::Scheduled => "s",
                         FireKind::Trigger => "t",
-                        FireKind::Retry => "r",
                     }
                     .to_owned(),
                 );
                 args.push(fire.job_version.to_string());
+                args.push(fire.attempt.to_string());
+                args.push(
+                    fire.uncertain
+                        .iter()
+                        .map(u64::to_string)
+                        .collect::<Vec<_>>()
+                        .join(","),
+                );
             }
             Self::evalsha(&mut pipe, &self.scripts.claim, &keys, &args);
         }
@@ -512,6 +551,7 @@ impl Coordinator for RedisCoordinator {
                         .map(|c| match c {
                             1 => ClaimOutcome::Claimed,
                             2 => ClaimOutcome::JobChanged,
+                            3 => ClaimOutcome::NotYetDue,
                             _ => ClaimOutcome::AlreadyClaimed,
                         })
                         .collect(),
@@ -533,28 +573,33 @@ impl Coordinator for RedisCoordinator {
             self.keys.jobs(shard),
             self.keys.job_versions(shard),
             self.keys.shard_version(shard),
+            self.keys.job_index(),
         ];
         let args = [
             spec.id.clone(),
             json,
             expected_version.map(|v| v.to_string()).unwrap_or_default(),
+            if spec.paused { "1" } else { "0" }.to_owned(),
+            self.keys.events_channel(),
+            shard.to_string(),
         ];
-        let (version, stamp): (i64, i64) = self
+        let reply: Vec<i64> = self
             .eval("put job", &self.scripts.put_job, &keys, &args)
             .await?;
-        if version < 0 {
-            return Err(CoordError::VersionConflict {
+        match reply.as_slice() {
+            [-1, current] => Err(CoordError::VersionConflict {
                 job_id: spec.id.clone(),
                 expected: expected_version.unwrap_or(0),
-                current: stamp.max(0) as u64,
-            });
+                current: (*current).max(0) as u64,
+            }),
+            [version, updated_ms, active_since_ms] => Ok(StoredJob {
+                version: *version as u64,
+                updated_ms: *updated_ms,
+                active_since_ms: *active_since_ms,
+                spec: spec.clone(),
+            }),
+            other => Err(Self::corrupt("put job reply", format!("{other:?}"))),
         }
-        self.publish_job_change(&spec.id, shard, true).await?;
-        Ok(StoredJob {
-            version: version as u64,
-            updated_ms: stamp,
-            spec: spec.clone(),
-        })
     }
 
     async fn get_job(&self, job_id: &str) -> CoordResult<Option<StoredJob>> {
@@ -576,19 +621,20 @@ impl Coordinator for RedisCoordinator {
             self.keys.job_versions(shard),
             self.keys.shard_version(shard),
             self.keys.last_fired(shard),
+            self.keys.job_index(),
+            self.keys.trigger_instants(shard),
         ];
         let args = [
             job_id.to_owned(),
             expected_version.map(|v| v.to_string()).unwrap_or_default(),
+            self.keys.events_channel(),
+            shard.to_string(),
         ];
         let removed: i64 = self
             .eval("delete job", &self.scripts.delete_job, &keys, &args)
             .await?;
         match removed {
-            1 => {
-                self.publish_job_change(job_id, shard, false).await?;
-                Ok(true)
-            }
+            1 => Ok(true),
             0 => Ok(false),
             _ => {
                 let current = self.get_job(job_id).await?.map_or(0, |j| j.version);
@@ -607,6 +653,7 @@ impl Coordinator for RedisCoordinator {
             self.keys.job_versions(shard),
             self.keys.triggers(shard),
             self.keys.shard_version(shard),
+            self.keys.trigger_instants(shard),
         ];
         let args = [
             job_id.to_owned(),
@@ -619,31 +666,39 @@ impl Coordinator for RedisCoordinator {
         Ok((at >= 0).then_some(at))
     }
 
-    async fn take_triggers(
+    async fn read_triggers(
         &self,
         leases: &[(u32, u64)],
         holder: &str,
-    ) -> CoordResult<Vec<(u32, String, i64)>> {
+    ) -> CoordResult<Vec<QueuedTrigger>> {
         if leases.is_empty() {
             return Ok(Vec::new());
         }
         let mut pipe = redis::pipe();
         for &(shard, token) in leases {
-            let keys = [self.keys.triggers(shard), self.keys.lease(shard)];
+            let keys = [
+                self.keys.triggers(shard),
+                self.keys.lease(shard),
+                self.keys.job_versions(shard),
+            ];
             Self::evalsha(
                 &mut pipe,
-                &self.scripts.take_triggers,
+                &self.scripts.read_triggers,
                 &keys,
                 &[format!("{holder}|{token}")],
             );
         }
-        let replies: Vec<Vec<String>> = self.pipeline("take triggers", &pipe).await?;
+        let replies: Vec<Vec<String>> = self.pipeline("read triggers", &pipe).await?;
         let mut out = Vec::new();
         for (&(shard, _), items) in leases.iter().zip(replies) {
             for item in items {
                 if let Some((job, at)) = item.rsplit_once('|') {
-                    if let Ok(at) = at.parse() {
-                        out.push((shard, job.to_owned(), at));
+                    if let Ok(at_ms) = at.parse() {
+                        out.push(QueuedTrigger {
+                            shard,
+                            job_id: job.to_owned(),
+                            at_ms,
+                        });
                     }
                 }
             }
@@ -712,18 +767,13 @@ impl Coordinator for RedisCoordinator {
         };
         let mut out = Vec::with_capacity(shards.len());
         for (&shard, (version, jobs, last_fired)) in shards.iter().zip(replies) {
-            let mut parsed = Vec::with_capacity(jobs.len());
-            for (id, raw) in jobs {
-                parsed.push(
-                    parse_stored_job(&raw).map_err(|e| Self::corrupt(format!("job {id}"), e))?,
-                );
-            }
-            parsed.sort_by(|a, b| a.spec.id.cmp(&b.spec.id));
+            let (jobs, unreadable) = decode_shard_jobs(jobs);
             out.push(ShardJobs {
                 shard,
                 version: version.unwrap_or(0),
-                jobs: parsed,
+                jobs,
                 last_fired,
+                unreadable,
             });
         }
         Ok(out)

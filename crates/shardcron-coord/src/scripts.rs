@@ -30,8 +30,8 @@ pub struct Scripts {
     pub ensure_config: Script,
     /// Queue a manual trigger.
     pub trigger: Script,
-    /// Take a shard's queued triggers.
-    pub take_triggers: Script,
+    /// Read a shard's queued triggers (without removing them).
+    pub read_triggers: Script,
 }
 
 impl Scripts {
@@ -49,7 +49,7 @@ impl Scripts {
             delete_job: Script::new(include_str!("lua/delete_job.lua")),
             ensure_config: Script::new(include_str!("lua/ensure_config.lua")),
             trigger: Script::new(include_str!("lua/trigger.lua")),
-            take_triggers: Script::new(include_str!("lua/take_triggers.lua")),
+            read_triggers: Script::new(include_str!("lua/read_triggers.lua")),
         }
     }
 
@@ -67,7 +67,7 @@ impl Scripts {
             include_str!("lua/delete_job.lua"),
             include_str!("lua/ensure_config.lua"),
             include_str!("lua/trigger.lua"),
-            include_str!("lua/take_triggers.lua"),
+            include_str!("lua/read_triggers.lua"),
         ]
     }
 }

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use shardcron_coord::{
     BatchOutcome, ClaimBatch, ClaimOutcome, CoordError, CoordEvent, Coordinator, FireClaim,
-    FireKind, LeaseGrant, MemberInfo, MemoryStore, RedisCoordinator, RunOutcome, RunRecord,
+    FireKind, LeaseGrant, MemberInfo, MemoryStore, QueuedTrigger, RedisCoordinator, RunOutcome,
+    RunRecord,
 };
 use shardcron_core::{shard_of, JobSpec, RingConfig};
 use shardcron_testkit::RedisServer;
@@ -42,6 +43,51 @@ impl Env {
     async fn coord(&self) -> Arc<dyn Coordinator> {
         self.coord_with(RING).await.expect("coordinator")
     }
+
+    /// Loses the stored ring settings, as a store that lost data would.
+    async fn forget_config(&self) {
+        match self {
+            Env::Memory(store) => store.forget_config(),
+            Env::Redis(server) => {
+                let () = raw_redis(server, ::redis::cmd("DEL").arg("{conf}:config")).await;
+            }
+        }
+    }
+
+    /// Stores a job record as raw text (a newer version's, or a damaged one).
+    async fn put_raw_job(&self, shard: u32, id: &str, json: &str) {
+        match self {
+            Env::Memory(store) => store.put_raw_job(shard, id, json),
+            Env::Redis(server) => {
+                let () = raw_redis(
+                    server,
+                    ::redis::cmd("HSET")
+                        .arg(format!("{{conf:{shard}}}:jobs"))
+                        .arg(id)
+                        .arg(json),
+                )
+                .await;
+                let () = raw_redis(
+                    server,
+                    ::redis::cmd("HSET")
+                        .arg(format!("{{conf:{shard}}}:jobver"))
+                        .arg(id)
+                        .arg(999_999),
+                )
+                .await;
+            }
+        }
+    }
+}
+
+async fn raw_redis<T: ::redis::FromRedisValue>(server: &RedisServer, cmd: &::redis::Cmd) -> T {
+    let client = ::redis::Client::open(server.url()).expect("client");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    let value: ::redis::Value = cmd.query_async(&mut conn).await.expect("raw command");
+    ::redis::from_redis_value(value).unwrap_or_else(|e| panic!("reply: {e}"))
 }
 
 fn member(id: &str) -> MemberInfo {
@@ -191,41 +237,51 @@ async fn leases_fence_and_release_only_if_ours(env: Env) {
     assert!(t3c > t3b);
 }
 
-async fn claims_are_exactly_once_and_fenced(env: Env) {
-    let c = env.coord().await;
-    let stored = c.put_job(&job("alpha"), None).await.expect("put");
-    let shard = shard_of("alpha", RING.shard_count);
-    let token = match c
-        .acquire_leases(&[shard], "n1/x", Duration::from_secs(10))
+/// A first attempt at claiming a fire of `job`, with a fresh attempt id.
+fn first_attempt(job: &str, at: i64, version: u64, kind: FireKind) -> FireClaim {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let attempt = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    FireClaim::new(job, at, kind, version, attempt)
+}
+
+async fn acquire(c: &Arc<dyn Coordinator>, shard: u32, holder: &str) -> u64 {
+    match c
+        .acquire_leases(&[shard], holder, Duration::from_secs(10))
         .await
         .expect("acq")[0]
     {
         LeaseGrant::Granted { token } => token,
         ref other => panic!("{other:?}"),
-    };
-    let fire = |at: i64, version: u64, kind: FireKind| FireClaim {
-        job_id: "alpha".into(),
-        scheduled_ms: at,
-        kind,
-        job_version: version,
-    };
-    let batch = |token: u64, fires: Vec<FireClaim>| ClaimBatch {
+    }
+}
+
+fn one_batch(shard: u32, holder: &str, token: u64, fires: Vec<FireClaim>) -> Vec<ClaimBatch> {
+    vec![ClaimBatch {
         shard,
-        holder: "n1/x".into(),
+        holder: holder.into(),
         token,
         fires,
-    };
+    }]
+}
+
+async fn claims_are_exactly_once_and_fenced(env: Env) {
+    let c = env.coord().await;
+    let stored = c.put_job(&job("alpha"), None).await.expect("put");
+    let shard = shard_of("alpha", RING.shard_count);
+    let token = acquire(&c, shard, "n1/x").await;
+    let fire = |at: i64, version: u64, kind: FireKind| first_attempt("alpha", at, version, kind);
+    let batch = |token: u64, fires: Vec<FireClaim>| one_batch(shard, "n1/x", token, fires);
     let retention = Duration::from_secs(120);
     let v = stored.version;
     let out = c
         .claim_fires(
-            &[batch(
+            &batch(
                 token,
                 vec![
                     fire(1000, v, FireKind::Scheduled),
                     fire(2000, v, FireKind::Scheduled),
                 ],
-            )],
+            ),
             retention,
         )
         .await
@@ -240,13 +296,13 @@ async fn claims_are_exactly_once_and_fenced(env: Env) {
     // The same fire again, and an older one, are refused.
     let out = c
         .claim_fires(
-            &[batch(
+            &batch(
                 token,
                 vec![
                     fire(2000, v, FireKind::Scheduled),
                     fire(1500, v, FireKind::Scheduled),
                 ],
-            )],
+            ),
             retention,
         )
         .await
@@ -261,24 +317,43 @@ async fn claims_are_exactly_once_and_fenced(env: Env) {
     // A stale token claims nothing.
     let out = c
         .claim_fires(
-            &[batch(token + 1, vec![fire(3000, v, FireKind::Scheduled)])],
+            &batch(token + 1, vec![fire(3000, v, FireKind::Scheduled)]),
             retention,
         )
         .await
         .expect("claim");
     assert_eq!(out, vec![BatchOutcome::LeaseLost]);
-    // A trigger is not bound by the last-fired time. Its claim key makes it
-    // exactly once across holders; its own holder may claim it again (after a
-    // lost reply), which is what the runtime relies on.
-    let trigger = || vec![batch(token, vec![fire(1500, v, FireKind::Trigger)])];
-    for _ in 0..2 {
-        let out = c.claim_fires(&trigger(), retention).await.expect("claim");
-        assert_eq!(
-            out,
-            vec![BatchOutcome::Claimed(vec![ClaimOutcome::Claimed])]
-        );
-    }
+    // A trigger is not bound by the last-fired time, and its claim key makes
+    // it exactly once, for its own holder too: a first attempt never takes
+    // over an existing claim.
+    let trigger = || batch(token, vec![fire(1500, v, FireKind::Trigger)]);
+    let out = c.claim_fires(&trigger(), retention).await.expect("claim");
+    assert_eq!(
+        out,
+        vec![BatchOutcome::Claimed(vec![ClaimOutcome::Claimed])]
+    );
+    let out = c.claim_fires(&trigger(), retention).await.expect("claim");
+    assert_eq!(
+        out,
+        vec![BatchOutcome::Claimed(vec![ClaimOutcome::AlreadyClaimed])]
+    );
     // Last-fired times are recorded per job.
+    let loaded = c.load_shards(&[shard]).await.expect("load");
+    assert_eq!(loaded[0].last_fired, vec![("alpha".to_owned(), 2000)]);
+    // A fire later than the store's clock allows is refused, and nothing is
+    // written: the watermark stays.
+    let now = c.server_time_ms().await.expect("time");
+    let out = c
+        .claim_fires(
+            &batch(token, vec![fire(now + 5_000, v, FireKind::Scheduled)]),
+            retention,
+        )
+        .await
+        .expect("claim");
+    assert_eq!(
+        out,
+        vec![BatchOutcome::Claimed(vec![ClaimOutcome::NotYetDue])]
+    );
     let loaded = c.load_shards(&[shard]).await.expect("load");
     assert_eq!(loaded[0].last_fired, vec![("alpha".to_owned(), 2000)]);
     // A job changed or removed since it was loaded cannot be claimed.
@@ -286,7 +361,7 @@ async fn claims_are_exactly_once_and_fenced(env: Env) {
     assert!(updated.version > v);
     let out = c
         .claim_fires(
-            &[batch(token, vec![fire(5000, v, FireKind::Scheduled)])],
+            &batch(token, vec![fire(5000, v, FireKind::Scheduled)]),
             retention,
         )
         .await
@@ -298,10 +373,10 @@ async fn claims_are_exactly_once_and_fenced(env: Env) {
     assert!(c.delete_job("alpha", None).await.expect("delete"));
     let out = c
         .claim_fires(
-            &[batch(
+            &batch(
                 token,
                 vec![fire(6000, updated.version, FireKind::Scheduled)],
-            )],
+            ),
             retention,
         )
         .await
@@ -421,10 +496,10 @@ async fn run_history_is_capped_and_per_job(env: Env) {
     assert!(xs.iter().all(|r| r.job_id == "x"));
 }
 
-async fn triggers_queue_for_the_lease_holder(env: Env) {
+async fn triggers_stay_queued_until_their_claim(env: Env) {
     let c = env.coord().await;
     assert_eq!(c.trigger_job("ghost").await.expect("trigger"), None);
-    c.put_job(&job("manual"), None).await.expect("put");
+    let v = c.put_job(&job("manual"), None).await.expect("put").version;
     let shard = shard_of("manual", RING.shard_count);
     let v0 = c.shard_versions(&[shard]).await.expect("v")[0];
     let at = c
@@ -432,116 +507,274 @@ async fn triggers_queue_for_the_lease_holder(env: Env) {
         .await
         .expect("trigger")
         .expect("queued");
+    let at2 = c
+        .trigger_job("manual")
+        .await
+        .expect("trigger")
+        .expect("queued");
+    assert!(
+        at2 > at,
+        "two triggers never share a fire id: {at} then {at2}"
+    );
     assert!(
         c.shard_versions(&[shard]).await.expect("v")[0] > v0,
         "a trigger bumps the shard version"
     );
-    let token = match c
-        .acquire_leases(&[shard], "n1/x", Duration::from_secs(10))
-        .await
-        .expect("acq")[0]
-    {
-        LeaseGrant::Granted { token } => token,
-        ref other => panic!("{other:?}"),
-    };
+    let token = acquire(&c, shard, "n1/x").await;
     assert!(
-        c.take_triggers(&[(shard, token)], "n2/y")
+        c.read_triggers(&[(shard, token)], "n2/y")
             .await
-            .expect("take")
+            .expect("read")
             .is_empty(),
         "not the holder"
     );
-    let taken = c
-        .take_triggers(&[(shard, token)], "n1/x")
-        .await
-        .expect("take");
-    assert_eq!(taken, vec![(shard, "manual".to_owned(), at)]);
-    assert!(
-        c.take_triggers(&[(shard, token)], "n1/x")
-            .await
-            .expect("take")
-            .is_empty(),
-        "taken once"
-    );
-}
-
-async fn a_lost_claim_reply_can_be_claimed_again_by_its_holder_only(env: Env) {
-    let c = env.coord().await;
-    let stored = c.put_job(&job("retry"), None).await.expect("put");
-    let shard = shard_of("retry", RING.shard_count);
-    let ttl = Duration::from_secs(10);
-    let grant = |g: &LeaseGrant| match g {
-        LeaseGrant::Granted { token } => *token,
-        other => panic!("{other:?}"),
-    };
-    let t1 = grant(&c.acquire_leases(&[shard], "n1/x", ttl).await.expect("acq")[0]);
-    let fire = |at: i64, kind: FireKind| FireClaim {
-        job_id: "retry".into(),
-        scheduled_ms: at,
-        kind,
-        job_version: stored.version,
-    };
-    let batch = |holder: &str, token: u64, fires: Vec<FireClaim>| ClaimBatch {
+    let queued = |at_ms| QueuedTrigger {
         shard,
-        holder: holder.into(),
-        token,
-        fires,
+        job_id: "manual".into(),
+        at_ms,
     };
+    for _ in 0..2 {
+        let read = c
+            .read_triggers(&[(shard, token)], "n1/x")
+            .await
+            .expect("read");
+        assert_eq!(
+            read,
+            vec![queued(at), queued(at2)],
+            "reading removes nothing"
+        );
+    }
+    // Claiming a trigger is what removes it; finding it claimed too.
     let r = Duration::from_secs(120);
-    // The claim lands, but pretend its reply was lost.
-    c.claim_fires(
-        &[batch("n1/x", t1, vec![fire(1000, FireKind::Scheduled)])],
-        r,
-    )
-    .await
-    .expect("claim");
-    // The lease changes hands and comes back to the same holder under a new token.
-    c.release_leases(&[(shard, t1)], "n1/x")
-        .await
-        .expect("release");
-    let t2 = grant(&c.acquire_leases(&[shard], "n2/y", ttl).await.expect("acq")[0]);
-    let out = c
-        .claim_fires(&[batch("n2/y", t2, vec![fire(1000, FireKind::Retry)])], r)
-        .await
-        .expect("claim");
-    assert_eq!(
-        out,
-        vec![BatchOutcome::Claimed(vec![ClaimOutcome::AlreadyClaimed])],
-        "another holder must not take it"
-    );
-    c.release_leases(&[(shard, t2)], "n2/y")
-        .await
-        .expect("release");
-    let t3 = grant(&c.acquire_leases(&[shard], "n1/x", ttl).await.expect("acq")[0]);
-    assert!(t3 > t1);
     let out = c
         .claim_fires(
-            &[batch(
+            &one_batch(
+                shard,
                 "n1/x",
-                t3,
-                vec![fire(1000, FireKind::Retry), fire(2000, FireKind::Retry)],
-            )],
+                token,
+                vec![first_attempt("manual", at, v, FireKind::Trigger)],
+            ),
             r,
         )
         .await
         .expect("claim");
     assert_eq!(
         out,
-        vec![BatchOutcome::Claimed(vec![
-            ClaimOutcome::Claimed,
-            ClaimOutcome::Claimed
-        ])],
-        "its own lost claim, and a retry whose claim never landed, are claimed"
+        vec![BatchOutcome::Claimed(vec![ClaimOutcome::Claimed])]
     );
-    let out = c
-        .claim_fires(&[batch("n1/x", t3, vec![fire(1500, FireKind::Retry)])], r)
+    let read = c
+        .read_triggers(&[(shard, token)], "n1/x")
         .await
-        .expect("claim");
+        .expect("read");
+    assert_eq!(read, vec![queued(at2)]);
+    // A trigger whose job is gone can never be claimed: reading drops it.
+    assert!(c.delete_job("manual", None).await.expect("delete"));
+    assert!(c
+        .read_triggers(&[(shard, token)], "n1/x")
+        .await
+        .expect("read")
+        .is_empty());
+    c.put_job(&job("manual"), None).await.expect("put again");
+    assert!(c
+        .read_triggers(&[(shard, token)], "n1/x")
+        .await
+        .expect("read")
+        .is_empty());
+}
+
+async fn a_lost_attempt_is_taken_over_once_and_by_its_holder_only(env: Env) {
+    let c = env.coord().await;
+    let v = c.put_job(&job("retry"), None).await.expect("put").version;
+    let shard = shard_of("retry", RING.shard_count);
+    let r = Duration::from_secs(120);
+    let t1 = acquire(&c, shard, "n1/x").await;
+    let attempt = |at: i64, attempt: u64, uncertain: Vec<u64>| FireClaim {
+        uncertain,
+        ..FireClaim::new("retry", at, FireKind::Scheduled, v, attempt)
+    };
+    let claim = |holder: &'static str, token: u64, fires: Vec<FireClaim>| {
+        let c = c.clone();
+        async move {
+            match c
+                .claim_fires(&one_batch(shard, holder, token, fires), r)
+                .await
+                .expect("claim")
+                .remove(0)
+            {
+                BatchOutcome::Claimed(codes) => codes,
+                BatchOutcome::LeaseLost => panic!("lease lost"),
+            }
+        }
+    };
+    // Attempt 1 lands but its reply is lost.
     assert_eq!(
-        out,
-        vec![BatchOutcome::Claimed(vec![ClaimOutcome::AlreadyClaimed])],
+        claim("n1/x", t1, vec![attempt(1000, 1, vec![])]).await,
+        vec![ClaimOutcome::Claimed]
+    );
+    // A first attempt of the same fire (the timetable produced it again) is
+    // refused; a retry naming attempt 1 takes it over, once.
+    assert_eq!(
+        claim(
+            "n1/x",
+            t1,
+            vec![attempt(1000, 2, vec![]), attempt(1000, 3, vec![1])]
+        )
+        .await,
+        vec![ClaimOutcome::AlreadyClaimed, ClaimOutcome::Claimed]
+    );
+    // Attempt 3's reply is lost too: attempt 1 cannot be taken over again
+    // (that lineage is 3 now), but a retry naming 1 and 3 can.
+    assert_eq!(
+        claim("n1/x", t1, vec![attempt(1000, 4, vec![1])]).await,
+        vec![ClaimOutcome::AlreadyClaimed]
+    );
+    assert_eq!(
+        claim("n1/x", t1, vec![attempt(1000, 5, vec![1, 3])]).await,
+        vec![ClaimOutcome::Claimed]
+    );
+    // The old lease ends; another holder with a new token cannot take the
+    // claim over even naming the attempt.
+    assert_eq!(
+        c.release_leases(&[(shard, t1)], "n1/x")
+            .await
+            .expect("release"),
+        vec![true]
+    );
+    let t2 = acquire(&c, shard, "n2/y").await;
+    assert_eq!(
+        claim("n2/y", t2, vec![attempt(1000, 5, vec![5])]).await,
+        vec![ClaimOutcome::AlreadyClaimed],
+        "another holder cannot take it over"
+    );
+    assert_eq!(
+        c.release_leases(&[(shard, t2)], "n2/y")
+            .await
+            .expect("release"),
+        vec![true]
+    );
+    // The holder, back under a new token, can resolve its own lost attempt;
+    // a retry whose attempts never landed is claimed like a first attempt.
+    let t3 = acquire(&c, shard, "n1/x").await;
+    assert!(t3 > t2 && t2 > t1);
+    assert_eq!(
+        claim(
+            "n1/x",
+            t3,
+            vec![attempt(1000, 6, vec![5]), attempt(2000, 7, vec![99])]
+        )
+        .await,
+        vec![ClaimOutcome::Claimed, ClaimOutcome::Claimed]
+    );
+    assert_eq!(
+        claim("n1/x", t3, vec![attempt(1500, 8, vec![42])]).await,
+        vec![ClaimOutcome::AlreadyClaimed],
         "not before the last fired time"
     );
+}
+
+async fn fencing_tokens_are_at_least_store_time_in_microseconds(env: Env) {
+    let c = env.coord().await;
+    let before = c.server_time_ms().await.expect("time");
+    let token = acquire(&c, 9, "n1/x").await;
+    assert!(
+        token >= before as u64 * 1000,
+        "token {token} must be at least store time in µs ({before} ms): tokens must keep increasing after the store loses its counter"
+    );
+    assert_eq!(
+        c.release_leases(&[(9, token)], "n1/x")
+            .await
+            .expect("release"),
+        vec![true]
+    );
+    assert!(acquire(&c, 9, "n2/y").await > token);
+}
+
+async fn heartbeat_reasserts_the_ring_settings(env: Env) {
+    let c = env.coord().await;
+    c.heartbeat(&member("a"), Duration::from_secs(30))
+        .await
+        .expect("hb");
+    // The store loses the settings; a node configured otherwise starts and
+    // stores its own. The first node's next heartbeat must notice.
+    env.forget_config().await;
+    let other = env
+        .coord_with(RingConfig {
+            shard_count: 128,
+            vnodes: 40,
+        })
+        .await
+        .expect("a node with other settings starts on an empty config");
+    let err = c
+        .heartbeat(&member("a"), Duration::from_secs(30))
+        .await
+        .err()
+        .expect("mismatch");
+    assert!(matches!(err, CoordError::ConfigMismatch { .. }), "{err}");
+    other
+        .heartbeat(&member("b"), Duration::from_secs(30))
+        .await
+        .expect("the settings now stored are b's");
+    // Lost settings are written back by a heartbeat.
+    env.forget_config().await;
+    other
+        .heartbeat(&member("b"), Duration::from_secs(30))
+        .await
+        .expect("hb");
+    assert!(matches!(
+        c.heartbeat(&member("a"), Duration::from_secs(30)).await,
+        Err(CoordError::ConfigMismatch { .. })
+    ));
+}
+
+async fn activity_starts_at_creation_and_resume_only(env: Env) {
+    let c = env.coord().await;
+    let created = c.put_job(&job("act"), None).await.expect("create");
+    assert_eq!(created.active_since_ms, created.updated_ms);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let mut edited = job("act");
+    edited.schedule = "@every 2s".into();
+    let e = c.put_job(&edited, None).await.expect("edit");
+    assert!(e.updated_ms > created.updated_ms);
+    assert_eq!(
+        e.active_since_ms, created.active_since_ms,
+        "an edit keeps it"
+    );
+    let mut paused = edited.clone();
+    paused.paused = true;
+    let p = c.put_job(&paused, None).await.expect("pause");
+    assert_eq!(p.active_since_ms, created.active_since_ms);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let r = c.put_job(&edited, None).await.expect("resume");
+    assert_eq!(r.active_since_ms, r.updated_ms, "a resume restarts it");
+    let got = c.get_job("act").await.expect("get").expect("present");
+    assert_eq!(got.active_since_ms, r.active_since_ms);
+    let shard = shard_of("act", RING.shard_count);
+    let loaded = c.load_shards(&[shard]).await.expect("load");
+    assert_eq!(loaded[0].jobs[0].schedule_floor_ms(), r.active_since_ms);
+}
+
+async fn an_unreadable_job_does_not_fail_its_shard(env: Env) {
+    let c = env.coord().await;
+    c.put_job(&job("good"), None).await.expect("put");
+    let shard = shard_of("good", RING.shard_count);
+    let newer = r#"{"version":999999,"updated_ms":1,"spec":{"id":"from-the-future","schedule":"@every 1s","handler":"noop","a_field_from_a_newer_version":1}}"#;
+    env.put_raw_job(shard, "from-the-future", newer).await;
+    env.put_raw_job(shard, "garbage", "{not json").await;
+    let loaded = c
+        .load_shards(&[shard])
+        .await
+        .expect("the load must not fail");
+    let ids: Vec<&str> = loaded[0].jobs.iter().map(|j| j.spec.id.as_str()).collect();
+    assert_eq!(ids, vec!["good"]);
+    let bad: Vec<&str> = loaded[0]
+        .unreadable
+        .iter()
+        .map(|u| u.job_id.as_str())
+        .collect();
+    assert_eq!(bad, vec!["from-the-future", "garbage"]);
+    assert!(loaded[0].unreadable[0]
+        .error
+        .contains("a_field_from_a_newer_version"));
 }
 
 macro_rules! conformance {
@@ -562,8 +795,12 @@ conformance!(
     claims_are_exactly_once_and_fenced,
     job_store_versions_lists_and_rejects_bad_input,
     run_history_is_capped_and_per_job,
-    triggers_queue_for_the_lease_holder,
-    a_lost_claim_reply_can_be_claimed_again_by_its_holder_only,
+    triggers_stay_queued_until_their_claim,
+    a_lost_attempt_is_taken_over_once_and_by_its_holder_only,
+    fencing_tokens_are_at_least_store_time_in_microseconds,
+    heartbeat_reasserts_the_ring_settings,
+    activity_starts_at_creation_and_resume_only,
+    an_unreadable_job_does_not_fail_its_shard,
 );
 
 #[tokio::test]

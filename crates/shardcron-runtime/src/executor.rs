@@ -2,9 +2,20 @@
 //! retries, cancellation and the per-job overlap policy.
 //!
 //! The scheduler only claims; this module decides *when* a claimed fire starts
-//! (overlap policy) and turns whatever the handler does into exactly one
-//! [`RunRecord`]. Each attempt runs in its own task so a panic is caught as a
-//! `JoinError` and recorded as a failure instead of taking the node down.
+//! (overlap policy) and turns whatever happens to it into exactly one
+//! [`RunRecord`]: a claimed fire either runs or gets a record saying why it
+//! did not, never nothing. Each attempt runs in its own task so a panic is
+//! caught as a `JoinError` and recorded as a failure instead of taking the
+//! node down.
+//!
+//! The overlap decision needs to know which runs are still going, so finished
+//! runs are reaped (all of them, without waiting) before any fire is
+//! dispatched: a run that ended is never mistaken for one in flight. Fires are
+//! counted per shard from dispatch until they end, so the node can hand a
+//! shard off only when none of its fires is running or waiting. The waiting
+//! line is bounded by [`Executor::capacity`]: the node claims no more than
+//! fits, and what it does not claim stays due, to run late or be counted by
+//! the job's misfire policy.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -19,6 +30,7 @@ use tracing::{debug, info_span, warn, Instrument};
 
 use crate::clock::ServerClock;
 use crate::handler::{FireContext, HandlerError, HandlerRegistry};
+use crate::lease_watch::LeaseGuard;
 use crate::metrics as m;
 
 /// A claimed fire waiting to run.
@@ -32,8 +44,9 @@ pub struct ClaimedFire {
     pub shard: u32,
     /// Fencing token of the claim.
     pub token: u64,
-    /// Trips when the shard's lease is lost.
-    pub cancel: CancellationToken,
+    /// The shard's lease as this fire sees it: the fire starts only while
+    /// it is live, and its handler is cancelled when it ends.
+    pub lease: LeaseGuard,
     /// A late fire run by catch-up: it waits for the job's previous run
     /// instead of being skipped by the overlap policy.
     pub catch_up: bool,
@@ -41,18 +54,27 @@ pub struct ClaimedFire {
     pub version: u64,
 }
 
+/// What a finished run task reports back.
+struct Finished {
+    job_id: String,
+    shard: u32,
+}
+
 /// Starts claimed fires per overlap policy and tracks what is in flight.
 pub struct Executor {
     node_id: String,
     handlers: HandlerRegistry,
+    concurrency: usize,
     permits: Arc<Semaphore>,
     clock: ServerClock,
     records: mpsc::UnboundedSender<RunRecord>,
     running: HashMap<String, usize>,
     queued: HashMap<String, ClaimedFire>,
     backlog: HashMap<String, VecDeque<ClaimedFire>>,
+    backlog_len: usize,
     catching_up: HashSet<String>,
-    tasks: JoinSet<String>,
+    per_shard: HashMap<u32, usize>,
+    tasks: JoinSet<Finished>,
     hard_stop: CancellationToken,
 }
 
@@ -68,26 +90,68 @@ impl Executor {
         Self {
             node_id,
             handlers,
+            concurrency,
             permits: Arc::new(Semaphore::new(concurrency)),
             clock,
             records,
             running: HashMap::new(),
             queued: HashMap::new(),
             backlog: HashMap::new(),
+            backlog_len: 0,
             catching_up: HashSet::new(),
+            per_shard: HashMap::new(),
             tasks: JoinSet::new(),
             hard_stop: CancellationToken::new(),
         }
     }
 
-    /// Runs in flight.
+    /// Run tasks in flight (running or waiting for a permit).
     pub fn in_flight(&self) -> usize {
         self.tasks.len()
     }
 
+    /// Claimed fires not yet holding a permit: waiting for one, queued
+    /// behind a running fire of their job, or in a catch-up line.
+    pub fn waiting(&self) -> usize {
+        let holding = self.concurrency - self.permits.available_permits();
+        self.tasks.len().saturating_sub(holding) + self.queued.len() + self.backlog_len
+    }
+
+    /// How many more fires may be claimed now: the waiting line holds at
+    /// most as many fires as the node runs at once.
+    pub fn capacity(&self) -> usize {
+        (self.concurrency * 2)
+            .saturating_sub(self.tasks.len() + self.queued.len() + self.backlog_len)
+    }
+
+    /// Whether any fire of `shard` is running or waiting.
+    pub fn shard_busy(&self, shard: u32) -> bool {
+        self.per_shard.get(&shard).is_some_and(|&n| n > 0)
+    }
+
+    /// Whether any fire is running or waiting.
+    pub fn is_idle(&self) -> bool {
+        self.tasks.is_empty() && self.queued.is_empty() && self.backlog_len == 0
+    }
+
+    fn count_in(&mut self, shard: u32) {
+        *self.per_shard.entry(shard).or_default() += 1;
+    }
+
+    fn count_out(&mut self, shard: u32) {
+        if let Some(n) = self.per_shard.get_mut(&shard) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.per_shard.remove(&shard);
+            }
+        }
+    }
+
     /// Starts `fire` now, queues it or skips it, per the job's overlap policy.
     /// Catch-up fires of a busy job wait in a backlog and run one after the
-    /// other: they are missed fires being made up, not overlapping ones.
+    /// other: they are missed fires being made up, not overlapping ones. Call
+    /// [`Executor::reap_finished`] first so the decision sees every run that
+    /// has ended.
     pub fn dispatch(&mut self, fire: ClaimedFire) {
         let job_id = fire.job.id().to_owned();
         let busy = self.running.get(&job_id).copied().unwrap_or(0) > 0;
@@ -95,14 +159,20 @@ impl Executor {
             self.catching_up.insert(job_id.clone());
         }
         if !busy {
+            self.count_in(fire.shard);
             self.start(fire);
             return;
         }
         match fire.job.spec.overlap {
-            OverlapPolicy::Allow => self.start(fire),
+            OverlapPolicy::Allow => {
+                self.count_in(fire.shard);
+                self.start(fire);
+            }
             // While a job makes up missed fires, new ones join the line.
             _ if self.catching_up.contains(&job_id) => {
-                self.backlog.entry(job_id).or_default().push_back(fire)
+                self.count_in(fire.shard);
+                self.backlog_len += 1;
+                self.backlog.entry(job_id).or_default().push_back(fire);
             }
             OverlapPolicy::Skip => self.record_not_run(
                 &fire,
@@ -110,7 +180,9 @@ impl Executor {
                 "previous run still in flight",
             ),
             OverlapPolicy::QueueOne => {
+                self.count_in(fire.shard);
                 if let Some(replaced) = self.queued.insert(job_id, fire) {
+                    self.count_out(replaced.shard);
                     self.record_not_run(
                         &replaced,
                         RunOutcome::SkippedOverlap,
@@ -123,22 +195,33 @@ impl Executor {
 
     /// Records a fire that was claimed (or decided) but not run.
     pub fn record_not_run(&self, fire: &ClaimedFire, outcome: RunOutcome, why: &str) {
-        let now = self.clock.now_ms();
-        m::fire_outcome(outcome, fire.job.spec.metrics_label.as_deref());
-        let _ = self.records.send(RunRecord {
-            job_id: fire.job.id().to_owned(),
-            fire_id: FireId::new(fire.job.id(), fire.scheduled_ms).to_string(),
-            node_id: self.node_id.clone(),
-            shard: fire.shard,
-            fencing_token: fire.token,
-            scheduled_ms: fire.scheduled_ms,
-            started_ms: now,
-            finished_ms: now,
-            attempts: 0,
+        send_record(
+            &self.records,
+            &self.node_id,
+            RecordFields {
+                job_id: fire.job.id(),
+                scheduled_ms: fire.scheduled_ms,
+                shard: fire.shard,
+                token: fire.token,
+                job_label: fire.job.spec.metrics_label.as_deref(),
+            },
+            self.clock.now_ms(),
             outcome,
-            error: Some(why.to_owned()),
-            detail: None,
-        });
+            why,
+        );
+    }
+
+    /// Records a claimed fire of a job this node no longer has loaded.
+    pub fn record_lost(&self, fields: RecordFields<'_>, reason: &'static str, why: &str) {
+        m::fire_lost(reason);
+        send_record(
+            &self.records,
+            &self.node_id,
+            fields,
+            self.clock.now_ms(),
+            RunOutcome::Cancelled,
+            why,
+        );
     }
 
     fn start(&mut self, fire: ClaimedFire) {
@@ -162,16 +245,21 @@ impl Executor {
         );
         self.tasks.spawn(
             async move {
-                let job_id = fire.job.id().to_owned();
+                let finished = Finished {
+                    job_id: fire.job.id().to_owned(),
+                    shard: fire.shard,
+                };
                 run.run(fire).await;
-                job_id
+                finished
             }
             .instrument(span),
         );
     }
 
-    fn finished(&mut self, job_id: String) {
+    fn finished(&mut self, done: Finished) -> u32 {
+        let Finished { job_id, shard } = done;
         m::in_flight_add(-1.0);
+        self.count_out(shard);
         if let Some(n) = self.running.get_mut(&job_id) {
             *n -= 1;
             if *n == 0 {
@@ -187,6 +275,7 @@ impl Executor {
                 self.start(next);
             }
         }
+        shard
     }
 
     /// The next backlogged fire of a job still within its misfire grace; older
@@ -198,6 +287,7 @@ impl Executor {
         let mut expired = Vec::new();
         if let Some(line) = self.backlog.get_mut(job_id) {
             while let Some(fire) = line.pop_front() {
+                self.backlog_len -= 1;
                 let grace_ms = fire.job.spec.misfire_grace.as_millis() as i64;
                 if now - fire.scheduled_ms > grace_ms {
                     expired.push(fire);
@@ -211,6 +301,7 @@ impl Executor {
             }
         }
         for fire in &expired {
+            self.count_out(fire.shard);
             self.record_not_run(
                 fire,
                 RunOutcome::Misfired,
@@ -220,56 +311,88 @@ impl Executor {
         next
     }
 
-    /// Waits for the next run to finish (pending forever when none is in flight).
-    pub async fn next_finished(&mut self) {
-        match self.tasks.join_next().await {
-            Some(Ok(job_id)) => self.finished(job_id),
-            Some(Err(e)) => warn!(error = %e, "run task failed outside the handler"),
-            None => std::future::pending::<()>().await,
+    fn on_joined(&mut self, joined: Result<Finished, tokio::task::JoinError>) -> Option<u32> {
+        match joined {
+            Ok(done) => Some(self.finished(done)),
+            Err(e) => {
+                warn!(error = %e, "run task failed outside the handler");
+                None
+            }
         }
     }
 
-    /// Waits until every run (including claimed fires still queued behind a
-    /// running one) has finished or `deadline` passes, then cancels what is
-    /// left. Returns the number of runs cancelled or never started.
-    pub async fn drain(&mut self, deadline: Duration) -> usize {
-        let until = tokio::time::Instant::now() + deadline;
-        while !self.tasks.is_empty() {
-            match tokio::time::timeout_at(until, self.tasks.join_next()).await {
-                Ok(Some(Ok(job_id))) => self.finished(job_id),
-                Ok(Some(Err(_))) => {}
-                Ok(None) => break,
-                Err(_) => break,
-            }
+    /// Reaps every run that has already finished, without waiting; returns
+    /// the shards whose runs ended.
+    pub fn reap_finished(&mut self) -> Vec<u32> {
+        let mut shards = Vec::new();
+        while let Some(joined) = self.tasks.try_join_next() {
+            shards.extend(self.on_joined(joined));
         }
-        let waiting: Vec<ClaimedFire> = self
-            .queued
-            .drain()
-            .map(|(_, f)| f)
-            .chain(self.backlog.drain().flat_map(|(_, fires)| fires))
-            .collect();
-        for fire in &waiting {
-            self.record_not_run(
-                fire,
-                RunOutcome::Cancelled,
-                "node shut down before the waiting fire started",
-            );
+        shards
+    }
+
+    /// Waits for the next run to finish (pending forever when none is in
+    /// flight); returns its shard.
+    pub async fn next_finished(&mut self) -> Option<u32> {
+        match self.tasks.join_next().await {
+            Some(joined) => self.on_joined(joined),
+            None => std::future::pending().await,
         }
-        let left = self.tasks.len() + waiting.len();
-        if !self.tasks.is_empty() {
-            warn!(left, "drain deadline passed; cancelling in-flight runs");
-            self.hard_stop.cancel();
-            while let Ok(Some(result)) =
-                tokio::time::timeout(Duration::from_secs(5), self.tasks.join_next()).await
-            {
-                if let Ok(job_id) = result {
-                    self.finished(job_id);
-                }
-            }
-            self.tasks.abort_all();
-        }
+    }
+
+    /// Cancels every run of the node (shutdown past its drain deadline);
+    /// waiting fires then end as cancelled without starting.
+    pub fn stop_all(&self) {
+        self.hard_stop.cancel();
+    }
+
+    /// Drops every run task at once (the last step of a shutdown whose runs
+    /// ignored cancellation); returns how many were dropped.
+    pub fn abort_all(&mut self) -> usize {
+        let left = self.tasks.len();
+        self.tasks.abort_all();
         left
     }
+}
+
+/// The identity of a fire in a run record.
+#[derive(Clone, Copy, Debug)]
+pub struct RecordFields<'a> {
+    /// Job id.
+    pub job_id: &'a str,
+    /// Scheduled instant, Unix ms.
+    pub scheduled_ms: i64,
+    /// Shard of the job.
+    pub shard: u32,
+    /// Fencing token of the claim (0 if never claimed).
+    pub token: u64,
+    /// The job's opt-in metrics label.
+    pub job_label: Option<&'a str>,
+}
+
+fn send_record(
+    records: &mpsc::UnboundedSender<RunRecord>,
+    node_id: &str,
+    fields: RecordFields<'_>,
+    now_ms: i64,
+    outcome: RunOutcome,
+    why: &str,
+) {
+    m::fire_outcome(outcome, fields.job_label);
+    let _ = records.send(RunRecord {
+        job_id: fields.job_id.to_owned(),
+        fire_id: FireId::new(fields.job_id, fields.scheduled_ms).to_string(),
+        node_id: node_id.to_owned(),
+        shard: fields.shard,
+        fencing_token: fields.token,
+        scheduled_ms: fields.scheduled_ms,
+        started_ms: now_ms,
+        finished_ms: now_ms,
+        attempts: 0,
+        outcome,
+        error: Some(why.to_owned()),
+        detail: None,
+    });
 }
 
 /// Everything one run needs, detached from the executor.
@@ -291,24 +414,46 @@ enum Attempt {
 }
 
 impl RunTask {
-    /// Runs the fire. A fire whose claim succeeded runs even if the shard's
-    /// lease was lost before it could start: the claim already made it this
-    /// node's alone (nobody else can run it), and its fencing token tells
-    /// downstream systems that it is stale. Only a lease lost while the
-    /// handler runs cancels it.
+    /// Runs the fire, if its lease still stands when it gets a permit. A
+    /// claimed fire whose shard lease ended before it could start (validity
+    /// lapsed in a pause or an outage, a handoff gave up waiting, the node
+    /// stopped) is not started: another node may own the shard by now and run
+    /// the job's next fire, so starting it would let two handlers of one job
+    /// run at once. It is recorded as `cancelled` and counted in
+    /// `shardcron_fires_lost_total`, never dropped silently.
     async fn run(self, fire: ClaimedFire) {
         let job = fire.job.clone();
         let fire_id = FireId::new(job.id(), fire.scheduled_ms);
         let Ok(_permit) = self.permits.clone().acquire_owned().await else {
             return;
         };
-        let cancel = CancellationToken::new();
-        let mut sources = vec![self.hard_stop.clone()];
-        if fire.cancel.is_cancelled() {
-            debug!("the lease was lost after the claim; running the claimed fire anyway");
-        } else {
-            sources.push(fire.cancel.clone());
+        if !fire.lease.is_live() || self.hard_stop.is_cancelled() {
+            let (reason, why) = if self.hard_stop.is_cancelled() {
+                (
+                    "shutdown",
+                    "the node stopped before the claimed fire could start",
+                )
+            } else {
+                (
+                    "lease_ended_before_start",
+                    "the shard's lease ended before the claimed fire could start",
+                )
+            };
+            m::fire_lost(reason);
+            debug!(reason, "claimed fire not started");
+            let now = self.clock.now_ms();
+            self.finish(
+                &fire,
+                now,
+                0,
+                RunOutcome::Cancelled,
+                Some(why.to_owned()),
+                None,
+            );
+            return;
         }
+        let cancel = CancellationToken::new();
+        let sources = vec![self.hard_stop.clone(), fire.lease.cancelled_token()];
         let _link = LinkedCancel::new(&sources, cancel.clone());
         let started_ms = self.clock.now_ms();
         m::lateness(
@@ -396,7 +541,7 @@ impl RunTask {
                 ),
                 Attempt::Cancelled => (
                     RunOutcome::Cancelled,
-                    Some(cancel_reason(&fire.cancel)),
+                    Some(cancel_reason(&self.hard_stop)),
                     None,
                 ),
             };
@@ -435,11 +580,11 @@ impl RunTask {
     }
 }
 
-fn cancel_reason(shard_cancel: &CancellationToken) -> String {
-    if shard_cancel.is_cancelled() {
-        "cancelled: the shard's lease was lost".to_owned()
-    } else {
+fn cancel_reason(hard_stop: &CancellationToken) -> String {
+    if hard_stop.is_cancelled() {
         "cancelled: the node stopped".to_owned()
+    } else {
+        "cancelled: the shard's lease was lost or handed off".to_owned()
     }
 }
 

@@ -51,6 +51,21 @@ pub const REDIS_ERRORS_TOTAL: &str = "shardcron_redis_errors_total";
 /// Coordination round-trip latency by operation.
 pub const REDIS_ROUND_TRIP_SECONDS: &str = "shardcron_redis_round_trip_seconds";
 
+/// Claimed fires that did not run, by reason (`lease_ended_before_start`,
+/// `unresolved_claim`, `job_removed`, `shutdown`): each is also in the run
+/// history, so a loss is never silent.
+pub const FIRES_LOST_TOTAL: &str = "shardcron_fires_lost_total";
+/// Claimed fires waiting to start on this node (permit, overlap queue or
+/// catch-up line).
+pub const RUNS_WAITING: &str = "shardcron_runs_waiting";
+/// 1 while this node stops claiming new fires because its waiting line is
+/// full; those fires run late (catch-up) or count as misfires by policy.
+pub const OVERLOADED: &str = "shardcron_overloaded";
+/// Stored jobs in owned shards that this node cannot decode (skipped).
+pub const JOBS_UNREADABLE: &str = "shardcron_jobs_unreadable";
+/// Fire claims refused because the store's clock says they are not yet due.
+pub const CLAIMS_NOT_YET_DUE_TOTAL: &str = "shardcron_claims_not_yet_due_total";
+
 /// Registers descriptions (call once per process, after installing a recorder).
 pub fn describe() {
     describe_counter!(FIRES_TOTAL, "Fires by outcome.");
@@ -96,6 +111,23 @@ pub fn describe() {
         "Fires not run: beyond the misfire grace or coalesced by policy."
     );
     describe_counter!(REDIS_ERRORS_TOTAL, "Coordination errors by operation.");
+    describe_counter!(
+        FIRES_LOST_TOTAL,
+        "Claimed fires that did not run, by reason (each also recorded in the run history)."
+    );
+    describe_gauge!(RUNS_WAITING, "Claimed fires waiting to start on this node.");
+    describe_gauge!(
+        OVERLOADED,
+        "1 while this node stops claiming because its waiting line is full."
+    );
+    describe_gauge!(
+        JOBS_UNREADABLE,
+        "Stored jobs in owned shards this node cannot decode."
+    );
+    describe_counter!(
+        CLAIMS_NOT_YET_DUE_TOTAL,
+        "Fire claims refused because the store's clock says they are not yet due."
+    );
     describe_histogram!(
         REDIS_ROUND_TRIP_SECONDS,
         Unit::Seconds,
@@ -140,4 +172,9 @@ pub fn round_trip(op: &'static str, d: Duration, ok: bool) {
     if !ok {
         counter!(REDIS_ERRORS_TOTAL, "op" => op).increment(1);
     }
+}
+
+/// Counts a claimed fire that did not run.
+pub fn fire_lost(reason: &'static str) {
+    counter!(FIRES_LOST_TOTAL, "reason" => reason).increment(1);
 }

@@ -32,6 +32,14 @@ pub struct WorkerSettings {
     /// How long shutdown waits for in-flight runs before cancelling them.
     #[serde(with = "humantime_serde")]
     pub drain_timeout: Duration,
+    /// How long a shard the ring moved elsewhere keeps being served while
+    /// its runs go on. The lease is released at the first moment none of the
+    /// shard's fires is running or waiting, so the new owner can never start
+    /// a job while its previous run is still going. If no such moment comes
+    /// within this time, the node stops claiming for the shard, cancels its
+    /// runs (handlers see the signal) and releases the lease once they end.
+    #[serde(with = "humantime_serde")]
+    pub handoff_timeout: Duration,
     /// How long a fire's claim key is kept in Redis. Must exceed every job's
     /// misfire grace.
     #[serde(with = "humantime_serde")]
@@ -54,6 +62,7 @@ impl Default for WorkerSettings {
             drift_margin: Duration::from_millis(750),
             concurrency: 256,
             drain_timeout: Duration::from_secs(30),
+            handoff_timeout: Duration::from_secs(30),
             claim_retention: Duration::from_secs(15 * 60),
             poll_interval: Duration::from_secs(5),
             on_time_tolerance: Duration::from_secs(2),
@@ -70,9 +79,24 @@ impl WorkerSettings {
             lease_ttl: Duration::from_millis(1500),
             drift_margin: Duration::from_millis(300),
             drain_timeout: Duration::from_secs(5),
+            handoff_timeout: Duration::from_secs(5),
             poll_interval: Duration::from_secs(2),
             ..Self::default()
         }
+    }
+
+    /// How long after a node crashes its shards may go unowned: its lease
+    /// (and registration, which `validate` keeps no longer) expires, and the
+    /// next heartbeat of the new owner acquires them.
+    pub fn takeover_bound(&self) -> Duration {
+        self.lease_ttl + self.heartbeat
+    }
+
+    /// The misfire grace a job gets on this node: its own, capped at
+    /// `claim_retention`, because a claim that outlives its key can no
+    /// longer be told apart from a fresh one.
+    pub fn effective_grace(&self, job_grace: Duration) -> Duration {
+        job_grace.min(self.claim_retention)
     }
 
     /// Checks that the timings keep the protocol's inequalities.
@@ -93,11 +117,24 @@ impl WorkerSettings {
                 self.heartbeat + self.drift_margin
             ));
         }
+        if self.member_ttl > self.lease_ttl {
+            return Err(format!(
+                "member_ttl ({:?}) must not exceed lease_ttl ({:?}): a crashed node's shards are taken over when both have expired, and the promised bound is lease_ttl + heartbeat",
+                self.member_ttl, self.lease_ttl
+            ));
+        }
         if self.concurrency == 0 {
             return Err("concurrency must be at least 1".into());
         }
         if self.claim_retention < Duration::from_secs(60) {
             return Err("claim_retention must be at least 60s".into());
+        }
+        if self.claim_retention <= self.takeover_bound() * 2 {
+            return Err(format!(
+                "claim_retention ({:?}) must exceed twice the crash takeover bound lease_ttl + heartbeat ({:?})",
+                self.claim_retention,
+                self.takeover_bound()
+            ));
         }
         Ok(())
     }

@@ -30,6 +30,9 @@ pub struct JobEntry {
     pub cursor_ms: i64,
     /// Next scheduled instant after the cursor.
     pub next_ms: Option<i64>,
+    /// Misfire grace in force, ms: the job's, capped so that a fire is never
+    /// run after its claim key could have expired.
+    pub grace_ms: i64,
 }
 
 /// What to do with one job's due fires.
@@ -48,6 +51,10 @@ pub struct DueFires {
     /// Fires older than the grace that were skipped without being listed:
     /// (first such fire, true if more may exist).
     pub beyond_grace: Option<i64>,
+    /// The job's cursor before this decision, to go back to if the claim of
+    /// these fires is refused for a reason that makes the decision void (the
+    /// store says they are not due yet).
+    pub cursor_before: i64,
 }
 
 /// Owned jobs and their next fire times.
@@ -100,6 +107,18 @@ impl Timetable {
         self.jobs.insert(entry.job.id().to_owned(), entry);
     }
 
+    /// Moves a job's cursor back to `cursor_ms` (if it is ahead of it), so
+    /// the fires after it are decided again.
+    pub fn rewind(&mut self, job_id: &str, cursor_ms: i64) {
+        if let Some(entry) = self.jobs.get(job_id) {
+            if entry.cursor_ms > cursor_ms {
+                let mut entry = entry.clone();
+                entry.cursor_ms = cursor_ms;
+                self.upsert(entry);
+            }
+        }
+    }
+
     /// Removes a job.
     pub fn remove(&mut self, job_id: &str) -> Option<JobEntry> {
         self.jobs.remove(job_id)
@@ -128,11 +147,21 @@ impl Timetable {
         self.heap.peek().map(|Reverse((due, _))| *due)
     }
 
-    /// Takes every job due at `now_ms`, advances its cursor and decides, per
-    /// misfire policy, which fires to run.
-    pub fn take_due(&mut self, now_ms: i64, on_time_tolerance_ms: i64) -> Vec<DueFires> {
+    /// Takes the jobs due at `now_ms`, advances their cursors and decides,
+    /// per misfire policy, which fires to run. Stops taking jobs once the
+    /// decisions hold `max_runs` fires to run; the rest stay due.
+    pub fn take_due(
+        &mut self,
+        now_ms: i64,
+        on_time_tolerance_ms: i64,
+        max_runs: usize,
+    ) -> Vec<DueFires> {
         let mut out = Vec::new();
+        let mut runs = 0;
         loop {
+            if runs >= max_runs {
+                break;
+            }
             self.drop_stale_top();
             let Some(Reverse((due, id))) = self.heap.peek().cloned() else {
                 break;
@@ -153,6 +182,7 @@ impl Timetable {
                 || !decision.misfired.is_empty()
                 || decision.beyond_grace.is_some()
             {
+                runs += decision.run.len();
                 out.push(decision);
             }
         }
@@ -161,13 +191,20 @@ impl Timetable {
 }
 
 /// Applies the misfire policy to the fires in `(cursor, now]` and advances the cursor.
+///
+/// `catch_up` takes at most [`MAX_FIRES_PER_WAKE`] fires per wake-up and
+/// leaves the cursor at the last one, so the rest come next time. `run_once`
+/// and `skip` look at every fire in the window at once (counting only the
+/// first few), so a window holding more fires than one wake-up takes still
+/// runs once, not once per thousand.
 fn decide(entry: &mut JobEntry, now_ms: i64, tolerance_ms: i64) -> DueFires {
     let spec = &entry.job.spec;
-    let grace_ms = spec.misfire_grace.as_millis() as i64;
+    let grace_ms = entry.grace_ms;
     let mut decision = DueFires {
         job_id: spec.id.clone(),
         shard: entry.shard,
         version: entry.version,
+        cursor_before: entry.cursor_ms,
         ..DueFires::default()
     };
     let grace_floor = now_ms - grace_ms.max(tolerance_ms);
@@ -179,36 +216,49 @@ fn decide(entry: &mut JobEntry, now_ms: i64, tolerance_ms: i64) -> DueFires {
         }
         entry.cursor_ms = grace_floor;
     }
-    let pending = entry
-        .job
-        .fires_between(entry.cursor_ms, now_ms, MAX_FIRES_PER_WAKE);
-    if let Some(&last) = pending.last() {
-        entry.cursor_ms = last;
-    }
-    let (on_time, late): (Vec<i64>, Vec<i64>) = pending
-        .into_iter()
-        .partition(|&t| now_ms - t <= tolerance_ms);
-    match spec.misfire {
-        MisfirePolicy::CatchUp => {
-            decision.run = late;
-            decision.run.extend(on_time);
+    if spec.misfire == MisfirePolicy::CatchUp {
+        let pending = entry
+            .job
+            .fires_between(entry.cursor_ms, now_ms, MAX_FIRES_PER_WAKE);
+        if let Some(&last) = pending.last() {
+            entry.cursor_ms = last;
         }
-        MisfirePolicy::RunOnce => {
-            if on_time.is_empty() {
-                if let Some((&latest, rest)) = late.split_last() {
-                    decision.misfired = rest.to_vec();
-                    decision.run = vec![latest];
-                }
+        decision.run = pending;
+        return decision;
+    }
+    // run_once and skip: walk the whole window, keep the latest late fire,
+    // the on-time ones, and the first few of the rest.
+    let mut late_latest = None;
+    let mut late_listed = Vec::new();
+    let mut on_time = Vec::new();
+    loop {
+        let chunk = entry
+            .job
+            .fires_between(entry.cursor_ms, now_ms, MAX_FIRES_PER_WAKE);
+        let Some(&last) = chunk.last() else { break };
+        entry.cursor_ms = last;
+        for t in chunk {
+            if now_ms - t <= tolerance_ms {
+                on_time.push(t);
             } else {
-                decision.misfired = late;
-                decision.run = on_time;
+                if let Some(prev) = late_latest.replace(t) {
+                    if late_listed.len() < MAX_FIRES_PER_WAKE {
+                        late_listed.push(prev);
+                    }
+                }
             }
         }
-        MisfirePolicy::Skip => {
-            decision.misfired = late;
-            decision.run = on_time;
-        }
     }
+    let run_late = spec.misfire == MisfirePolicy::RunOnce && on_time.is_empty();
+    match late_latest {
+        Some(latest) if run_late => decision.run = vec![latest],
+        Some(latest) => {
+            late_listed.push(latest);
+        }
+        None => {}
+    }
+    decision.misfired = late_listed;
+    decision.run.extend(on_time);
     decision
 }
 
@@ -226,6 +276,7 @@ mod tests {
             shard: 0,
             cursor_ms,
             next_ms: None,
+            grace_ms: 60_000,
         }
     }
 
@@ -236,11 +287,11 @@ mod tests {
         let mut t = Timetable::new();
         t.upsert(entry("@every 1s", MisfirePolicy::CatchUp, T0));
         assert_eq!(t.next_due(), Some(T0 + 1000));
-        assert!(t.take_due(T0 + 999, 2000).is_empty());
-        let due = t.take_due(T0 + 1005, 2000);
+        assert!(t.take_due(T0 + 999, 2000, usize::MAX).is_empty());
+        let due = t.take_due(T0 + 1005, 2000, usize::MAX);
         assert_eq!(due.len(), 1);
         assert_eq!(due[0].run, vec![T0 + 1000]);
-        assert!(t.take_due(T0 + 1005, 2000).is_empty());
+        assert!(t.take_due(T0 + 1005, 2000, usize::MAX).is_empty());
         assert_eq!(t.next_due(), Some(T0 + 2000));
     }
 
@@ -248,7 +299,7 @@ mod tests {
     fn catch_up_runs_missed_fires_within_grace() {
         let mut t = Timetable::new();
         t.upsert(entry("@every 1s", MisfirePolicy::CatchUp, T0));
-        let due = t.take_due(T0 + 10_000, 2000);
+        let due = t.take_due(T0 + 10_000, 2000, usize::MAX);
         assert_eq!(
             due[0].run,
             (1..=10).map(|i| T0 + i * 1000).collect::<Vec<_>>()
@@ -260,7 +311,7 @@ mod tests {
     fn run_once_coalesces_late_fires() {
         let mut t = Timetable::new();
         t.upsert(entry("@every 10s", MisfirePolicy::RunOnce, T0));
-        let due = t.take_due(T0 + 35_000, 2000);
+        let due = t.take_due(T0 + 35_000, 2000, usize::MAX);
         assert_eq!(due[0].run, vec![T0 + 30_000]);
         assert_eq!(due[0].misfired, vec![T0 + 10_000, T0 + 20_000]);
     }
@@ -269,7 +320,7 @@ mod tests {
     fn skip_runs_only_on_time_fires() {
         let mut t = Timetable::new();
         t.upsert(entry("@every 10s", MisfirePolicy::Skip, T0));
-        let due = t.take_due(T0 + 30_500, 2000);
+        let due = t.take_due(T0 + 30_500, 2000, usize::MAX);
         assert_eq!(due[0].run, vec![T0 + 30_000]);
         assert_eq!(due[0].misfired, vec![T0 + 10_000, T0 + 20_000]);
     }
@@ -279,7 +330,7 @@ mod tests {
         let mut t = Timetable::new();
         t.upsert(entry("@every 1s", MisfirePolicy::CatchUp, T0));
         let now = T0 + 3_600_000;
-        let due = t.take_due(now, 2000);
+        let due = t.take_due(now, 2000, usize::MAX);
         assert_eq!(due[0].beyond_grace, Some(T0 + 1000));
         assert_eq!(due[0].run.len(), 60);
         assert!(due[0].run.iter().all(|&f| now - f <= 60_000));
@@ -294,7 +345,7 @@ mod tests {
         e.job = Arc::new(spec.validate().expect("valid"));
         t.upsert(e);
         assert_eq!(t.next_due(), None);
-        assert!(t.take_due(T0 + 10_000, 2000).is_empty());
+        assert!(t.take_due(T0 + 10_000, 2000, usize::MAX).is_empty());
     }
 
     #[test]
@@ -303,5 +354,65 @@ mod tests {
         t.upsert(entry("@every 1s", MisfirePolicy::CatchUp, T0));
         assert_eq!(t.remove_shard(0), 1);
         assert_eq!(t.next_due(), None);
+    }
+}
+
+#[cfg(test)]
+mod window_tests {
+    use super::*;
+    use shardcron_core::JobSpec;
+
+    const T0: i64 = 1_800_000_000_000;
+
+    fn entry(schedule: &str, policy: MisfirePolicy, grace_ms: i64) -> JobEntry {
+        let mut spec = JobSpec::new("j", schedule, "noop");
+        spec.misfire = policy;
+        spec.misfire_grace = std::time::Duration::from_millis(grace_ms as u64);
+        JobEntry {
+            job: Arc::new(spec.validate().expect("valid")),
+            version: 1,
+            shard: 0,
+            cursor_ms: T0,
+            next_ms: None,
+            grace_ms,
+        }
+    }
+
+    #[test]
+    fn run_once_runs_once_however_many_fires_the_window_holds() {
+        let mut t = Timetable::new();
+        t.upsert(entry("@every 1s", MisfirePolicy::RunOnce, 3_600_000));
+        let now = T0 + 2_500_500;
+        let due = t.take_due(now, 100, usize::MAX);
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].run, vec![T0 + 2_500_000], "only the latest, once");
+        assert!(t.take_due(now, 100, usize::MAX).is_empty(), "nothing left");
+        assert_eq!(t.next_due(), Some(T0 + 2_501_000));
+    }
+
+    #[test]
+    fn take_due_stops_at_the_run_limit_and_leaves_the_rest_due() {
+        let mut t = Timetable::new();
+        for i in 0..5 {
+            let mut e = entry("@every 1s", MisfirePolicy::CatchUp, 60_000);
+            let mut spec = e.job.spec.clone();
+            spec.id = format!("j{i}");
+            e.job = Arc::new(spec.validate().expect("valid"));
+            t.upsert(e);
+        }
+        let due = t.take_due(T0 + 1000, 2000, 2);
+        assert_eq!(due.len(), 2);
+        assert_eq!(t.take_due(T0 + 1000, 2000, usize::MAX).len(), 3);
+    }
+
+    #[test]
+    fn rewind_decides_the_same_fires_again() {
+        let mut t = Timetable::new();
+        t.upsert(entry("@every 1s", MisfirePolicy::CatchUp, 60_000));
+        let due = t.take_due(T0 + 3000, 2000, usize::MAX);
+        assert_eq!(due[0].run.len(), 3);
+        t.rewind("j", due[0].cursor_before);
+        let again = t.take_due(T0 + 3000, 2000, usize::MAX);
+        assert_eq!(again[0].run, due[0].run);
     }
 }

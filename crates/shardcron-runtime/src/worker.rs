@@ -188,7 +188,9 @@ impl Worker {
 
     /// Runs until `shutdown` resolves, then leaves gracefully. Returns an error
     /// only for fatal configuration problems (e.g. a namespace created with
-    /// another shard count); an unreachable Redis is waited out, never fatal.
+    /// another shard count, found at start or by any later heartbeat, after
+    /// which the worker leaves gracefully); an unreachable store is waited
+    /// out, never fatal.
     pub async fn run<F>(self, shutdown: F) -> Result<WorkerReport, WorkerError>
     where
         F: Future<Output = ()> + Send,
@@ -217,6 +219,9 @@ impl Worker {
             self.clock,
             self.status,
         );
-        Ok(node.run(shutdown).await)
+        match node.run(shutdown).await {
+            (report, None) => Ok(report),
+            (_, Some(fatal)) => Err(fatal.into()),
+        }
     }
 }

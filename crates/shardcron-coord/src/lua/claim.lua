@@ -1,34 +1,63 @@
 -- Claim a batch of fires of one shard, atomically with the lease check.
--- KEYS: lease, last-fired hash, job-version hash.
--- ARGV: holder|token, retention ms, claim key prefix, then per fire:
---   job id, scheduled ms, kind ('s' scheduled, 't' trigger, 'r' retry of a
---   claim by this holder whose reply was lost), job version.
--- A trigger or retry whose claim key already names this holder (under any
--- token) is claimed again: only that holder can know it never started it.
+-- KEYS: lease, last-fired hash, job-version hash, trigger queue.
+-- ARGV: holder|token, retention ms, claim key prefix, max early ms, then per
+--   fire: job id, scheduled ms, kind ('s' scheduled, 't' trigger), job
+--   version, attempt id, uncertain attempts (comma-separated, '' if none).
+-- A claim key holds holder|token|attempt. Per fire, in order:
+--   1. a lost earlier attempt of this holder found in the claim key is taken
+--      over: the key is rewritten with this attempt, so each lost attempt can
+--      be taken over once, by one later attempt;
+--   2. the job's version must be the caller's, else 2 (nothing written);
+--   3. the fire must not be later than server time + max early, else 3;
+--   4. the claim key is set NX; a scheduled fire must also be later than the
+--      job's watermark (last claimed scheduled time), which it advances.
+-- A trigger that was claimed, or found claimed, leaves the trigger queue here
+-- and nowhere else, so reading the queue never loses a trigger.
 -- Returns {-1} if the lease is not ours, else {1, r1, r2, ...} with per fire:
---   1 claimed, 0 already claimed (or not after the job's last fired time),
---   2 the job was changed or removed since the caller loaded it.
+--   1 claimed, 0 already claimed (or not after the watermark), 2 job changed,
+--   3 not yet due by the server's clock.
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {-1} end
-local holder_prefix = string.match(ARGV[1], '^(.*|)%d+$')
+local holder = string.match(ARGV[1], '^(.*)|%d+$')
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local latest = now + tonumber(ARGV[4])
 local out = {1}
-for i = 4, #ARGV, 4 do
+for i = 5, #ARGV, 6 do
   local job, at, kind, version = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
-  local code = 0
-  if redis.call('HGET', KEYS[3], job) ~= version then
-    code = 2
-  elseif kind ~= 's' and string.sub(redis.call('GET', ARGV[3] .. job .. '@' .. at) or '', 1, #holder_prefix) == holder_prefix then
-    redis.call('SET', ARGV[3] .. job .. '@' .. at, ARGV[1], 'PX', ARGV[2])
-    code = 1
-  else
-    local fresh = true
-    if kind ~= 't' then
-      local last = redis.call('HGET', KEYS[2], job)
-      fresh = (not last) or tonumber(at) > tonumber(last)
+  local attempt, uncertain = ARGV[i + 4], ARGV[i + 5]
+  local key = ARGV[3] .. job .. '@' .. at
+  local value = ARGV[1] .. '|' .. attempt
+  local code = -1
+  if uncertain ~= '' then
+    local cur = redis.call('GET', key)
+    if cur then
+      local h, a = string.match(cur, '^(.*)|%d+|(%d+)$')
+      if h == holder and string.find(',' .. uncertain .. ',', ',' .. a .. ',', 1, true) then
+        redis.call('SET', key, value, 'PX', ARGV[2])
+        code = 1
+      end
     end
-    if fresh and redis.call('SET', ARGV[3] .. job .. '@' .. at, ARGV[1], 'NX', 'PX', ARGV[2]) then
-      if kind ~= 't' then redis.call('HSET', KEYS[2], job, at) end
-      code = 1
+  end
+  if code == -1 then
+    if redis.call('HGET', KEYS[3], job) ~= version then
+      code = 2
+    elseif tonumber(at) > latest then
+      code = 3
+    else
+      code = 0
+      local fresh = true
+      if kind == 's' then
+        local last = redis.call('HGET', KEYS[2], job)
+        fresh = (not last) or tonumber(at) > tonumber(last)
+      end
+      if fresh and redis.call('SET', key, value, 'NX', 'PX', ARGV[2]) then
+        if kind == 's' then redis.call('HSET', KEYS[2], job, at) end
+        code = 1
+      end
     end
+  end
+  if kind == 't' and (code == 0 or code == 1) then
+    redis.call('LREM', KEYS[4], 1, job .. '|' .. at)
   end
   out[#out + 1] = code
 end

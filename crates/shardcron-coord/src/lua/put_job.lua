@@ -1,16 +1,36 @@
--- Create or replace a job. KEYS: jobs hash, job-version hash, shard version counter.
--- ARGV: id, spec json, expected version ('' = any, '0' = must not exist).
+-- Create or replace a job, index it and announce it, in one atomic step.
+-- KEYS: jobs hash, job-version hash, shard version counter, job index.
+-- ARGV: id, spec json, expected version ('' = any, '0' = must not exist),
+--   paused ('1' or '0'), events channel, shard.
 -- The job's version is the shard counter after this write, so a version is
--- never reused, even after delete and re-create.
--- Returns {version, updated_ms} or {-1, current_version_or_0} on conflict.
+-- never reused, even after delete and re-create. `active_since_ms` is the
+-- write time on creation and when a paused job is resumed, and is kept on
+-- every other edit.
+-- Returns {version, updated_ms, active_since_ms} or {-1, current_version_or_0}.
 local current = redis.call('HGET', KEYS[2], ARGV[1])
 if ARGV[3] ~= '' and (current or '0') ~= ARGV[3] then
   return {-1, tonumber(current or '0')}
 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local since = now
+local prev_raw = redis.call('HGET', KEYS[1], ARGV[1])
+if prev_raw then
+  local ok, prev = pcall(cjson.decode, prev_raw)
+  if ok and type(prev) == 'table' then
+    local was_paused = type(prev.spec) == 'table' and prev.spec.paused == true
+    if not (was_paused and ARGV[4] == '0') then
+      local kept = tonumber(prev.active_since_ms) or 0
+      if kept <= 0 then kept = tonumber(prev.updated_ms) or now end
+      since = kept
+    end
+  end
+end
 local version = redis.call('INCR', KEYS[3])
 redis.call('HSET', KEYS[2], ARGV[1], version)
-redis.call('HSET', KEYS[1], ARGV[1],
-  '{"version":' .. version .. ',"updated_ms":' .. now .. ',"spec":' .. ARGV[2] .. '}')
-return {version, now}
+redis.call('HSET', KEYS[1], ARGV[1], '{"version":' .. version .. ',"updated_ms":' ..
+  string.format('%d', now) .. ',"active_since_ms":' .. string.format('%d', since) ..
+  ',"spec":' .. ARGV[2] .. '}')
+redis.call('ZADD', KEYS[4], 0, ARGV[1])
+redis.call('PUBLISH', ARGV[5], 'jobs:' .. ARGV[6])
+return {version, now, since}

@@ -1,10 +1,17 @@
--- Queue an extra fire of a job now. KEYS: job-version hash, trigger list, shard
--- version counter. ARGV: id, events channel, shard.
--- Returns the trigger's scheduled ms (server time), or -1 if the job is absent.
+-- Queue an extra fire of a job now. KEYS: job-version hash, trigger queue,
+-- shard version counter, trigger-instant hash. ARGV: id, events channel, shard.
+-- The trigger's instant is the server time in ms, moved past the job's
+-- previous trigger if that had the same (or a later) ms, so two triggers of
+-- one job never share a fire id.
+-- Returns the trigger's scheduled ms, or -1 if the job is absent.
 if not redis.call('HGET', KEYS[1], ARGV[1]) then return -1 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('RPUSH', KEYS[2], ARGV[1] .. '|' .. now)
+local prev = tonumber(redis.call('HGET', KEYS[4], ARGV[1]) or '0')
+if prev >= now then now = prev + 1 end
+local at = string.format('%d', now)
+redis.call('HSET', KEYS[4], ARGV[1], at)
+redis.call('RPUSH', KEYS[2], ARGV[1] .. '|' .. at)
 redis.call('INCR', KEYS[3])
 redis.call('PUBLISH', ARGV[2], 'jobs:' .. ARGV[3])
 return now

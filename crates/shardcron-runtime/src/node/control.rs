@@ -1,0 +1,316 @@
+//! The heartbeat step: register (re-asserting the ring settings), sample the
+//! store's clock, list members, recompute the ring, then hand off, renew and
+//! acquire shard leases.
+//!
+//! Handoff rule: a shard the ring moved elsewhere is released only at a moment
+//! when none of its fires is running or waiting on this node, and no claim of
+//! it is unresolved. Until then this node keeps the lease (renewing it) and
+//! keeps serving the shard, so its fires are not delayed; the new owner, who
+//! cannot acquire the lease before the release, can therefore never start a
+//! job while the job's previous run is still going here. A shard that finds
+//! no such moment within `handoff_timeout` stops being claimed, its handlers
+//! are cancelled (they see the signal) and it is released once they end.
+
+use std::collections::BTreeSet;
+
+use metrics::counter;
+use shardcron_coord::{CoordError, LeaseGrant, Membership};
+use shardcron_core::ShardMap;
+use tokio::time::Instant;
+use tracing::{debug, error, info, warn};
+
+use super::{Handoff, Held, Node};
+use crate::lease_watch::LeaseWatch;
+use crate::metrics as m;
+
+/// Shards loaded per round trip, so a large acquisition never turns into one
+/// reply big enough to time out.
+const LOAD_CHUNK: usize = 64;
+
+impl Node {
+    /// Heartbeat, membership, ring, leases.
+    pub(super) async fn control_step(&mut self) {
+        let sent = Instant::now();
+        let beat = self
+            .coord
+            .heartbeat(&self.info, self.settings.member_ttl)
+            .await;
+        if let Err(e @ CoordError::ConfigMismatch { .. }) = beat {
+            error!(error = %e, "the namespace's ring settings changed under this node; stopping");
+            self.fatal = Some(e);
+            return;
+        }
+        let Some(server_ms) = self.coord_result("heartbeat", sent, beat) else {
+            if !self.held.is_empty() {
+                // The leases cannot be renewed either: count it, so an outage
+                // shows up as renewal failures before validity runs out.
+                counter!(m::LEASE_RENEWAL_FAILURES_TOTAL).increment(1);
+            }
+            self.registered = false;
+            self.drop_invalid_leases();
+            return;
+        };
+        self.clock.observe(sent, Instant::now(), server_ms);
+        self.clock_suspect = false;
+        if !self.registered {
+            info!(node = %self.info.id, wall_clock_off_ms = self.clock.offset_ms(), "registered");
+            self.registered = true;
+        }
+        let t = Instant::now();
+        let listed = self.coord.members().await;
+        if let Some(membership) = self.coord_result("members", t, listed) {
+            self.update_ring(membership);
+        }
+        self.drop_invalid_leases();
+        self.update_handoffs();
+        self.renew_held().await;
+        self.release_idle_handoffs().await;
+        self.acquire_missing().await;
+    }
+
+    fn update_ring(&mut self, membership: Membership) {
+        let ids: Vec<String> = membership.members.into_iter().map(|m| m.id).collect();
+        if ids == self.members {
+            return;
+        }
+        let map = ShardMap::compute(&ids, self.ring);
+        let desired: BTreeSet<u32> = map.shards_of(&self.info.id).into_iter().collect();
+        metrics::gauge!(m::MEMBERS).set(ids.len() as f64);
+        metrics::gauge!(m::SHARDS_DESIRED).set(desired.len() as f64);
+        if desired != self.desired {
+            counter!(m::REBALANCES_TOTAL).increment(1);
+            info!(members = ?ids, desired = desired.len(), "ring changed");
+        }
+        let now = Instant::now();
+        self.desired_since.retain(|s, _| desired.contains(s));
+        for &shard in &desired {
+            self.desired_since.entry(shard).or_insert(now);
+        }
+        self.members = ids;
+        self.desired = desired;
+    }
+
+    /// Drops every lease whose local validity has ended.
+    pub(super) fn drop_invalid_leases(&mut self) {
+        let lapsed: Vec<u32> = self
+            .held
+            .iter()
+            .filter(|(_, h)| !h.watch.is_valid())
+            .map(|(s, _)| *s)
+            .collect();
+        if !lapsed.is_empty() {
+            warn!(
+                shards = lapsed.len(),
+                "lease validity ended locally; stopped firing those shards"
+            );
+        }
+        for shard in lapsed {
+            self.lose_shard(shard);
+        }
+    }
+
+    /// The lease is gone: its handlers are cancelled and its claimed fires
+    /// that have not started never will (each is recorded).
+    pub(super) fn lose_shard(&mut self, shard: u32) {
+        if let Some(held) = self.held.remove(&shard) {
+            held.watch.lose();
+            self.timetable.remove_shard(shard);
+            self.reload.remove(&shard);
+            self.pending.forget_certain(shard);
+            self.forget_unreadable(shard);
+            self.report.leases_lost += 1;
+            counter!(m::LEASE_LOSSES_TOTAL).increment(1);
+            debug!(shard, token = held.token, "lease lost");
+        }
+    }
+
+    /// Starts a handoff for every held shard the ring moved elsewhere, calls
+    /// one off if the ring gave the shard back, and gives up waiting for
+    /// those past `handoff_timeout`.
+    fn update_handoffs(&mut self) {
+        let now = Instant::now();
+        let timeout = self.settings.handoff_timeout;
+        let mut gave_up = Vec::new();
+        for (&shard, held) in &mut self.held {
+            let desired = self.desired.contains(&shard);
+            match &mut held.handoff {
+                None if !desired => {
+                    held.handoff = Some(Handoff {
+                        since: now,
+                        gave_up: false,
+                    });
+                }
+                Some(h) if desired && !h.gave_up => held.handoff = None,
+                Some(h) if !h.gave_up && now.duration_since(h.since) >= timeout => {
+                    h.gave_up = true;
+                    held.watch.cancel_runs();
+                    gave_up.push(shard);
+                }
+                _ => {}
+            }
+        }
+        for shard in gave_up {
+            warn!(
+                shard,
+                ?timeout,
+                "handoff waited too long for the shard's runs; cancelled them"
+            );
+            self.timetable.remove_shard(shard);
+            self.reload.remove(&shard);
+        }
+    }
+
+    /// Whether a shard in handoff can be released now.
+    fn ready_to_release(&self, shard: u32, held: &Held) -> bool {
+        let Some(handoff) = &held.handoff else {
+            return false;
+        };
+        !self.executor.shard_busy(shard) && (handoff.gave_up || !self.pending.has_uncertain(shard))
+    }
+
+    /// Releases every shard in handoff whose runs have all ended.
+    pub(super) async fn release_idle_handoffs(&mut self) {
+        let ready: Vec<u32> = self
+            .held
+            .iter()
+            .filter(|(s, h)| self.ready_to_release(**s, h))
+            .map(|(s, _)| *s)
+            .collect();
+        if !ready.is_empty() {
+            self.release(&ready).await;
+        }
+    }
+
+    /// Releases `shards` (held, with no run left) in one round trip.
+    pub(super) async fn release(&mut self, shards: &[u32]) {
+        let mut leases = Vec::with_capacity(shards.len());
+        for &shard in shards {
+            if let Some(held) = self.held.remove(&shard) {
+                self.timetable.remove_shard(shard);
+                self.reload.remove(&shard);
+                self.pending.forget_certain(shard);
+                self.forget_unreadable(shard);
+                leases.push((shard, held.token));
+                held.watch.released();
+            }
+        }
+        if leases.is_empty() {
+            return;
+        }
+        info!(shards = leases.len(), "handing off shards");
+        let t = Instant::now();
+        let released = self.coord.release_leases(&leases, &self.holder).await;
+        self.coord_result("release leases", t, released);
+    }
+
+    /// Renews every held lease in one round trip.
+    pub(super) async fn renew_held(&mut self) {
+        let leases: Vec<(u32, u64)> = self.held.iter().map(|(s, h)| (*s, h.token)).collect();
+        if leases.is_empty() {
+            return;
+        }
+        let sent = Instant::now();
+        let renewed = self
+            .coord
+            .renew_leases(&leases, &self.holder, self.settings.lease_ttl)
+            .await;
+        let Some(renewed) = self.coord_result("renew leases", sent, renewed) else {
+            counter!(m::LEASE_RENEWAL_FAILURES_TOTAL).increment(1);
+            return;
+        };
+        let valid_until = sent + self.validity();
+        for ((shard, _), ok) in leases.into_iter().zip(renewed) {
+            if ok {
+                if let Some(h) = self.held.get(&shard) {
+                    h.watch.extend(valid_until);
+                }
+            } else {
+                warn!(shard, "lease renewal refused: another node holds the shard");
+                self.lose_shard(shard);
+            }
+        }
+    }
+
+    fn validity(&self) -> std::time::Duration {
+        self.settings
+            .lease_ttl
+            .saturating_sub(self.settings.drift_margin)
+    }
+
+    /// Acquires the desired shards not held yet, and loads them in chunks.
+    async fn acquire_missing(&mut self) {
+        let missing: Vec<u32> = self
+            .desired
+            .iter()
+            .filter(|s| !self.held.contains_key(s))
+            .copied()
+            .collect();
+        if missing.is_empty() {
+            return;
+        }
+        let sent = Instant::now();
+        let grants = self
+            .coord
+            .acquire_leases(&missing, &self.holder, self.settings.lease_ttl)
+            .await;
+        let Some(grants) = self.coord_result("acquire leases", sent, grants) else {
+            return;
+        };
+        let granted: Vec<(u32, u64)> = missing
+            .iter()
+            .zip(grants)
+            .filter_map(|(&shard, grant)| match grant {
+                LeaseGrant::Granted { token } => Some((shard, token)),
+                LeaseGrant::HeldBy { .. } => None,
+            })
+            .collect();
+        if granted.is_empty() {
+            return;
+        }
+        let valid_until = sent + self.validity();
+        for chunk in granted.chunks(LOAD_CHUNK) {
+            self.load_granted(chunk, valid_until).await;
+        }
+        info!(
+            owned = self.held.len(),
+            desired = self.desired.len(),
+            "acquired shards"
+        );
+        if !self.pending.is_empty() {
+            self.retry_at = Some(Instant::now());
+        }
+    }
+
+    /// Loads freshly granted shards; a chunk that cannot be loaded is
+    /// released again (the node cannot serve it), the others are kept.
+    async fn load_granted(&mut self, granted: &[(u32, u64)], valid_until: Instant) {
+        let shards: Vec<u32> = granted.iter().map(|(s, _)| *s).collect();
+        let t = Instant::now();
+        let loaded = self.coord.load_shards(&shards).await;
+        let Some(loaded) = self.coord_result("load shards", t, loaded) else {
+            let t = Instant::now();
+            let released = self.coord.release_leases(granted, &self.holder).await;
+            self.coord_result("release leases", t, released);
+            return;
+        };
+        for (&(shard, token), jobs) in granted.iter().zip(loaded) {
+            self.held.insert(
+                shard,
+                Held {
+                    token,
+                    version: jobs.version,
+                    watch: LeaseWatch::start(valid_until),
+                    handoff: None,
+                },
+            );
+            self.install_jobs(jobs, false);
+            if let Some(since) = self.desired_since.get(&shard) {
+                metrics::histogram!(m::SHARD_HANDOFF_SECONDS).record(since.elapsed().as_secs_f64());
+            }
+            self.report.leases_acquired += 1;
+            counter!(m::LEASE_ACQUISITIONS_TOTAL).increment(1);
+            debug!(shard, token, "lease acquired");
+        }
+        self.read_triggers(&shards).await;
+    }
+}

@@ -1,0 +1,350 @@
+//! The fire step: claim every due fire (and every pending one) in one round
+//! trip, then act on each outcome.
+//!
+//! | outcome | what happens |
+//! |---|---|
+//! | `Claimed` | dispatched to the executor: it runs, or gets a record saying why not |
+//! | `AlreadyClaimed` | dropped: another claim (or the watermark) has it |
+//! | `JobChanged` | the shard is reloaded and the job's cursor goes back before the fire, so it is decided again under the new version |
+//! | `NotYetDue` | the store's clock says the fire is in the future: the job's cursor goes back, and nothing is claimed until the next heartbeat resamples the clock |
+//! | lease lost | the shard is dropped; the next owner catches its scheduled fires up; unresolved claims stay pending |
+//! | reply lost | every fire of the request becomes pending with its attempt marked uncertain, claimed again 250 ms later |
+
+use std::collections::{BTreeMap, HashMap};
+
+use metrics::counter;
+use shardcron_coord::{BatchOutcome, ClaimBatch, ClaimOutcome, FireClaim, FireKind, RunOutcome};
+use tokio::time::Instant;
+use tracing::{debug, warn};
+
+use super::pending::{FireKey, Pending};
+use super::Node;
+use crate::executor::{ClaimedFire, RecordFields};
+use crate::lease_watch::LeaseGuard;
+use crate::metrics as m;
+use crate::timetable::DueFires;
+
+/// Delay before retrying fires whose claim round trip failed.
+const CLAIM_RETRY: std::time::Duration = std::time::Duration::from_millis(250);
+/// Most misfire records written per job per wake-up.
+const MAX_MISFIRE_RECORDS: usize = 10;
+
+/// The fires of one step, per shard, one entry per fire id.
+#[derive(Default)]
+struct StepBatches {
+    by_shard: BTreeMap<u32, BTreeMap<(String, i64), FireClaim>>,
+    /// Cursor of each job before this step's decision (for `NotYetDue`).
+    cursor_before: HashMap<String, i64>,
+}
+
+impl Node {
+    fn new_attempt(&mut self) -> u64 {
+        self.next_attempt += 1;
+        self.next_attempt
+    }
+
+    /// Claims every due fire, one batch per shard, one round trip in all.
+    pub(super) async fn fire_step(&mut self) {
+        self.retry_at = None;
+        // Leases whose local validity ended are dropped before anything is
+        // claimed under them, so a claim never lands for a shard this step
+        // has already given up.
+        self.drop_invalid_leases();
+        let now_ms = self.clock.now_ms();
+        let mut step = StepBatches::default();
+        self.take_pending(&mut step, now_ms);
+        if !self.clock_suspect {
+            self.take_timetable(&mut step, now_ms);
+        }
+        let claims: Vec<ClaimBatch> = std::mem::take(&mut step.by_shard)
+            .into_iter()
+            .filter(|(_, fires)| !fires.is_empty())
+            .filter_map(|(shard, fires)| {
+                let held = self.held.get(&shard)?;
+                Some(ClaimBatch {
+                    shard,
+                    holder: self.holder.clone(),
+                    token: held.token,
+                    fires: fires.into_values().collect(),
+                })
+            })
+            .collect();
+        if claims.is_empty() {
+            return;
+        }
+        let t = Instant::now();
+        let outcome = self
+            .coord
+            .claim_fires(&claims, self.settings.claim_retention)
+            .await;
+        let Some(outcomes) = self.coord_result("claim fires", t, outcome) else {
+            // The claims may or may not have landed: only this node can
+            // resolve them, with their attempt ids.
+            for batch in &claims {
+                for fire in &batch.fires {
+                    self.pending.lost_reply(fire_key(batch.shard, fire), fire);
+                }
+            }
+            self.retry_at = Some(Instant::now() + CLAIM_RETRY);
+            return;
+        };
+        self.executor.reap_finished();
+        for (batch, outcome) in claims.into_iter().zip(outcomes) {
+            match outcome {
+                BatchOutcome::LeaseLost => {
+                    warn!(shard = batch.shard, "claim refused: lease no longer ours");
+                    self.lose_shard(batch.shard);
+                    // Scheduled fires are the next owner's to catch up and
+                    // triggers stay queued for it; a fire whose earlier
+                    // attempt may have landed is only this node's to resolve.
+                    for fire in batch.fires {
+                        if !fire.uncertain.is_empty() {
+                            let key = fire_key(batch.shard, &fire);
+                            self.pending.keep(key, pending_of(&fire));
+                        }
+                    }
+                }
+                BatchOutcome::Claimed(codes) => {
+                    self.on_claimed(batch, codes, now_ms, &step.cursor_before);
+                }
+            }
+        }
+    }
+
+    /// Moves pending claims into the step's batches, keeps the ones whose
+    /// shard cannot be claimed now, and gives up unresolved ones too old to
+    /// run.
+    fn take_pending(&mut self, step: &mut StepBatches, now_ms: i64) {
+        for (key, p) in self.pending.take_all() {
+            let (shard, job_id, at) = key.clone();
+            if self.held.get(&shard).is_some_and(|h| h.claimable()) {
+                let claim = FireClaim {
+                    uncertain: p.uncertain,
+                    ..FireClaim::new(job_id.clone(), at, p.kind, p.version, self.new_attempt())
+                };
+                step.by_shard
+                    .entry(shard)
+                    .or_default()
+                    .insert((job_id, at), claim);
+            } else if !p.is_uncertain() {
+                // A trigger stays queued in the store for whoever owns the
+                // shard; nothing is lost by forgetting it here.
+            } else if now_ms - at < self.giveup_ms(&job_id) {
+                self.pending.keep(key, p);
+            } else {
+                warn!(job = %job_id, at, "claim outcome never learned within the misfire grace; given up");
+                self.executor.record_lost(
+                    RecordFields {
+                        job_id: &job_id,
+                        scheduled_ms: at,
+                        shard,
+                        token: 0,
+                        job_label: None,
+                    },
+                    "unresolved_claim",
+                    "the claim's reply was lost and its shard could not be held again in time to resolve it",
+                );
+            }
+        }
+    }
+
+    /// How long an unresolved claim is worth resolving: its job's grace (or
+    /// the default), never longer than the claim key lives.
+    fn giveup_ms(&self, job_id: &str) -> i64 {
+        self.timetable.get(job_id).map_or_else(
+            || {
+                self.settings
+                    .effective_grace(std::time::Duration::from_secs(60))
+                    .as_millis() as i64
+            },
+            |e| e.grace_ms,
+        )
+    }
+
+    /// Takes due timetable fires, as many as the executor has room for.
+    fn take_timetable(&mut self, step: &mut StepBatches, now_ms: i64) {
+        let room = self.executor.capacity();
+        if room == 0 {
+            return;
+        }
+        let tolerance_ms = self.settings.on_time_tolerance.as_millis() as i64;
+        for d in self.timetable.take_due(now_ms, tolerance_ms, room) {
+            let Some(held) = self.held.get(&d.shard) else {
+                continue;
+            };
+            if !held.claimable() {
+                // Validity ended while this step ran: claim nothing for it.
+                self.timetable.rewind(&d.job_id, d.cursor_before);
+                continue;
+            }
+            self.record_misfires(&d, held.token);
+            step.cursor_before
+                .entry(d.job_id.clone())
+                .or_insert(d.cursor_before);
+            let attempts: Vec<u64> = d.run.iter().map(|_| self.new_attempt()).collect();
+            let fires = step.by_shard.entry(d.shard).or_default();
+            for (&at, attempt) in d.run.iter().zip(attempts) {
+                fires
+                    .entry((d.job_id.clone(), at))
+                    // The same fire is pending (a lost reply, or a trigger
+                    // on the same ms): one claim, as a scheduled fire so the
+                    // watermark moves, keeping the lost attempts.
+                    .and_modify(|c| c.kind = FireKind::Scheduled)
+                    .or_insert_with(|| {
+                        FireClaim::new(
+                            d.job_id.clone(),
+                            at,
+                            FireKind::Scheduled,
+                            d.version,
+                            attempt,
+                        )
+                    });
+            }
+        }
+    }
+
+    fn on_claimed(
+        &mut self,
+        batch: ClaimBatch,
+        codes: Vec<ClaimOutcome>,
+        now_ms: i64,
+        cursor_before: &HashMap<String, i64>,
+    ) {
+        let shard = batch.shard;
+        let token = batch.token;
+        let guard = self
+            .held
+            .get(&shard)
+            .map_or_else(LeaseGuard::ended, |h| h.watch.guard());
+        let tolerance_ms = self.settings.on_time_tolerance.as_millis() as i64;
+        let mut latest: HashMap<&str, i64> = HashMap::new();
+        for fire in &batch.fires {
+            let l = latest
+                .entry(fire.job_id.as_str())
+                .or_insert(fire.scheduled_ms);
+            *l = (*l).max(fire.scheduled_ms);
+        }
+        let mut dispatch = Vec::new();
+        for (fire, code) in batch.fires.iter().zip(codes) {
+            match code {
+                ClaimOutcome::Claimed => {
+                    let catch_up = now_ms - fire.scheduled_ms > tolerance_ms
+                        || latest
+                            .get(fire.job_id.as_str())
+                            .is_some_and(|&l| fire.scheduled_ms < l);
+                    dispatch.push((fire.clone(), catch_up));
+                }
+                ClaimOutcome::AlreadyClaimed => {
+                    self.report.claim_conflicts += 1;
+                    counter!(m::CLAIM_CONFLICTS_TOTAL).increment(1);
+                    debug!(job = %fire.job_id, at = fire.scheduled_ms, "already claimed elsewhere");
+                }
+                ClaimOutcome::JobChanged => {
+                    if fire.kind == FireKind::Scheduled {
+                        let r = self.refused.entry(fire.job_id.clone()).or_insert(i64::MAX);
+                        *r = (*r).min(fire.scheduled_ms);
+                    }
+                    self.reload.insert(shard);
+                }
+                ClaimOutcome::NotYetDue => {
+                    counter!(m::CLAIMS_NOT_YET_DUE_TOTAL).increment(1);
+                    if let Some(&cursor) = cursor_before.get(&fire.job_id) {
+                        self.timetable.rewind(&fire.job_id, cursor);
+                    }
+                    if !self.clock_suspect {
+                        warn!(job = %fire.job_id, at = fire.scheduled_ms, "the store says this fire is not due yet: resampling the clock before claiming again");
+                        self.clock_suspect = true;
+                        self.control_at = Instant::now();
+                    }
+                }
+            }
+        }
+        for (fire, catch_up) in dispatch {
+            self.dispatch_one(shard, token, &guard, fire, catch_up);
+        }
+    }
+
+    fn dispatch_one(
+        &mut self,
+        shard: u32,
+        token: u64,
+        guard: &LeaseGuard,
+        fire: FireClaim,
+        catch_up: bool,
+    ) {
+        let Some(entry) = self.timetable.get(&fire.job_id) else {
+            warn!(job = %fire.job_id, at = fire.scheduled_ms, "claimed a fire of a job no longer loaded here; not run");
+            self.executor.record_lost(
+                RecordFields {
+                    job_id: &fire.job_id,
+                    scheduled_ms: fire.scheduled_ms,
+                    shard,
+                    token,
+                    job_label: None,
+                },
+                "job_removed",
+                "claimed, but the job was removed from this node before it could start",
+            );
+            return;
+        };
+        self.report.claimed += 1;
+        if catch_up {
+            counter!(m::CATCHUP_FIRES_TOTAL).increment(1);
+        }
+        let claimed = ClaimedFire {
+            job: entry.job.clone(),
+            scheduled_ms: fire.scheduled_ms,
+            shard,
+            token,
+            lease: guard.clone(),
+            catch_up,
+            version: fire.job_version,
+        };
+        self.executor.dispatch(claimed);
+    }
+
+    fn record_misfires(&self, d: &DueFires, token: u64) {
+        let Some(entry) = self.timetable.get(&d.job_id) else {
+            return;
+        };
+        let mk = |at: i64| ClaimedFire {
+            job: entry.job.clone(),
+            scheduled_ms: at,
+            shard: d.shard,
+            token,
+            lease: LeaseGuard::ended(),
+            catch_up: false,
+            version: d.version,
+        };
+        let misfires = d.misfired.len() + usize::from(d.beyond_grace.is_some());
+        if misfires > 0 {
+            counter!(m::MISFIRES_TOTAL).increment(misfires as u64);
+        }
+        if let Some(first) = d.beyond_grace {
+            self.executor.record_not_run(
+                &mk(first),
+                RunOutcome::Misfired,
+                "this and possibly later fires were missed beyond the misfire grace",
+            );
+        }
+        for &at in d.misfired.iter().take(MAX_MISFIRE_RECORDS) {
+            self.executor.record_not_run(
+                &mk(at),
+                RunOutcome::Misfired,
+                "not run per misfire policy",
+            );
+        }
+    }
+}
+
+fn fire_key(shard: u32, fire: &FireClaim) -> FireKey {
+    (shard, fire.job_id.clone(), fire.scheduled_ms)
+}
+
+fn pending_of(fire: &FireClaim) -> Pending {
+    Pending {
+        kind: fire.kind,
+        version: fire.job_version,
+        uncertain: fire.uncertain.clone(),
+    }
+}

@@ -1,0 +1,342 @@
+//! The node state machine: membership, ring, leases, timers and claims.
+//!
+//! One task owns all of a node's state and reacts to a few things: the
+//! heartbeat tick (register, list members, recompute the ring, hand off,
+//! renew and acquire leases), the timer heap (claim due fires per shard in one
+//! round trip and dispatch them), namespace events (react at once to joins,
+//! leaves, released leases and job changes) and finished runs. Keeping it in
+//! one task means there are no locks: a shard is never released while a claim
+//! for it is in flight.
+//!
+//! The steps live in their own modules, one job each: [`control`] (heartbeat,
+//! ring, leases, handoffs), [`loading`] (jobs, triggers, version polls),
+//! [`firing`] (claims and their outcomes), [`pending`] (claims whose outcome
+//! is not known yet) and [`shutdown`] (leaving gracefully).
+
+mod control;
+mod firing;
+mod loading;
+mod pending;
+mod shutdown;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use metrics::gauge;
+use shardcron_coord::{CoordError, CoordEvent, Coordinator, MemberInfo, RunRecord};
+use shardcron_core::RingConfig;
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use crate::clock::{Clock, ServerClock};
+use crate::executor::Executor;
+use crate::handler::HandlerRegistry;
+use crate::lease_watch::LeaseWatch;
+use crate::metrics as m;
+use crate::recorder::spawn_recorder;
+use crate::settings::WorkerSettings;
+use crate::status::{WorkerReport, WorkerStatus};
+use crate::timetable::Timetable;
+
+use pending::PendingClaims;
+
+/// A shard whose lease this node holds.
+struct Held {
+    token: u64,
+    version: u64,
+    watch: LeaseWatch,
+    /// Set once the ring no longer gives the shard to this node.
+    handoff: Option<Handoff>,
+}
+
+/// A shard being handed to another node: served until its runs allow a
+/// clean release, or until `handoff_timeout`.
+struct Handoff {
+    since: Instant,
+    /// The wait was given up: nothing more is claimed for the shard and its
+    /// runs were cancelled; the lease goes as soon as they have ended.
+    gave_up: bool,
+}
+
+impl Held {
+    /// Whether fires may be claimed under this lease now.
+    fn claimable(&self) -> bool {
+        self.watch.is_valid() && !self.handoff.as_ref().is_some_and(|h| h.gave_up)
+    }
+}
+
+pub(crate) struct Node {
+    coord: Arc<dyn Coordinator>,
+    info: MemberInfo,
+    holder: String,
+    settings: WorkerSettings,
+    ring: RingConfig,
+    clock: ServerClock,
+    status: Arc<watch::Sender<WorkerStatus>>,
+    members: Vec<String>,
+    desired: BTreeSet<u32>,
+    desired_since: HashMap<u32, Instant>,
+    held: BTreeMap<u32, Held>,
+    timetable: Timetable,
+    executor: Executor,
+    records: Option<mpsc::UnboundedSender<RunRecord>>,
+    recorder: tokio::task::JoinHandle<()>,
+    reload: BTreeSet<u32>,
+    pending: PendingClaims,
+    /// Earliest fire per job that a claim refused because the job changed:
+    /// after the reload the job's cursor goes back before it, so the fire is
+    /// decided again under the new version instead of being lost.
+    refused: HashMap<String, i64>,
+    next_attempt: u64,
+    control_at: Instant,
+    retry_at: Option<Instant>,
+    /// The store said a fire was not due yet: this node's idea of the time
+    /// is off. Nothing is claimed until the next heartbeat resamples it.
+    clock_suspect: bool,
+    overloaded: bool,
+    reachable: bool,
+    registered: bool,
+    /// Stored jobs that could not be decoded, per owned shard.
+    unreadable: BTreeMap<u32, Vec<shardcron_coord::UnreadableJob>>,
+    /// Jobs (id, version) whose timing has been warned about.
+    warned: HashSet<(String, u64)>,
+    fatal: Option<CoordError>,
+    report: WorkerReport,
+}
+
+/// A process instance id: start time and pid, so two incarnations of one
+/// node id never share a holder string.
+pub(crate) fn instance_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{:x}", (nanos as u64) ^ ((std::process::id() as u64) << 40))
+}
+
+impl Node {
+    pub(crate) fn new(
+        instance: String,
+        coord: Arc<dyn Coordinator>,
+        info: MemberInfo,
+        handlers: HandlerRegistry,
+        settings: WorkerSettings,
+        clock: Arc<dyn Clock>,
+        status: Arc<watch::Sender<WorkerStatus>>,
+    ) -> Self {
+        let clock = ServerClock::new(clock);
+        let (records, rx) = mpsc::unbounded_channel();
+        let recorder = spawn_recorder(coord.clone(), rx);
+        let executor = Executor::new(
+            info.id.clone(),
+            handlers,
+            settings.concurrency,
+            clock.clone(),
+            records.clone(),
+        );
+        Self {
+            holder: format!("{}/{}", info.id, instance),
+            ring: coord.ring_config(),
+            coord,
+            info,
+            settings,
+            clock,
+            status,
+            members: Vec::new(),
+            desired: BTreeSet::new(),
+            desired_since: HashMap::new(),
+            held: BTreeMap::new(),
+            timetable: Timetable::new(),
+            executor,
+            records: Some(records),
+            recorder,
+            reload: BTreeSet::new(),
+            pending: PendingClaims::default(),
+            refused: HashMap::new(),
+            next_attempt: 0,
+            control_at: Instant::now(),
+            retry_at: None,
+            clock_suspect: false,
+            overloaded: false,
+            reachable: true,
+            registered: false,
+            unreadable: BTreeMap::new(),
+            warned: HashSet::new(),
+            fatal: None,
+            report: WorkerReport::default(),
+        }
+    }
+
+    /// Runs until `shutdown` resolves or a fatal error; then leaves
+    /// gracefully. Returns the fatal error, if any, with the report.
+    pub(crate) async fn run<F: Future<Output = ()> + Send>(
+        mut self,
+        shutdown: F,
+    ) -> (WorkerReport, Option<CoordError>) {
+        tokio::pin!(shutdown);
+        let mut events = self.coord.subscribe();
+        let mut poll_at = Instant::now() + self.settings.poll_interval;
+        info!(node = %self.info.id, holder = %self.holder, "worker starting");
+        loop {
+            self.reap_finished();
+            self.update_overload();
+            let fire_at = if self.clock_suspect || self.overloaded {
+                None
+            } else {
+                self.timetable.next_due().map(|due| {
+                    let wait = (due - self.clock.now_ms()).max(0) as u64;
+                    Instant::now() + Duration::from_millis(wait)
+                })
+            };
+            tokio::select! {
+                biased;
+                () = &mut shutdown => break,
+                () = tokio::time::sleep_until(self.control_at) => {
+                    self.control_at = Instant::now() + self.settings.heartbeat;
+                    self.control_step().await;
+                }
+                () = sleep_until_opt(fire_at) => self.fire_step().await,
+                () = sleep_until_opt(self.retry_at) => self.fire_step().await,
+                event = events.recv() => match event {
+                    Ok(event) => self.on_event(event, &mut poll_at),
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        self.control_at = Instant::now();
+                        poll_at = Instant::now();
+                    }
+                    Err(broadcast::error::RecvError::Closed) => events = self.coord.subscribe(),
+                },
+                _ = self.executor.next_finished() => {}
+                () = tokio::time::sleep_until(poll_at) => {
+                    self.poll_versions().await;
+                    poll_at = Instant::now() + self.settings.poll_interval;
+                }
+            }
+            if self.fatal.is_some() {
+                break;
+            }
+            if !self.reload.is_empty() {
+                self.reload_shards().await;
+            }
+            self.release_idle_handoffs().await;
+            self.publish_status();
+        }
+        let fatal = self.fatal.take();
+        (self.shutdown().await, fatal)
+    }
+
+    fn on_event(&mut self, event: CoordEvent, poll_at: &mut Instant) {
+        debug!(?event, "event");
+        match event {
+            CoordEvent::MemberJoined(id) | CoordEvent::MemberLeft(id) => {
+                if id != self.info.id || !self.members.contains(&id) {
+                    self.control_at = Instant::now();
+                }
+            }
+            CoordEvent::LeaseReleased(shard) => {
+                if self.desired.contains(&shard) && !self.held.contains_key(&shard) {
+                    self.control_at = Instant::now();
+                }
+            }
+            CoordEvent::JobsChanged(shard) => {
+                if self.held.contains_key(&shard) {
+                    self.reload.insert(shard);
+                }
+            }
+            CoordEvent::Resync => {
+                self.control_at = Instant::now();
+                *poll_at = Instant::now();
+            }
+        }
+    }
+
+    /// Reaps every finished run, so overlap decisions and handoffs see facts.
+    fn reap_finished(&mut self) {
+        self.executor.reap_finished();
+    }
+
+    /// Stops claiming while the waiting line is full, and says so once per
+    /// change of state.
+    fn update_overload(&mut self) {
+        let overloaded = self.executor.capacity() == 0;
+        gauge!(m::RUNS_WAITING).set(self.executor.waiting() as f64);
+        if overloaded != self.overloaded {
+            self.overloaded = overloaded;
+            gauge!(m::OVERLOADED).set(if overloaded { 1.0 } else { 0.0 });
+            if overloaded {
+                warn!(
+                    waiting = self.executor.waiting(),
+                    concurrency = self.settings.concurrency,
+                    "overloaded: waiting line full; new fires stay unclaimed and will run late or count as misfires by policy"
+                );
+            } else {
+                info!("no longer overloaded: claiming again");
+            }
+        }
+    }
+
+    fn coord_result<T>(
+        &mut self,
+        op: &'static str,
+        started: Instant,
+        r: Result<T, CoordError>,
+    ) -> Option<T> {
+        m::round_trip(op, started.elapsed(), r.is_ok());
+        match r {
+            Ok(v) => {
+                if !self.reachable {
+                    info!(op, "store reachable again");
+                    self.reachable = true;
+                }
+                Some(v)
+            }
+            Err(e) if e.is_unreachable() => {
+                if self.reachable {
+                    warn!(op, error = %e, "store unreachable; leases lapse locally, fires resume on reconnect");
+                    self.reachable = false;
+                }
+                None
+            }
+            Err(e) => {
+                warn!(op, error = %e, "coordination error");
+                None
+            }
+        }
+    }
+
+    fn publish_status(&self) {
+        let owned_jobs = self.timetable.len();
+        gauge!(m::SHARDS_OWNED).set(self.held.len() as f64);
+        gauge!(m::JOBS_OWNED).set(owned_jobs as f64);
+        self.status.send_if_modified(|s| {
+            let next = WorkerStatus {
+                node_id: self.info.id.clone(),
+                registered: self.registered,
+                members: self.members.clone(),
+                desired_shards: self.desired.len(),
+                owned_shards: self
+                    .held
+                    .keys()
+                    .filter(|s| self.desired.contains(s))
+                    .count(),
+                owned_jobs,
+                in_flight: self.executor.in_flight(),
+                stopping: false,
+            };
+            if *s == next {
+                false
+            } else {
+                *s = next;
+                true
+            }
+        });
+    }
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,123 @@
+//! Leaving the fleet gracefully.
+//!
+//! Order: stop taking new fires, deregister (peers recompute the ring at
+//! once), resolve claims whose reply was lost while the leases are still
+//! held, then release each shard as soon as none of its fires is running or
+//! waiting, renewing the others meanwhile. At `drain_timeout` every run is
+//! cancelled (handlers see the signal; fires still waiting end as cancelled
+//! without starting, each recorded) and the remaining shards are released as
+//! their runs end. A lease is therefore never released while a run of its
+//! shard goes on, so a successor can never start a job next to the previous
+//! run of the same job. Finally the run history is flushed.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use super::{Handoff, Node};
+use crate::executor::RecordFields;
+use crate::status::WorkerReport;
+use crate::timetable::Timetable;
+
+/// How long runs may take to end after they were cancelled at the drain
+/// deadline before their tasks are dropped.
+const CANCEL_GRACE: Duration = Duration::from_secs(5);
+
+impl Node {
+    pub(super) async fn shutdown(mut self) -> WorkerReport {
+        info!(node = %self.info.id, "shutting down: stop firing, deregister, drain, release");
+        self.status.send_modify(|s| s.stopping = true);
+        self.timetable = Timetable::new();
+        self.reload.clear();
+        self.pending.forget_all_certain();
+        let t = Instant::now();
+        let left = self.coord.deregister(&self.info.id).await;
+        self.coord_result("deregister", t, left);
+        let now = Instant::now();
+        for held in self.held.values_mut() {
+            held.handoff.get_or_insert(Handoff {
+                since: now,
+                gave_up: false,
+            });
+        }
+        let drain_until = now + self.settings.drain_timeout;
+        let abort_at = drain_until + CANCEL_GRACE;
+        let mut cancelled = false;
+        let mut renew_at = now + self.settings.heartbeat;
+        loop {
+            self.executor.reap_finished();
+            self.drop_invalid_leases();
+            self.release_idle_handoffs().await;
+            if self.held.is_empty() && self.executor.is_idle() {
+                break;
+            }
+            let retry_at = if self.pending.is_empty() {
+                None
+            } else {
+                Some(self.retry_at.unwrap_or_else(Instant::now))
+            };
+            tokio::select! {
+                biased;
+                _ = self.executor.next_finished() => {}
+                () = super::sleep_until_opt(retry_at) => self.fire_step().await,
+                () = tokio::time::sleep_until(renew_at) => {
+                    self.renew_held().await;
+                    renew_at = Instant::now() + self.settings.heartbeat;
+                }
+                () = tokio::time::sleep_until(drain_until), if !cancelled => {
+                    cancelled = true;
+                    let left = self.executor.in_flight() + self.executor.waiting();
+                    warn!(left, "drain deadline passed; cancelling the remaining runs");
+                    self.report.cancelled_at_shutdown = left;
+                    self.executor.stop_all();
+                    for held in self.held.values_mut() {
+                        held.watch.cancel_runs();
+                        if let Some(h) = held.handoff.as_mut() {
+                            h.gave_up = true;
+                        }
+                    }
+                }
+                () = tokio::time::sleep_until(abort_at) => {
+                    let dropped = self.executor.abort_all();
+                    warn!(dropped, "runs ignored cancellation; dropped them");
+                    break;
+                }
+            }
+        }
+        let rest: Vec<u32> = self.held.keys().copied().collect();
+        self.release(&rest).await;
+        self.record_unresolved_at_shutdown();
+        self.records = None;
+        drop(self.executor);
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.recorder).await;
+        self.status.send_modify(|s| {
+            s.owned_shards = 0;
+            s.registered = false;
+        });
+        info!(report = ?self.report, "worker stopped");
+        self.report
+    }
+
+    /// Claims still unresolved when the node leaves are lost with it: say
+    /// so, one record each.
+    fn record_unresolved_at_shutdown(&mut self) {
+        for ((shard, job_id, at), p) in self.pending.take_all() {
+            if !p.is_uncertain() {
+                continue;
+            }
+            warn!(job = %job_id, at, "claim still unresolved at shutdown; the fire may not run");
+            self.executor.record_lost(
+                RecordFields {
+                    job_id: &job_id,
+                    scheduled_ms: at,
+                    shard,
+                    token: 0,
+                    job_label: None,
+                },
+                "shutdown",
+                "the node stopped before it could learn whether its claim landed",
+            );
+        }
+    }
+}
