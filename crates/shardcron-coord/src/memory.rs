@@ -197,6 +197,24 @@ impl MemoryStore {
         );
     }
 
+    /// Every live claim key as `(job id, scheduled ms, holder)`, sorted: what
+    /// an outside audit compares with the runs (for tests and the simulator).
+    pub fn claimed_fires(&self) -> Vec<(String, i64, String)> {
+        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out: Vec<(String, i64, String)> = state
+            .shards
+            .values()
+            .flat_map(|s| s.claims.iter())
+            .filter_map(|(key, (value, _))| {
+                let (job, at) = key.rsplit_once('@')?;
+                let (holder, _) = parse_claim_value(value)?;
+                Some((job.to_owned(), at.parse().ok()?, holder.to_owned()))
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
     /// The store's current time, Unix ms.
     pub fn now_ms(&self) -> i64 {
         (self.clock)()
