@@ -1,6 +1,8 @@
-//! The worker's admin HTTP server (`--listen`): `/metrics`, `/healthz`,
-//! `/readyz` without auth, and the authenticated admin API under `/v1`
-//! (see [`crate::api`]).
+//! The worker's admin HTTP servers: `/metrics`, `/healthz`, `/readyz`
+//! without auth on `--listen`, and the authenticated admin API under `/v1`
+//! (see [`crate::api`]) on `--api-listen`, or on `--listen` too when no
+//! separate API address is given. Keeping them apart lets probes and
+//! scrapers reach `0.0.0.0` while the API stays on loopback.
 //!
 //! Liveness and readiness are deliberately different: `/healthz` answers 200
 //! as long as the process runs (a restart does not fix an unreachable Redis,
@@ -126,15 +128,46 @@ pub fn router(
     status: watch::Receiver<WorkerStatus>,
     api: ApiState,
 ) -> Router {
-    let probes = OpenApiRouter::new()
-        .routes(routes!(metrics_handler))
-        .routes(routes!(healthz))
-        .routes(routes!(readyz))
-        .with_state(AdminState { metrics, status });
-    let (router, doc) = OpenApiRouter::with_openapi(api::openapi::base())
-        .merge(probes)
-        .merge(api::router(api))
-        .split_for_parts();
+    build(Some(AdminState { metrics, status }), Some(api))
+}
+
+/// Only the probes and `/metrics` (the `--listen` address when the API has
+/// its own).
+pub fn probes_router(
+    metrics: Option<PrometheusHandle>,
+    status: watch::Receiver<WorkerStatus>,
+) -> Router {
+    build(Some(AdminState { metrics, status }), None)
+}
+
+/// Only the `/v1` API (the `--api-listen` address).
+pub fn api_router(api: ApiState) -> Router {
+    build(None, Some(api))
+}
+
+fn build(probes: Option<AdminState>, api: Option<ApiState>) -> Router {
+    let mut routes = OpenApiRouter::with_openapi(api::openapi::base());
+    if let Some(state) = probes {
+        routes = routes.merge(
+            OpenApiRouter::new()
+                .routes(routes!(metrics_handler))
+                .routes(routes!(healthz))
+                .routes(routes!(readyz))
+                .with_state(state),
+        );
+    }
+    let document = match &api {
+        Some(state) => {
+            routes = routes.merge(api::router(state.clone()));
+            Some(state.clone())
+        }
+        None => None,
+    };
+    let (router, doc) = routes.split_for_parts();
+    let doc = match &document {
+        Some(state) => api::openapi::document(&doc, state),
+        None => serde_json::to_value(&doc).unwrap_or_default(),
+    };
     router
         .layer(Extension::<api::openapi::SharedDoc>(Arc::new(doc)))
         .fallback(api::openapi::no_route)
@@ -190,12 +223,21 @@ pub async fn start(
     status: watch::Receiver<WorkerStatus>,
     api: ApiState,
 ) -> Result<SocketAddr, CliError> {
+    let bound = serve("--listen", addr, router(metrics, status, api)).await?;
+    tracing::info!(addr = %bound, "serving /metrics, /healthz, /readyz and the /v1 API");
+    Ok(bound)
+}
+
+/// Binds `addr` (named `flag` in messages) and serves `app` in the
+/// background, with each request's peer address available to the API's
+/// rate limiting. Returns the bound address.
+pub async fn serve(flag: &str, addr: &str, app: Router) -> Result<SocketAddr, CliError> {
     let mut resolved = tokio::net::lookup_host(addr)
         .await
-        .map_err(|e| CliError::config(format!("invalid --listen address {addr:?}: {e}")))?;
+        .map_err(|e| CliError::config(format!("invalid {flag} address {addr:?}: {e}")))?;
     let target = resolved.next().ok_or_else(|| {
         CliError::config(format!(
-            "invalid --listen address {addr:?}: resolves to nothing"
+            "invalid {flag} address {addr:?}: resolves to nothing"
         ))
     })?;
     let listener = tokio::net::TcpListener::bind(target)
@@ -204,12 +246,11 @@ pub async fn start(
     let bound = listener
         .local_addr()
         .map_err(|e| CliError::failure(format!("cannot read the listen address: {e}")))?;
-    let app = router(metrics, status, api);
     tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
+        let service = app.into_make_service_with_connect_info::<SocketAddr>();
+        if let Err(e) = axum::serve(listener, service).await {
             tracing::error!(error = %e, "admin HTTP server stopped");
         }
     });
-    tracing::info!(addr = %bound, "serving /metrics, /healthz, /readyz and the /v1 API");
     Ok(bound)
 }

@@ -76,10 +76,14 @@ pub struct WorkerArgs {
     /// Config file (TOML) with `[worker]` settings and static `[[job]]`s.
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Serve /metrics, /healthz, /readyz and the /v1 admin API on this
-    /// address (e.g. 127.0.0.1:9090; put a TLS proxy in front to expose it).
+    /// Serve /metrics, /healthz and /readyz on this address (e.g.
+    /// 0.0.0.0:9090), and the /v1 admin API too unless --api-listen is given.
     #[arg(long)]
     pub listen: Option<String>,
+    /// Serve the /v1 admin API on this address instead (e.g.
+    /// 127.0.0.1:9091; put a TLS proxy in front to expose it).
+    #[arg(long)]
+    pub api_listen: Option<String>,
 }
 
 /// `shardcron job ...`.

@@ -6,11 +6,15 @@
 //! drain_timeout = "30s"
 //! shard_count = 1024        # must match every other node of the namespace
 //! misfire_grace = "5m"      # default for static jobs that set none
-//! listen = "127.0.0.1:9090" # admin server and /v1 API; keep it on loopback
+//! listen = "0.0.0.0:9090"   # /metrics, /healthz, /readyz (and the API
+//!                           # unless api_listen is set)
+//! api_listen = "127.0.0.1:9091" # the /v1 API on its own; keep it on loopback
 //!
-//! [api]                     # the admin API on `listen`
+//! [api]                     # the admin API
 //! token = "..."             # bearer token; SHARDCRON_API_TOKEN wins
 //! open_reads = false        # true: GET /v1/... without a token
+//! allow_handlers = ["http"] # handlers the API may write (default: all)
+//! auth_failures_per_minute = 20 # per client address, then 429
 //!
 //! [[job]]                   # static jobs, upserted on start
 //! id = "nightly-report"
@@ -50,10 +54,16 @@ pub const WORKER_KEYS: &[&str] = &[
     "misfire_grace",
     "node_id",
     "listen",
+    "api_listen",
 ];
 
 /// Keys of the `[api]` table.
-pub const API_KEYS: &[&str] = &["token", "open_reads"];
+pub const API_KEYS: &[&str] = &[
+    "token",
+    "open_reads",
+    "allow_handlers",
+    "auth_failures_per_minute",
+];
 
 /// A parsed config file (defaults filled in).
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -68,6 +78,8 @@ pub struct WorkerConfig {
     pub node_id: Option<String>,
     /// Admin listen address.
     pub listen: Option<String>,
+    /// Separate address of the `/v1` API.
+    pub api_listen: Option<String>,
     /// Static jobs (not yet validated; see [`WorkerConfig::static_jobs`]).
     pub jobs: ParsedJobs,
     /// The `[api]` table.
@@ -162,6 +174,7 @@ fn parse_worker(value: &toml::Value, config: &mut WorkerConfig) -> Result<(), Cl
             "misfire_grace" => config.misfire_grace = Some(duration(key, value)?),
             "node_id" => config.node_id = Some(string(key, value)?),
             "listen" => config.listen = Some(string(key, value)?),
+            "api_listen" => config.api_listen = Some(string(key, value)?),
             other => {
                 return Err(CliError::config(format!(
                     "unknown key `worker.{other}`; expected one of: {}",
@@ -193,6 +206,30 @@ fn parse_api(value: &toml::Value) -> Result<ApiConfig, CliError> {
                     ))
                 })?;
             }
+            "allow_handlers" => {
+                let bad = || {
+                    CliError::config(format!(
+                        "`api.allow_handlers`: expected an array of handler names, found {value}"
+                    ))
+                };
+                let items = value.as_array().ok_or_else(bad)?;
+                let names = items
+                    .iter()
+                    .map(|v| v.as_str().map(str::to_owned).ok_or_else(bad))
+                    .collect::<Result<Vec<_>, _>>()?;
+                api.allow_handlers = Some(names);
+            }
+            "auth_failures_per_minute" => {
+                api.auth_failures_per_minute = value
+                    .as_integer()
+                    .and_then(|n| u32::try_from(n).ok())
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| {
+                        CliError::config(format!(
+                            "`api.auth_failures_per_minute`: expected a positive integer, found {value}"
+                        ))
+                    })?;
+            }
             other => {
                 return Err(CliError::config(format!(
                     "unknown key `api.{other}`; expected one of: {}",
@@ -205,6 +242,20 @@ fn parse_api(value: &toml::Value) -> Result<ApiConfig, CliError> {
 }
 
 impl WorkerConfig {
+    /// Checks `[api] allow_handlers` against the node's handlers, so a typo
+    /// does not silently forbid (or seem to allow) a handler.
+    pub fn check_api(&self, handlers: &HandlerRegistry) -> Result<(), CliError> {
+        for name in self.api.allow_handlers.iter().flatten() {
+            if handlers.get(name).is_none() {
+                return Err(CliError::config(format!(
+                    "`api.allow_handlers`: no handler {name:?} on this node; registered: {}",
+                    handlers.names().join(", ")
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Validates every static job (all of them, before anything is written):
     /// fields, handler arguments, unique ids, and a misfire grace shorter than
     /// the claim retention (an older fire could otherwise be claimed twice).

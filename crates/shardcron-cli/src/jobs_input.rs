@@ -259,7 +259,7 @@ pub fn parse_entries(entries: &[Value]) -> ParsedJobs {
 }
 
 /// Reads one entry key by key so that every error names its field.
-fn parse_entry(index: usize, entry: &Value) -> Result<JobInput, JobInputError> {
+pub fn parse_entry(index: usize, entry: &Value) -> Result<JobInput, JobInputError> {
     let origin = Origin::Entry { index };
     let Value::Object(map) = entry else {
         return Err(JobInputError {
@@ -419,6 +419,13 @@ fn parse_duration(field: &str, text: &str) -> Result<Duration, (String, String)>
         .map_err(|e| (field.to_owned(), format!("invalid duration {text:?}: {e}")))
 }
 
+/// Now, in Unix milliseconds (0 if the clock is before 1970).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 impl JobInput {
     /// Builds and validates the spec. `default_misfire_grace` applies when the
     /// job has none (the config file's `[worker] misfire_grace`). `handlers`
@@ -428,6 +435,21 @@ impl JobInput {
         default_misfire_grace: Option<Duration>,
         handlers: &HandlerRegistry,
     ) -> Result<JobSpec, (String, String)> {
+        let (spec, args_field) = self.build_spec(default_misfire_grace)?;
+        spec.validate_new(now_ms())
+            .map_err(|e| (e.field.to_owned(), e.message))?;
+        handlers
+            .validate(&spec.handler, &spec.args)
+            .map_err(|msg| (args_field.to_owned(), msg))?;
+        Ok(spec)
+    }
+
+    /// The spec this entry describes, before validation, and the entry's
+    /// field that holds the handler arguments (`exec` or `http`).
+    pub fn build_spec(
+        &self,
+        default_misfire_grace: Option<Duration>,
+    ) -> Result<(JobSpec, &'static str), (String, String)> {
         let (handler, args, args_field) = match (&self.exec, &self.http) {
             (Some(_), Some(_)) => {
                 return Err((
@@ -472,12 +494,7 @@ impl JobInput {
         }
         spec.paused = self.paused;
         spec.metrics_label = self.metrics_label.clone();
-        spec.validate()
-            .map_err(|e| (e.field.to_owned(), e.message))?;
-        handlers
-            .validate(&spec.handler, &spec.args)
-            .map_err(|msg| (args_field.to_owned(), msg))?;
-        Ok(spec)
+        Ok((spec, args_field))
     }
 }
 

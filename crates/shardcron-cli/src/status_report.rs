@@ -12,12 +12,13 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use shardcron_coord::{CoordError, Coordinator};
 use shardcron_core::{shard_of, ShardMap};
+use utoipa::ToSchema;
 
 /// Page size used when reading the job index.
 const JOB_PAGE: usize = 1000;
 
 /// One live member.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct MemberStatus {
     /// Node id.
     pub id: String,
@@ -39,7 +40,7 @@ pub struct MemberStatus {
 }
 
 /// Shard counts per member over the ring.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct BalanceReport {
     /// Most shards of one member.
     pub max: u32,
@@ -52,7 +53,7 @@ pub struct BalanceReport {
 }
 
 /// A shard whose lease holder is not its ring owner.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ShardChurn {
     /// Shard number.
     pub shard: u32,
@@ -65,7 +66,7 @@ pub struct ShardChurn {
 }
 
 /// Status of a namespace.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct StatusReport {
     /// Namespace.
     pub namespace: String,

@@ -60,12 +60,21 @@ async fn put_get_list_delete_round_trip() {
 
     let list = api.call(Method::GET, "/v1/jobs").await;
     assert_eq!(list.status, StatusCode::OK);
-    assert_eq!(
-        list.json,
-        json!({"jobs": ["nightly", "team/report"], "next_cursor": null})
+    assert_eq!(ids(&list.json), ["nightly", "team/report"]);
+    assert_eq!(list.json["next_cursor"], json!(null));
+    let first = &list.json["jobs"][0];
+    assert_eq!(first["schedule"], "0 3 * * *");
+    assert_eq!(first["tz"], "UTC");
+    assert_eq!(first["handler"], "exec");
+    assert_eq!(first["paused"], false);
+    assert_eq!(first["version"].as_u64(), Some(v2));
+    let next = first["next_fire_ms"].as_i64().expect("next fire");
+    assert!(
+        next > now_ms() && next % 86_400_000 == 3 * 3_600_000,
+        "{next}"
     );
     let list = api.call(Method::GET, "/v1/jobs?prefix=team").await;
-    assert_eq!(list.json["jobs"], json!(["team/report"]));
+    assert_eq!(ids(&list.json), ["team/report"]);
 
     let deleted = api.call(Method::DELETE, "/v1/jobs/nightly").await;
     assert_eq!(deleted.status, StatusCode::NO_CONTENT);

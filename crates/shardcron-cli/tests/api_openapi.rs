@@ -212,7 +212,7 @@ async fn job_schema_mirrors_the_core_type() {
     let put = &doc["paths"]["/v1/jobs/{id}"]["put"];
     assert_eq!(
         put["requestBody"]["content"]["application/json"]["schema"]["$ref"],
-        "#/components/schemas/JobSpec"
+        "#/components/schemas/JobBody"
     );
     for status in [
         "200", "201", "400", "401", "403", "412", "413", "415", "503",

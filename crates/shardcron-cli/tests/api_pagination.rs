@@ -26,7 +26,7 @@ async fn page_through(api: &TestApi, query: &str) -> (Vec<String>, usize) {
         let r = api.call(Method::GET, &path).await;
         assert_eq!(r.status, StatusCode::OK, "{path}: {}", r.text);
         pages += 1;
-        let page: Vec<String> = serde_json::from_value(r.json["jobs"].clone()).expect("ids");
+        let page = api_support::ids(&r.json);
         ids.extend(page);
         match r.json["next_cursor"].as_str() {
             Some(next) => cursor = Some(next.to_owned()),

@@ -10,6 +10,7 @@
 use proptest::prelude::*;
 use serde_json::{Map, Value};
 use shardcron_cli::api::body::{parse_job_body, validate_job, JOB_SPEC_FIELDS};
+use shardcron_cli::api::{ApiAuth, ApiState};
 use shardcron_cli::config;
 use shardcron_cli::jobs_input::{
     builtin_registry, parse_jobs, validate_parsed, FileFormat, JOB_FIELDS,
@@ -92,9 +93,13 @@ fn toml_value(v: &Value) -> String {
 }
 
 fn check_api_body(bytes: &[u8]) {
-    let registry = builtin_registry();
+    let state = ApiState::new(
+        ApiAuth::default(),
+        builtin_registry(),
+        Some(std::time::Duration::from_secs(900)),
+    );
     if let Ok(spec) = parse_job_body("fuzz", bytes) {
-        let _ = validate_job(&spec, &registry, Some(std::time::Duration::from_secs(900)));
+        let _ = validate_job(&spec, &state);
     }
     if let Ok(spec) = serde_json::from_slice::<JobSpec>(bytes) {
         if let Ok(job) = spec.validate() {

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use api_support::*;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use shardcron_cli::api::ApiAuth;
+use shardcron_cli::api::{ApiAuth, ApiConfig, ApiState};
+use shardcron_cli::jobs_input::builtin_registry;
+use shardcron_coord::Coordinator;
 use shardcron_core::{RingConfig, MAX_ARGS_BYTES, MAX_JOB_ID_LEN};
 use shardcron_runtime::{FnHandler, Handler, RunOutput};
 
@@ -106,10 +108,53 @@ fn cases() -> Vec<Case> {
             with(good.clone(), "misfire_grace", json!("20m")),
             "misfire_grace",
         ),
+        Case {
+            status: StatusCode::CONFLICT,
+            ..case(
+                "id differs from path",
+                with(good.clone(), "id", json!("other")),
+                "id",
+            )
+        },
         case(
-            "id differs from path",
-            with(good.clone(), "id", json!("other")),
-            "id",
+            "February 31 never fires",
+            with(good.clone(), "schedule", json!("0 0 31 2 *")),
+            "schedule",
+        ),
+        case(
+            "April 31 never fires",
+            with(good.clone(), "schedule", json!("0 12 31 4 *")),
+            "schedule",
+        ),
+        case(
+            "a past year never fires",
+            with(good.clone(), "schedule", json!("0 0 0 1 1 * 2020")),
+            "schedule",
+        ),
+        case(
+            "never-firing shorthand entry",
+            json!({"schedule": "0 0 30 2 *", "exec": "true"}),
+            "schedule",
+        ),
+        case(
+            "null timeout",
+            with(good.clone(), "timeout", json!(null)),
+            "timeout",
+        ),
+        case(
+            "retries with handler + args",
+            with(good.clone(), "retries", json!(2)),
+            "retries",
+        ),
+        case(
+            "exec and http together",
+            json!({"schedule": "@hourly", "exec": "true", "http": {"url": "http://x"}}),
+            "exec",
+        ),
+        case(
+            "shorthand with handler",
+            json!({"schedule": "@hourly", "exec": "true", "handler": "exec"}),
+            "handler",
         ),
         case("id not a string", with(good.clone(), "id", json!(7)), "id"),
         case(
@@ -242,6 +287,11 @@ async fn bad_paths_and_queries_name_their_part() {
         (Method::POST, "/v1/jobs/bad%40id/pause", "id"),
         (Method::GET, "/v1/jobs?limit=0", "limit"),
         (Method::GET, "/v1/jobs?limit=1001", "limit"),
+        (Method::GET, "/v1/jobs?limit=-1", "limit"),
+        (Method::GET, "/v1/jobs?limit=x", "limit"),
+        (Method::GET, "/v1/runs?limit=0", "limit"),
+        (Method::GET, "/v1/runs?limit=1001", "limit"),
+        (Method::GET, "/v1/runs?job=a%40b", "job"),
         (Method::GET, "/v1/jobs?prefix=a%40", "prefix"),
         (Method::GET, "/v1/jobs?cursor=%7B", "cursor"),
         (Method::GET, "/v1/jobs?page=2", "page"),
@@ -255,4 +305,159 @@ async fn bad_paths_and_queries_name_their_part() {
         );
         assert_eq!(r.field(), Some(field), "{method} {path}: {}", r.text);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schedules_that_fire_rarely_are_accepted() {
+    let api = TestApi::start().await;
+    for (id, schedule) in [
+        ("leap", "0 0 29 2 *"),
+        ("yearly", "@yearly"),
+        ("dec31", "59 23 31 12 *"),
+    ] {
+        let r = api.put_json(id, &exec_job(schedule), None).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{schedule}: {}", r.text);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_file_entries_and_null_ids_are_accepted() {
+    let api = TestApi::start().await;
+    // An entry of a jobs file, as is.
+    let entry = json!({"id": "entry", "schedule": "@hourly", "exec": "echo hi", "retries": 2, "tz": "Europe/Berlin"});
+    let r = api.put_json("entry", &entry, None).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(r.json["job"]["handler"], "exec");
+    assert_eq!(r.json["job"]["args"], json!({"command": "echo hi"}));
+    assert_eq!(r.json["job"]["retry"]["max_retries"], 2);
+    let hook = json!({"schedule": "@daily", "http": {"url": "https://example.com/hook", "method": "POST"}});
+    let r = api.put_json("hook", &hook, None).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(r.json["job"]["handler"], "http");
+    let r = api
+        .put_json(
+            "nullid",
+            &with(exec_job("@hourly"), "id", json!(null)),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(r.json["job"]["id"], "nullid");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_the_api_may_not_write_is_403_naming_it() {
+    let config = ApiConfig {
+        allow_handlers: Some(vec!["http".to_owned()]),
+        ..ApiConfig::default()
+    };
+    let redis = shardcron_testkit::RedisServer::start().expect("redis-server");
+    let coord = std::sync::Arc::new(
+        shardcron_coord::RedisCoordinator::connect(&redis.url(), "api", RingConfig::default())
+            .await
+            .expect("connect"),
+    );
+    let state = ApiState::connected(
+        coord.clone(),
+        ApiAuth::new(Some(TOKEN.to_owned()), false),
+        builtin_registry(),
+        Some(CLAIM_RETENTION),
+    )
+    .with_config(&config);
+    let (addr, _status) = serve(state).await;
+    let http = client();
+    let put = |id: &str, body: Value| {
+        http.put(format!("http://{addr}/v1/jobs/{id}"))
+            .bearer_auth(TOKEN)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+    };
+    for (id, body) in [
+        ("stored", exec_job("@hourly")),
+        ("entry", json!({"schedule": "@hourly", "exec": "true"})),
+    ] {
+        let r = send(put(id, body)).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{id}: {}", r.text);
+        assert_eq!(r.field(), Some("handler"));
+        assert_eq!(r.code(), Some("handler_forbidden"));
+        let message = r.json["error"]["message"].as_str().expect("message");
+        assert!(message.contains("\"exec\""), "names the handler: {message}");
+    }
+    let r = send(put(
+        "hook",
+        json!({"schedule": "@hourly", "handler": "http", "args": {"url": "https://example.com/"}}),
+    ))
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let page = coord.list_jobs("", None, 10).await.expect("list");
+    assert_eq!(page.ids, ["hook"], "nothing else was stored");
+    // The document offers only the forms the node accepts.
+    let doc = send(
+        http.get(format!("http://{addr}/v1/openapi.json"))
+            .bearer_auth(TOKEN),
+    )
+    .await
+    .json;
+    let forms = doc["components"]["schemas"]["JobBody"]["oneOf"].to_string();
+    assert!(
+        forms.contains("HttpJob") && forms.contains("HttpEntry"),
+        "{forms}"
+    );
+    assert!(
+        !forms.contains("ExecJob") && !forms.contains("ExecEntry"),
+        "{forms}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_authentication_is_rate_limited_per_address() {
+    let config = ApiConfig {
+        auth_failures_per_minute: 3,
+        ..ApiConfig::default()
+    };
+    let redis = shardcron_testkit::RedisServer::start().expect("redis-server");
+    let coord = std::sync::Arc::new(
+        shardcron_coord::RedisCoordinator::connect(&redis.url(), "api", RingConfig::default())
+            .await
+            .expect("connect"),
+    );
+    let state = ApiState::connected(
+        coord.clone(),
+        ApiAuth::new(Some(TOKEN.to_owned()), false),
+        builtin_registry(),
+        Some(CLAIM_RETENTION),
+    )
+    .with_config(&config);
+    let (addr, _status) = serve(state).await;
+    let http = client();
+    let put = |token: &str| {
+        http.put(format!("http://{addr}/v1/jobs/guess"))
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .body(exec_job("@hourly").to_string())
+    };
+    for _ in 0..3 {
+        let r = send(put("wrong")).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+    }
+    let r = send(put("wrong")).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.text);
+    assert_eq!(r.code(), Some("too_many_auth_failures"));
+    let retry_after: u64 = r
+        .headers
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .expect("Retry-After seconds");
+    assert!((1..=20).contains(&retry_after), "{retry_after}");
+    // While limited, even the right token is not looked at.
+    let r = send(put(TOKEN)).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.text);
+    let r = send(http.get(format!("http://{addr}/v1/jobs"))).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    // Probes are not behind the limit.
+    let r = send(http.get(format!("http://{addr}/healthz"))).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let page = coord.list_jobs("", None, 10).await.expect("list");
+    assert!(page.ids.is_empty(), "nothing was stored");
 }

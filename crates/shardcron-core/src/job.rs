@@ -17,6 +17,12 @@ use crate::schedule::{parse_time_zone, Schedule};
 /// Longest accepted job id, in bytes.
 pub const MAX_JOB_ID_LEN: usize = 200;
 
+/// How far ahead a job being written must fire at least once: 5 years of
+/// 366 days, so yearly schedules and February 29 (every 4 years until 2096)
+/// pass, while a day that never exists (`0 0 31 2 *`) or a year field that
+/// has passed is refused.
+pub const FIRE_HORIZON: Duration = Duration::from_secs(5 * 366 * 24 * 3600);
+
 /// Largest accepted serialized `args` payload, in bytes.
 pub const MAX_ARGS_BYTES: usize = 32 * 1024;
 
@@ -254,6 +260,35 @@ impl JobSpec {
     }
 }
 
+impl JobSpec {
+    /// Validates a job about to be written at `now_ms` (Unix ms):
+    /// [`JobSpec::validate`] plus a schedule that fires at least once within
+    /// [`FIRE_HORIZON`] after `now_ms`; a schedule that never fires is
+    /// refused naming the `schedule` field.
+    ///
+    /// Kept apart from [`JobSpec::validate`], which also checks jobs read back
+    /// from the store: a stored job whose last fire has passed is not
+    /// corrupt, it simply does not fire again. The caller passes the time, so
+    /// this crate still reads no clock.
+    pub fn validate_new(&self, now_ms: i64) -> Result<Job, JobValidationError> {
+        let job = self.validate()?;
+        if job
+            .schedule
+            .first_fire_within(now_ms, job.tz, FIRE_HORIZON)
+            .is_none()
+        {
+            return Err(self.invalid(
+                "schedule",
+                format!(
+                    "{:?} never fires: no fire in the next 5 years (time zone {}); check the day of month against the month (e.g. February has no 30th or 31st) and any year field",
+                    self.schedule, self.tz
+                ),
+            ));
+        }
+        Ok(job)
+    }
+}
+
 /// A validated job: its spec plus the parsed schedule and time zone.
 #[derive(Clone, Debug)]
 pub struct Job {
@@ -336,6 +371,34 @@ mod tests {
         );
         spec.metrics_label = Some("billing.nightly".into());
         assert!(spec.validate().is_ok());
+    }
+
+    #[test]
+    fn schedules_that_never_fire_are_refused_for_new_jobs() {
+        // 2025-03-01T00:00:00Z: the next February 29 is in 2028.
+        let now = 1_740_787_200_000;
+        for never in ["0 0 31 2 *", "0 0 30 2 *", "0 0 31 4 *", "0 0 0 1 1 * 2020"] {
+            let spec = JobSpec::new("j", never, "noop");
+            assert!(spec.validate().is_ok(), "{never}: stored jobs still load");
+            let err = spec.validate_new(now).expect_err(never);
+            assert_eq!(err.field, "schedule", "{never}");
+            assert!(err.message.contains("never fires"), "{}", err.message);
+        }
+        for fires in [
+            "0 0 29 2 *",
+            "@yearly",
+            "@every 5s",
+            "0 0 31 * *",
+            "0 0 28 2 *",
+        ] {
+            let spec = JobSpec::new("j", fires, "noop");
+            assert!(spec.validate_new(now).is_ok(), "{fires}");
+        }
+        // Just after a February 29, the next one is 4 years away.
+        let after_leap_day = 1_709_251_200_000; // 2024-03-01T00:00:00Z
+        assert!(JobSpec::new("j", "0 0 29 2 *", "noop")
+            .validate_new(after_leap_day)
+            .is_ok());
     }
 
     #[test]

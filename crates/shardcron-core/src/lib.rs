@@ -17,7 +17,7 @@ pub mod stable_hash;
 pub use fire::FireId;
 pub use job::{
     validate_job_id, Job, JobSpec, JobValidationError, MisfirePolicy, OverlapPolicy, RetryPolicy,
-    MAX_ARGS_BYTES, MAX_JOB_ID_LEN,
+    FIRE_HORIZON, MAX_ARGS_BYTES, MAX_JOB_ID_LEN,
 };
 pub use ring::{RingConfig, ShardMap, DEFAULT_SHARD_COUNT, DEFAULT_VNODES};
 pub use schedule::{parse_time_zone, Schedule, ScheduleError};

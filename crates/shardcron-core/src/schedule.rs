@@ -147,6 +147,15 @@ impl Schedule {
         }
     }
 
+    /// The first fire in `(after_ms, after_ms + horizon]`, or `None` when the
+    /// schedule does not fire in that window (e.g. `0 0 31 2 *`, which names
+    /// a day that does not exist, or a year field that has passed).
+    pub fn first_fire_within(&self, after_ms: i64, tz: Tz, horizon: Duration) -> Option<i64> {
+        let horizon_ms = i64::try_from(horizon.as_millis()).unwrap_or(i64::MAX);
+        let end = after_ms.saturating_add(horizon_ms);
+        self.next_after(after_ms, tz).filter(|fire| *fire <= end)
+    }
+
     /// The fires in `(from_exclusive_ms, to_inclusive_ms]`, ascending, at most
     /// `limit` of them.
     pub fn fires_between(

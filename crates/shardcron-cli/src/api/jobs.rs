@@ -13,12 +13,15 @@
 //! Job ids may contain `/`; clients percent-encode it (`a%2Fb`) so the id
 //! stays one path segment.
 
+use std::sync::Arc;
+
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use futures::{StreamExt, TryStreamExt};
 use shardcron_coord::{CoordError, Coordinator, StoredJob};
 use shardcron_core::FireId;
 
@@ -26,8 +29,9 @@ use super::body::{body_bytes, check_path_id, parse_job_body, require_json, valid
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::preconditions::{etag, if_match, if_none_match_any, IfMatch};
 use super::query::{id_like, parse_limit, query_params, DEFAULT_PAGE};
-use super::schema::{JobList, JobResponse, JobSpecSchema, TriggerResponse};
+use super::schema::{IfNoneMatch, JobBody, JobList, JobResponse, JobSummary, TriggerResponse};
 use super::ApiState;
+use crate::jobs_input::now_ms;
 
 /// Attempts of a read-then-write before giving up on a busy job.
 const RMW_ATTEMPTS: usize = 5;
@@ -73,12 +77,12 @@ fn busy(id: &str) -> ApiError {
 #[utoipa::path(
     put, path = "/v1/jobs/{id}", tag = "jobs",
     params(
-        ("id" = String, Path, description = "Job id (percent-encode `/`)"),
-        ("If-Match" = Option<String>, Header, description = "Replace only at this version (`\"7\"`, quotes optional) or, with `*`, only if the job exists"),
-        ("If-None-Match" = Option<String>, Header, description = "`*`: create only"),
+        ("id" = String, Path, description = "Job id (percent-encode `/`)", pattern = "^[A-Za-z0-9_.:/-]{1,200}$", min_length = 1, max_length = 200),
+        ("If-Match" = Option<String>, Header, description = "Replace only at this version (the ETag, e.g. `\"7\"`; quotes optional) or, with `*`, only if the job exists", pattern = "^(\\*|[1-9][0-9]{0,18}|\"[1-9][0-9]{0,18}\")$"),
+        ("If-None-Match" = inline(Option<IfNoneMatch>), Header, description = "`*`: create only (not together with If-Match)"),
     ),
-    request_body(content = JobSpecSchema, content_type = "application/json",
-        description = "The job; `id` may be omitted. At most 64 KiB."),
+    request_body(content = JobBody, content_type = "application/json",
+        description = "The job in its stored form (`handler` + `args`) or as a jobs-file entry (`exec` or `http`); `id` may be omitted or null. At most 64 KiB."),
     responses(
         (status = 200, description = "Replaced", body = JobResponse,
             headers(("ETag" = String, description = "Quoted version"))),
@@ -86,12 +90,15 @@ fn busy(id: &str) -> ApiError {
             headers(("ETag" = String, description = "Quoted version"), ("Location" = String, description = "The job's URL"))),
         (status = 400, description = "Invalid job, JSON, field or precondition header", body = ErrorBody),
         (status = 401, description = "No bearer token", body = ErrorBody),
-        (status = 403, description = "Wrong token, or no token configured (read-only API)", body = ErrorBody),
-        (status = 409, description = "The job kept changing; retry", body = ErrorBody),
+        (status = 403, description = "Wrong token, no token configured (read-only API), or a handler `[api] allow_handlers` does not allow (`field` = `handler`)", body = ErrorBody),
+        (status = 429, description = "Too many failed authentications from this address; see `Retry-After`", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 409, description = "The job kept changing (retry), or the body's `id` names another job than the path", body = ErrorBody),
         (status = 412, description = "Precondition failed; `current_version` says where the job is", body = ErrorBody),
         (status = 413, description = "Body over 64 KiB", body = ErrorBody),
         (status = 415, description = "Body not declared as JSON", body = ErrorBody),
-        (status = 503, description = "Redis unreachable", body = ErrorBody),
+        (status = 503, description = "Redis unreachable, or this node has not reached it yet", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
     ),
     security(("bearer" = []))
 )]
@@ -104,17 +111,20 @@ pub async fn put_job(
     let id = job_id(path)?;
     let precondition = if_match(&headers)?;
     let create_only = if_none_match_any(&headers)?;
-    if create_only && precondition.is_some() {
-        return Err(ApiError::bad_request(
-            "invalid_precondition",
-            "If-None-Match",
-            "send either If-Match or If-None-Match, not both",
-        ));
-    }
     require_json(&headers)?;
     let bytes = body_bytes(body)?;
     let spec = parse_job_body(&id, &bytes)?;
-    validate_job(&spec, state.handlers(), state.max_misfire_grace())?;
+    validate_job(&spec, &state)?;
+    if create_only && precondition.is_some() {
+        // If-Match is evaluated first (RFC 9110 13.2.2); when it holds, the
+        // job exists and `If-None-Match: *` fails, so both can never hold.
+        return Err(ApiError::new(
+            StatusCode::PRECONDITION_FAILED,
+            "version_conflict",
+            "If-Match and If-None-Match: * cannot both hold; nothing was changed",
+        )
+        .with_field("If-None-Match"));
+    }
     let coord = state.coord()?;
 
     let (stored, created) = match precondition {
@@ -165,15 +175,18 @@ pub async fn put_job(
 /// Read a job.
 #[utoipa::path(
     get, path = "/v1/jobs/{id}", tag = "jobs",
-    params(("id" = String, Path, description = "Job id (percent-encode `/`)")),
+    params(("id" = String, Path, description = "Job id (percent-encode `/`)", pattern = "^[A-Za-z0-9_.:/-]{1,200}$", min_length = 1, max_length = 200)),
     responses(
         (status = 200, description = "The job", body = JobResponse,
             headers(("ETag" = String, description = "Quoted version"))),
         (status = 400, description = "Invalid id", body = ErrorBody),
         (status = 401, description = "No bearer token", body = ErrorBody),
         (status = 403, description = "Wrong token, or reads not open", body = ErrorBody),
+        (status = 429, description = "Too many failed authentications from this address; see `Retry-After`", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
         (status = 404, description = "No such job", body = ErrorBody),
-        (status = 503, description = "Redis unreachable", body = ErrorBody),
+        (status = 503, description = "Redis unreachable, or this node has not reached it yet", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
     ),
     security(("bearer" = []))
 )]
@@ -191,17 +204,20 @@ pub async fn get_job(
 #[utoipa::path(
     delete, path = "/v1/jobs/{id}", tag = "jobs",
     params(
-        ("id" = String, Path, description = "Job id (percent-encode `/`)"),
-        ("If-Match" = Option<String>, Header, description = "Delete only at this version, or `*`"),
+        ("id" = String, Path, description = "Job id (percent-encode `/`)", pattern = "^[A-Za-z0-9_.:/-]{1,200}$", min_length = 1, max_length = 200),
+        ("If-Match" = Option<String>, Header, description = "Delete only at this version (the ETag; quotes optional), or `*`", pattern = "^(\\*|[1-9][0-9]{0,18}|\"[1-9][0-9]{0,18}\")$"),
     ),
     responses(
         (status = 204, description = "Deleted; no fire of it starts after this answer"),
         (status = 400, description = "Invalid id or precondition header", body = ErrorBody),
         (status = 401, description = "No bearer token", body = ErrorBody),
         (status = 403, description = "Wrong token, or no token configured", body = ErrorBody),
+        (status = 429, description = "Too many failed authentications from this address; see `Retry-After`", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
         (status = 404, description = "No such job", body = ErrorBody),
         (status = 412, description = "The job is at another version", body = ErrorBody),
-        (status = 503, description = "Redis unreachable", body = ErrorBody),
+        (status = 503, description = "Redis unreachable, or this node has not reached it yet", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
     ),
     security(("bearer" = []))
 )]
@@ -275,8 +291,8 @@ async fn set_paused(
 #[utoipa::path(
     post, path = "/v1/jobs/{id}/pause", tag = "jobs",
     params(
-        ("id" = String, Path, description = "Job id (percent-encode `/`)"),
-        ("If-Match" = Option<String>, Header, description = "Only at this version, or `*`"),
+        ("id" = String, Path, description = "Job id (percent-encode `/`)", pattern = "^[A-Za-z0-9_.:/-]{1,200}$", min_length = 1, max_length = 200),
+        ("If-Match" = Option<String>, Header, description = "Only at this version (the ETag; quotes optional), or `*`", pattern = "^(\\*|[1-9][0-9]{0,18}|\"[1-9][0-9]{0,18}\")$"),
     ),
     responses(
         (status = 200, description = "Paused (or already was); no fire starts after this answer", body = JobResponse,
@@ -284,10 +300,13 @@ async fn set_paused(
         (status = 400, description = "Invalid id or precondition header", body = ErrorBody),
         (status = 401, description = "No bearer token", body = ErrorBody),
         (status = 403, description = "Wrong token, or no token configured", body = ErrorBody),
+        (status = 429, description = "Too many failed authentications from this address; see `Retry-After`", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
         (status = 404, description = "No such job", body = ErrorBody),
         (status = 409, description = "The job kept changing; retry", body = ErrorBody),
         (status = 412, description = "The job is at another version", body = ErrorBody),
-        (status = 503, description = "Redis unreachable", body = ErrorBody),
+        (status = 503, description = "Redis unreachable, or this node has not reached it yet", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
     ),
     security(("bearer" = []))
 )]
@@ -304,8 +323,8 @@ pub async fn pause_job(
 #[utoipa::path(
     post, path = "/v1/jobs/{id}/resume", tag = "jobs",
     params(
-        ("id" = String, Path, description = "Job id (percent-encode `/`)"),
-        ("If-Match" = Option<String>, Header, description = "Only at this version, or `*`"),
+        ("id" = String, Path, description = "Job id (percent-encode `/`)", pattern = "^[A-Za-z0-9_.:/-]{1,200}$", min_length = 1, max_length = 200),
+        ("If-Match" = Option<String>, Header, description = "Only at this version (the ETag; quotes optional), or `*`", pattern = "^(\\*|[1-9][0-9]{0,18}|\"[1-9][0-9]{0,18}\")$"),
     ),
     responses(
         (status = 200, description = "Resumed (or was not paused)", body = JobResponse,
@@ -313,10 +332,13 @@ pub async fn pause_job(
         (status = 400, description = "Invalid id or precondition header", body = ErrorBody),
         (status = 401, description = "No bearer token", body = ErrorBody),
         (status = 403, description = "Wrong token, or no token configured", body = ErrorBody),
+        (status = 429, description = "Too many failed authentications from this address; see `Retry-After`", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
         (status = 404, description = "No such job", body = ErrorBody),
         (status = 409, description = "The job kept changing; retry", body = ErrorBody),
         (status = 412, description = "The job is at another version", body = ErrorBody),
-        (status = 503, description = "Redis unreachable", body = ErrorBody),
+        (status = 503, description = "Redis unreachable, or this node has not reached it yet", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
     ),
     security(("bearer" = []))
 )]
@@ -332,14 +354,17 @@ pub async fn resume_job(
 /// Queue an extra fire of a job now.
 #[utoipa::path(
     post, path = "/v1/jobs/{id}/trigger", tag = "jobs",
-    params(("id" = String, Path, description = "Job id (percent-encode `/`)")),
+    params(("id" = String, Path, description = "Job id (percent-encode `/`)", pattern = "^[A-Za-z0-9_.:/-]{1,200}$", min_length = 1, max_length = 200)),
     responses(
         (status = 202, description = "Queued; the owner runs it once", body = TriggerResponse),
         (status = 400, description = "Invalid id", body = ErrorBody),
         (status = 401, description = "No bearer token", body = ErrorBody),
         (status = 403, description = "Wrong token, or no token configured", body = ErrorBody),
+        (status = 429, description = "Too many failed authentications from this address; see `Retry-After`", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
         (status = 404, description = "No such job", body = ErrorBody),
-        (status = 503, description = "Redis unreachable", body = ErrorBody),
+        (status = 503, description = "Redis unreachable, or this node has not reached it yet", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
     ),
     security(("bearer" = []))
 )]
@@ -366,20 +391,23 @@ pub async fn trigger_job(
     }
 }
 
-/// List job ids, a page at a time.
+/// List jobs, a page at a time, with a summary of each.
 #[utoipa::path(
     get, path = "/v1/jobs", tag = "jobs",
     params(
-        ("prefix" = Option<String>, Query, description = "Only ids starting with this"),
-        ("limit" = Option<usize>, Query, description = "Page size, 1..=1000 (default 100)"),
-        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+        ("prefix" = Option<String>, Query, description = "Only ids starting with this", pattern = "^[A-Za-z0-9_.:/-]{0,200}$", max_length = 200),
+        ("limit" = Option<u32>, Query, description = "Page size (default 100)", minimum = 1, maximum = 1000),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page", pattern = "^[A-Za-z0-9_.:/-]{1,200}$", min_length = 1, max_length = 200),
     ),
     responses(
-        (status = 200, description = "One page of ids in lexicographic order", body = JobList),
+        (status = 200, description = "One page of jobs in lexicographic order of their ids", body = JobList),
         (status = 400, description = "Invalid or unknown query parameter", body = ErrorBody),
         (status = 401, description = "No bearer token", body = ErrorBody),
         (status = 403, description = "Wrong token, or reads not open", body = ErrorBody),
-        (status = 503, description = "Redis unreachable", body = ErrorBody),
+        (status = 429, description = "Too many failed authentications from this address; see `Retry-After`", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "Redis unreachable, or this node has not reached it yet", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
     ),
     security(("bearer" = []))
 )]
@@ -406,8 +434,45 @@ pub async fn list_jobs(
     let coord = state.coord()?;
     let page = coord.list_jobs(&prefix, cursor.as_deref(), limit).await?;
     let next_cursor = page.next.filter(|_| !page.ids.is_empty());
-    Ok(Json(JobList {
-        jobs: page.ids,
-        next_cursor,
-    }))
+    let now = now_ms();
+    let stored: Vec<Option<StoredJob>> = futures::stream::iter(page.ids)
+        .map(|id| {
+            let coord = Arc::clone(&coord);
+            async move { coord.get_job(&id).await }
+        })
+        .buffered(SUMMARY_READS_IN_FLIGHT)
+        .try_collect()
+        .await?;
+    // A job deleted between the index read and its own read is left out.
+    let jobs = stored
+        .into_iter()
+        .flatten()
+        .map(|j| summary(j, now))
+        .collect();
+    Ok(Json(JobList { jobs, next_cursor }))
+}
+
+/// Job reads in flight while summarising a page.
+const SUMMARY_READS_IN_FLIGHT: usize = 64;
+
+/// The list entry of a stored job.
+fn summary(stored: StoredJob, now: i64) -> JobSummary {
+    let next_fire_ms = if stored.spec.paused {
+        None
+    } else {
+        stored
+            .spec
+            .validate()
+            .ok()
+            .and_then(|job| job.next_after(now))
+    };
+    JobSummary {
+        id: stored.spec.id,
+        schedule: stored.spec.schedule,
+        tz: stored.spec.tz,
+        handler: stored.spec.handler,
+        paused: stored.spec.paused,
+        version: stored.version,
+        next_fire_ms,
+    }
 }

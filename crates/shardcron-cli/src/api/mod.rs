@@ -1,5 +1,6 @@
 //! The authenticated admin HTTP API (`/v1/...`), served on the worker's
-//! `--listen` address next to `/metrics`, `/healthz` and `/readyz`.
+//! `--api-listen` address, or on its `--listen` address next to `/metrics`,
+//! `/healthz` and `/readyz` when no separate API address is given.
 //!
 //! Why in the worker: every node already has the coordination store and the
 //! handler registry, so any node can validate a job exactly as the fleet will
@@ -8,7 +9,8 @@
 //! through the store's change notifications like any other write.
 //!
 //! Layout:
-//! * [`auth`]: bearer token, read/write policy (writes never open by default).
+//! * [`auth`]: bearer token, read/write policy (writes never open by
+//!   default), rate limiting of failed authentication.
 //! * [`preconditions`]: `If-Match` / `If-None-Match` over job versions.
 //! * [`body`]: content type, size limit, JSON and field-level validation.
 //! * [`jobs`]: the job routes; [`reads`]: runs and status; [`query`]:
@@ -42,7 +44,7 @@ use shardcron_runtime::HandlerRegistry;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-pub use auth::{ApiAuth, ApiConfig, API_TOKEN_ENV};
+pub use auth::{ApiAuth, ApiConfig, AuthLimiter, API_TOKEN_ENV, DEFAULT_AUTH_FAILURES_PER_MINUTE};
 pub use body::MAX_BODY_BYTES;
 pub use error::{ApiError, ApiResult, ErrorBody, ErrorDetail};
 
@@ -58,6 +60,8 @@ struct Inner {
     handlers: HandlerRegistry,
     auth: ApiAuth,
     max_misfire_grace: Option<Duration>,
+    allow_handlers: Option<Vec<String>>,
+    limiter: AuthLimiter,
 }
 
 impl ApiState {
@@ -75,7 +79,29 @@ impl ApiState {
                 handlers,
                 auth,
                 max_misfire_grace,
+                allow_handlers: None,
+                limiter: AuthLimiter::new(DEFAULT_AUTH_FAILURES_PER_MINUTE),
             }),
+        }
+    }
+
+    /// State with the `[api]` policies of `config` besides the token:
+    /// allowed handlers and the failed-authentication rate. Call before
+    /// sharing the state.
+    pub fn with_config(self, config: &ApiConfig) -> Self {
+        let inner = Inner {
+            coord: OnceLock::new(),
+            handlers: self.inner.handlers.clone(),
+            auth: self.inner.auth.clone(),
+            max_misfire_grace: self.inner.max_misfire_grace,
+            allow_handlers: config.allow_handlers.clone(),
+            limiter: AuthLimiter::new(config.auth_failures_per_minute),
+        };
+        if let Some(coord) = self.inner.coord.get() {
+            let _ = inner.coord.set(Arc::clone(coord));
+        }
+        Self {
+            inner: Arc::new(inner),
         }
     }
 
@@ -121,6 +147,25 @@ impl ApiState {
     /// Upper bound (exclusive) of a job's misfire grace, if any.
     pub fn max_misfire_grace(&self) -> Option<Duration> {
         self.inner.max_misfire_grace
+    }
+
+    /// Whether jobs written through the API may use `handler`
+    /// (`[api] allow_handlers`; every handler when unset).
+    pub fn handler_allowed(&self, handler: &str) -> bool {
+        self.inner
+            .allow_handlers
+            .as_ref()
+            .is_none_or(|allowed| allowed.iter().any(|h| h == handler))
+    }
+
+    /// The `[api] allow_handlers` list, if set.
+    pub fn allow_handlers(&self) -> Option<&[String]> {
+        self.inner.allow_handlers.as_deref()
+    }
+
+    /// The failed-authentication limiter.
+    pub fn limiter(&self) -> &AuthLimiter {
+        &self.inner.limiter
     }
 }
 

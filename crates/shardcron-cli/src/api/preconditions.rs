@@ -125,7 +125,7 @@ mod tests {
             if_match(&headers(header::IF_MATCH, "12")),
             Ok(Some(IfMatch::Version(12)))
         );
-        for bad in ["W/\"1\"", "\"1\", \"2\"", "x", "0", "\"\""] {
+        for bad in ["W/\"1\"", "\"1\", \"2\"", "x", "0", "\"\"", ""] {
             let e = if_match(&headers(header::IF_MATCH, bad)).expect_err(bad);
             assert_eq!(e.detail.field.as_deref(), Some("If-Match"));
         }

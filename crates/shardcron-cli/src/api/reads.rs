@@ -21,15 +21,18 @@ pub const DEFAULT_RUNS: usize = 20;
 #[utoipa::path(
     get, path = "/v1/runs", tag = "fleet",
     params(
-        ("job" = Option<String>, Query, description = "Only runs of this job"),
-        ("limit" = Option<usize>, Query, description = "Most runs, 1..=1000 (default 20)"),
+        ("job" = Option<String>, Query, description = "Only runs of this job", pattern = "^[A-Za-z0-9_.:/-]{1,200}$", min_length = 1, max_length = 200),
+        ("limit" = Option<u32>, Query, description = "Most runs (default 20)", minimum = 1, maximum = 1000),
     ),
     responses(
         (status = 200, description = "Runs as `shardcron runs --json` prints them", body = RunsResponse),
         (status = 400, description = "Invalid or unknown query parameter", body = ErrorBody),
         (status = 401, description = "No bearer token", body = ErrorBody),
         (status = 403, description = "Wrong token, or reads not open", body = ErrorBody),
-        (status = 503, description = "Redis unreachable", body = ErrorBody),
+        (status = 429, description = "Too many failed authentications from this address; see `Retry-After`", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "Redis unreachable, or this node has not reached it yet", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
     ),
     security(("bearer" = []))
 )]
@@ -56,10 +59,13 @@ pub async fn list_runs(
 #[utoipa::path(
     get, path = "/v1/status", tag = "fleet",
     responses(
-        (status = 200, description = "Exactly `shardcron status --json`", body = Object),
+        (status = 200, description = "Exactly `shardcron status --json`", body = StatusReport),
         (status = 401, description = "No bearer token", body = ErrorBody),
         (status = 403, description = "Wrong token, or reads not open", body = ErrorBody),
-        (status = 503, description = "Redis unreachable", body = ErrorBody),
+        (status = 429, description = "Too many failed authentications from this address; see `Retry-After`", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "Redis unreachable, or this node has not reached it yet", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
     ),
     security(("bearer" = []))
 )]

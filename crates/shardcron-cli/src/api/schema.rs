@@ -1,17 +1,67 @@
-//! Response bodies of the API and OpenAPI mirrors of core types.
+//! Response bodies of the API and the OpenAPI schemas of what it accepts.
 //!
 //! The core [`JobSpec`] lives in a crate that knows nothing about OpenAPI,
-//! so its schema is described here by [`JobSpecSchema`], a mirror used only
-//! for documentation (published under the name `JobSpec`). A test compares
-//! the mirror's properties with the keys the real type serializes and the
-//! keys the body parser accepts, so the mirror cannot silently drift. Run
-//! records and the status report are documented as objects whose shape is
-//! that of `shardcron runs --json` and `shardcron status --json`.
+//! so its schemas are described here by documentation-only mirrors. The
+//! document promises no more than the server accepts: every pattern, bound
+//! and enum below is a subset of what validation lets through, so a request
+//! the document calls valid is never refused for its shape (tests check each
+//! pattern's forms against the real validation). Where the server accepts
+//! more than a pattern can say (the full cron syntax, any humantime
+//! duration, any URL), the description says so.
+//!
+//! A `PUT` body is one of the [`JobBody`] forms: the stored form (`handler`
+//! + `args`) for each handler, or a job file entry (`exec` or `http`). The
+//!   handler-dependent parts (which forms exist, the names of other handlers,
+//!   the misfire-grace limit) are filled in per server by
+//!   [`super::openapi::document`].
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
 
 use serde::Serialize;
 use shardcron_coord::{RunRecord, StoredJob};
 use shardcron_core::JobSpec;
-use utoipa::ToSchema;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, SchemaType, Type};
+use utoipa::openapi::RefOr;
+use utoipa::{PartialSchema, ToSchema};
+
+/// Job ids: what `validate_job_id` accepts.
+pub const ID_PATTERN: &str = "^[A-Za-z0-9_.:/-]{1,200}$";
+
+/// Schedules the document guarantees: `@every` in whole s/m/h, the `@`
+/// macros, and 5-field cron expressions whose every field combination fires
+/// at least once a year (day of month at most 28, and day of month and day
+/// of week not restricted together).
+pub const SCHEDULE_PATTERN: &str = concat!(
+    "^(@every [1-9][0-9]{0,3}(s|m|h)",
+    "|@(yearly|annually|monthly|weekly|daily|midnight|hourly)",
+    "|(\\*|\\*/([1-9]|[1-5][0-9])|[1-5]?[0-9]) ",
+    "(\\*|\\*/([1-9]|1[0-9]|2[0-3])|1?[0-9]|2[0-3]) ",
+    "(\\* (\\*|[1-9]|1[0-2]) (\\*|[0-7])|([1-9]|1[0-9]|2[0-8]) (\\*|[1-9]|1[0-2]) \\*))$"
+);
+
+/// Positive durations the document guarantees (humantime accepts more).
+pub const DURATION_PATTERN: &str = "^[1-9][0-9]{0,3}(s|m|h)$";
+
+/// Misfire graces below one minute; the served document widens it to the
+/// whole minutes below the node's claim retention.
+pub const GRACE_PATTERN: &str = "^([0-9]|[1-5][0-9])s$";
+
+/// Metrics labels.
+pub const LABEL_PATTERN: &str = "^[A-Za-z0-9_:.-]{1,64}$";
+
+/// An `If-Match` value: a version (quoted or not) or `*`.
+pub const IF_MATCH_PATTERN: &str = "^(\\*|[1-9][0-9]{0,18}|\"[1-9][0-9]{0,18}\")$";
+
+/// A shell command: not blank, no NUL.
+pub const COMMAND_PATTERN: &str = "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$";
+
+/// `http` URLs the document guarantees (the server takes any http(s) URL
+/// with a host).
+pub const URL_PATTERN: &str = concat!(
+    "^https?://[a-z][a-z0-9]{0,30}(\\.[a-z][a-z0-9]{0,30}){0,3}",
+    "(:[1-9][0-9]{0,3})?(/[A-Za-z0-9._~-]{0,40}){0,4}$"
+);
 
 /// A stored job: its definition, version (also the `ETag`) and last write.
 #[derive(Clone, Debug, Serialize, ToSchema)]
@@ -20,6 +70,7 @@ pub struct JobResponse {
     #[schema(value_type = JobSpecSchema)]
     pub job: JobSpec,
     /// Version; changes on every write and is never reused.
+    #[schema(minimum = 1)]
     pub version: u64,
     /// Server time of the last write, Unix ms.
     pub updated_ms: i64,
@@ -35,11 +86,32 @@ impl From<StoredJob> for JobResponse {
     }
 }
 
-/// One page of job ids, in lexicographic order.
+/// One job of a list page: what an operator scans for.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct JobSummary {
+    /// Job id.
+    pub id: String,
+    /// Schedule expression.
+    pub schedule: String,
+    /// Time zone of the schedule.
+    pub tz: String,
+    /// Handler name.
+    pub handler: String,
+    /// Whether the job is paused.
+    pub paused: bool,
+    /// Version (the job's `ETag`).
+    #[schema(minimum = 1)]
+    pub version: u64,
+    /// Next scheduled fire after the server's clock, Unix ms; null when
+    /// paused or when the schedule has no later fire.
+    pub next_fire_ms: Option<i64>,
+}
+
+/// One page of jobs, in lexicographic order of their ids.
 #[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct JobList {
-    /// Job ids of this page.
-    pub jobs: Vec<String>,
+    /// Jobs of this page.
+    pub jobs: Vec<JobSummary>,
     /// Pass as `cursor` for the next page; null on the last page.
     pub next_cursor: Option<String>,
 }
@@ -57,60 +129,130 @@ pub struct TriggerResponse {
 #[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct RunsResponse {
     /// Run records as `shardcron runs --json` prints them.
-    #[schema(value_type = Vec<Object>)]
+    #[schema(value_type = Vec<RunRecordSchema>)]
     pub runs: Vec<RunRecord>,
 }
 
-/// Documentation mirror of the core `JobSpec` (see the module docs).
+/// Documentation mirror of a run record (`shardcron runs --json`).
+#[derive(ToSchema)]
+#[schema(as = RunRecord)]
+#[allow(dead_code)]
+pub struct RunRecordSchema {
+    /// Job id.
+    job_id: String,
+    /// Fire id (`job@scheduled_ms`).
+    fire_id: String,
+    /// Node that ran (or skipped) it.
+    node_id: String,
+    /// Shard of the job.
+    shard: u32,
+    /// Fencing token under which it was claimed (0 if never claimed).
+    fencing_token: u64,
+    /// Scheduled instant, Unix ms.
+    scheduled_ms: i64,
+    /// Start of the first attempt, Unix ms.
+    started_ms: i64,
+    /// End of the last attempt, Unix ms.
+    finished_ms: i64,
+    /// Attempts made.
+    attempts: u32,
+    /// How it ended.
+    outcome: RunOutcomeSchema,
+    /// Error message, if any.
+    #[schema(required = false)]
+    error: String,
+    /// Output detail (e.g. the tail of a command's output), if any.
+    #[schema(required = false)]
+    detail: String,
+}
+
+/// Documentation mirror of a run's outcome.
+#[derive(ToSchema)]
+#[schema(as = RunOutcome, rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum RunOutcomeSchema {
+    /// The handler returned success.
+    Succeeded,
+    /// The handler returned an error on its last attempt.
+    Failed,
+    /// The last attempt exceeded the job's timeout.
+    TimedOut,
+    /// The handler panicked on its last attempt.
+    Panicked,
+    /// Cancelled: the lease was lost or the node stopped.
+    Cancelled,
+    /// Not started: the previous run was still in flight.
+    SkippedOverlap,
+    /// Not started: older than the misfire grace, or coalesced by policy.
+    Misfired,
+    /// Not started: no handler of that name on the node.
+    UnknownHandler,
+}
+
+/// Documentation mirror of the stored core `JobSpec`, as responses carry it.
 #[derive(ToSchema)]
 #[schema(as = JobSpec)]
 #[allow(dead_code)]
 pub struct JobSpecSchema {
-    /// Job id, 1..=200 bytes of `A-Z a-z 0-9 _ - . : /`. Optional in a PUT
-    /// body; if given it must equal the path's id.
-    id: Option<String>,
-    /// Cron expression (5 or 6 fields), `@hourly`-style macro or `@every 5s`.
-    #[schema(example = "@every 5m")]
+    /// Job id, 1..=200 bytes of `A-Z a-z 0-9 _ - . : /`.
+    id: String,
+    /// Cron expression (5, 6 or 7 fields), `@hourly`-style macro or `@every 5s`.
     schedule: String,
-    /// IANA time zone of the schedule (default `UTC`).
-    #[schema(example = "Europe/Berlin")]
-    tz: Option<String>,
-    /// Handler name; must be registered on the node (`exec`, `http`, ...).
-    #[schema(example = "exec")]
+    /// IANA time zone of the schedule.
+    tz: String,
+    /// Handler name.
     handler: String,
-    /// Handler arguments (e.g. `{"command": "..."}` for `exec`), at most 32 KiB of JSON.
-    #[schema(value_type = Option<Object>)]
-    args: Option<serde_json::Value>,
-    /// Longest one attempt may run (humantime, e.g. `30s`); none by default.
-    #[schema(example = "30s")]
-    timeout: Option<String>,
-    /// Retries of failed attempts.
-    retry: Option<RetrySchema>,
+    /// Handler arguments; absent when the handler takes none.
+    #[schema(required = false, value_type = Object)]
+    args: serde_json::Value,
+    /// Longest one attempt may run (humantime); absent: no limit.
+    #[schema(required = false)]
+    timeout: String,
+    /// Retries of failed attempts; absent: none.
+    #[schema(required = false)]
+    retry: StoredRetrySchema,
     /// What to do when the previous run is still in flight.
-    overlap: Option<OverlapSchema>,
+    overlap: OverlapSchema,
     /// What to do with missed fires.
-    misfire: Option<MisfireSchema>,
-    /// How old a missed fire may be and still run (humantime, default `1m`).
-    #[schema(example = "1m")]
-    misfire_grace: Option<String>,
+    misfire: MisfireSchema,
+    /// How old a missed fire may be and still run (humantime).
+    misfire_grace: String,
     /// A paused job keeps its definition but does not fire.
-    paused: Option<bool>,
-    /// Opt-in per-job metrics label (`job_label` on fire metrics).
-    #[schema(example = "billing-nightly")]
-    metrics_label: Option<String>,
+    paused: bool,
+    /// Per-job metrics label, if any.
+    #[schema(required = false)]
+    metrics_label: String,
 }
 
-/// Documentation mirror of the core `RetryPolicy`.
+/// The core `RetryPolicy` as responses carry it (durations in humantime's
+/// own format, e.g. `2h 42m 26s`).
+#[derive(ToSchema)]
+#[schema(as = StoredRetryPolicy)]
+#[allow(dead_code)]
+pub struct StoredRetrySchema {
+    /// Extra attempts after the first failure.
+    max_retries: u32,
+    /// Delay before the first retry.
+    backoff: String,
+    /// Upper bound of the delay between attempts.
+    max_backoff: String,
+}
+
+/// Documentation mirror of the core `RetryPolicy`, as requests send it.
 #[derive(ToSchema)]
 #[schema(as = RetryPolicy)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct RetrySchema {
-    /// Extra attempts after the first failure (0..=100).
-    max_retries: Option<u32>,
+    /// Extra attempts after the first failure.
+    #[schema(required = false, minimum = 0, maximum = 100)]
+    max_retries: u32,
     /// Delay before the first retry (humantime, default `1s`).
-    backoff: Option<String>,
+    #[schema(required = false, pattern = "^[0-9]{1,4}(s|m|h)$")]
+    backoff: String,
     /// Upper bound of the delay between attempts (humantime, default `1m`).
-    max_backoff: Option<String>,
+    #[schema(required = false, pattern = "^[0-9]{1,4}(s|m|h)$")]
+    max_backoff: String,
 }
 
 /// Documentation mirror of the core `OverlapPolicy`.
@@ -137,4 +279,333 @@ pub enum MisfireSchema {
     RunOnce,
     /// Run none of them.
     Skip,
+}
+
+/// IANA time zone names of the bundled tz database.
+pub struct TimeZoneSchema;
+
+impl PartialSchema for TimeZoneSchema {
+    fn schema() -> RefOr<Schema> {
+        let names: Vec<&str> = chrono_tz::TZ_VARIANTS.iter().map(|tz| tz.name()).collect();
+        ObjectBuilder::new()
+            .schema_type(SchemaType::new(Type::String))
+            .description(Some("IANA time zone name (case-sensitive), default `UTC`"))
+            .enum_values(Some(names))
+            .into()
+    }
+}
+
+impl ToSchema for TimeZoneSchema {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("TimeZone")
+    }
+}
+
+/// The one `If-None-Match` value understood: `*`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub enum IfNoneMatch {
+    /// Create only.
+    #[schema(rename = "*")]
+    Any,
+}
+
+/// `exec` handler name.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum ExecName {
+    /// The `exec` handler.
+    Exec,
+}
+
+/// `http` handler name.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum HttpName {
+    /// The `http` handler.
+    Http,
+}
+
+/// Arguments of the `exec` handler.
+#[derive(ToSchema)]
+#[schema(as = ExecArgs)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct ExecArgsSchema {
+    /// Shell command, run as `sh -c COMMAND`; not blank, no NUL.
+    #[schema(pattern = "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$")]
+    command: String,
+    /// Extra environment variables (names without `=`).
+    #[schema(required = false)]
+    env: BTreeMap<String, String>,
+    /// Working directory; the worker's own when absent.
+    #[schema(required = false, min_length = 1)]
+    cwd: String,
+    /// Bytes kept from the end of stdout and of stderr each.
+    #[schema(required = false, minimum = 0, maximum = 1_048_576)]
+    output_tail_bytes: u64,
+}
+
+/// Arguments of the `http` handler.
+#[derive(ToSchema)]
+#[schema(as = HttpArgs)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct HttpArgsSchema {
+    /// Target URL (http or https, with a host).
+    #[schema(
+        pattern = "^https?://[a-z][a-z0-9]{0,30}(\\.[a-z][a-z0-9]{0,30}){0,3}(:[1-9][0-9]{0,3})?(/[A-Za-z0-9._~-]{0,40}){0,4}$"
+    )]
+    url: String,
+    /// Request method (an HTTP token; standard names in any case);
+    /// `POST` with a body, `GET` otherwise.
+    #[schema(required = false, pattern = "^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,32}$")]
+    method: String,
+    /// Extra request headers.
+    #[schema(required = false)]
+    headers: BTreeMap<String, String>,
+    /// Request body, sent as is.
+    #[schema(required = false)]
+    body: String,
+    /// Accepted status, `N` (`N-M` ranges work too); `200-299` when absent.
+    #[schema(required = false, pattern = "^[1-5][0-9][0-9]$")]
+    expect_status: String,
+    /// Request timeout (humantime).
+    #[schema(required = false, pattern = "^[1-9][0-9]{0,3}(s|m|h)$")]
+    timeout: String,
+}
+
+/// Defines a job body form: the fields every form shares plus its own.
+macro_rules! job_form {
+    ($(#[$meta:meta])* $name:ident as $schema:ident { $($(#[$fmeta:meta])* $field:ident : $ty:ty,)* }) => {
+        $(#[$meta])*
+        #[derive(ToSchema)]
+        #[schema(as = $schema)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        pub struct $name {
+            /// Job id; optional, and if given (not null) equal to the path's id.
+            #[schema(required = false, nullable, pattern = "^[A-Za-z0-9_.:/-]{1,200}$")]
+            id: Option<String>,
+            /// Cron expression (5 fields listed here; the server also takes
+            /// 6 and 7 fields, ranges, lists and names), `@hourly`-style
+            /// macro or `@every 5m`. A schedule that never fires is refused.
+            #[schema(pattern = "^(@every [1-9][0-9]{0,3}(s|m|h)|@(yearly|annually|monthly|weekly|daily|midnight|hourly)|(\\*|\\*/([1-9]|[1-5][0-9])|[1-5]?[0-9]) (\\*|\\*/([1-9]|1[0-9]|2[0-3])|1?[0-9]|2[0-3]) (\\* (\\*|[1-9]|1[0-2]) (\\*|[0-7])|([1-9]|1[0-9]|2[0-8]) (\\*|[1-9]|1[0-2]) \\*))$", example = "*/5 * * * *")]
+            schedule: String,
+            /// Time zone of the schedule (default `UTC`).
+            #[schema(required = false)]
+            tz: TimeZoneSchema,
+            /// Longest one attempt may run (humantime; none by default).
+            #[schema(required = false, pattern = "^[1-9][0-9]{0,3}(s|m|h)$")]
+            timeout: String,
+            /// What to do when the previous run is still in flight.
+            #[schema(required = false)]
+            overlap: OverlapSchema,
+            /// What to do with missed fires.
+            #[schema(required = false)]
+            misfire: MisfireSchema,
+            /// How old a missed fire may be and still run (humantime,
+            /// default `1m`); shorter than the workers' claim retention.
+            #[schema(required = false, pattern = "^([0-9]|[1-5][0-9])s$")]
+            misfire_grace: String,
+            /// A paused job keeps its definition but does not fire.
+            #[schema(required = false)]
+            paused: bool,
+            /// Opt-in per-job metrics label.
+            #[schema(required = false, pattern = "^[A-Za-z0-9_:.-]{1,64}$")]
+            metrics_label: String,
+            $($(#[$fmeta])* $field: $ty,)*
+        }
+    };
+}
+
+job_form! {
+    /// A job run by the `exec` handler, in the stored form.
+    ExecJob as ExecJob {
+        /// `exec`.
+        handler: ExecName,
+        /// The command to run.
+        args: ExecArgsSchema,
+        /// Retries of failed attempts.
+        #[schema(required = false)]
+        retry: RetrySchema,
+    }
+}
+
+job_form! {
+    /// A job run by the `http` handler, in the stored form.
+    HttpJob as HttpJob {
+        /// `http`.
+        handler: HttpName,
+        /// The request to send.
+        args: HttpArgsSchema,
+        /// Retries of failed attempts.
+        #[schema(required = false)]
+        retry: RetrySchema,
+    }
+}
+
+job_form! {
+    /// A job file entry running a shell command (`exec` shorthand).
+    ExecEntryJob as ExecEntry {
+        /// Shell command (handler `exec`).
+        #[schema(pattern = "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$")]
+        exec: String,
+        /// Retries after a failed attempt.
+        #[schema(required = false, minimum = 0, maximum = 100)]
+        retries: u32,
+    }
+}
+
+job_form! {
+    /// A job file entry calling a URL (`http` shorthand).
+    HttpEntryJob as HttpEntry {
+        /// The request to send (handler `http`).
+        http: HttpArgsSchema,
+        /// Retries after a failed attempt.
+        #[schema(required = false, minimum = 0, maximum = 100)]
+        retries: u32,
+    }
+}
+
+job_form! {
+    /// A job run by another handler registered on the node.
+    CustomJob as CustomJob {
+        /// Handler name (the served document lists them).
+        handler: String,
+        /// Handler arguments, checked by the handler.
+        #[schema(required = false, value_type = Object)]
+        args: serde_json::Value,
+        /// Retries of failed attempts.
+        #[schema(required = false)]
+        retry: RetrySchema,
+    }
+}
+
+/// The body of `PUT /v1/jobs/{id}`: the stored form (`handler` + `args`)
+/// or a job file entry (`exec` or `http`, `retries`).
+#[derive(ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum JobBody {
+    /// `exec` handler, stored form.
+    Exec(ExecJob),
+    /// `http` handler, stored form.
+    Http(HttpJob),
+    /// `exec` shorthand.
+    ExecEntry(ExecEntryJob),
+    /// `http` shorthand.
+    HttpEntry(HttpEntryJob),
+    /// Any other registered handler.
+    Custom(CustomJob),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pattern_constants_match_the_field_attributes() {
+        let doc = serde_json::to_value(JobBody::schema()).expect("json");
+        assert!(doc.is_object());
+        let exec = serde_json::to_value(ExecJob::schema()).expect("json");
+        let props = &exec["properties"];
+        assert_eq!(props["schedule"]["pattern"], SCHEDULE_PATTERN);
+        assert_eq!(props["id"]["pattern"].as_str(), Some(ID_PATTERN));
+        assert_eq!(props["timeout"]["pattern"], DURATION_PATTERN);
+        assert_eq!(props["misfire_grace"]["pattern"], GRACE_PATTERN);
+        assert_eq!(props["metrics_label"]["pattern"], LABEL_PATTERN);
+        let args = serde_json::to_value(ExecArgsSchema::schema()).expect("json");
+        assert_eq!(args["properties"]["command"]["pattern"], COMMAND_PATTERN);
+        let http = serde_json::to_value(HttpArgsSchema::schema()).expect("json");
+        assert_eq!(http["properties"]["url"]["pattern"], URL_PATTERN);
+    }
+}
+
+#[cfg(test)]
+mod pattern_tests {
+    //! Every form a pattern admits passes the server's own validation, so
+    //! the document never calls a refused request valid.
+
+    use shardcron_core::JobSpec;
+
+    fn minutes() -> Vec<String> {
+        let mut v = vec!["*".to_owned()];
+        v.extend((1..=59).map(|n| format!("*/{n}")));
+        v.extend((0..=59).map(|n| n.to_string()));
+        v.extend((0..=9).map(|n| format!("0{n}")));
+        v
+    }
+
+    fn hours() -> Vec<String> {
+        let mut v = vec!["*".to_owned()];
+        v.extend((1..=23).map(|n| format!("*/{n}")));
+        v.extend((0..=23).map(|n| n.to_string()));
+        v.extend((0..=9).map(|n| format!("0{n}")));
+        v
+    }
+
+    fn months() -> Vec<String> {
+        let mut v = vec!["*".to_owned()];
+        v.extend((1..=12).map(|n| n.to_string()));
+        v
+    }
+
+    /// 2025-01-01 and 2030-12-31, 2036-06-15, 2095-03-01 (Unix ms).
+    const NOWS: [i64; 4] = [
+        1_735_689_600_000,
+        1_924_905_600_000,
+        2_097_187_200_000,
+        3_949_948_800_000,
+    ];
+
+    fn accepted(schedule: &str) {
+        for now in NOWS {
+            let spec = JobSpec::new("j", schedule, "noop");
+            if let Err(e) = spec.validate_new(now) {
+                panic!("{schedule:?} at {now}: {e}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_cron_form_of_the_pattern_is_accepted() {
+        for m in minutes() {
+            accepted(&format!("{m} * * * *"));
+        }
+        for h in hours() {
+            accepted(&format!("0 {h} * * *"));
+        }
+        for mon in months() {
+            for dow in ["*", "0", "1", "2", "3", "4", "5", "6", "7"] {
+                accepted(&format!("0 0 * {mon} {dow}"));
+            }
+            for dom in 1..=28 {
+                accepted(&format!("0 0 {dom} {mon} *"));
+            }
+        }
+        for m in [
+            "yearly", "annually", "monthly", "weekly", "daily", "midnight", "hourly",
+        ] {
+            accepted(&format!("@{m}"));
+        }
+        for unit in ["s", "m", "h"] {
+            for n in [1, 9, 10, 999, 9999] {
+                accepted(&format!("@every {n}{unit}"));
+            }
+        }
+    }
+
+    #[test]
+    fn durations_of_the_pattern_parse() {
+        for unit in ["s", "m", "h"] {
+            for n in [1, 9, 10, 999, 9999] {
+                let text = format!("{n}{unit}");
+                let d = humantime::parse_duration(&text).expect("duration");
+                assert!(!d.is_zero(), "{text}");
+            }
+        }
+    }
 }

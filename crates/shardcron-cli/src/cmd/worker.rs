@@ -4,10 +4,11 @@
 //!
 //! 1. The config file and its static jobs are validated first, so a bad file
 //!    exits 3 before anything is written anywhere.
-//! 2. The admin server (`--listen`) starts before Redis is contacted:
-//!    `/healthz` answers at once and `/readyz` reports "not ready" while the
-//!    worker waits for Redis, instead of the probe failing to connect. The
-//!    `/v1` API on the same address answers 503 until the worker has
+//! 2. The admin servers (`--listen`, `--api-listen`) start before Redis is
+//!    contacted: `/healthz` answers at once and `/readyz` reports "not
+//!    ready" while the worker waits for Redis, instead of the probe failing
+//!    to connect. The `/v1` API (on `--api-listen`, or on `--listen` when no
+//!    separate address is given) answers 503 until the worker has
 //!    connected, then uses the worker's store and handler registry.
 //! 3. Connecting retries with backoff while Redis is unreachable (a fleet
 //!    must come back by itself after a Redis outage or a boot-order race),
@@ -50,6 +51,12 @@ pub async fn run(target: &Target, args: WorkerArgs) -> Result<(), CliError> {
         None => WorkerConfig::default(),
     };
     let registry = builtin_registry();
+    config
+        .check_api(&registry)
+        .map_err(|e| match &args.config {
+            Some(path) => e.context(format!("config file {}", path.display())),
+            None => e,
+        })?;
     let static_jobs = config
         .static_jobs(&registry)
         .map_err(|e| match &args.config {
@@ -67,6 +74,10 @@ pub async fn run(target: &Target, args: WorkerArgs) -> Result<(), CliError> {
         )));
     }
     let listen = args.listen.clone().or_else(|| config.listen.clone());
+    let api_listen = args
+        .api_listen
+        .clone()
+        .or_else(|| config.api_listen.clone());
 
     let shutdown = shutdown_on_signals()?;
     let (status_tx, status_rx) = watch::channel(WorkerStatus {
@@ -77,20 +88,41 @@ pub async fn run(target: &Target, args: WorkerArgs) -> Result<(), CliError> {
         ApiAuth::from_env(&config.api),
         registry.clone(),
         Some(config.settings.claim_retention),
-    );
-    let bound = match &listen {
-        Some(addr) => {
+    )
+    .with_config(&config.api);
+    let (bound, api_bound) = match (&listen, &api_listen) {
+        (Some(addr), None) => {
             let metrics = admin_http::install_metrics(&node_id, &target.namespace)?;
             let bound = admin_http::start(addr, Some(metrics), status_rx, api.clone()).await?;
-            if !api.auth().has_token() {
-                info!("the /v1 API is read-only: set [api] token or SHARDCRON_API_TOKEN to allow writes");
-            } else if !bound.ip().is_loopback() {
-                warn!(addr = %bound, "the /v1 API listens beyond loopback without TLS; bind 127.0.0.1 and put a TLS proxy in front");
-            }
-            Some(bound)
+            (Some(bound), Some(bound))
         }
-        None => None,
+        (listen, Some(api_addr)) => {
+            let bound = match listen {
+                Some(addr) => {
+                    let metrics = admin_http::install_metrics(&node_id, &target.namespace)?;
+                    let app = admin_http::probes_router(Some(metrics), status_rx);
+                    let bound = admin_http::serve("--listen", addr, app).await?;
+                    info!(addr = %bound, "serving /metrics, /healthz and /readyz");
+                    Some(bound)
+                }
+                None => None,
+            };
+            let app = admin_http::api_router(api.clone());
+            let api_bound = admin_http::serve("--api-listen", api_addr, app).await?;
+            info!(addr = %api_bound, "serving the /v1 API");
+            (bound, Some(api_bound))
+        }
+        (None, None) => (None, None),
     };
+    if let Some(api_bound) = api_bound {
+        if !api.auth().has_token() {
+            info!(
+                "the /v1 API is read-only: set [api] token or SHARDCRON_API_TOKEN to allow writes"
+            );
+        } else if !api_bound.ip().is_loopback() {
+            warn!(addr = %api_bound, "the /v1 API listens beyond loopback without TLS; bind 127.0.0.1 (--api-listen) and put a TLS proxy in front");
+        }
+    }
 
     info!(
         node = %node_id,

@@ -78,7 +78,8 @@ pub async fn serve(state: ApiState) -> (SocketAddr, watch::Sender<WorkerStatus>)
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
+        let service = app.into_make_service_with_connect_info::<SocketAddr>();
+        let _ = axum::serve(listener, service).await;
     });
     (addr, status_tx)
 }
@@ -189,4 +190,16 @@ pub fn exec_job(schedule: &str) -> Value {
         "handler": "exec",
         "args": {"command": "true"},
     })
+}
+
+/// The ids of a `GET /v1/jobs` page.
+pub fn ids(list: &Value) -> Vec<String> {
+    list["jobs"]
+        .as_array()
+        .map(|jobs| {
+            jobs.iter()
+                .filter_map(|j| j["id"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
 }
