@@ -145,17 +145,27 @@ fn fold(found: Vec<Found>, events: &[Event], shard_count: u32) -> Vec<Violation>
     out
 }
 
-/// Events touching `job` or `shard` (or a node's life) from 20 s before `at`
-/// to 70 s after.
+/// Events touching `job` or `shard` from 20 s before `at` to 70 s after, and
+/// the life events (start, pause, clock step, leave, crash) of the nodes
+/// that appear in them.
 pub fn trace(events: &[Event], job: Option<&str>, shard: Option<u32>, at: i64) -> Vec<String> {
     let (from, to) = (at - 20_000, at + 70_000);
-    events
-        .iter()
-        .filter(|e| e.t >= from && e.t <= to)
-        .filter(|e| match (&e.job, e.shard) {
-            (Some(j), _) => Some(j.as_str()) == job,
-            (None, Some(s)) => Some(s) == shard,
-            (None, None) => true,
+    let window = || events.iter().filter(move |e| e.t >= from && e.t <= to);
+    let touches = |e: &Event| match (&e.job, e.shard) {
+        (Some(j), _) => Some(j.as_str()) == job,
+        (None, Some(s)) => Some(s) == shard,
+        (None, None) => false,
+    };
+    let nodes: BTreeSet<&str> = window()
+        .filter(|e| touches(e))
+        .filter_map(|e| e.node.as_deref())
+        .collect();
+    window()
+        .filter(|e| {
+            touches(e)
+                || (e.job.is_none()
+                    && e.shard.is_none()
+                    && e.node.as_deref().is_some_and(|n| nodes.contains(n)))
         })
         .map(Event::line)
         .collect()

@@ -204,7 +204,11 @@ impl History {
     pub fn fate(&self, call: u64, holder: &str, op: &str, fate: Fate, why: &str) {
         let t = self.now();
         self.lock().fates.insert(call, (t, fate));
-        if fate == Fate::Lost {
+        let worth_tracing = matches!(
+            op,
+            "claim_fires" | "acquire_leases" | "take_triggers" | "renew_leases" | "release_leases"
+        );
+        if fate == Fate::Lost && worth_tracing {
             let node = node_of_holder(holder);
             self.log(
                 Some(node),

@@ -58,11 +58,27 @@ impl Default for SimConfig {
             shards: 16,
             action_gap: Duration::from_secs(3),
             faults: FaultRates::default(),
-            settings: WorkerSettings {
-                concurrency: 64,
-                ..WorkerSettings::fast()
-            },
+            settings: settings_with_heartbeat(250),
         }
+    }
+}
+
+/// `WorkerSettings::fast()`-like timings scaled to a heartbeat of
+/// `heartbeat_ms`: TTLs of 6 heartbeats, a drift margin of 1.2 heartbeats
+/// (250 ms gives exactly `fast()`, with a smaller concurrency limit).
+pub fn settings_with_heartbeat(heartbeat_ms: u64) -> WorkerSettings {
+    let hb = heartbeat_ms.max(1);
+    WorkerSettings {
+        heartbeat: Duration::from_millis(hb),
+        member_ttl: Duration::from_millis(hb * 6),
+        lease_ttl: Duration::from_millis(hb * 6),
+        drift_margin: Duration::from_millis(hb * 6 / 5),
+        poll_interval: Duration::from_millis(hb * 8),
+        concurrency: 64,
+        // Longer than every job's misfire grace (at most 60 s), as required;
+        // short enough that the store's claim keys stay few.
+        claim_retention: Duration::from_secs(120),
+        ..WorkerSettings::fast()
     }
 }
 

@@ -24,6 +24,15 @@ struct Args {
     /// Simulated minutes per seed.
     #[arg(long)]
     minutes: Option<f64>,
+    /// Fleet size (default: 3 to 5, drawn per seed).
+    #[arg(long)]
+    nodes: Option<usize>,
+    /// Job count (default: 20 to 60, drawn per seed).
+    #[arg(long)]
+    jobs: Option<usize>,
+    /// Heartbeat in ms (TTLs scale with it: 8 heartbeats, drift margin 1.6).
+    #[arg(long)]
+    heartbeat_ms: Option<u64>,
     /// Run this one seed again and explain its failures.
     #[arg(long)]
     replay: Option<u64>,
@@ -37,6 +46,15 @@ fn main() -> ExitCode {
     let mut cfg = SimConfig::default();
     if let Some(m) = args.minutes {
         cfg.minutes = m;
+    }
+    if let Some(n) = args.nodes {
+        cfg.nodes = (n, n);
+    }
+    if let Some(n) = args.jobs {
+        cfg.jobs = (n, n);
+    }
+    if let Some(ms) = args.heartbeat_ms {
+        cfg.settings = shardcron_sim::settings_with_heartbeat(ms);
     }
     if let Some(seed) = args.replay {
         return replay_one(seed, &cfg, args.trace);
