@@ -113,7 +113,7 @@ pub struct SimFailure {
 }
 
 /// Stats of a clean run, or the failure.
-pub type SimOutcome = Result<SimStats, SimFailure>;
+pub type SimOutcome = Result<SimStats, Box<SimFailure>>;
 
 /// A run with its complete event log.
 pub struct Replay {
@@ -136,7 +136,7 @@ pub fn replay(seed: u64, cfg: &SimConfig) -> Replay {
             ..SimStats::default()
         };
         Replay {
-            outcome: Err(SimFailure {
+            outcome: Err(Box::new(SimFailure {
                 seed,
                 violations: vec![Violation {
                     check: Check::Setup,
@@ -147,7 +147,7 @@ pub fn replay(seed: u64, cfg: &SimConfig) -> Replay {
                     trace: Vec::new(),
                 }],
                 stats,
-            }),
+            })),
             events: Vec::new(),
         }
     };
@@ -188,11 +188,11 @@ pub fn replay(seed: u64, cfg: &SimConfig) -> Replay {
     let outcome = if violations.is_empty() {
         Ok(stats)
     } else {
-        Err(SimFailure {
+        Err(Box::new(SimFailure {
             seed,
             violations,
             stats,
-        })
+        }))
     };
     Replay { outcome, events }
 }
