@@ -1,0 +1,556 @@
+//! The guarantees, checked over a run's recorded history.
+//!
+//! Each checker reads only what was observed (handler starts and ends, claims
+//! and grants as the store applied them, run records as nodes produced them,
+//! admin writes), never the runtime's own bookkeeping, so a bug in the
+//! runtime cannot hide itself. The rules:
+//!
+//! 1. no fire id starts twice;
+//! 2. no fire is missed: every *required* fire (see [`required_fires`]) started,
+//!    or some node produced a visible record of it (`skipped_overlap`,
+//!    `misfired`, ...), or its loss is a documented limit: its claim applied
+//!    but the reply was lost and never resolved, or its node crashed between
+//!    the claim reply and the start;
+//! 3. no two handlers of a job with overlap `skip` or `queue_one` run at once;
+//! 4. fencing tokens strictly increase per shard, in the order the store
+//!    granted them (grants whose reply was lost included);
+//! 5. no fire starts before its time (100 ms of slack).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use shardcron_coord::{ClaimOutcome, RunOutcome};
+use shardcron_core::{shard_of, JobSpec, OverlapPolicy};
+
+use crate::history::{Event, Fate, Observed};
+use crate::time::rel;
+use crate::world::RunInfo;
+
+/// Which guarantee a violation breaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Check {
+    /// A fire id started more than once.
+    DuplicateStart,
+    /// A required fire neither ran nor left a record, and no excuse applies.
+    MissedFire,
+    /// Two runs of a `skip` / `queue_one` job overlapped.
+    Overlap,
+    /// A shard's fencing token did not increase.
+    Fencing,
+    /// A fire started before its scheduled time.
+    EarlyStart,
+    /// The scenario itself could not run (setup error).
+    Setup,
+}
+
+impl Check {
+    /// Short stable name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::DuplicateStart => "duplicate-start",
+            Self::MissedFire => "missed-fire",
+            Self::Overlap => "overlap",
+            Self::Fencing => "fencing",
+            Self::EarlyStart => "early-start",
+            Self::Setup => "setup",
+        }
+    }
+}
+
+/// One broken guarantee, with the events that touch it.
+#[derive(Clone, Debug)]
+pub struct Violation {
+    /// The guarantee.
+    pub check: Check,
+    /// What happened.
+    pub message: String,
+    /// Job concerned, if any.
+    pub job: Option<String>,
+    /// Instant of interest (a fire's scheduled time), Unix ms.
+    pub at: i64,
+    /// More violations of the same check on the same job that were folded in.
+    pub more: usize,
+    /// Events touching the job, its shard and the nodes involved, around `at`.
+    pub trace: Vec<String>,
+}
+
+/// Counts from the checkers.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CheckStats {
+    /// Handler starts (first attempts).
+    pub started: usize,
+    /// Fires the rules required.
+    pub required: usize,
+    /// Required fires that were not run but are excused, by reason.
+    pub excused: BTreeMap<String, usize>,
+}
+
+struct Found {
+    check: Check,
+    job: Option<String>,
+    shard: Option<u32>,
+    at: i64,
+    message: String,
+}
+
+/// Runs every checker.
+pub fn check_all(obs: &Observed, info: &RunInfo, shard_count: u32) -> (Vec<Violation>, CheckStats) {
+    let mut stats = CheckStats {
+        started: obs.starts.iter().filter(|s| s.attempt == 1).count(),
+        ..CheckStats::default()
+    };
+    let mut found = Vec::new();
+    duplicate_starts(obs, &mut found);
+    missed_fires(obs, info, &mut found, &mut stats);
+    overlaps(obs, info, &mut found);
+    fencing(obs, &mut found);
+    early_starts(obs, &mut found);
+    (fold(found, &obs.events, shard_count), stats)
+}
+
+/// Keeps the first violation per (check, job), counting the rest, and cuts a
+/// trace for each.
+fn fold(found: Vec<Found>, events: &[Event], shard_count: u32) -> Vec<Violation> {
+    let mut by: BTreeMap<(Check, Option<String>), (Found, usize)> = BTreeMap::new();
+    for f in found {
+        let key = (f.check, f.job.clone());
+        match by.get_mut(&key) {
+            Some((first, more)) => {
+                *more += 1;
+                if f.at < first.at {
+                    *first = f;
+                }
+            }
+            None => {
+                by.insert(key, (f, 0));
+            }
+        }
+    }
+    let mut out: Vec<Violation> = by
+        .into_values()
+        .map(|(f, more)| {
+            let shard = f
+                .shard
+                .or_else(|| f.job.as_deref().map(|j| shard_of(j, shard_count)));
+            Violation {
+                trace: trace(events, f.job.as_deref(), shard, f.at),
+                check: f.check,
+                message: f.message,
+                job: f.job,
+                at: f.at,
+                more,
+            }
+        })
+        .collect();
+    out.sort_by_key(|v| (v.at, v.check));
+    out
+}
+
+/// Events touching `job` or `shard` from 20 s before `at` to 70 s after, and
+/// the life events (start, pause, clock step, leave, crash) of the nodes
+/// that appear in them.
+pub fn trace(events: &[Event], job: Option<&str>, shard: Option<u32>, at: i64) -> Vec<String> {
+    let (from, to) = (at - 20_000, at + 70_000);
+    let window = || events.iter().filter(move |e| e.t >= from && e.t <= to);
+    let touches = |e: &Event| match (&e.job, e.shard) {
+        (Some(j), _) => Some(j.as_str()) == job,
+        (None, Some(s)) => Some(s) == shard,
+        (None, None) => false,
+    };
+    let nodes: BTreeSet<&str> = window()
+        .filter(|e| touches(e))
+        .filter_map(|e| e.node.as_deref())
+        .collect();
+    window()
+        .filter(|e| {
+            touches(e)
+                || (e.job.is_none()
+                    && e.shard.is_none()
+                    && e.node.as_deref().is_some_and(|n| nodes.contains(n)))
+        })
+        .map(Event::line)
+        .collect()
+}
+
+fn fire(job: &str, ms: i64) -> String {
+    format!("{job}@{}", rel(ms))
+}
+
+fn duplicate_starts(obs: &Observed, found: &mut Vec<Found>) {
+    let mut by: BTreeMap<(&str, i64), Vec<usize>> = BTreeMap::new();
+    for (i, s) in obs.starts.iter().enumerate() {
+        if s.attempt == 1 {
+            by.entry((s.job.as_str(), s.sched)).or_default().push(i);
+        }
+    }
+    for ((job, sched), runs) in by {
+        if runs.len() > 1 {
+            let who: Vec<String> = runs
+                .iter()
+                .map(|&i| {
+                    let s = &obs.starts[i];
+                    format!("{}/{} token {} at {}", s.node, s.inst, s.token, rel(s.t))
+                })
+                .collect();
+            found.push(Found {
+                check: Check::DuplicateStart,
+                job: Some(job.to_owned()),
+                shard: Some(obs.starts[runs[0]].shard),
+                at: sched,
+                message: format!(
+                    "{} started {} times: {}",
+                    fire(job, sched),
+                    runs.len(),
+                    who.join("; ")
+                ),
+            });
+        }
+    }
+}
+
+fn early_starts(obs: &Observed, found: &mut Vec<Found>) {
+    for s in &obs.starts {
+        if s.t < s.sched - 100 {
+            found.push(Found {
+                check: Check::EarlyStart,
+                job: Some(s.job.clone()),
+                shard: Some(s.shard),
+                at: s.sched,
+                message: format!(
+                    "{} started at {} on {}/{}, {} ms early",
+                    fire(&s.job, s.sched),
+                    rel(s.t),
+                    s.node,
+                    s.inst,
+                    s.sched - s.t
+                ),
+            });
+        }
+    }
+}
+
+fn fencing(obs: &Observed, found: &mut Vec<Found>) {
+    let mut last: BTreeMap<u32, (&str, u64)> = BTreeMap::new();
+    for g in &obs.grants {
+        if let Some(&(holder, token)) = last.get(&g.shard) {
+            let renewal = token == g.token && holder == g.holder;
+            if !renewal && g.token <= token {
+                found.push(Found {
+                    check: Check::Fencing,
+                    job: None,
+                    shard: Some(g.shard),
+                    at: g.t,
+                    message: format!(
+                        "shard {} granted token {} to {} after token {} to {}",
+                        g.shard, g.token, g.holder, token, holder
+                    ),
+                });
+            }
+        }
+        last.insert(g.shard, (g.holder.as_str(), g.token));
+    }
+}
+
+/// The overlap policy of each job (constant over its life in the scenario).
+fn overlap_of(obs: &Observed) -> BTreeMap<&str, OverlapPolicy> {
+    obs.writes
+        .iter()
+        .filter_map(|w| w.spec.as_ref().map(|s| (w.job.as_str(), s.overlap)))
+        .collect()
+}
+
+fn overlaps(obs: &Observed, info: &RunInfo, found: &mut Vec<Found>) {
+    let policy = overlap_of(obs);
+    let mut by: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, s) in obs.starts.iter().enumerate() {
+        if matches!(
+            policy.get(s.job.as_str()),
+            Some(OverlapPolicy::Skip | OverlapPolicy::QueueOne)
+        ) {
+            by.entry(s.job.as_str()).or_default().push(i);
+        }
+    }
+    for (job, runs) in by {
+        // Runs are recorded in start order.
+        let mut open: Option<usize> = None;
+        for i in runs {
+            let s = &obs.starts[i];
+            if let Some(p) = open {
+                let prev = &obs.starts[p];
+                let prev_end = prev.end.unwrap_or(info.end_ms);
+                if s.t < prev_end && s.sched != prev.sched {
+                    found.push(Found {
+                        check: Check::Overlap,
+                        job: Some(job.to_owned()),
+                        shard: Some(s.shard),
+                        at: s.sched,
+                        message: format!(
+                            "{} started at {} on {}/{} (token {}) while {} ran on {}/{} (token {}, {} to {})",
+                            fire(job, s.sched),
+                            rel(s.t),
+                            s.node,
+                            s.inst,
+                            s.token,
+                            fire(job, prev.sched),
+                            prev.node,
+                            prev.inst,
+                            prev.token,
+                            rel(prev.t),
+                            prev.end.map_or("still running".to_owned(), rel)
+                        ),
+                    });
+                }
+            }
+            let keep_prev = open.is_some_and(|p| {
+                obs.starts[p].end.unwrap_or(info.end_ms) >= s.end.unwrap_or(info.end_ms)
+            });
+            if !keep_prev {
+                open = Some(i);
+            }
+        }
+    }
+}
+
+/// Excuse categories of required fires that did not run.
+const EXCUSE_LOST_REPLY: &str = "claim applied but its reply was lost and never resolved";
+const EXCUSE_CRASH: &str = "claiming node crashed between the claim reply and the start";
+const COVER_BEYOND_GRACE: &str = "covered by one beyond-grace misfire record";
+const COVER_CAPPED: &str = "covered by a capped batch of misfire records";
+const NOT_REQUIRED_SHARED_ID: &str = "trigger on a scheduled fire's millisecond (shares its id)";
+
+/// Spans of fires a node declared misfired in bulk, per job.
+fn bulk_misfires(obs: &Observed) -> BTreeMap<&str, Vec<(i64, i64, &'static str)>> {
+    let mut spans: BTreeMap<&str, Vec<(i64, i64, &'static str)>> = BTreeMap::new();
+    let mut batches: BTreeMap<(&str, &str, i64), Vec<i64>> = BTreeMap::new();
+    for r in &obs.records {
+        if r.outcome != RunOutcome::Misfired {
+            continue;
+        }
+        let why = r.error.as_deref().unwrap_or("");
+        if why.starts_with("this and possibly later") {
+            spans.entry(r.job.as_str()).or_default().push((
+                r.sched,
+                r.t - 5_000,
+                COVER_BEYOND_GRACE,
+            ));
+        } else if why.starts_with("not run per misfire policy") {
+            batches
+                .entry((r.node.as_str(), r.job.as_str(), r.t))
+                .or_default()
+                .push(r.sched);
+        }
+    }
+    for ((_, job, t), mut scheds) in batches {
+        scheds.sort_unstable();
+        scheds.dedup();
+        if scheds.len() >= 10 {
+            spans
+                .entry(job)
+                .or_default()
+                .push((scheds[0], t, COVER_CAPPED));
+        }
+    }
+    spans
+}
+
+/// A required fire: `(job, scheduled ms)` with its grace and whether it is a trigger.
+pub struct Required {
+    job: String,
+    at: i64,
+    trigger: bool,
+}
+
+fn in_schedule(spec: &JobSpec, t: i64) -> bool {
+    spec.validate().ok().and_then(|j| j.next_after(t - 1)) == Some(t)
+}
+
+/// The fires the rules require, with counts of those ruled out.
+///
+/// A scheduled fire `(job, t)` is required when the version active at `t`
+/// (the last write before `t`) is unpaused and has `t` in its schedule, every
+/// write in `[t, t + grace]` keeps the job unpaused, undeleted and `t` in its
+/// schedule, and `t < end - grace`. A trigger at `ms` is required when the
+/// job is unpaused at `ms`, not written in `(ms, ms + grace]`, and
+/// `ms < end - grace`; one on the exact millisecond of a scheduled fire shares
+/// that fire's id (a documented limit) and is not required separately.
+pub fn required_fires(obs: &Observed, info: &RunInfo, stats: &mut CheckStats) -> Vec<Required> {
+    let mut writes: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, w) in obs.writes.iter().enumerate() {
+        writes.entry(w.job.as_str()).or_default().push(i);
+    }
+    let mut out = Vec::new();
+    for (job, idx) in &writes {
+        let ws: Vec<_> = idx.iter().map(|&i| &obs.writes[i]).collect();
+        for (k, w) in ws.iter().enumerate() {
+            let Some(spec) = &w.spec else { continue };
+            if spec.paused {
+                continue;
+            }
+            let Ok(parsed) = spec.validate() else {
+                continue;
+            };
+            let grace = spec.misfire_grace.as_millis() as i64;
+            let next = ws.get(k + 1).map_or(info.end_ms, |n| n.t);
+            let until = next.min(info.end_ms - grace - 1);
+            if until <= w.t {
+                continue;
+            }
+            for t in parsed.fires_between(w.t, until, 1_000_000) {
+                let kept = ws[k + 1..]
+                    .iter()
+                    .filter(|l| l.t >= t && l.t <= t + grace)
+                    .all(|l| {
+                        l.spec
+                            .as_ref()
+                            .is_some_and(|s| !s.paused && in_schedule(s, t))
+                    });
+                if kept {
+                    out.push(Required {
+                        job: (*job).to_owned(),
+                        at: t,
+                        trigger: false,
+                    });
+                }
+            }
+        }
+    }
+    let mut seen = BTreeSet::new();
+    for tr in &obs.triggers {
+        if !seen.insert((tr.job.as_str(), tr.ms)) {
+            continue;
+        }
+        let Some(ws) = writes.get(tr.job.as_str()) else {
+            continue;
+        };
+        let ws: Vec<_> = ws.iter().map(|&i| &obs.writes[i]).collect();
+        let Some(active) = ws.iter().rev().find(|w| w.t <= tr.ms) else {
+            continue;
+        };
+        let Some(spec) = &active.spec else { continue };
+        if spec.paused {
+            continue;
+        }
+        let grace = spec.misfire_grace.as_millis() as i64;
+        if tr.ms >= info.end_ms - grace || ws.iter().any(|w| w.t > tr.ms && w.t <= tr.ms + grace) {
+            continue;
+        }
+        if in_schedule(spec, tr.ms) {
+            *stats
+                .excused
+                .entry(NOT_REQUIRED_SHARED_ID.to_owned())
+                .or_default() += 1;
+            continue;
+        }
+        out.push(Required {
+            job: tr.job.clone(),
+            at: tr.ms,
+            trigger: true,
+        });
+    }
+    out
+}
+
+fn missed_fires(obs: &Observed, info: &RunInfo, found: &mut Vec<Found>, stats: &mut CheckStats) {
+    let started: BTreeSet<(&str, i64)> = obs
+        .starts
+        .iter()
+        .map(|s| (s.job.as_str(), s.sched))
+        .collect();
+    let recorded: BTreeSet<(&str, i64)> = obs
+        .records
+        .iter()
+        .map(|r| (r.job.as_str(), r.sched))
+        .collect();
+    let mut claims: BTreeMap<(&str, i64), Vec<usize>> = BTreeMap::new();
+    for (i, c) in obs.claims.iter().enumerate() {
+        claims.entry((c.job.as_str(), c.sched)).or_default().push(i);
+    }
+    let spans = bulk_misfires(obs);
+    let required = required_fires(obs, info, stats);
+    stats.required = required.len();
+    for req in required {
+        let key = (req.job.as_str(), req.at);
+        if started.contains(&key) || recorded.contains(&key) {
+            continue;
+        }
+        if let Some((_, _, why)) = spans.get(req.job.as_str()).and_then(|s| {
+            s.iter()
+                .find(|(from, to, _)| req.at >= *from && req.at <= *to)
+        }) {
+            *stats.excused.entry((*why).to_owned()).or_default() += 1;
+            continue;
+        }
+        let attempts: Vec<usize> = claims.get(&key).cloned().unwrap_or_default();
+        let excuse = attempts.iter().find_map(|&i| {
+            let c = &obs.claims[i];
+            if c.outcome != Some(ClaimOutcome::Claimed) {
+                return None;
+            }
+            match obs.fates.get(&c.call) {
+                Some((_, Fate::Lost)) | None => Some(EXCUSE_LOST_REPLY),
+                Some((replied, Fate::Delivered)) => obs
+                    .crashes
+                    .iter()
+                    .any(|(t, h)| h == &c.holder && t >= replied)
+                    .then_some(EXCUSE_CRASH),
+            }
+        });
+        if let Some(why) = excuse {
+            *stats.excused.entry(why.to_owned()).or_default() += 1;
+            continue;
+        }
+        found.push(Found {
+            check: Check::MissedFire,
+            job: Some(req.job.clone()),
+            shard: None,
+            at: req.at,
+            message: format!(
+                "required {} {} never started and has no record; {}",
+                if req.trigger { "trigger" } else { "fire" },
+                fire(&req.job, req.at),
+                hint(obs, &attempts, &req)
+            ),
+        });
+    }
+}
+
+/// What the history says about a missed fire, for the report.
+fn hint(obs: &Observed, attempts: &[usize], req: &Required) -> String {
+    let mut parts = Vec::new();
+    for &i in attempts {
+        let c = &obs.claims[i];
+        let fate = match obs.fates.get(&c.call) {
+            Some((_, Fate::Delivered)) => "delivered",
+            Some((_, Fate::Lost)) => "reply lost",
+            None => "no reply",
+        };
+        parts.push(format!(
+            "claim#{} by {} {:?} -> {} ({fate})",
+            c.call,
+            c.holder,
+            c.kind,
+            c.outcome
+                .map_or("lease lost".to_owned(), |o| format!("{o:?}"))
+        ));
+    }
+    if req.trigger {
+        for t in obs
+            .takes
+            .iter()
+            .filter(|t| t.job == req.job && t.ms == req.at)
+        {
+            let fate = match obs.fates.get(&t.call) {
+                Some((_, Fate::Delivered)) => "delivered",
+                _ => "reply lost",
+            };
+            parts.push(format!(
+                "taken by {} in take_triggers#{} ({fate})",
+                t.holder, t.call
+            ));
+        }
+    }
+    if parts.is_empty() {
+        "no claim was ever attempted".to_owned()
+    } else {
+        parts.join("; ")
+    }
+}
