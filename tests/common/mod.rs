@@ -333,11 +333,16 @@ impl ProcFleet {
         let mut unclaimed = Vec::new();
         for (job, at) in &a.missing {
             let holder = claim_holder(&self.cli.redis, &self.cli.namespace, job, *at, 1024);
-            if holder.as_ref().is_some_and(|h| dead.iter().any(|d| h.starts_with(&format!("{d}/")))) {
+            if holder
+                .as_ref()
+                .is_some_and(|h| dead.iter().any(|d| h.starts_with(&format!("{d}/"))))
+            {
                 lost += 1;
             } else {
                 eprintln!("DEBUG missing {job}@{at} holder {holder:?}");
-                let out = self.cli.run(&["runs", "--job", job, "--limit", "40", "--json"]);
+                let out = self
+                    .cli
+                    .run(&["runs", "--job", job, "--limit", "40", "--json"]);
                 for line in String::from_utf8_lossy(&out.stdout).lines() {
                     if line.contains(&at.to_string()) {
                         eprintln!("DEBUG run {line}");

@@ -207,14 +207,16 @@ fn decide(entry: &mut JobEntry, now_ms: i64, tolerance_ms: i64) -> DueFires {
         cursor_before: entry.cursor_ms,
         ..DueFires::default()
     };
+    // Fires at or after the floor are within the grace (a fire exactly
+    // `grace` late still runs); the cursor is exclusive, hence the `- 1`.
     let grace_floor = now_ms - grace_ms.max(tolerance_ms);
-    if entry.cursor_ms < grace_floor {
+    if entry.cursor_ms < grace_floor - 1 {
         if let Some(first) = entry.job.next_after(entry.cursor_ms) {
             if first < grace_floor {
                 decision.beyond_grace = Some(first);
             }
         }
-        entry.cursor_ms = grace_floor;
+        entry.cursor_ms = grace_floor - 1;
     }
     if spec.misfire == MisfirePolicy::CatchUp {
         let pending = entry
@@ -332,7 +334,8 @@ mod tests {
         let now = T0 + 3_600_000;
         let due = t.take_due(now, 2000, usize::MAX);
         assert_eq!(due[0].beyond_grace, Some(T0 + 1000));
-        assert_eq!(due[0].run.len(), 60);
+        // now − 60 s .. now: a fire exactly the grace late still runs.
+        assert_eq!(due[0].run.len(), 61);
         assert!(due[0].run.iter().all(|&f| now - f <= 60_000));
     }
 
@@ -359,6 +362,19 @@ mod tests {
 
 #[cfg(test)]
 mod window_tests {
+    #[test]
+    fn a_fire_exactly_at_the_end_of_its_grace_still_runs() {
+        let mut t = Timetable::new();
+        t.upsert(entry("@every 1s", MisfirePolicy::CatchUp, 10_000));
+        let due = t.take_due(T0 + 20_000, 2000, usize::MAX);
+        assert_eq!(due[0].beyond_grace, Some(T0 + 1000));
+        assert_eq!(
+            due[0].run.first(),
+            Some(&(T0 + 10_000)),
+            "10 s late, grace 10 s"
+        );
+    }
+
     use super::*;
     use shardcron_core::JobSpec;
 

@@ -543,7 +543,7 @@ fn hint(obs: &Observed, attempts: &[usize], req: &Required) -> String {
                 _ => "reply lost",
             };
             parts.push(format!(
-                "taken by {} in take_triggers#{} ({fate})",
+                "read by {} in read_triggers#{} ({fate})",
                 t.holder, t.call
             ));
         }

@@ -22,8 +22,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use shardcron_coord::{
     BatchOutcome, ClaimBatch, CoordError, CoordEvent, CoordResult, Coordinator, JobPage,
-    LeaseGrant, LeaseInfo, MemberInfo, Membership, MemoryCoordinator, RunRecord, ShardJobs,
-    StoredJob,
+    LeaseGrant, LeaseInfo, MemberInfo, Membership, MemoryCoordinator, QueuedTrigger, RunRecord,
+    ShardJobs, StoredJob,
 };
 use shardcron_core::{JobSpec, RingConfig};
 use tokio::sync::{broadcast, watch};
@@ -414,17 +414,17 @@ impl Coordinator for FaultyCoordinator {
             .await
     }
 
-    async fn take_triggers(
+    async fn read_triggers(
         &self,
         leases: &[(u32, u64)],
         holder: &str,
-    ) -> CoordResult<Vec<(u32, String, i64)>> {
+    ) -> CoordResult<Vec<QueuedTrigger>> {
         let (c, l, h) = (self.inner.clone(), leases.to_vec(), holder.to_owned());
         let (id, hist) = (self.history.next_call(), self.history.clone());
-        self.call("take_triggers", id, async move {
-            let r = c.take_triggers(&l, &h).await;
-            if let Ok(taken) = &r {
-                hist.triggers_taken(id, &h, taken);
+        self.call("read_triggers", id, async move {
+            let r = c.read_triggers(&l, &h).await;
+            if let Ok(read) = &r {
+                hist.triggers_read(id, &h, read);
             }
             r
         })

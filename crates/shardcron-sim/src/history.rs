@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
 
 use shardcron_coord::{
-    node_of_holder, BatchOutcome, ClaimBatch, ClaimOutcome, FireKind, LeaseGrant, RunOutcome,
-    RunRecord,
+    node_of_holder, BatchOutcome, ClaimBatch, ClaimOutcome, FireKind, LeaseGrant, QueuedTrigger,
+    RunOutcome, RunRecord,
 };
 use shardcron_core::JobSpec;
 
@@ -306,20 +306,23 @@ impl History {
         }
     }
 
-    /// Records triggers handed out by `take_triggers`.
-    pub fn triggers_taken(&self, call: u64, holder: &str, taken: &[(u32, String, i64)]) {
-        for (shard, job, ms) in taken {
+    /// Records triggers read by `read_triggers` (they stay queued).
+    pub fn triggers_read(&self, call: u64, holder: &str, read: &[QueuedTrigger]) {
+        for t in read {
             self.log(
                 Some(node_of_holder(holder)),
-                Some(job),
-                Some(*shard),
-                format!("{holder}: take_triggers#{call} took {}", fire(job, *ms)),
+                Some(&t.job_id),
+                Some(t.shard),
+                format!(
+                    "{holder}: read_triggers#{call} read {}",
+                    fire(&t.job_id, t.at_ms)
+                ),
             );
             self.lock().takes.push(TakeObs {
                 call,
                 holder: holder.to_owned(),
-                job: job.clone(),
-                ms: *ms,
+                job: t.job_id.clone(),
+                ms: t.at_ms,
             });
         }
     }

@@ -30,6 +30,10 @@ pub use faulty::FaultRates;
 use history::History;
 use time::SimTime;
 
+/// Wall time one simulated minute may take before the seed counts as a
+/// livelock (a debug build needs well under a second).
+const WALL_LIMIT_PER_SIM_MINUTE: Duration = Duration::from_secs(20);
+
 /// What one run simulates.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SimConfig {
@@ -79,6 +83,21 @@ pub fn settings_with_heartbeat(heartbeat_ms: u64) -> WorkerSettings {
         // short enough that the store's claim keys stay few.
         claim_retention: Duration::from_secs(120),
         ..WorkerSettings::fast()
+    }
+}
+
+impl SimConfig {
+    /// The CI scenario: the default one on a smaller fleet and job set, with
+    /// a 1 s heartbeat (TTLs 6 s), so that the CI seed set (3000 simulated
+    /// minutes) fits the time budget of a debug build.
+    pub fn ci() -> Self {
+        Self {
+            minutes: 15.0,
+            nodes: (3, 3),
+            jobs: (20, 24),
+            settings: settings_with_heartbeat(1000),
+            ..Self::default()
+        }
     }
 }
 
@@ -151,21 +170,46 @@ pub fn replay(seed: u64, cfg: &SimConfig) -> Replay {
             events: Vec::new(),
         }
     };
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .start_paused(true)
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => return setup(format!("cannot build the runtime: {e}")),
+    // The scenario runs on its own thread so that a livelock (a task that
+    // never lets virtual time advance) is reported as a failure of its seed
+    // instead of hanging the search.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let run_cfg = cfg.clone();
+    let spawned = std::thread::Builder::new()
+        .name(format!("sim-seed-{seed}"))
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .start_paused(true)
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = tx.send(Err(format!("cannot build the runtime: {e}")));
+                    return;
+                }
+            };
+            let result = rt.block_on(async {
+                let time = SimTime::start_now();
+                let history = Arc::new(History::new(time));
+                let info = world::run(seed, &run_cfg, time, history.clone()).await;
+                (info, history.take())
+            });
+            let _ = tx.send(Ok(result));
+        });
+    if let Err(e) = spawned {
+        return setup(format!("cannot start the scenario thread: {e}"));
+    }
+    let limit = WALL_LIMIT_PER_SIM_MINUTE.mul_f64(cfg.minutes.max(1.0));
+    let (info, observed) = match rx.recv_timeout(limit) {
+        Ok(Ok(result)) => result,
+        Ok(Err(e)) => return setup(e),
+        Err(_) => {
+            return setup(format!(
+                "livelock: the scenario made no progress in {limit:?} of wall time (virtual time stopped advancing)"
+            ))
+        }
     };
-    let (info, observed) = rt.block_on(async {
-        let time = SimTime::start_now();
-        let history = Arc::new(History::new(time));
-        let info = world::run(seed, cfg, time, history.clone()).await;
-        (info, history.take())
-    });
-    drop(rt);
     let info = match info {
         Ok(info) => info,
         Err(e) => return setup(e),

@@ -39,11 +39,19 @@ struct Args {
     /// With --replay: print traces (and the whole log if the seed passes).
     #[arg(long)]
     trace: bool,
+    /// Start from the CI scenario (the seed set `cargo test` runs) instead
+    /// of the default one.
+    #[arg(long)]
+    ci: bool,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let mut cfg = SimConfig::default();
+    let mut cfg = if args.ci {
+        SimConfig::ci()
+    } else {
+        SimConfig::default()
+    };
     if let Some(m) = args.minutes {
         cfg.minutes = m;
     }
@@ -108,6 +116,13 @@ fn replay_one(seed: u64, cfg: &SimConfig, trace: bool) -> ExitCode {
                     for line in &v.trace {
                         println!("   {line}");
                     }
+                }
+            }
+            if trace {
+                println!();
+                println!("== the whole log");
+                for line in &run.events {
+                    println!("{line}");
                 }
             }
             ExitCode::FAILURE

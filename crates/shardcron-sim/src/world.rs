@@ -160,10 +160,22 @@ pub async fn run(
         w.act(action).await?;
     }
     tokio::time::sleep_until(w.time.instant_at(EPOCH_MS + end)).await;
+    // Leave gracefully, so every fire still waiting on a node gets its
+    // outcome (a run, or a record saying why not) before the checks; nodes
+    // that have not stopped after the drain deadline are aborted.
+    for slot in &mut w.nodes {
+        if let Some(stop) = slot.inc.as_mut().and_then(|inc| inc.stop.take()) {
+            let _ = stop.send(());
+        }
+    }
+    let limit = Instant::now() + cfg.settings.drain_timeout + Duration::from_secs(10);
     for slot in &mut w.nodes {
         if let Some(inc) = slot.inc.take() {
-            inc.dead.cancel();
-            inc.task.abort();
+            let mut task = inc.task;
+            if tokio::time::timeout_at(limit, &mut task).await.is_err() {
+                inc.dead.cancel();
+                task.abort();
+            }
         }
     }
     Ok(RunInfo {

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use shardcron_sim::{replay, run_seed, settings_with_heartbeat, SimConfig};
+use shardcron_sim::{replay, run_seed, SimConfig};
 
 /// 200 seeds × 15 simulated minutes = 3000 simulated minutes.
 const SEEDS: u64 = 200;
@@ -23,10 +23,7 @@ const MINUTES: f64 = 15.0;
 fn ci_config() -> SimConfig {
     SimConfig {
         minutes: MINUTES,
-        nodes: (3, 3),
-        jobs: (20, 24),
-        settings: settings_with_heartbeat(1000),
-        ..SimConfig::default()
+        ..SimConfig::ci()
     }
 }
 

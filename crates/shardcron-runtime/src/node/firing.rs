@@ -241,8 +241,18 @@ impl Node {
                 }
                 ClaimOutcome::JobChanged => {
                     if fire.kind == FireKind::Scheduled {
+                        // Go back to where this step's decision started: the
+                        // new version may have fires the old one skipped. A
+                        // retried fire's decision is older than this step:
+                        // go back to the job's watermark (the reload clamps
+                        // the cursor to it), past which nothing is claimed.
+                        let back = if fire.uncertain.is_empty() {
+                            cursor_before.get(&fire.job_id).copied().unwrap_or(i64::MIN)
+                        } else {
+                            i64::MIN
+                        };
                         let r = self.refused.entry(fire.job_id.clone()).or_insert(i64::MAX);
-                        *r = (*r).min(fire.scheduled_ms);
+                        *r = (*r).min(back);
                     }
                     self.reload.insert(shard);
                 }

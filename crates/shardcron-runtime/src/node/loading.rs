@@ -21,10 +21,10 @@ impl Node {
     /// Merges a shard's stored jobs into the timetable. Unchanged jobs keep
     /// their cursor; new or changed ones start after the latest of their
     /// watermark (last claimed fire), the instant they became active
-    /// (creation or resume), and the cursor this node already had. A fire a
-    /// claim refused because the job changed is decided again: the cursor
-    /// goes back to just before it, never before the watermark or the
-    /// activation.
+    /// (creation or resume), and the cursor this node already had. Fires a
+    /// claim refused because the job changed are decided again: the cursor
+    /// goes back to where the refused decision started, never before the
+    /// watermark or the activation.
     pub(super) fn install_jobs(&mut self, shard_jobs: ShardJobs, is_update: bool) {
         let ShardJobs {
             shard,
@@ -49,8 +49,8 @@ impl Node {
                 .max(stored.schedule_floor_ms());
             let existing = self.timetable.get(&id);
             if existing.is_some_and(|e| e.version == stored.version) {
-                if let Some(refused_at) = self.refused.remove(&id) {
-                    self.timetable.rewind(&id, (refused_at - 1).max(floor));
+                if let Some(back) = self.refused.remove(&id) {
+                    self.timetable.rewind(&id, back.max(floor));
                 }
                 continue;
             }
@@ -68,8 +68,8 @@ impl Node {
                 }
             };
             let mut cursor_ms = existing.map_or(floor, |e| e.cursor_ms.max(floor));
-            if let Some(refused_at) = self.refused.remove(&id) {
-                cursor_ms = cursor_ms.min(refused_at - 1).max(floor);
+            if let Some(back) = self.refused.remove(&id) {
+                cursor_ms = cursor_ms.min(back).max(floor);
             }
             let grace = self.settings.effective_grace(job.spec.misfire_grace);
             self.warn_timing(&stored, grace);
@@ -167,6 +167,9 @@ impl Node {
         let t = Instant::now();
         let read = self.coord.read_triggers(&leases, &self.holder).await;
         let Some(triggers) = self.coord_result("read triggers", t, read) else {
+            // The triggers are still queued; read them again with the next
+            // reload (a lost reply delays a trigger, never loses it).
+            self.reload.extend(leases.iter().map(|(s, _)| *s));
             return;
         };
         for trigger in triggers {

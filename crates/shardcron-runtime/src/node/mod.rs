@@ -86,9 +86,9 @@ pub(crate) struct Node {
     recorder: tokio::task::JoinHandle<()>,
     reload: BTreeSet<u32>,
     pending: PendingClaims,
-    /// Earliest fire per job that a claim refused because the job changed:
-    /// after the reload the job's cursor goes back before it, so the fire is
-    /// decided again under the new version instead of being lost.
+    /// Per job, the cursor to go back to because a claim was refused as the
+    /// job changed: after the reload the fires from there on are decided
+    /// again under the new version instead of being lost.
     refused: HashMap<String, i64>,
     next_attempt: u64,
     control_at: Instant,

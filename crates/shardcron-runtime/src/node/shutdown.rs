@@ -48,10 +48,13 @@ impl Node {
         loop {
             self.executor.reap_finished();
             self.drop_invalid_leases();
+            self.record_unresolvable_at_shutdown();
             self.release_idle_handoffs().await;
             if self.held.is_empty() && self.executor.is_idle() {
                 break;
             }
+            // Every pending claim left is of a held shard: resolve it now, or
+            // when a lost reply's retry is due.
             let retry_at = if self.pending.is_empty() {
                 None
             } else {
@@ -87,7 +90,7 @@ impl Node {
         }
         let rest: Vec<u32> = self.held.keys().copied().collect();
         self.release(&rest).await;
-        self.record_unresolved_at_shutdown();
+        self.record_unresolvable_at_shutdown();
         self.records = None;
         drop(self.executor);
         let _ = tokio::time::timeout(Duration::from_secs(5), self.recorder).await;
@@ -99,10 +102,14 @@ impl Node {
         self.report
     }
 
-    /// Claims still unresolved when the node leaves are lost with it: say
-    /// so, one record each.
-    fn record_unresolved_at_shutdown(&mut self) {
+    /// Claims this leaving node can no longer resolve (their shard is not
+    /// held any more) are lost with it: say so, one record each.
+    fn record_unresolvable_at_shutdown(&mut self) {
         for ((shard, job_id, at), p) in self.pending.take_all() {
+            if self.held.contains_key(&shard) {
+                self.pending.keep((shard, job_id, at), p);
+                continue;
+            }
             if !p.is_uncertain() {
                 continue;
             }
