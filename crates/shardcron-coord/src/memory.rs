@@ -508,7 +508,8 @@ impl Coordinator for MemoryCoordinator {
                 .get(&spec.id)
                 .and_then(|j| serde_json::from_str::<StoredJob>(&j.json).ok());
             let active_since_ms = match previous {
-                Some(prev) if !(prev.spec.paused && !spec.paused) => prev.schedule_floor_ms(),
+                // Kept unless this write resumes a paused job.
+                Some(prev) if !prev.spec.paused || spec.paused => prev.schedule_floor_ms(),
                 _ => now,
             };
             shard.version += 1;

@@ -707,8 +707,7 @@ async fn heartbeat_reasserts_the_ring_settings(env: Env) {
     let err = c
         .heartbeat(&member("a"), Duration::from_secs(30))
         .await
-        .err()
-        .expect("mismatch");
+        .expect_err("mismatch");
     assert!(matches!(err, CoordError::ConfigMismatch { .. }), "{err}");
     other
         .heartbeat(&member("b"), Duration::from_secs(30))

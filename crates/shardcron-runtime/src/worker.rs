@@ -210,6 +210,7 @@ impl Worker {
                 Err(e) => return Err(e.into()),
             }
         }
+        let node_id = self.info.id.clone();
         let node = Node::new(
             self.instance,
             self.coordinator,
@@ -219,7 +220,8 @@ impl Worker {
             self.clock,
             self.status,
         );
-        match node.run(shutdown).await {
+        let span = tracing::info_span!("worker", node = %node_id);
+        match tracing::Instrument::instrument(node.run(shutdown), span).await {
             (report, None) => Ok(report),
             (_, Some(fatal)) => Err(fatal.into()),
         }

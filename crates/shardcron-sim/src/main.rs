@@ -47,6 +47,15 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    // SHARDCRON_SIM_LOG=debug (an env filter) prints the workers' own logs.
+    if let Ok(filter) = std::env::var("SHARDCRON_SIM_LOG") {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_timer(VirtualTime)
+            .with_ansi(false)
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let mut cfg = if args.ci {
         SimConfig::ci()
     } else {
@@ -127,5 +136,18 @@ fn replay_one(seed: u64, cfg: &SimConfig, trace: bool) -> ExitCode {
             }
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Log timestamps in simulated seconds (since the first line), to match the
+/// event log of `--trace`.
+struct VirtualTime;
+
+impl tracing_subscriber::fmt::time::FormatTime for VirtualTime {
+    fn format_time(&self, w: &mut tracing_subscriber::fmt::format::Writer<'_>) -> std::fmt::Result {
+        static START: std::sync::OnceLock<tokio::time::Instant> = std::sync::OnceLock::new();
+        let now = tokio::time::Instant::now();
+        let start = *START.get_or_init(|| now);
+        write!(w, "[{:>9.3}s]", now.duration_since(start).as_secs_f64())
     }
 }

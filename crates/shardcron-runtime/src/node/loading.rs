@@ -186,19 +186,23 @@ impl Node {
     }
 
     /// Reloads held shards whose stored version moved (a missed event).
-    pub(super) async fn poll_versions(&mut self) {
+    /// Returns false when the poll itself failed, so it is retried soon: a
+    /// lost event followed by a lost poll must not wait a whole interval.
+    pub(super) async fn poll_versions(&mut self) -> bool {
         let shards: Vec<u32> = self.held.keys().copied().collect();
         if shards.is_empty() {
-            return;
+            return true;
         }
         let t = Instant::now();
         let versions = self.coord.shard_versions(&shards).await;
-        if let Some(versions) = self.coord_result("shard versions", t, versions) {
-            for (shard, version) in shards.into_iter().zip(versions) {
-                if self.held.get(&shard).is_some_and(|h| h.version != version) {
-                    self.reload.insert(shard);
-                }
+        let Some(versions) = self.coord_result("shard versions", t, versions) else {
+            return false;
+        };
+        for (shard, version) in shards.into_iter().zip(versions) {
+            if self.held.get(&shard).is_some_and(|h| h.version != version) {
+                self.reload.insert(shard);
             }
         }
+        true
     }
 }

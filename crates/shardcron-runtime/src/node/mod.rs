@@ -209,8 +209,12 @@ impl Node {
                 },
                 _ = self.executor.next_finished() => {}
                 () = tokio::time::sleep_until(poll_at) => {
-                    self.poll_versions().await;
-                    poll_at = Instant::now() + self.settings.poll_interval;
+                    let next = if self.poll_versions().await {
+                        self.settings.poll_interval
+                    } else {
+                        self.settings.heartbeat
+                    };
+                    poll_at = Instant::now() + next;
                 }
             }
             if self.fatal.is_some() {
