@@ -17,7 +17,7 @@ use shardcron_coord::{BatchOutcome, ClaimBatch, ClaimOutcome, FireClaim, FireKin
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
-use super::pending::{FireKey, Pending};
+use super::pending::{record_unresolved, FireKey, Pending};
 use super::Node;
 use crate::executor::{ClaimedFire, RecordFields};
 use crate::lease_watch::LeaseGuard;
@@ -118,9 +118,10 @@ impl Node {
         for (key, p) in self.pending.take_all() {
             let (shard, job_id, at) = key.clone();
             if self.held.get(&shard).is_some_and(|h| h.claimable()) {
+                let version = self.current_version(&job_id, at, &p);
                 let claim = FireClaim {
                     uncertain: p.uncertain,
-                    ..FireClaim::new(job_id.clone(), at, p.kind, p.version, self.new_attempt())
+                    ..FireClaim::new(job_id.clone(), at, p.kind, version, self.new_attempt())
                 };
                 step.by_shard
                     .entry(shard)
@@ -132,19 +133,33 @@ impl Node {
             } else if now_ms - at < self.giveup_ms(&job_id) {
                 self.pending.keep(key, p);
             } else {
-                warn!(job = %job_id, at, "claim outcome never learned within the misfire grace; given up");
-                self.executor.record_lost(
-                    RecordFields {
-                        job_id: &job_id,
-                        scheduled_ms: at,
-                        shard,
-                        token: 0,
-                        job_label: None,
-                    },
+                record_unresolved(
+                    &self.executor,
+                    &key,
                     "unresolved_claim",
                     "the claim's reply was lost and its shard could not be held again in time to resolve it",
                 );
             }
+        }
+    }
+
+    /// The job version a pending fire is claimed under: the loaded one when
+    /// the job changed since the fire was first tried and the fire is still
+    /// one of the new version's (a trigger always is). Claiming it under the
+    /// old version would be refused, and a later fire of the same batch could
+    /// move the watermark past it for good.
+    fn current_version(&self, job_id: &str, at: i64, p: &Pending) -> u64 {
+        match self.timetable.get(job_id) {
+            Some(e) if e.version != p.version => {
+                let still_fires = p.kind == FireKind::Trigger
+                    || (!e.job.spec.paused && e.job.next_after(at - 1) == Some(at));
+                if still_fires {
+                    e.version
+                } else {
+                    p.version
+                }
+            }
+            _ => p.version,
         }
     }
 

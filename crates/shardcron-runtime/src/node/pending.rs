@@ -34,6 +34,28 @@ impl Pending {
     }
 }
 
+/// Records a fire whose claim this node gave up resolving (the claim may
+/// have landed, so the fire may never run): one run record, one count.
+pub(super) fn record_unresolved(
+    executor: &crate::executor::Executor,
+    (shard, job_id, at): &FireKey,
+    reason: &'static str,
+    why: &str,
+) {
+    tracing::warn!(job = %job_id, at, reason, "claim outcome never learned; given up");
+    executor.record_lost(
+        crate::executor::RecordFields {
+            job_id,
+            scheduled_ms: *at,
+            shard: *shard,
+            token: 0,
+            job_label: None,
+        },
+        reason,
+        why,
+    );
+}
+
 /// Fires to claim that the timetable does not produce, one entry per fire.
 #[derive(Debug, Default)]
 pub(super) struct PendingClaims {

@@ -15,8 +15,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
+use super::pending::record_unresolved;
 use super::{Handoff, Node};
-use crate::executor::RecordFields;
 use crate::status::WorkerReport;
 use crate::timetable::Timetable;
 
@@ -105,26 +105,17 @@ impl Node {
     /// Claims this leaving node can no longer resolve (their shard is not
     /// held any more) are lost with it: say so, one record each.
     fn record_unresolvable_at_shutdown(&mut self) {
-        for ((shard, job_id, at), p) in self.pending.take_all() {
-            if self.held.contains_key(&shard) {
-                self.pending.keep((shard, job_id, at), p);
-                continue;
+        for (key, p) in self.pending.take_all() {
+            if self.held.contains_key(&key.0) {
+                self.pending.keep(key, p);
+            } else if p.is_uncertain() {
+                record_unresolved(
+                    &self.executor,
+                    &key,
+                    "shutdown",
+                    "the node stopped before it could learn whether its claim landed",
+                );
             }
-            if !p.is_uncertain() {
-                continue;
-            }
-            warn!(job = %job_id, at, "claim still unresolved at shutdown; the fire may not run");
-            self.executor.record_lost(
-                RecordFields {
-                    job_id: &job_id,
-                    scheduled_ms: at,
-                    shard,
-                    token: 0,
-                    job_label: None,
-                },
-                "shutdown",
-                "the node stopped before it could learn whether its claim landed",
-            );
         }
     }
 }
