@@ -223,8 +223,10 @@ pub fn measure(args: &LiveArgs) -> Result<LiveReport, BenchError> {
     progress.finish_and_clear();
     // Events still settling are followed past the window (not measured).
     runtime.block_on(driver.finish(Duration::from_secs(60)));
-    // Let runs of the window's last instants finish and be recorded.
-    runtime.block_on(async { tokio::time::sleep(Duration::from_secs(2)).await });
+    // Let runs of the window's last instants finish and be recorded: at
+    // overload fires run late, so wait until no more of them start (3 s
+    // without a new start, 90 s at most).
+    runtime.block_on(wait_for_the_tail(&recorder));
     let (fleet, timings) = driver.into_parts();
     let workers_at_end = fleet.names();
     let reports = runtime.block_on(fleet.stop());
@@ -233,7 +235,9 @@ pub fn measure(args: &LiveArgs) -> Result<LiveReport, BenchError> {
     let fires = recorder.snapshot();
     let audit = audit(&fires, args.jobs, plan.every_ms, from_ms, to_ms);
     let missing = audit::missing(&fires, args.jobs, plan.every_ms, from_ms, to_ms);
-    let attribution = results::attribute_misses(&server, ring.shard_count, &missing, &timings)?;
+    let mut attribution =
+        results::attribute_misses(&server, ring.shard_count, &missing, &timings)?;
+    let recorded_not_run = results::explain_by_records(&server, &mut attribution)?;
     drop(server);
 
     let mut deltas = stats::command_deltas(&before.commands, &after.commands);
@@ -262,6 +266,7 @@ pub fn measure(args: &LiveArgs) -> Result<LiveReport, BenchError> {
         settle_ms,
         window: (from_ms, to_ms),
         lost_with_crash: attribution.lost_per_event.iter().sum(),
+        recorded_not_run,
         unexplained_misses: attribution.unexplained.len() as u64,
         unexplained_examples: attribution
             .unexplained
@@ -294,6 +299,20 @@ pub fn measure(args: &LiveArgs) -> Result<LiveReport, BenchError> {
     };
     files::write_outputs(args, &report)?;
     Ok(report)
+}
+
+/// Waits until no fire has started for 3 s (at most 90 s): the late tail of
+/// an overloaded run.
+async fn wait_for_the_tail(recorder: &Recorder) {
+    let limit = tokio::time::Instant::now() + Duration::from_secs(90);
+    let mut seen = recorder.len();
+    let mut quiet = 0;
+    while quiet < 3 && tokio::time::Instant::now() < limit {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = recorder.len();
+        quiet = if now == seen { quiet + 1 } else { 0 };
+        seen = now;
+    }
 }
 
 fn millis(duration: Duration) -> u64 {

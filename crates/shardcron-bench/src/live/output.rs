@@ -72,6 +72,10 @@ pub struct LiveReport {
     pub audit: Audit,
     /// Missed fires claimed by a crashed worker before it died.
     pub lost_with_crash: u64,
+    /// Missed fires a worker recorded as not run, by outcome (`misfired`,
+    /// `skipped_overlap`, `cancelled`, ...): visible and counted, as the
+    /// job's policies allow.
+    pub recorded_not_run: std::collections::BTreeMap<String, u64>,
     /// Missed fires nothing explains (must be 0).
     pub unexplained_misses: u64,
     /// Up to ten unexplained misses, `job@ms (claim value)`.
@@ -142,8 +146,8 @@ pub fn summary_text(r: &LiveReport) -> String {
     );
     let _ = writeln!(
         out,
-        "  of the misses: lost with a crash {}, unexplained {}",
-        r.lost_with_crash, r.unexplained_misses
+        "  of the misses: lost with a crash {}, recorded as not run {:?}, unexplained {}",
+        r.lost_with_crash, r.recorded_not_run, r.unexplained_misses
     );
     let _ = writeln!(
         out,

@@ -25,6 +25,56 @@ use crate::error::BenchError;
 /// unexplained (a run that misses this much is broken anyway).
 const MAX_CLAIM_LOOKUPS: usize = 200_000;
 
+/// Misses that the run history accounts for: a worker claimed the fire (or
+/// decided it) and recorded why it did not run, as the job's misfire or
+/// overlap policy allows (an overloaded node, a lease that ended before the
+/// start). Keyed by outcome.
+pub(super) type RecordedMisses = std::collections::BTreeMap<String, u64>;
+
+/// Splits the misses nothing else explains into those with a run record
+/// saying why they did not run (per outcome) and those without: reads each
+/// missed job's history list once (`{ns}:runs:<job>`, its last 100 runs).
+pub(super) fn explain_by_records(
+    server: &RedisServer,
+    attribution: &mut Attribution,
+) -> Result<RecordedMisses, BenchError> {
+    let mut recorded = RecordedMisses::new();
+    if attribution.unexplained.is_empty() {
+        return Ok(recorded);
+    }
+    let mut connection = server
+        .connect(Duration::from_secs(5))
+        .map_err(|e| BenchError::live("connecting to read run records", e))?;
+    let keys = Keyspace::new(NAMESPACE);
+    let mut outcomes: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+    let jobs: std::collections::BTreeSet<u32> =
+        attribution.unexplained.iter().map(|(job, _, _)| *job).collect();
+    for job in jobs {
+        let key = keys.job_runs(&format!("job-{job}"));
+        let Ok(shardcron_testkit::RespValue::Array(items)) =
+            connection.query(&["LRANGE", &key, "0", "-1"])
+        else {
+            continue;
+        };
+        for item in items {
+            let Ok(text) = item.into_text() else { continue };
+            if let Ok(run) = serde_json::from_str::<shardcron_coord::RunRecord>(&text) {
+                outcomes.insert(run.fire_id, run.outcome.as_str().to_owned());
+            }
+        }
+    }
+    attribution.unexplained.retain(|(job, at, _)| {
+        match outcomes.get(&format!("job-{job}@{at}")) {
+            Some(outcome) => {
+                *recorded.entry(outcome.clone()).or_default() += 1;
+                false
+            }
+            None => true,
+        }
+    });
+    Ok(recorded)
+}
+
 /// Reads the claim key of every missed fire and attributes it to a crash.
 pub(super) fn attribute_misses(
     server: &RedisServer,
