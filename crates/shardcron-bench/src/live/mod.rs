@@ -235,8 +235,7 @@ pub fn measure(args: &LiveArgs) -> Result<LiveReport, BenchError> {
     let fires = recorder.snapshot();
     let audit = audit(&fires, args.jobs, plan.every_ms, from_ms, to_ms);
     let missing = audit::missing(&fires, args.jobs, plan.every_ms, from_ms, to_ms);
-    let mut attribution =
-        results::attribute_misses(&server, ring.shard_count, &missing, &timings)?;
+    let mut attribution = results::attribute_misses(&server, ring.shard_count, &missing, &timings)?;
     let recorded_not_run = results::explain_by_records(&server, &mut attribution)?;
     drop(server);
 

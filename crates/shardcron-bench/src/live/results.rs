@@ -47,8 +47,11 @@ pub(super) fn explain_by_records(
         .map_err(|e| BenchError::live("connecting to read run records", e))?;
     let keys = Keyspace::new(NAMESPACE);
     let mut outcomes: std::collections::HashMap<String, String> = std::collections::HashMap::new();
-    let jobs: std::collections::BTreeSet<u32> =
-        attribution.unexplained.iter().map(|(job, _, _)| *job).collect();
+    let jobs: std::collections::BTreeSet<u32> = attribution
+        .unexplained
+        .iter()
+        .map(|(job, _, _)| *job)
+        .collect();
     for job in jobs {
         let key = keys.job_runs(&format!("job-{job}"));
         let Ok(shardcron_testkit::RespValue::Array(items)) =
@@ -63,15 +66,15 @@ pub(super) fn explain_by_records(
             }
         }
     }
-    attribution.unexplained.retain(|(job, at, _)| {
-        match outcomes.get(&format!("job-{job}@{at}")) {
+    attribution.unexplained.retain(
+        |(job, at, _)| match outcomes.get(&format!("job-{job}@{at}")) {
             Some(outcome) => {
                 *recorded.entry(outcome.clone()).or_default() += 1;
                 false
             }
             None => true,
-        }
-    });
+        },
+    );
     Ok(recorded)
 }
 
