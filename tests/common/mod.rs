@@ -339,13 +339,25 @@ impl ProcFleet {
             {
                 lost += 1;
             } else {
-                eprintln!("DEBUG missing {job}@{at} holder {holder:?}");
-                let out = self
-                    .cli
-                    .run(&["runs", "--job", job, "--limit", "40", "--json"]);
+                // Diagnostics for the failure message: who claimed it, and
+                // what the run history says happened to it.
+                eprintln!("missing {job}@{at}: claim {holder:?}");
+                let out = self.cli.run(&["runs", "--job", job, "--limit", "40"]);
+                let fire = format!("{job}@{at}");
                 for line in String::from_utf8_lossy(&out.stdout).lines() {
-                    if line.contains(&at.to_string()) {
-                        eprintln!("DEBUG run {line}");
+                    if line.contains(&fire) {
+                        eprintln!("  run record: {line}");
+                    }
+                }
+                if let Some(node) = holder.as_deref().and_then(|h| h.split('/').next()) {
+                    let log = std::fs::read_to_string(self.cli.path(&format!("{node}.log")))
+                        .unwrap_or_default();
+                    for line in log.lines().filter(|l| {
+                        l.contains("WARN")
+                            || l.contains("handing off")
+                            || l.contains("ring changed")
+                    }) {
+                        eprintln!("  {node} log: {line}");
                     }
                 }
                 unclaimed.push((job.clone(), *at));
