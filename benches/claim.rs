@@ -82,10 +82,7 @@ fn claim(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap_or_else(|e| fail("building the tokio runtime", e));
-    let ring = RingConfig {
-        shard_count: SHARDS,
-        vnodes: 16,
-    };
+    let ring = RingConfig::new(SHARDS, 16);
     let coordinator = runtime
         .block_on(RedisCoordinator::connect(&server.url(), "bench", ring))
         .unwrap_or_else(|e| fail("connecting", e));

@@ -1,5 +1,6 @@
-//! Cost of the shard map: `ShardMap::compute` (paid by every node on every
-//! membership change) and `owner` lookups (paid per fire and per lease
+//! Cost of the shard map: `ShardMap::compute` (the plain ring) and
+//! `ShardMap::place` (the weighted placement every node computes on every
+//! membership or weights change), `owner` lookups (paid per fire and per lease
 //! decision), plus `shard_of` (paid per job load).
 //!
 //! Run: `cargo bench --bench ring`. Kept short (3 s per point, 20 samples)
@@ -11,7 +12,7 @@ use std::time::Duration;
 use criterion::{
     criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput,
 };
-use shardcron_core::{shard_of, RingConfig, ShardMap, DEFAULT_VNODES};
+use shardcron_core::{shard_of, RingConfig, ShardMap, ShardWeights, DEFAULT_VNODES};
 
 fn members(count: u32) -> Vec<String> {
     (0..count).map(|i| format!("node-{i:04}")).collect()
@@ -36,10 +37,7 @@ fn compute(c: &mut Criterion) {
     for shard_count in [1024u32, 65_536] {
         for count in [3u32, 10, 100] {
             let members = members(count);
-            let config = RingConfig {
-                shard_count,
-                vnodes: DEFAULT_VNODES,
-            };
+            let config = RingConfig::new(shard_count, DEFAULT_VNODES);
             group.bench_with_input(
                 BenchmarkId::new(format!("S={shard_count}"), format!("N={count}")),
                 &members,
@@ -50,14 +48,53 @@ fn compute(c: &mut Criterion) {
     group.finish();
 }
 
+/// Weights of `jobs` jobs `job-0..` over
+/// `shard_count` shards, the realistic mix of the placement bench: 1 %
+/// every second, 9 % every 10 s, 30 % every minute, 40 % hourly, 20 % daily.
+fn mixed_weights(jobs: u32, shard_count: u32) -> ShardWeights {
+    const PER_DAY_UNITS: [u64; 5] = [86_400_000, 8_640_000, 1_440_000, 24_000, 1_000];
+    ShardWeights::from_pairs(
+        0,
+        (0..jobs).map(|i| {
+            let class = match i % 100 {
+                0 => 0,
+                1..=9 => 1,
+                10..=39 => 2,
+                40..=79 => 3,
+                _ => 4,
+            };
+            let cost = u64::from(1 + i % 7);
+            (
+                shard_of(&format!("job-{i}"), shard_count),
+                PER_DAY_UNITS[class] * cost,
+            )
+        }),
+    )
+}
+
+fn place(c: &mut Criterion) {
+    let mut group = configure(c, "placement/place");
+    group.sampling_mode(SamplingMode::Flat);
+    for shard_count in [1024u32, 65_536] {
+        for count in [10u32, 100] {
+            let members = members(count);
+            let config = RingConfig::new(shard_count, DEFAULT_VNODES);
+            let weights = mixed_weights(count * 100, shard_count);
+            group.bench_with_input(
+                BenchmarkId::new(format!("S={shard_count}"), format!("N={count}")),
+                &members,
+                |b, members| b.iter(|| ShardMap::place(black_box(members), &weights, config)),
+            );
+        }
+    }
+    group.finish();
+}
+
 fn owner(c: &mut Criterion) {
     let mut group = configure(c, "ring/owner");
     group.throughput(Throughput::Elements(1));
     for shard_count in [1024u32, 65_536] {
-        let config = RingConfig {
-            shard_count,
-            vnodes: DEFAULT_VNODES,
-        };
+        let config = RingConfig::new(shard_count, DEFAULT_VNODES);
         let map = ShardMap::compute(&members(100), config);
         let mut shard = 0u32;
         group.bench_function(BenchmarkId::new(format!("S={shard_count}"), "N=100"), |b| {
@@ -84,5 +121,5 @@ fn job_shard(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, compute, owner, job_shard);
+criterion_group!(benches, compute, place, owner, job_shard);
 criterion_main!(benches);

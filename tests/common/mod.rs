@@ -180,12 +180,20 @@ impl ProcFleet {
     }
 
     pub fn with_cli(cli: Cli, jobs: usize) -> Self {
+        let schedules: Vec<(String, String)> = (0..jobs)
+            .map(|i| (format!("tick-{i:03}"), "@every 1s".to_owned()))
+            .collect();
+        Self::with_schedules(cli, &schedules)
+    }
+
+    /// A fleet whose exec jobs have the given `(id, schedule)` pairs.
+    pub fn with_schedules(cli: Cli, schedules: &[(String, String)]) -> Self {
         let out = cli.path("fires.log");
         let config = cli.write("worker.toml", FAST_CONFIG);
-        let ids: Vec<String> = (0..jobs).map(|i| format!("tick-{i:03}")).collect();
-        let entries: Vec<serde_json::Value> = ids
+        let ids: Vec<String> = schedules.iter().map(|(id, _)| id.clone()).collect();
+        let entries: Vec<serde_json::Value> = schedules
             .iter()
-            .map(|id| serde_json::json!({"id": id, "schedule": "@every 1s", "exec": exec_line(&out)}))
+            .map(|(id, schedule)| serde_json::json!({"id": id, "schedule": schedule, "exec": exec_line(&out)}))
             .collect();
         let file = cli.write("jobs.json", &serde_json::to_string(&entries).expect("json"));
         let put = cli.run(&["job", "put", "--file", file.to_str().expect("path")]);

@@ -3,7 +3,9 @@
 //!
 //! * `balance_vs_vnodes.svg`: max/mean shards per node against virtual nodes
 //!   per member, one panel per (shard count, fleet size) of the balance
-//!   sweep. Strategies without virtual nodes are horizontal dashed lines;
+//!   sweep. Strategies without virtual nodes (rendezvous, maglev, jump) are
+//!   horizontal dashed lines; the weighted placement `place` (one point per
+//!   load bound) is left to the tables;
 //!   dcron (job-keyed, fixed 50 vnodes) is a single marker of max/mean *jobs*.
 //! * `moved_vs_ideal.svg`: fraction of units moved against the ideal
 //!   fraction, one marker per event, log-log, one panel per shard count; the
@@ -66,7 +68,7 @@ pub fn balance_vs_vnodes(path: &Path, records: &[BalanceRecord]) -> Result<(), B
     if shard_counts.is_empty() || fleet_sizes.is_empty() {
         return Ok(());
     }
-    let families = ["ring", "bounded", "rendezvous", "jump", "dcron"];
+    let families = ["ring", "bounded", "rendezvous", "maglev", "jump", "dcron"];
     let vnodes: Vec<f64> = records
         .iter()
         .filter_map(|r| r.vnodes.map(f64::from))

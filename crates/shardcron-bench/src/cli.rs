@@ -7,10 +7,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::live::churn::{parse_churn, ChurnSpec};
 use crate::scenario::Scenario;
+use crate::weighted_workload::WorkloadKind;
 
 /// Benchmarks for shardcron.
 #[derive(Debug, Parser)]
@@ -24,7 +25,10 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Simulate placement strategies through membership changes (no I/O).
+    /// Simulate placement strategies through membership changes and job
+    /// writes, counting jobs and on weighted workloads (no I/O). Narrow a
+    /// run with --parts, --workload, --weighted-nodes, --strategies,
+    /// --scenarios or --timing-reps 0.
     Sim(Box<SimArgs>),
     /// Benchmark in-process workers against a private redis-server.
     Live(LiveArgs),
@@ -78,9 +82,23 @@ pub fn parse_num_list(text: &str) -> Result<NumList, String> {
     Ok(NumList(values))
 }
 
+/// A part of the `sim` run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Part {
+    /// The job-count grid and balance sweep (every job weighs the same).
+    Count,
+    /// Strategies on weighted workloads (fires/s × cost per node).
+    Weighted,
+}
+
 /// Options of `sim`.
 #[derive(Debug, Clone, Args)]
 pub struct SimArgs {
+    /// Parts to run: `count` (job-count grid over --nodes/--shards and the
+    /// balance sweep) and `weighted` (weighted workloads over
+    /// --weighted-nodes at --weighted-shards, plus the timing pass).
+    #[arg(long, value_delimiter = ',', default_value = "count,weighted")]
+    pub parts: Vec<Part>,
     /// Fleet sizes N of the event grid (list or ranges, e.g. `3..10,50,100..500:100`).
     #[arg(long, default_value = "3,5,10,20,50,100,200", value_parser = parse_num_list)]
     pub nodes: NumList,
@@ -96,9 +114,16 @@ pub struct SimArgs {
     /// Slack ε of consistent hashing with bounded loads (capacity ceil((1+ε)·S/N)).
     #[arg(long, default_value_t = 0.25)]
     pub epsilon: f64,
-    /// Virtual nodes per member of the bounded-loads ring in the event grid.
+    /// Virtual nodes per member of the bounded-loads rings (`bounded`,
+    /// `place`) in the job-count grid (`place` also in the balance sweep).
     #[arg(long, default_value_t = 160)]
     pub bounded_vnodes: u32,
+    /// Load bounds ε of the weighted placements `place` (`ShardMap::place`)
+    /// and `sticky` (`ShardMap::rebalance`), in thousandths: `20,50,100` is
+    /// ε = 0.02, 0.05 and 0.10. One `place` strategy per value in both
+    /// parts, one `sticky` per value in the weighted part.
+    #[arg(long, default_value = "20,50,100", value_parser = parse_num_list)]
+    pub load_bounds: NumList,
     /// Fleet sizes of the balance-vs-vnodes sweep.
     #[arg(long, default_value = "10,50", value_parser = parse_num_list)]
     pub balance_nodes: NumList,
@@ -108,11 +133,11 @@ pub struct SimArgs {
     /// Fleets with different member names per balance-sweep point (averaged).
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub trials: u32,
-    /// Scenarios to replay.
+    /// Scenarios to replay (`job-write` runs in the weighted part only).
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "scale-out,scale-in,scale-in-last,rolling-restart,crash"
+        default_value = "scale-out,scale-in,scale-in-last,rolling-restart,crash,job-write"
     )]
     pub scenarios: Vec<Scenario>,
     /// Crash sizes k (nodes lost at once); each runs where k < N.
@@ -121,16 +146,59 @@ pub struct SimArgs {
     /// Nodes restarted per fleet size in a rolling restart (evenly spaced); 0 = all.
     #[arg(long, default_value_t = 16)]
     pub restart_sample: u32,
-    /// Strategy families: ring, dcron, bounded, rendezvous, jump.
+    /// Strategy families: ring (ShardMap::compute), dcron, bounded (bounded
+    /// by shard count), place (ShardMap::place, one per --load-bounds
+    /// value), sticky (ShardMap::rebalance from the previous placement, one
+    /// per --load-bounds value), rendezvous, maglev, jump. dcron places jobs
+    /// and runs in the job-count part only; sticky is stateful and runs in
+    /// the weighted part only.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "ring,dcron,bounded,rendezvous,jump"
+        default_value = "ring,dcron,bounded,place,sticky,rendezvous,maglev,jump"
     )]
     pub strategies: Vec<String>,
-    /// Seed of the choice of leaving / crashing nodes.
+    /// Seed of the choice of leaving / crashing nodes, of the mixed
+    /// workloads' schedules and costs, and of the job writes.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Weighted workloads: `uniform` (every job every second, cost 1),
+    /// `mixed` (1 % every second, 9 % every 10 s, 30 % every minute, 40 %
+    /// hourly, 20 % daily; cost Zipf over 1..=10), `few` (--few-jobs-per-node
+    /// uniform jobs; also runs `few-mixed`), `few-mixed` (the mixed
+    /// schedule with --few-jobs-per-node).
+    #[arg(long, value_delimiter = ',', default_value = "uniform,mixed,few")]
+    pub workload: Vec<WorkloadKind>,
+    /// Fleet sizes N of the weighted part.
+    #[arg(long, default_value = "2,5,10,20,50,100", value_parser = parse_num_list)]
+    pub weighted_nodes: NumList,
+    /// Shard count of the weighted part.
+    #[arg(long, default_value_t = 1024)]
+    pub weighted_shards: u32,
+    /// Virtual nodes per member of the ring-based strategies (ring, place,
+    /// bounded) in the weighted part.
+    #[arg(long, default_value_t = 160)]
+    pub weighted_vnodes: u32,
+    /// Jobs per node of `uniform` and `mixed` (jobs = N × this).
+    #[arg(long, default_value_t = 100)]
+    pub jobs_per_node: u32,
+    /// Jobs per node of `few` and `few-mixed`.
+    #[arg(long, default_value_t = 8)]
+    pub few_jobs_per_node: u32,
+    /// Job writes of the `job-write` scenario, percent of the jobs (rounded
+    /// up, at least one write per fleet size).
+    #[arg(long, default_value_t = 1.0)]
+    pub write_percent: f64,
+    /// Shard count of the weighted part's timing pass.
+    #[arg(long, default_value_t = 65_536)]
+    pub timing_shards: u32,
+    /// Fleet size of the weighted part's timing pass.
+    #[arg(long, default_value_t = 100)]
+    pub timing_nodes: u32,
+    /// Placements per strategy and workload in the timing pass (the median
+    /// is reported); 0 skips the pass.
+    #[arg(long, default_value_t = 3)]
+    pub timing_reps: u32,
     /// Output directory for sim.json, sim.csv, balance.csv and the SVG charts.
     #[arg(long, default_value = "target/shardcron-bench/sim")]
     pub out: PathBuf,
@@ -220,6 +288,34 @@ mod tests {
         assert!(
             Cli::try_parse_from(["shardcron-bench", "live", "--churn", "10s:boom:w1"]).is_err()
         );
+    }
+
+    #[test]
+    fn sim_weighted_options() {
+        let cli = Cli::try_parse_from([
+            "shardcron-bench",
+            "sim",
+            "--parts",
+            "weighted",
+            "--workload",
+            "mixed,few-mixed",
+            "--load-bounds",
+            "50",
+        ]);
+        let Ok(Cli {
+            command: Command::Sim(args),
+        }) = cli
+        else {
+            panic!("sim should parse");
+        };
+        assert_eq!(args.parts, vec![Part::Weighted]);
+        assert_eq!(
+            args.workload,
+            vec![WorkloadKind::Mixed, WorkloadKind::FewMixed]
+        );
+        assert_eq!(args.load_bounds.0, vec![50]);
+        assert_eq!(args.weighted_nodes.0, vec![2, 5, 10, 20, 50, 100]);
+        assert!(args.scenarios.contains(&Scenario::JobWrite));
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Load and movement metrics.
 //!
 //! *Load* is measured as `max / mean` (what sizes a node: the busiest member
-//! must cope with it) and the standard deviation. *Movement* counts units
+//! must cope with it) and the standard deviation; with indivisible units the
+//! best reachable `max / mean` can be above 1 ([`ideal_max_over_mean`]). *Movement* counts units
 //! whose owner id differs before and after a membership change; each moved
 //! shard is a lease hand-over and a reload of that shard's jobs.
 
@@ -58,7 +59,7 @@ pub fn load_stats(loads: &[u64]) -> LoadStats {
 
 /// Load per member when each unit weighs `weights[unit]` (1 when `weights`
 /// is `None`). `owners` are member indexes; unowned units are skipped.
-pub fn member_loads(owners: &[u32], members: usize, weights: Option<&[u32]>) -> Vec<u64> {
+pub fn member_loads(owners: &[u32], members: usize, weights: Option<&[u64]>) -> Vec<u64> {
     let mut loads = vec![0u64; members];
     for (unit, &owner) in owners.iter().enumerate() {
         if owner == UNOWNED {
@@ -66,7 +67,7 @@ pub fn member_loads(owners: &[u32], members: usize, weights: Option<&[u32]>) -> 
         }
         let weight = weights.map_or(1, |w| w.get(unit).copied().unwrap_or(0));
         if let Some(load) = loads.get_mut(owner as usize) {
-            *load += u64::from(weight);
+            *load = load.saturating_add(weight);
         }
     }
     loads
@@ -74,14 +75,26 @@ pub fn member_loads(owners: &[u32], members: usize, weights: Option<&[u32]>) -> 
 
 /// Units (weighted by `weights`, or 1 each) whose owner id differs between
 /// `before` and `after`. Both are owner *ids* (not fleet indexes).
-pub fn moved(before: &[u32], after: &[u32], weights: Option<&[u32]>) -> u64 {
+pub fn moved(before: &[u32], after: &[u32], weights: Option<&[u64]>) -> u64 {
     before
         .iter()
         .zip(after)
         .enumerate()
         .filter(|(_, (b, a))| b != a)
-        .map(|(unit, _)| u64::from(weights.map_or(1, |w| w.get(unit).copied().unwrap_or(0))))
-        .sum()
+        .map(|(unit, _)| weights.map_or(1, |w| w.get(unit).copied().unwrap_or(0)))
+        .fold(0u64, u64::saturating_add)
+}
+
+/// The best `max / mean` any placement of indivisible units can reach on
+/// `members` members: `max(mean, heaviest unit) / mean` (1.0 without load).
+pub fn ideal_max_over_mean(weights: &[u64], members: usize) -> f64 {
+    let total: u128 = weights.iter().map(|&w| u128::from(w)).sum();
+    if total == 0 || members == 0 {
+        return 1.0;
+    }
+    let mean = total as f64 / members as f64;
+    let heaviest = weights.iter().copied().max().unwrap_or(0) as f64;
+    heaviest.max(mean) / mean
 }
 
 #[cfg(test)]
@@ -105,5 +118,13 @@ mod tests {
         assert_eq!(member_loads(&owners, 2, Some(&[5, 1, 2, 9])), vec![5, 3]);
         assert_eq!(moved(&[7, 7, 8], &[7, 9, 9], None), 2);
         assert_eq!(moved(&[7, 7, 8], &[7, 9, 9], Some(&[1, 10, 100])), 110);
+    }
+
+    #[test]
+    fn ideal_spread_of_indivisible_units() {
+        assert!((ideal_max_over_mean(&[1, 1, 1, 1], 2) - 1.0).abs() < 1e-12);
+        // Total 10 on 4 members: mean 2.5, the 7 cannot be split.
+        assert!((ideal_max_over_mean(&[7, 1, 1, 1], 4) - 2.8).abs() < 1e-12);
+        assert_eq!(ideal_max_over_mean(&[], 3), 1.0);
     }
 }

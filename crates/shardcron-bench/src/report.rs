@@ -1,4 +1,5 @@
-//! Turning records into the summary table, `sim.json` and CSV files.
+//! Turning records into the summary table, `sim.json` and CSV files (the
+//! weighted comparison's table and rows: [`crate::weighted_report`]).
 //!
 //! JSON keeps everything (config, every event, the sweep, the summary) for
 //! later analysis; the CSVs are flat, one row per record, for spreadsheets;
@@ -14,6 +15,8 @@ use crate::error::BenchError;
 use crate::metrics::LoadStats;
 use crate::scenario::Scenario;
 use crate::sim::{strategy_order, BalanceRecord, EventRecord, SimResults};
+use crate::weighted_record::WeightedRecord;
+use crate::weighted_report::{self, WeightedSummaryRow};
 
 /// Aggregate of one strategy over all events of one scenario at one shard count.
 #[derive(Clone, Debug, Serialize)]
@@ -210,20 +213,37 @@ pub fn write_file(path: &Path, text: &str) -> Result<(), BenchError> {
     fs::write(path, text).map_err(|e| BenchError::io("writing", path, e))
 }
 
-/// `sim.json`: config, summary, events and balance sweep.
-pub fn to_json(results: &SimResults, summary: &[SummaryRow]) -> Result<String, BenchError> {
+/// `sim.json`: config, summary, events and balance sweep of the job-count
+/// grid, and the weighted comparison (config, summary, records).
+pub fn to_json(
+    results: &SimResults,
+    summary: &[SummaryRow],
+    weighted_summary: &[WeightedSummaryRow],
+) -> Result<String, BenchError> {
+    #[derive(Serialize)]
+    struct Weighted<'a> {
+        config: &'a crate::weighted::WeightedConfig,
+        summary: &'a [WeightedSummaryRow],
+        records: &'a [WeightedRecord],
+    }
     #[derive(Serialize)]
     struct Document<'a> {
         config: &'a crate::sim::SimConfig,
         summary: &'a [SummaryRow],
         events: &'a [EventRecord],
         balance: &'a [BalanceRecord],
+        weighted: Option<Weighted<'a>>,
     }
     Ok(serde_json::to_string_pretty(&Document {
         config: &results.config,
         summary,
         events: &results.events,
         balance: &results.balance,
+        weighted: results.weighted.as_ref().map(|w| Weighted {
+            config: &w.config,
+            summary: weighted_summary,
+            records: &w.records,
+        }),
     })?)
 }
 
@@ -236,11 +256,11 @@ pub(crate) fn csv_field(value: &str) -> String {
     }
 }
 
-fn opt<T: ToString>(value: Option<T>) -> String {
+pub(crate) fn opt<T: ToString>(value: Option<T>) -> String {
     value.map(|v| v.to_string()).unwrap_or_default()
 }
 
-fn stats_fields(stats: Option<LoadStats>) -> [String; 4] {
+pub(crate) fn stats_fields(stats: Option<LoadStats>) -> [String; 4] {
     match stats {
         Some(s) => [
             s.max.to_string(),
@@ -252,14 +272,24 @@ fn stats_fields(stats: Option<LoadStats>) -> [String; 4] {
     }
 }
 
-/// `sim.csv`: one row per `(event, strategy)`.
-pub fn events_csv(events: &[EventRecord]) -> String {
-    let mut out = String::from(
-        "shards,strategy,family,vnodes,scenario,step,change,nodes_before,nodes_after,units,\
-         moved_units,moved_fraction,ideal_fraction,moved_over_ideal,moved_jobs,\
-         shards_max,shards_mean,shards_stddev,shards_max_over_mean,\
-         jobs_max,jobs_mean,jobs_stddev,jobs_max_over_mean,compute_ms\n",
-    );
+/// Columns of the job-count grid's rows of `sim.csv`.
+pub const COUNT_CSV_HEADER: &str = "shards,strategy,family,vnodes,scenario,step,change,\
+     nodes_before,nodes_after,units,moved_units,moved_fraction,ideal_fraction,\
+     moved_over_ideal,moved_jobs,shards_max,shards_mean,shards_stddev,shards_max_over_mean,\
+     jobs_max,jobs_mean,jobs_stddev,jobs_max_over_mean,compute_ms";
+
+/// Header of `sim.csv`: the job-count grid's columns, then those only
+/// weighted records fill ([`weighted_report::EXTRA_CSV_HEADER`]).
+pub fn events_csv_header() -> String {
+    format!("{COUNT_CSV_HEADER},{}", weighted_report::EXTRA_CSV_HEADER)
+}
+
+/// `sim.csv`: one row per `(event, strategy)` of the job-count grid (the
+/// weighted columns empty), then one per weighted record.
+pub fn events_csv(events: &[EventRecord], weighted: &[WeightedRecord]) -> String {
+    let mut out = events_csv_header();
+    out.push('\n');
+    let weighted_columns = weighted_report::EXTRA_CSV_HEADER.split(',').count();
     for e in events {
         let mut fields = vec![
             opt(e.shards),
@@ -281,7 +311,12 @@ pub fn events_csv(events: &[EventRecord]) -> String {
         fields.extend(stats_fields(e.shards_per_node));
         fields.extend(stats_fields(Some(e.jobs_per_node)));
         fields.push(format!("{:.3}", e.compute_ms));
+        fields.extend(std::iter::repeat_n(String::new(), weighted_columns));
         out.push_str(&fields.join(","));
+        out.push('\n');
+    }
+    for record in weighted {
+        out.push_str(&weighted_report::csv_row(record));
         out.push('\n');
     }
     out

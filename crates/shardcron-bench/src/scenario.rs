@@ -31,16 +31,20 @@ pub enum Scenario {
     RollingRestart,
     /// `k` nodes, chosen by seeded hash, disappear at once: `N -> N - k`.
     Crash,
+    /// No membership change: jobs are put and deleted one at a time on the
+    /// base fleet, placement recomputed after each (weighted part only).
+    JobWrite,
 }
 
 impl Scenario {
     /// Every scenario, in report order.
-    pub const ALL: [Scenario; 5] = [
+    pub const ALL: [Scenario; 6] = [
         Scenario::ScaleOut,
         Scenario::ScaleIn,
         Scenario::ScaleInLast,
         Scenario::RollingRestart,
         Scenario::Crash,
+        Scenario::JobWrite,
     ];
 
     /// Kebab-case name, as on the command line and in the outputs.
@@ -51,6 +55,7 @@ impl Scenario {
             Scenario::ScaleInLast => "scale-in-last",
             Scenario::RollingRestart => "rolling-restart",
             Scenario::Crash => "crash",
+            Scenario::JobWrite => "job-write",
         }
     }
 }
@@ -86,7 +91,9 @@ pub struct Event {
     pub change: String,
 }
 
-/// The events of every configured scenario for a fleet of `n` nodes.
+/// The membership events of every configured scenario for a fleet of `n`
+/// nodes ([`Scenario::JobWrite`] has none: its writes come from
+/// [`crate::job_churn`]).
 pub fn events_for(n: u32, config: &ScenarioConfig) -> Vec<Event> {
     let base: Vec<u32> = (0..n).collect();
     let mut events = Vec::new();

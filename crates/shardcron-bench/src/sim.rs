@@ -1,5 +1,7 @@
-//! The `sim` run: every strategy through every event of the grid, plus a
-//! static balance sweep over virtual-node counts.
+//! The job-count part of the `sim` run: every strategy through every event
+//! of the grid, plus a static balance sweep over virtual-node counts. Every
+//! job weighs the same here (the weighted placement balances jobs per
+//! shard); weighted workloads are [`crate::weighted`]'s.
 //!
 //! Per `(shard count, fleet size)` the owners of each distinct fleet are
 //! computed once per strategy and cached, so a rolling restart's "rejoin"
@@ -18,9 +20,12 @@ use crate::scenario::{events_for, Scenario, ScenarioConfig};
 use crate::strategy::bounded::BoundedLoads;
 use crate::strategy::dcron::{DcronRing, DCRON_REPLICAS};
 use crate::strategy::jump::JumpHash;
+use crate::strategy::maglev::Maglev;
+use crate::strategy::place::PlacedRing;
 use crate::strategy::rendezvous::Rendezvous;
 use crate::strategy::ring::ShippedRing;
 use crate::strategy::{Fleet, Keying, Strategy};
+use crate::weighted::WeightedResults;
 use crate::workload::Workload;
 
 /// Node ids of balance-sweep trial `t` start at `t * TRIAL_ID_STRIDE`, so
@@ -28,7 +33,16 @@ use crate::workload::Workload;
 pub const TRIAL_ID_STRIDE: u32 = 10_000;
 
 /// Strategy families that can be selected with `--strategies`.
-pub const FAMILIES: [&str; 5] = ["ring", "dcron", "bounded", "rendezvous", "jump"];
+pub const FAMILIES: [&str; 8] = [
+    "ring",
+    "dcron",
+    "bounded",
+    "place",
+    "sticky",
+    "rendezvous",
+    "maglev",
+    "jump",
+];
 
 /// Everything a `sim` run is parameterised by (echoed into `sim.json`).
 #[derive(Clone, Debug, Serialize)]
@@ -43,8 +57,11 @@ pub struct SimConfig {
     pub vnodes: Vec<u32>,
     /// Slack ε of bounded loads.
     pub epsilon: f64,
-    /// Virtual nodes of the bounded-loads ring in the event grid.
+    /// Virtual nodes of the bounded-loads rings (`bounded`, `place`) in the
+    /// event grid (`place` also in the sweep).
     pub bounded_vnodes: u32,
+    /// Load bounds ε of `place` (`ShardMap::place`), in thousandths.
+    pub load_bounds: Vec<u32>,
     /// Fleet sizes of the balance sweep.
     pub balance_nodes: Vec<u32>,
     /// Virtual-node counts of the balance sweep.
@@ -132,6 +149,8 @@ pub struct SimResults {
     pub events: Vec<EventRecord>,
     /// Balance sweep records.
     pub balance: Vec<BalanceRecord>,
+    /// The weighted comparison, when it ran.
+    pub weighted: Option<WeightedResults>,
 }
 
 /// A placement of one strategy for one fleet, reduced to what the metrics need.
@@ -146,12 +165,12 @@ struct Placed {
 struct Contender {
     strategy: Box<dyn Strategy>,
     shards: Option<u32>,
-    weights: Arc<Vec<u32>>,
+    weights: Arc<Vec<u64>>,
 }
 
 impl Contender {
     fn place(&self, fleet: &Fleet) -> Placed {
-        let assignment = self.strategy.assign(fleet);
+        let assignment = self.strategy.assign(fleet, &self.weights);
         let owner_ids = assignment
             .owners
             .iter()
@@ -183,7 +202,7 @@ impl Contender {
         }
     }
 
-    fn job_weights(&self) -> Option<&[u32]> {
+    fn job_weights(&self) -> Option<&[u64]> {
         match self.strategy.keying() {
             Keying::Shard => Some(&self.weights),
             Keying::Job => None,
@@ -214,8 +233,20 @@ fn contenders(
             strategies.push(Box::new(BoundedLoads::new(shards, v, config.epsilon)));
         }
     }
+    if wants("place") {
+        for &permille in &config.load_bounds {
+            strategies.push(Box::new(PlacedRing::new(
+                shards,
+                config.bounded_vnodes,
+                permille,
+            )));
+        }
+    }
     if wants("rendezvous") {
         strategies.push(Box::new(Rendezvous::new(shards)));
+    }
+    if wants("maglev") {
+        strategies.push(Box::new(Maglev::new(shards)));
     }
     if wants("jump") {
         strategies.push(Box::new(JumpHash::new(shards)));
@@ -239,6 +270,15 @@ fn contenders(
         .collect()
 }
 
+/// Number of `place` strategies per shard count (one per load bound).
+fn placed_count(config: &SimConfig) -> usize {
+    if config.families.iter().any(|f| f == "place") {
+        config.load_bounds.len()
+    } else {
+        0
+    }
+}
+
 /// Number of `(event, strategy)` pairs the event grid will evaluate.
 pub fn planned_event_work(config: &SimConfig) -> u64 {
     let wants = |family: &str| config.families.iter().any(|f| f == family);
@@ -247,7 +287,9 @@ pub fn planned_event_work(config: &SimConfig) -> u64 {
     } else {
         0
     }) + usize::from(wants("bounded"))
+        + placed_count(config)
         + usize::from(wants("rendezvous"))
+        + usize::from(wants("maglev"))
         + usize::from(wants("jump"));
     let strategies = (per_shard_count * config.shards.len() + usize::from(wants("dcron"))) as u64;
     let events: u64 = config
@@ -336,8 +378,8 @@ fn record(
 }
 
 /// Runs the balance sweep: every strategy on static fleets of
-/// `config.balance_nodes` members, the vnode-bearing ones at every
-/// `config.sweep_vnodes` count.
+/// `config.balance_nodes` members, the shipped and count-bounded rings at
+/// every `config.sweep_vnodes` count (`place` only at `bounded_vnodes`).
 pub fn run_balance(
     config: &SimConfig,
     workload: &Workload,
@@ -384,7 +426,10 @@ pub fn run_balance(
 pub fn planned_balance_work(config: &SimConfig) -> u64 {
     let wants = |family: &str| config.families.iter().any(|f| f == family);
     let vnode_bearing = usize::from(wants("ring")) + usize::from(wants("bounded"));
-    let flat = usize::from(wants("rendezvous")) + usize::from(wants("jump"));
+    let flat = usize::from(wants("rendezvous"))
+        + usize::from(wants("jump"))
+        + usize::from(wants("maglev"))
+        + placed_count(config);
     let per_shard_count = vnode_bearing * config.sweep_vnodes.len() + flat;
     let strategies = per_shard_count * config.shards.len() + usize::from(wants("dcron"));
     (strategies * config.balance_nodes.len()) as u64 * u64::from(config.trials.max(1))
@@ -414,6 +459,7 @@ mod tests {
             vnodes: vec![8, 16],
             epsilon: 0.25,
             bounded_vnodes: 16,
+            load_bounds: vec![50, 100],
             balance_nodes: vec![4],
             sweep_vnodes: vec![4, 8],
             trials: 2,

@@ -17,16 +17,16 @@ use crate::strategy::dcron::dcron_hash;
 #[derive(Clone, Debug)]
 pub struct Workload {
     jobs: u32,
-    jobs_per_shard: BTreeMap<u32, Arc<Vec<u32>>>,
+    jobs_per_shard: BTreeMap<u32, Arc<Vec<u64>>>,
     job_hashes: Arc<Vec<u32>>,
 }
 
 impl Workload {
     /// Builds the workload of `jobs` jobs for every shard count in `shard_counts`.
     pub fn new(jobs: u32, shard_counts: &[u32]) -> Workload {
-        let mut jobs_per_shard: BTreeMap<u32, Vec<u32>> = shard_counts
+        let mut jobs_per_shard: BTreeMap<u32, Vec<u64>> = shard_counts
             .iter()
-            .map(|&count| (count, vec![0u32; count as usize]))
+            .map(|&count| (count, vec![0u64; count as usize]))
             .collect();
         let mut job_hashes = Vec::with_capacity(jobs as usize);
         let mut id = String::with_capacity(16);
@@ -58,7 +58,7 @@ impl Workload {
 
     /// Jobs in each shard for `shard_count` shards (empty if that count was
     /// not part of the workload).
-    pub fn jobs_per_shard(&self, shard_count: u32) -> Arc<Vec<u32>> {
+    pub fn jobs_per_shard(&self, shard_count: u32) -> Arc<Vec<u64>> {
         self.jobs_per_shard
             .get(&shard_count)
             .cloned()
@@ -78,8 +78,8 @@ mod tests {
     #[test]
     fn every_job_lands_in_one_shard() {
         let workload = Workload::new(10_000, &[16, 1024]);
-        assert_eq!(workload.jobs_per_shard(16).iter().sum::<u32>(), 10_000);
-        assert_eq!(workload.jobs_per_shard(1024).iter().sum::<u32>(), 10_000);
+        assert_eq!(workload.jobs_per_shard(16).iter().sum::<u64>(), 10_000);
+        assert_eq!(workload.jobs_per_shard(1024).iter().sum::<u64>(), 10_000);
         assert!(workload.jobs_per_shard(7).is_empty());
         assert_eq!(workload.job_hashes().len(), 10_000);
     }

@@ -119,7 +119,7 @@ pub struct JobPutArgs {
     /// entry is validated before any is written.
     #[arg(long, conflicts_with_all = [
         "id", "schedule", "exec", "http", "method", "header", "body", "tz",
-        "timeout", "retries", "misfire", "overlap", "paused",
+        "timeout", "retries", "misfire", "overlap", "paused", "cost",
     ])]
     pub file: Option<PathBuf>,
     /// Job id.
@@ -161,6 +161,10 @@ pub struct JobPutArgs {
     /// Store the job paused.
     #[arg(long)]
     pub paused: bool,
+    /// Relative cost of one run (a positive number up to 10000, default
+    /// 1): placement balances fires per day times cost over the workers.
+    #[arg(long, allow_negative_numbers = true)]
+    pub cost: Option<f64>,
     /// Opt-in per-job metrics label (`job_label` on fire metrics); none by
     /// default so metric cardinality stays bounded.
     #[arg(long)]

@@ -46,11 +46,13 @@ pub const WORKER_KEYS: &[&str] = &[
     "concurrency",
     "drain_timeout",
     "handoff_timeout",
+    "rebalance_interval",
     "claim_retention",
     "poll_interval",
     "on_time_tolerance",
     "shard_count",
     "vnodes",
+    "load_bound",
     "misfire_grace",
     "node_id",
     "listen",
@@ -116,6 +118,20 @@ fn positive_u32(key: &str, value: &toml::Value) -> Result<u32, CliError> {
         })
 }
 
+/// A load bound ε as a fraction in `0.0..=1.0` (e.g. `0.05`), as permille.
+fn load_bound(key: &str, value: &toml::Value) -> Result<u32, CliError> {
+    let fraction = value
+        .as_float()
+        .or_else(|| value.as_integer().map(|n| n as f64))
+        .filter(|f| (0.0..=1.0).contains(f))
+        .ok_or_else(|| {
+            CliError::config(format!(
+                "`worker.{key}`: expected a fraction between 0.0 and 1.0 (e.g. 0.05), found {value}"
+            ))
+        })?;
+    Ok((fraction * 1000.0).round() as u32)
+}
+
 fn string(key: &str, value: &toml::Value) -> Result<String, CliError> {
     value.as_str().map(str::to_owned).ok_or_else(|| {
         CliError::config(format!("`worker.{key}`: expected a string, found {value}"))
@@ -166,11 +182,13 @@ fn parse_worker(value: &toml::Value, config: &mut WorkerConfig) -> Result<(), Cl
             "concurrency" => s.concurrency = positive_u32(key, value)? as usize,
             "drain_timeout" => s.drain_timeout = duration(key, value)?,
             "handoff_timeout" => s.handoff_timeout = duration(key, value)?,
+            "rebalance_interval" => s.rebalance_interval = duration(key, value)?,
             "claim_retention" => s.claim_retention = duration(key, value)?,
             "poll_interval" => s.poll_interval = duration(key, value)?,
             "on_time_tolerance" => s.on_time_tolerance = duration(key, value)?,
             "shard_count" => config.ring.shard_count = positive_u32(key, value)?,
             "vnodes" => config.ring.vnodes = positive_u32(key, value)?,
+            "load_bound" => config.ring.load_bound_permille = load_bound(key, value)?,
             "misfire_grace" => config.misfire_grace = Some(duration(key, value)?),
             "node_id" => config.node_id = Some(string(key, value)?),
             "listen" => config.listen = Some(string(key, value)?),

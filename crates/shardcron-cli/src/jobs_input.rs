@@ -40,6 +40,7 @@ pub const JOB_FIELDS: &[&str] = &[
     "overlap",
     "misfire_grace",
     "paused",
+    "cost",
     "metrics_label",
 ];
 
@@ -54,7 +55,7 @@ pub const HTTP_FIELDS: &[&str] = &[
 ];
 
 /// One job as a user writes it.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct JobInput {
     /// Job id.
     pub id: String,
@@ -78,6 +79,8 @@ pub struct JobInput {
     pub misfire_grace: Option<String>,
     /// Store the job paused.
     pub paused: bool,
+    /// Relative cost of one run, for placement (default 1.0).
+    pub cost: Option<f64>,
     /// Opt-in per-job metrics label.
     pub metrics_label: Option<String>,
 }
@@ -179,7 +182,7 @@ impl FileFormat {
 
 /// Entries read from a file: those that parsed, and a problem per entry that
 /// did not. [`validate_parsed`] checks the former and reports both.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct ParsedJobs {
     /// Entries that parsed, with their position.
     pub inputs: Vec<(Origin, JobInput)>,
@@ -238,11 +241,46 @@ pub fn toml_job_entries(value: &toml::Value) -> Result<Vec<Value>, CliError> {
     };
     items
         .iter()
-        .map(|item| {
+        .enumerate()
+        .map(|(index, item)| {
+            if let Some((field, value)) = non_finite_float(item, "") {
+                let id = item
+                    .get("id")
+                    .and_then(toml::Value::as_str)
+                    .map_or_else(String::new, |id| format!(" {id:?}"));
+                return Err(CliError::config(format!(
+                    "job #{}{id}: field `{field}`: {value} is not a finite number",
+                    index + 1
+                )));
+            }
             serde_json::to_value(item)
                 .map_err(|e| CliError::config(format!("cannot read a [[job]] table: {e}")))
         })
         .collect()
+}
+
+/// The first `nan` or `inf` float in a TOML value, with its dotted path.
+/// JSON has no such numbers: converted, they would become null and so
+/// silently read as "not given".
+fn non_finite_float(value: &toml::Value, path: &str) -> Option<(String, f64)> {
+    let join = |key: &str| {
+        if path.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{path}.{key}")
+        }
+    };
+    match value {
+        toml::Value::Float(f) if !f.is_finite() => Some((path.to_owned(), *f)),
+        toml::Value::Table(table) => table
+            .iter()
+            .find_map(|(key, inner)| non_finite_float(inner, &join(key))),
+        toml::Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, inner)| non_finite_float(inner, &join(&i.to_string()))),
+        _ => None,
+    }
 }
 
 /// Parses generic entries (JSON objects) into job inputs, collecting a
@@ -314,6 +352,7 @@ pub fn parse_entry(index: usize, entry: &Value) -> Result<JobInput, JobInputErro
             Some(Value::Bool(b)) => *b,
             Some(v) => return Err(err("paused", format!("expected true or false, found {v}"))),
         },
+        cost: optional_number(map, "cost").map_err(|m| err("cost", m))?,
     };
     Ok(input)
 }
@@ -326,6 +365,22 @@ fn type_name(v: &Value) -> &'static str {
         Value::String(_) => "a string",
         Value::Array(_) => "an array",
         Value::Object(_) => "a table/object",
+    }
+}
+
+/// A number (integer or float); null counts as absent, like elsewhere in a
+/// jobs file. Its range is checked by [`JobSpec::validate`].
+fn optional_number(map: &Map<String, Value>, key: &str) -> Result<Option<f64>, String> {
+    match map.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => n
+            .as_f64()
+            .map(Some)
+            .ok_or_else(|| format!("{n} is not a number this platform can represent")),
+        Some(v) => Err(format!(
+            "expected a positive number (e.g. 2.5), found {}",
+            type_name(v)
+        )),
     }
 }
 
@@ -493,6 +548,7 @@ impl JobInput {
             (None, None) => {}
         }
         spec.paused = self.paused;
+        spec.cost = self.cost;
         spec.metrics_label = self.metrics_label.clone();
         Ok((spec, args_field))
     }

@@ -223,3 +223,35 @@ async fn job_schema_mirrors_the_core_type() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_schema_documents_the_load_it_serves() {
+    let api = TestApi::start().await;
+    api.put_json("probe", &exec_job("@every 1s"), None).await;
+    let doc = api.call(Method::GET, "/v1/openapi.json").await.json;
+    let schemas = &doc["components"]["schemas"];
+    let status = api.call(Method::GET, "/v1/status").await;
+    assert_eq!(status.status, StatusCode::OK, "{}", status.text);
+    let served = &status.json;
+    let served_keys = |value: &Value| -> BTreeSet<String> {
+        value.as_object().expect("object").keys().cloned().collect()
+    };
+    assert_eq!(keys(&schemas["StatusReport"]), served_keys(served));
+    assert_eq!(keys(&schemas["LoadReport"]), served_keys(&served["load"]));
+    for key in ["load_units", "fires_per_minute", "load_percent"] {
+        assert!(
+            schemas["MemberStatus"]["properties"][key].is_object(),
+            "MemberStatus.{key} undocumented"
+        );
+    }
+    assert_eq!(
+        doc["paths"]["/v1/status"]["get"]["responses"]["200"]["content"]["application/json"]
+            ["schema"]["$ref"],
+        "#/components/schemas/StatusReport"
+    );
+    assert_eq!(served["placement"], "bounded-load ring (e=0.050)");
+    let per_minute = served["load"]["fires_per_minute"].as_f64().expect("rate");
+    assert!((per_minute - 60.0).abs() < 1e-9, "{}", status.text);
+    // No member: nothing placed, so no ratio.
+    assert!(served["load"]["max_over_mean"].is_null(), "{}", status.text);
+}

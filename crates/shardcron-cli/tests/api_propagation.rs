@@ -31,10 +31,7 @@ use shardcron_runtime::{
 use shardcron_testkit::RedisServer;
 use tokio::sync::{oneshot, watch};
 
-const RING: RingConfig = RingConfig {
-    shard_count: 64,
-    vnodes: 40,
-};
+const RING: RingConfig = RingConfig::new(64, 40);
 
 fn now_ms() -> i64 {
     SystemTime::now()

@@ -157,6 +157,49 @@ fn cases() -> Vec<Case> {
             "handler",
         ),
         case("id not a string", with(good.clone(), "id", json!(7)), "id"),
+        case("zero cost", with(good.clone(), "cost", json!(0)), "cost"),
+        case(
+            "zero float cost",
+            with(good.clone(), "cost", json!(0.0)),
+            "cost",
+        ),
+        case(
+            "negative cost",
+            with(good.clone(), "cost", json!(-1.5)),
+            "cost",
+        ),
+        case(
+            "cost above the maximum",
+            with(good.clone(), "cost", json!(10_000.5)),
+            "cost",
+        ),
+        case(
+            "huge cost",
+            with(good.clone(), "cost", json!(1e300)),
+            "cost",
+        ),
+        case("NaN cost", with(good.clone(), "cost", json!("NaN")), "cost"),
+        case(
+            "infinite cost",
+            with(good.clone(), "cost", json!("Infinity")),
+            "cost",
+        ),
+        case("null cost", with(good.clone(), "cost", json!(null)), "cost"),
+        case(
+            "zero cost in a shorthand entry",
+            json!({"schedule": "@hourly", "exec": "true", "cost": 0}),
+            "cost",
+        ),
+        case(
+            "negative cost in a shorthand entry",
+            json!({"schedule": "@hourly", "exec": "true", "cost": -3}),
+            "cost",
+        ),
+        case(
+            "cost as a string in a shorthand entry",
+            json!({"schedule": "@hourly", "exec": "true", "cost": "high"}),
+            "cost",
+        ),
         case(
             "missing schedule",
             json!({"handler": "exec", "args": {"command": "true"}}),
@@ -460,4 +503,43 @@ async fn failed_authentication_is_rate_limited_per_address() {
     assert_eq!(r.status, StatusCode::OK);
     let page = coord.list_jobs("", None, 10).await.expect("list");
     assert!(page.ids.is_empty(), "nothing was stored");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cost_is_accepted_stored_and_weighs_in_the_status() {
+    let api = TestApi::start().await;
+    let r = api
+        .put_json(
+            "heavy",
+            &with(exec_job("@every 1s"), "cost", json!(2.5)),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(r.json["job"]["cost"], 2.5);
+    let entry = json!({"schedule": "@every 2s", "exec": "true", "cost": 10_000});
+    let r = api.put_json("entry", &entry, None).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(r.json["job"]["cost"], 10_000.0);
+    let r = api.put_json("plain", &exec_job("@every 1s"), None).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert!(
+        r.json["job"].get("cost").is_none(),
+        "absent means 1: {}",
+        r.text
+    );
+
+    let got = api.call(Method::GET, "/v1/jobs/heavy").await;
+    assert_eq!(got.json["job"]["cost"], 2.5, "{}", got.text);
+    // 60 x 2.5 + 30 x 10,000 + 60 fires/min, cost-weighted.
+    let status = api.call(Method::GET, "/v1/status").await;
+    assert_eq!(status.status, StatusCode::OK, "{}", status.text);
+    let per_minute = status.json["load"]["fires_per_minute"]
+        .as_f64()
+        .expect("fires_per_minute");
+    assert!(
+        (per_minute - 300_210.0).abs() < 1e-6,
+        "{per_minute}: {}",
+        status.text
+    );
 }

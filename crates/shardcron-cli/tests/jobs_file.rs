@@ -3,6 +3,8 @@
 
 use std::path::Path;
 
+use clap::Parser;
+
 use shardcron_cli::jobs_input::{
     builtin_registry, parse_jobs, validate_all, validate_parsed, FileFormat, JobInput, Origin,
     ParsedJobs,
@@ -257,4 +259,142 @@ fn flag_jobs_are_named_without_position() {
         err.starts_with("job \"x\": field `schedule`: invalid schedule \"61 * * * *\""),
         "{err}"
     );
+}
+
+#[test]
+fn cost_is_read_from_json_and_toml() {
+    let json = r#"[{"id": "a", "schedule": "@every 1s", "exec": "true", "cost": 2.5},
+                   {"id": "b", "schedule": "@every 1s", "exec": "true"}]"#;
+    let specs = check(&parse(json, FileFormat::Json)).expect("valid");
+    assert_eq!(specs[0].cost, Some(2.5));
+    assert_eq!(specs[1].cost, None, "absent means the default 1");
+    let toml = "[[job]]\nid = \"a\"\nschedule = \"@hourly\"\nexec = \"true\"\ncost = 3\n\n[[job]]\nid = \"b\"\nschedule = \"@hourly\"\nexec = \"true\"\ncost = 0.25\n";
+    let specs = check(&parse(toml, FileFormat::Toml)).expect("valid");
+    assert_eq!(specs[0].cost, Some(3.0), "an integer cost is accepted");
+    assert_eq!(specs[1].cost, Some(0.25));
+}
+
+#[test]
+fn bad_costs_are_named_by_entry_and_field() {
+    let text = r#"[{"id": "zero", "schedule": "@every 1s", "exec": "true", "cost": 0},
+                   {"id": "negative", "schedule": "@every 1s", "exec": "true", "cost": -2},
+                   {"id": "above", "schedule": "@every 1s", "exec": "true", "cost": 10001},
+                   {"id": "huge", "schedule": "@every 1s", "exec": "true", "cost": 1e300},
+                   {"id": "text", "schedule": "@every 1s", "exec": "true", "cost": "NaN"},
+                   {"id": "ok", "schedule": "@every 1s", "exec": "true", "cost": 10000}]"#;
+    let err = check(&parse(text, FileFormat::Json)).expect_err("bad costs");
+    for needle in [
+        "job #1 \"zero\": field `cost`: is 0",
+        "job #2 \"negative\": field `cost`: is -2",
+        "job #3 \"above\": field `cost`: is 10001",
+        "job #4 \"huge\": field `cost`: is 1",
+        "job #5 \"text\": field `cost`: expected a positive number",
+    ] {
+        assert!(err.contains(needle), "missing {needle:?} in {err}");
+    }
+    assert!(!err.contains("\"ok\""), "a cost of 10000 is valid: {err}");
+    assert_eq!(err.lines().count(), 5, "{err}");
+}
+
+#[test]
+fn non_finite_toml_costs_are_refused_not_dropped() {
+    for value in ["nan", "inf", "-inf", "+nan"] {
+        let text = format!(
+            "[[job]]\nid = \"ok\"\nschedule = \"@hourly\"\nexec = \"true\"\n\n[[job]]\nid = \"x\"\nschedule = \"@hourly\"\nexec = \"true\"\ncost = {value}\n"
+        );
+        let err = parse_jobs(&text, FileFormat::Toml).expect_err(value);
+        assert_eq!(err.kind, ExitKind::Config, "{value}: {err}");
+        assert!(
+            err.message.contains("job #2 \"x\": field `cost`")
+                && err.message.contains("not a finite number"),
+            "{value}: {err}"
+        );
+    }
+}
+
+/// Runs a command line through the library (as the binary does).
+async fn run_cli(args: &[&str]) -> Result<(), shardcron_cli::CliError> {
+    let cli = shardcron_cli::args::Cli::try_parse_from(args).expect("command line parses");
+    shardcron_cli::run(cli, true, true).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_costs_exit_3_and_store_nothing() {
+    let server = shardcron_testkit::RedisServer::start().expect("redis-server");
+    let url = server.url();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("jobs.toml");
+    std::fs::write(
+        &file,
+        "[[job]]\nid = \"good\"\nschedule = \"@hourly\"\nexec = \"true\"\ncost = 2\n\n[[job]]\nid = \"bad\"\nschedule = \"@hourly\"\nexec = \"true\"\ncost = -1\n",
+    )
+    .expect("write");
+    let path = file.to_str().expect("utf-8 path");
+    let base = ["shardcron", "--redis", url.as_str(), "--namespace", "cost"];
+    let with = |rest: &[&'static str]| -> Vec<&str> {
+        let mut args = base.to_vec();
+        args.extend_from_slice(rest);
+        args
+    };
+    let mut file_args = with(&["job", "put", "--file"]);
+    file_args.push(path);
+    let err = run_cli(&file_args).await.expect_err("bad file");
+    assert_eq!(err.kind, ExitKind::Config, "{err}");
+    assert_eq!(err.kind.code(), 3);
+    assert!(
+        err.message.contains("job #2 \"bad\": field `cost`: is -1"),
+        "{err}"
+    );
+    for cost in ["0", "-1", "NaN", "inf", "1e300", "10000.001"] {
+        let mut args = with(&[
+            "job",
+            "put",
+            "--id",
+            "flagged",
+            "--schedule",
+            "@hourly",
+            "--exec",
+            "true",
+            "--cost",
+        ]);
+        args.push(cost);
+        let err = run_cli(&args).await.expect_err(cost);
+        assert_eq!(err.kind, ExitKind::Config, "--cost {cost}: {err}");
+        assert!(
+            err.message
+                .starts_with("job \"flagged\": field `cost`: is "),
+            "--cost {cost}: {err}"
+        );
+    }
+    let coord = shardcron_coord::RedisCoordinator::connect(
+        &url,
+        "cost",
+        shardcron_core::RingConfig::default(),
+    )
+    .await
+    .expect("connect");
+    let page = shardcron_coord::Coordinator::list_jobs(&coord, "", None, 10)
+        .await
+        .expect("list");
+    assert!(page.ids.is_empty(), "nothing was stored: {:?}", page.ids);
+
+    // A valid cost from the flags is stored.
+    let args = with(&[
+        "job",
+        "put",
+        "--id",
+        "flagged",
+        "--schedule",
+        "@hourly",
+        "--exec",
+        "true",
+        "--cost",
+        "2.5",
+    ]);
+    run_cli(&args).await.expect("valid cost");
+    let stored = shardcron_coord::Coordinator::get_job(&coord, "flagged")
+        .await
+        .expect("get")
+        .expect("stored");
+    assert_eq!(stored.spec.cost, Some(2.5));
 }

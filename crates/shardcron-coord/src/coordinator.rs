@@ -10,13 +10,13 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use shardcron_core::{JobSpec, RingConfig};
+use shardcron_core::{JobSpec, PlacementRecord, RingConfig, ShardWeights};
 use tokio::sync::broadcast;
 
 use crate::error::CoordError;
 use crate::model::{
     BatchOutcome, ClaimBatch, CoordEvent, JobPage, LeaseGrant, LeaseInfo, MemberInfo, Membership,
-    QueuedTrigger, RunRecord, ShardJobs, StoredJob,
+    PlacementInputs, QueuedTrigger, RunRecord, ShardJobs, StoredJob,
 };
 
 /// Result type of the coordination layer.
@@ -49,6 +49,46 @@ pub trait Coordinator: Send + Sync + 'static {
 
     /// Live members, in one round trip.
     async fn members(&self) -> CoordResult<Membership>;
+
+    /// Live members and the shard weights placement balances, in one round
+    /// trip: [`Coordinator::placement_inputs`] without the stored placement.
+    async fn members_and_weights(
+        &self,
+        known_weights: Option<u64>,
+        refresh: Duration,
+    ) -> CoordResult<(Membership, Option<ShardWeights>)> {
+        let inputs = self
+            .placement_inputs(known_weights, Some(u64::MAX), refresh)
+            .await?;
+        Ok((inputs.membership, inputs.weights))
+    }
+
+    /// Everything a node places shards by, in one round trip: the live
+    /// members, the shard weights and the stored placement.
+    ///
+    /// Job writes keep the store's live weights exact; placement uses a
+    /// snapshot of them that the store refreshes in this same step when the
+    /// live weights changed and the last refresh is at least `refresh` old,
+    /// so a burst of job writes moves shards once, and every node reads the
+    /// same snapshot. The snapshot is returned only when its version differs
+    /// from `known_weights`, the stored placement only when its version
+    /// differs from `known_placement` (`None`: always; `Some(u64::MAX)`:
+    /// never, no placement has that version).
+    async fn placement_inputs(
+        &self,
+        known_weights: Option<u64>,
+        known_placement: Option<u64>,
+        refresh: Duration,
+    ) -> CoordResult<PlacementInputs>;
+
+    /// Stores the next placement if the stored one still has version
+    /// `expected` (0: none stored yet); returns the new version, or `None`
+    /// (nothing written) if another node stored one first.
+    async fn store_placement(
+        &self,
+        expected: u64,
+        record: &PlacementRecord,
+    ) -> CoordResult<Option<u64>>;
 
     /// Tries to acquire the leases of `shards` for `holder`, in one round trip.
     /// A new grant's fencing token is greater than every token the shard had
@@ -92,7 +132,9 @@ pub trait Coordinator: Send + Sync + 'static {
         retention: Duration,
     ) -> CoordResult<Vec<BatchOutcome>>;
 
-    /// Creates or replaces a job, and indexes it, in one atomic step. With
+    /// Creates or replaces a job, indexes it and updates its shard's live
+    /// weight (the job's [`shardcron_core::Job::load_units`]), in one atomic
+    /// step. With
     /// `expected_version` (0 = must not exist) the write happens only if the
     /// stored version matches.
     async fn put_job(
@@ -104,8 +146,8 @@ pub trait Coordinator: Send + Sync + 'static {
     /// Reads one job.
     async fn get_job(&self, job_id: &str) -> CoordResult<Option<StoredJob>>;
 
-    /// Removes a job and its index entry in one atomic step; returns whether
-    /// it existed.
+    /// Removes a job, its index entry and its share of its shard's live
+    /// weight in one atomic step; returns whether it existed.
     async fn delete_job(&self, job_id: &str, expected_version: Option<u64>) -> CoordResult<bool>;
 
     /// Queues an extra fire of a job now. Returns its scheduled ms (the fire

@@ -56,6 +56,32 @@ impl Keyspace {
         format!("{{{}}}:runs:{job_id}", self.ns)
     }
 
+    /// Live weight per shard (shard -> load units), exact after every job write.
+    pub fn live_weights(&self) -> String {
+        format!("{{{}}}:load", self.ns)
+    }
+
+    /// Version counter of the live weights (bumped by every weight change).
+    pub fn live_weights_version(&self) -> String {
+        format!("{{{}}}:load:ver", self.ns)
+    }
+
+    /// Snapshot of the live weights that placement reads (shard -> units).
+    pub fn placed_weights(&self) -> String {
+        format!("{{{}}}:placed", self.ns)
+    }
+
+    /// The snapshot's version and refresh time (`ver`, `at` fields).
+    pub fn placed_weights_meta(&self) -> String {
+        format!("{{{}}}:placed:meta", self.ns)
+    }
+
+    /// The stored placement (`ver`, `map` = JSON of member names and one
+    /// owner index per shard), replaced by compare-and-set on `ver`.
+    pub fn placement(&self) -> String {
+        format!("{{{}}}:placement", self.ns)
+    }
+
     fn shard(&self, shard: u32, suffix: &str) -> String {
         format!("{{{}:{shard}}}:{suffix}", self.ns)
     }
@@ -83,6 +109,11 @@ impl Keyspace {
     /// Version counter of a shard's jobs.
     pub fn shard_version(&self, shard: u32) -> String {
         self.shard(shard, "ver")
+    }
+
+    /// Load units per job of a shard (id -> units; absent = 0).
+    pub fn job_weights(&self, shard: u32) -> String {
+        self.shard(shard, "weights")
     }
 
     /// Last scheduled fire claimed per job of a shard (id -> ms).

@@ -22,7 +22,8 @@ pub use keyspace::Keyspace;
 pub use memory::{MemoryCoordinator, MemoryStore, StoreClock};
 pub use model::{
     node_of_holder, BatchOutcome, ClaimBatch, ClaimOutcome, CoordEvent, FireClaim, FireKind,
-    JobPage, LeaseGrant, LeaseInfo, MemberInfo, Membership, QueuedTrigger, RunOutcome, RunRecord,
-    ShardJobs, StoredJob, UnreadableJob, MAX_EARLY_CLAIM_MS,
+    JobPage, LeaseGrant, LeaseInfo, MemberInfo, Membership, PlacementInputs, QueuedTrigger,
+    RunOutcome, RunRecord, ShardJobs, StoredJob, StoredPlacement, UnreadableJob,
+    MAX_EARLY_CLAIM_MS,
 };
 pub use redis_coord::{redact_url, RedisCoordinator, RedisOptions};

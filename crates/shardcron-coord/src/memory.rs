@@ -9,15 +9,15 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use shardcron_core::{shard_of, JobSpec, RingConfig};
+use shardcron_core::{shard_of, JobSpec, PlacementRecord, RingConfig, ShardWeights};
 use tokio::sync::broadcast;
 
 use crate::coordinator::{CoordResult, Coordinator};
 use crate::error::CoordError;
 use crate::model::{
     BatchOutcome, ClaimBatch, ClaimOutcome, CoordEvent, FireClaim, FireKind, JobPage, LeaseGrant,
-    LeaseInfo, MemberInfo, Membership, QueuedTrigger, RunRecord, ShardJobs, StoredJob,
-    MAX_EARLY_CLAIM_MS,
+    LeaseInfo, MemberInfo, Membership, PlacementInputs, QueuedTrigger, RunRecord, ShardJobs,
+    StoredJob, StoredPlacement, MAX_EARLY_CLAIM_MS,
 };
 use crate::redis_coord::{decode_shard_jobs, JOB_RUN_HISTORY_CAP, RUN_HISTORY_CAP};
 
@@ -38,9 +38,57 @@ struct Shard {
     claims: HashMap<String, (String, i64)>,
     triggers: Vec<(String, i64)>,
     trigger_instants: HashMap<String, i64>,
+    /// Load units per job (`weights.lua`'s per-shard hash).
+    job_weights: HashMap<String, u64>,
+}
+
+/// Shard weights: exact live sums kept by job writes, and the snapshot
+/// placement reads (see [`Coordinator::members_and_weights`]).
+#[derive(Default)]
+struct Weights {
+    live: BTreeMap<u32, u64>,
+    live_version: u64,
+    snapshot: BTreeMap<u32, u64>,
+    snapshot_version: u64,
+    snapshot_at_ms: i64,
+}
+
+impl Weights {
+    /// Applies a job's weight change to its shard's live sum.
+    fn apply(&mut self, shard: u32, old: u64, new: u64) {
+        if old == new {
+            return;
+        }
+        let sum = self.live.entry(shard).or_default();
+        *sum = sum.saturating_sub(old).saturating_add(new);
+        if *sum == 0 {
+            self.live.remove(&shard);
+        }
+        self.live_version += 1;
+    }
+
+    /// Refreshes the snapshot if the live weights moved and it is at least
+    /// `refresh_ms` old; the same rule as `members.lua`.
+    fn refresh(&mut self, now: i64, refresh_ms: i64) {
+        if self.live_version != self.snapshot_version && now - self.snapshot_at_ms >= refresh_ms {
+            self.snapshot = self.live.clone();
+            self.snapshot_version = self.live_version;
+            self.snapshot_at_ms = now;
+        }
+    }
 }
 
 impl Shard {
+    /// Sets a job's weight, returning the previous one.
+    fn set_job_weight(&mut self, job_id: &str, units: u64) -> u64 {
+        let old = if units > 0 {
+            self.job_weights.insert(job_id.to_owned(), units)
+        } else {
+            self.job_weights.remove(job_id)
+        };
+        old.unwrap_or(0)
+    }
+
     fn job_version(&self, job_id: &str) -> Option<u64> {
         self.jobs.get(job_id).map(|j| j.version)
     }
@@ -117,6 +165,8 @@ struct State {
     shards: HashMap<u32, Shard>,
     runs: VecDeque<RunRecord>,
     job_runs: HashMap<String, VecDeque<RunRecord>>,
+    weights: Weights,
+    placement: Option<StoredPlacement>,
 }
 
 /// The store's own clock, Unix ms: the system clock by default, a virtual one
@@ -268,6 +318,12 @@ impl MemoryCoordinator {
                     Some(("shard_count", stored.shard_count, self.ring.shard_count))
                 } else if stored.vnodes != self.ring.vnodes {
                     Some(("vnodes", stored.vnodes, self.ring.vnodes))
+                } else if stored.load_bound_permille != self.ring.load_bound_permille {
+                    Some((
+                        "load_bound_permille",
+                        stored.load_bound_permille,
+                        self.ring.load_bound_permille,
+                    ))
                 } else {
                     None
                 };
@@ -357,6 +413,54 @@ impl Coordinator for MemoryCoordinator {
             server_ms: now,
             members,
         })
+    }
+
+    async fn placement_inputs(
+        &self,
+        known_weights: Option<u64>,
+        known_placement: Option<u64>,
+        refresh: Duration,
+    ) -> CoordResult<PlacementInputs> {
+        let membership = self.members().await?;
+        let mut state = self.state();
+        state.weights.refresh(membership.server_ms, ms(refresh));
+        let weights = &state.weights;
+        let changed = known_weights != Some(weights.snapshot_version);
+        let snapshot = changed.then(|| {
+            ShardWeights::from_pairs(
+                weights.snapshot_version,
+                weights.snapshot.iter().map(|(s, w)| (*s, *w)),
+            )
+        });
+        let placement = state
+            .placement
+            .as_ref()
+            .filter(|stored| {
+                known_placement != Some(stored.version) && known_placement != Some(u64::MAX)
+            })
+            .cloned();
+        Ok(PlacementInputs {
+            membership,
+            weights: snapshot,
+            placement,
+        })
+    }
+
+    async fn store_placement(
+        &self,
+        expected: u64,
+        record: &PlacementRecord,
+    ) -> CoordResult<Option<u64>> {
+        let mut state = self.state();
+        let current = state.placement.as_ref().map_or(0, |p| p.version);
+        if current != expected {
+            return Ok(None);
+        }
+        state.placement = Some(StoredPlacement {
+            version: current + 1,
+            record: record.clone(),
+        });
+        Ok(Some(current + 1))
     }
 
     async fn acquire_leases(
@@ -487,10 +591,11 @@ impl Coordinator for MemoryCoordinator {
         spec: &JobSpec,
         expected_version: Option<u64>,
     ) -> CoordResult<StoredJob> {
-        spec.validate()?;
+        let units = spec.validate()?.load_units();
         let n = shard_of(&spec.id, self.ring.shard_count);
         let stored = {
-            let mut state = self.state();
+            let mut guard = self.state();
+            let state = &mut *guard;
             let shard = state.shards.entry(n).or_default();
             let current = shard.job_version(&spec.id).unwrap_or(0);
             if let Some(expected) = expected_version {
@@ -530,6 +635,8 @@ impl Coordinator for MemoryCoordinator {
                     json,
                 },
             );
+            let old = shard.set_job_weight(&spec.id, units);
+            state.weights.apply(n, old, units);
             stored
         };
         self.publish(CoordEvent::JobsChanged(n));
@@ -555,7 +662,8 @@ impl Coordinator for MemoryCoordinator {
     async fn delete_job(&self, job_id: &str, expected_version: Option<u64>) -> CoordResult<bool> {
         let n = shard_of(job_id, self.ring.shard_count);
         let removed = {
-            let mut state = self.state();
+            let mut guard = self.state();
+            let state = &mut *guard;
             let shard = state.shards.entry(n).or_default();
             let current = shard.job_version(job_id).unwrap_or(0);
             if current == 0 {
@@ -574,6 +682,8 @@ impl Coordinator for MemoryCoordinator {
             shard.last_fired.remove(job_id);
             shard.trigger_instants.remove(job_id);
             shard.version += 1;
+            let old = shard.set_job_weight(job_id, 0);
+            state.weights.apply(n, old, 0);
             true
         };
         self.publish(CoordEvent::JobsChanged(n));

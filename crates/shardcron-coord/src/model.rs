@@ -1,7 +1,7 @@
 //! Data exchanged with the coordination layer.
 
 use serde::{Deserialize, Serialize};
-use shardcron_core::JobSpec;
+use shardcron_core::{JobSpec, PlacementRecord, ShardWeights};
 
 /// What a node publishes about itself in the member registry.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -24,6 +24,27 @@ pub struct Membership {
     pub server_ms: i64,
     /// Live members, sorted by id.
     pub members: Vec<MemberInfo>,
+}
+
+/// A placement as stored, with its version.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredPlacement {
+    /// Version: 1 for the first one stored, one more for each next.
+    pub version: u64,
+    /// The placement.
+    pub record: PlacementRecord,
+}
+
+/// What [`crate::Coordinator::placement_inputs`] read in one round trip.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PlacementInputs {
+    /// Live members.
+    pub membership: Membership,
+    /// The weights snapshot, if its version is not the known one.
+    pub weights: Option<ShardWeights>,
+    /// The stored placement, if one is stored and its version is not the
+    /// known one.
+    pub placement: Option<StoredPlacement>,
 }
 
 /// Result of a lease acquisition attempt.

@@ -11,7 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Cmd, ErrorKind, Pipeline, RedisError, Script, ServerErrorKind, Value};
-use shardcron_core::{shard_of, JobSpec, RingConfig};
+use shardcron_core::{shard_of, JobSpec, PlacementRecord, RingConfig, ShardWeights};
 use tokio::sync::broadcast;
 use tracing::debug;
 
@@ -21,8 +21,8 @@ use crate::events::spawn_subscriber;
 use crate::keyspace::Keyspace;
 use crate::model::{
     BatchOutcome, ClaimBatch, ClaimOutcome, CoordEvent, FireKind, JobPage, LeaseGrant, LeaseInfo,
-    MemberInfo, Membership, QueuedTrigger, RunRecord, ShardJobs, StoredJob, UnreadableJob,
-    MAX_EARLY_CLAIM_MS,
+    MemberInfo, Membership, PlacementInputs, QueuedTrigger, RunRecord, ShardJobs, StoredJob,
+    StoredPlacement, UnreadableJob, MAX_EARLY_CLAIM_MS,
 };
 use crate::scripts::Scripts;
 
@@ -141,12 +141,88 @@ impl RedisCoordinator {
     }
 
     /// The ring settings as script arguments: field, value, ...
+    /// Runs `members.lua`: live members and, unless `known_weights` /
+    /// `known_placement` is `-`, the weights snapshot and the stored
+    /// placement if their versions differ from the known ones.
+    async fn read_members(
+        &self,
+        known_weights: &str,
+        known_placement: &str,
+        refresh: Duration,
+    ) -> CoordResult<PlacementInputs> {
+        let keys = [
+            self.keys.members(),
+            self.keys.member_deadlines(),
+            self.keys.live_weights(),
+            self.keys.live_weights_version(),
+            self.keys.placed_weights(),
+            self.keys.placed_weights_meta(),
+            self.keys.placement(),
+        ];
+        let args = [
+            self.keys.events_channel(),
+            known_weights.to_owned(),
+            refresh.as_millis().to_string(),
+            known_placement.to_owned(),
+        ];
+        let reply: Vec<Value> = self
+            .eval("members", &self.scripts.members, &keys, &args)
+            .await?;
+        let (head, rest) = reply.split_at(reply.len().min(7));
+        let [Value::Int(server_ms), Value::Int(version), Value::Int(included), weights, Value::Int(placement_version), Value::Int(placement_included), placement] =
+            head
+        else {
+            return Err(Self::corrupt("member list", format!("{head:?}")));
+        };
+        let weights = if *included == 1 {
+            Some(
+                parse_weights((*version).max(0) as u64, weights)
+                    .map_err(|e| Self::corrupt("shard weights", e))?,
+            )
+        } else {
+            None
+        };
+        // A record that does not decode comes back empty (which no
+        // placement accepts), with its version, so the caller computes a
+        // fresh placement and replaces it by compare-and-set.
+        let placement = (*placement_included == 1).then(|| StoredPlacement {
+            version: (*placement_version).max(0) as u64,
+            record: value_to_string(placement)
+                .and_then(|json| serde_json::from_str::<PlacementRecord>(&json).ok())
+                .unwrap_or(PlacementRecord {
+                    members: Vec::new(),
+                    owners: Vec::new(),
+                }),
+        });
+        let mut members = Vec::new();
+        let mut iter = rest.iter();
+        while let (Some(id), Some(info)) = (iter.next(), iter.next()) {
+            let id = value_to_string(id).unwrap_or_default();
+            let info = value_to_string(info).unwrap_or_default();
+            match serde_json::from_str::<MemberInfo>(&info) {
+                Ok(m) => members.push(m),
+                Err(e) => return Err(Self::corrupt(format!("member {id}"), e)),
+            }
+        }
+        members.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(PlacementInputs {
+            membership: Membership {
+                server_ms: *server_ms,
+                members,
+            },
+            weights,
+            placement,
+        })
+    }
+
     fn config_args(&self) -> Vec<String> {
         vec![
             "shard_count".to_owned(),
             self.ring.shard_count.to_string(),
             "vnodes".to_owned(),
             self.ring.vnodes.to_string(),
+            "load_bound_permille".to_owned(),
+            self.ring.load_bound_permille.to_string(),
         ]
     }
 
@@ -368,31 +444,47 @@ impl Coordinator for RedisCoordinator {
     }
 
     async fn members(&self) -> CoordResult<Membership> {
-        let keys = [self.keys.members(), self.keys.member_deadlines()];
-        let reply: Vec<Value> = self
+        Ok(self
+            .read_members("-", "-", Duration::ZERO)
+            .await?
+            .membership)
+    }
+
+    async fn placement_inputs(
+        &self,
+        known_weights: Option<u64>,
+        known_placement: Option<u64>,
+        refresh: Duration,
+    ) -> CoordResult<PlacementInputs> {
+        // `Some(u64::MAX)` matches no version: the caller does not want it.
+        let known = |v: Option<u64>| match v {
+            Some(u64::MAX) => "-".to_owned(),
+            Some(v) => v.to_string(),
+            None => String::new(),
+        };
+        self.read_members(&known(known_weights), &known(known_placement), refresh)
+            .await
+    }
+
+    async fn store_placement(
+        &self,
+        expected: u64,
+        record: &PlacementRecord,
+    ) -> CoordResult<Option<u64>> {
+        let json = serde_json::to_string(record).map_err(|e| Self::corrupt("placement", e))?;
+        let reply: Vec<i64> = self
             .eval(
-                "members",
-                &self.scripts.members,
-                &keys,
-                &[self.keys.events_channel()],
+                "store placement",
+                &self.scripts.store_placement,
+                &[self.keys.placement()],
+                &[expected.to_string(), json],
             )
             .await?;
-        let mut iter = reply.iter();
-        let server_ms = match iter.next() {
-            Some(Value::Int(ms)) => *ms,
-            other => return Err(Self::corrupt("member list", format!("{other:?}"))),
-        };
-        let mut members = Vec::new();
-        while let (Some(id), Some(info)) = (iter.next(), iter.next()) {
-            let id = value_to_string(id).unwrap_or_default();
-            let info = value_to_string(info).unwrap_or_default();
-            match serde_json::from_str::<MemberInfo>(&info) {
-                Ok(m) => members.push(m),
-                Err(e) => return Err(Self::corrupt(format!("member {id}"), e)),
-            }
+        match reply.as_slice() {
+            [1, version] => Ok(Some((*version).max(0) as u64)),
+            [0, _] => Ok(None),
+            other => Err(Self::corrupt("store placement reply", format!("{other:?}"))),
         }
-        members.sort_by(|a, b| a.id.cmp(&b.id));
-        Ok(Membership { server_ms, members })
     }
 
     async fn acquire_leases(
@@ -566,7 +658,7 @@ impl Coordinator for RedisCoordinator {
         spec: &JobSpec,
         expected_version: Option<u64>,
     ) -> CoordResult<StoredJob> {
-        spec.validate()?;
+        let units = spec.validate()?.load_units();
         let shard = self.shard(&spec.id);
         let json = serde_json::to_string(spec).map_err(|e| Self::corrupt("job spec", e))?;
         let keys = [
@@ -574,6 +666,9 @@ impl Coordinator for RedisCoordinator {
             self.keys.job_versions(shard),
             self.keys.shard_version(shard),
             self.keys.job_index(),
+            self.keys.job_weights(shard),
+            self.keys.live_weights(),
+            self.keys.live_weights_version(),
         ];
         let args = [
             spec.id.clone(),
@@ -582,6 +677,7 @@ impl Coordinator for RedisCoordinator {
             if spec.paused { "1" } else { "0" }.to_owned(),
             self.keys.events_channel(),
             shard.to_string(),
+            units.to_string(),
         ];
         let reply: Vec<i64> = self
             .eval("put job", &self.scripts.put_job, &keys, &args)
@@ -623,6 +719,9 @@ impl Coordinator for RedisCoordinator {
             self.keys.last_fired(shard),
             self.keys.job_index(),
             self.keys.trigger_instants(shard),
+            self.keys.job_weights(shard),
+            self.keys.live_weights(),
+            self.keys.live_weights_version(),
         ];
         let args = [
             job_id.to_owned(),
@@ -839,6 +938,29 @@ impl Coordinator for RedisCoordinator {
     fn subscribe(&self) -> broadcast::Receiver<CoordEvent> {
         self.events.subscribe()
     }
+}
+
+/// Parses a flat `shard, units, ...` reply of `HGETALL` into weights.
+fn parse_weights(version: u64, reply: &Value) -> Result<ShardWeights, String> {
+    let Value::Array(items) = reply else {
+        return Err(format!("expected an array, got {reply:?}"));
+    };
+    let mut pairs = Vec::with_capacity(items.len() / 2);
+    for pair in items.chunks(2) {
+        let [shard, units] = pair else {
+            return Err("odd number of elements".to_owned());
+        };
+        let shard = value_to_string(shard).unwrap_or_default();
+        let units = value_to_string(units).unwrap_or_default();
+        let shard: u32 = shard
+            .parse()
+            .map_err(|_| format!("shard {shard:?} is not a shard number"))?;
+        let units: u64 = units
+            .parse()
+            .map_err(|_| format!("weight {units:?} of shard {shard} is not a whole number"))?;
+        pairs.push((shard, units));
+    }
+    Ok(ShardWeights::from_pairs(version, pairs))
 }
 
 #[cfg(test)]

@@ -32,6 +32,8 @@ pub struct Scripts {
     pub trigger: Script,
     /// Read a shard's queued triggers (without removing them).
     pub read_triggers: Script,
+    /// Store the next placement (compare-and-set on its version).
+    pub store_placement: Script,
 }
 
 impl Scripts {
@@ -50,11 +52,12 @@ impl Scripts {
             ensure_config: Script::new(include_str!("lua/ensure_config.lua")),
             trigger: Script::new(include_str!("lua/trigger.lua")),
             read_triggers: Script::new(include_str!("lua/read_triggers.lua")),
+            store_placement: Script::new(include_str!("lua/store_placement.lua")),
         }
     }
 
     /// Sources of all scripts, for `SCRIPT LOAD` after a server restart.
-    pub fn sources() -> [&'static str; 12] {
+    pub fn sources() -> [&'static str; 13] {
         [
             include_str!("lua/heartbeat.lua"),
             include_str!("lua/members.lua"),
@@ -68,6 +71,7 @@ impl Scripts {
             include_str!("lua/ensure_config.lua"),
             include_str!("lua/trigger.lua"),
             include_str!("lua/read_triggers.lua"),
+            include_str!("lua/store_placement.lua"),
         ]
     }
 }

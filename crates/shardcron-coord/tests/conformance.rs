@@ -9,7 +9,7 @@ use shardcron_coord::{
     FireKind, LeaseGrant, MemberInfo, MemoryStore, QueuedTrigger, RedisCoordinator, RunOutcome,
     RunRecord,
 };
-use shardcron_core::{shard_of, JobSpec, RingConfig};
+use shardcron_core::{shard_of, JobSpec, RingConfig, ShardMap, ShardWeights};
 use shardcron_testkit::RedisServer;
 
 enum Env {
@@ -17,10 +17,7 @@ enum Env {
     Redis(RedisServer),
 }
 
-const RING: RingConfig = RingConfig {
-    shard_count: 64,
-    vnodes: 40,
-};
+const RING: RingConfig = RingConfig::new(64, 40);
 
 impl Env {
     fn memory() -> Self {
@@ -106,10 +103,7 @@ fn job(id: &str) -> JobSpec {
 async fn mismatched_ring_settings_are_refused(env: Env) {
     let _first = env.coord().await;
     let err = env
-        .coord_with(RingConfig {
-            shard_count: 128,
-            vnodes: 40,
-        })
+        .coord_with(RingConfig::new(128, 40))
         .await
         .err()
         .expect("must refuse");
@@ -698,10 +692,7 @@ async fn heartbeat_reasserts_the_ring_settings(env: Env) {
     // stores its own. The first node's next heartbeat must notice.
     env.forget_config().await;
     let other = env
-        .coord_with(RingConfig {
-            shard_count: 128,
-            vnodes: 40,
-        })
+        .coord_with(RingConfig::new(128, 40))
         .await
         .expect("a node with other settings starts on an empty config");
     let err = c
@@ -776,6 +767,142 @@ async fn an_unreadable_job_does_not_fail_its_shard(env: Env) {
         .contains("a_field_from_a_newer_version"));
 }
 
+/// The weights snapshot as placement reads it, always fresh.
+async fn fresh_weights(c: &Arc<dyn Coordinator>) -> ShardWeights {
+    c.members_and_weights(None, Duration::ZERO)
+        .await
+        .expect("members and weights")
+        .1
+        .expect("weights included when none are known")
+}
+
+async fn job_writes_keep_shard_weights_exact(env: Env) {
+    let c = env.coord().await;
+    assert!(fresh_weights(&c).await.is_empty());
+    let every_second = job("w-fast");
+    let mut hourly = JobSpec::new("w-hourly", "@hourly", "noop");
+    hourly.cost = Some(2.5);
+    c.put_job(&every_second, None).await.expect("put");
+    c.put_job(&hourly, None).await.expect("put");
+    let fast_shard = shard_of("w-fast", RING.shard_count);
+    let hourly_shard = shard_of("w-hourly", RING.shard_count);
+    let expected = |fast: u64, slow: u64| {
+        ShardWeights::from_pairs(0, [(fast_shard, fast), (hourly_shard, slow)])
+    };
+    let weights = fresh_weights(&c).await;
+    let want = expected(86_400_000, 60_000);
+    assert_eq!(
+        weights.iter().collect::<Vec<_>>(),
+        want.iter().collect::<Vec<_>>()
+    );
+    let version = weights.version;
+    assert!(version > 0);
+
+    // An edit that keeps the weight keeps the version: nodes reread nothing.
+    let mut edited = every_second.clone();
+    edited.args = serde_json::json!({"x": 1});
+    c.put_job(&edited, None).await.expect("edit");
+    let (_, unchanged) = c
+        .members_and_weights(Some(version), Duration::ZERO)
+        .await
+        .expect("read");
+    assert_eq!(unchanged, None, "weights reread although no weight changed");
+
+    // Pause weighs 0, resume weighs again, delete removes the share.
+    edited.paused = true;
+    c.put_job(&edited, None).await.expect("pause");
+    let paused = fresh_weights(&c).await;
+    assert!(paused.version > version);
+    assert_eq!(
+        paused.get(fast_shard),
+        if fast_shard == hourly_shard {
+            60_000
+        } else {
+            0
+        }
+    );
+    edited.paused = false;
+    c.put_job(&edited, None).await.expect("resume");
+    assert_eq!(fresh_weights(&c).await.total(), 86_460_000);
+    assert!(c.delete_job("w-hourly", None).await.expect("delete"));
+    let after = fresh_weights(&c).await;
+    assert_eq!(after.total(), 86_400_000);
+    assert_eq!(after.non_empty(), 1);
+    assert!(c.delete_job("w-fast", None).await.expect("delete"));
+    assert!(fresh_weights(&c).await.is_empty());
+
+    // A refused write (version conflict) changes no weight.
+    let before = fresh_weights(&c).await;
+    let err = c
+        .put_job(&job("w-new"), Some(7))
+        .await
+        .expect_err("conflict");
+    assert!(matches!(err, CoordError::VersionConflict { .. }), "{err}");
+    assert_eq!(fresh_weights(&c).await, before);
+}
+
+async fn the_weights_snapshot_refreshes_at_most_once_per_interval(env: Env) {
+    let c = env.coord().await;
+    let hour = Duration::from_secs(3600);
+    c.put_job(&job("s-1"), None).await.expect("put");
+    // Never refreshed before: the first read takes a snapshot at once.
+    let (members, first) = c.members_and_weights(None, hour).await.expect("read");
+    assert!(members.members.is_empty());
+    let first = first.expect("weights");
+    assert_eq!(first.total(), 86_400_000);
+    c.put_job(&job("s-2"), None).await.expect("put");
+    // Within the interval the snapshot stays as it was.
+    let (_, same) = c
+        .members_and_weights(Some(first.version), hour)
+        .await
+        .expect("read");
+    assert_eq!(same, None);
+    let (_, again) = c.members_and_weights(None, hour).await.expect("read");
+    assert_eq!(again.as_ref(), Some(&first));
+    // Once the interval has passed, the next read refreshes it.
+    let (_, fresh) = c
+        .members_and_weights(Some(first.version), Duration::ZERO)
+        .await
+        .expect("read");
+    let fresh = fresh.expect("refreshed weights");
+    assert!(fresh.version > first.version);
+    assert_eq!(fresh.total(), 2 * 86_400_000);
+}
+
+async fn the_placement_is_stored_by_compare_and_set(env: Env) {
+    let c = env.coord().await;
+    let hour = Duration::from_secs(3600);
+    let inputs = c.placement_inputs(None, None, hour).await.expect("read");
+    assert_eq!(inputs.placement, None, "nothing stored yet");
+    let weights = ShardWeights::default();
+    let first = ShardMap::place(&["a", "b"], &weights, RING)
+        .to_record()
+        .expect("record");
+    assert_eq!(c.store_placement(0, &first).await.expect("store"), Some(1));
+    // A writer that started from nothing (or from version 0) again loses.
+    let other = ShardMap::place(&["a", "b", "c"], &weights, RING)
+        .to_record()
+        .expect("record");
+    assert_eq!(c.store_placement(0, &other).await.expect("cas"), None);
+    let read = c.placement_inputs(None, None, hour).await.expect("read");
+    let stored = read.placement.expect("stored placement");
+    assert_eq!((stored.version, &stored.record), (1, &first));
+    // Read again only when the version moved; never when not wanted.
+    let known = c.placement_inputs(None, Some(1), hour).await.expect("read");
+    assert_eq!(known.placement, None);
+    let unwanted = c
+        .placement_inputs(None, Some(u64::MAX), hour)
+        .await
+        .expect("read");
+    assert_eq!(unwanted.placement, None);
+    assert_eq!(c.store_placement(1, &other).await.expect("store"), Some(2));
+    let next = c.placement_inputs(None, Some(1), hour).await.expect("read");
+    assert_eq!(
+        next.placement.map(|p| (p.version, p.record)),
+        Some((2, other))
+    );
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod memory {
@@ -800,6 +927,9 @@ conformance!(
     heartbeat_reasserts_the_ring_settings,
     activity_starts_at_creation_and_resume_only,
     an_unreadable_job_does_not_fail_its_shard,
+    job_writes_keep_shard_weights_exact,
+    the_weights_snapshot_refreshes_at_most_once_per_interval,
+    the_placement_is_stored_by_compare_and_set,
 );
 
 #[tokio::test]

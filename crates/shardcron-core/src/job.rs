@@ -140,6 +140,11 @@ pub struct JobSpec {
     /// A paused job keeps its definition but does not fire.
     #[serde(default)]
     pub paused: bool,
+    /// Relative cost of one run, for placement: a job known to be heavy
+    /// weighs `cost` times a plain one of the same schedule. A positive
+    /// number up to [`crate::load::MAX_COST`]; absent means 1.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<f64>,
     /// Opt-in per-job metrics label (`job_label`): 1..=64 of `A-Z a-z 0-9 _ : . -`.
     /// Absent by default so metric cardinality stays bounded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -202,8 +207,14 @@ impl JobSpec {
             misfire: MisfirePolicy::default(),
             misfire_grace: default_misfire_grace(),
             paused: false,
+            cost: None,
             metrics_label: None,
         }
+    }
+
+    /// The run cost used for placement ([`JobSpec::cost`], default 1.0).
+    pub fn cost(&self) -> f64 {
+        self.cost.unwrap_or(1.0)
     }
 
     fn invalid(&self, field: &'static str, message: impl Into<String>) -> JobValidationError {
@@ -246,6 +257,17 @@ impl JobSpec {
                 return Err(self.invalid(
                     "metrics_label",
                     "must be 1-64 characters of A-Z a-z 0-9 _ : . -",
+                ));
+            }
+        }
+        if let Some(cost) = self.cost {
+            if !(cost.is_finite() && cost > 0.0 && cost <= crate::load::MAX_COST) {
+                return Err(self.invalid(
+                    "cost",
+                    format!(
+                        "is {cost}; it must be a positive number up to {}",
+                        crate::load::MAX_COST
+                    ),
                 ));
             }
         }

@@ -9,6 +9,10 @@
 
 pub mod fire;
 pub mod job;
+pub mod load;
+pub mod placement;
+pub mod placement_record;
+pub mod rebalance;
 pub mod ring;
 pub mod schedule;
 pub mod shard;
@@ -19,6 +23,9 @@ pub use job::{
     validate_job_id, Job, JobSpec, JobValidationError, MisfirePolicy, OverlapPolicy, RetryPolicy,
     FIRE_HORIZON, MAX_ARGS_BYTES, MAX_JOB_ID_LEN,
 };
-pub use ring::{RingConfig, ShardMap, DEFAULT_SHARD_COUNT, DEFAULT_VNODES};
+pub use load::{fires_per_day, LoadUnits};
+pub use placement::{ShardWeights, DEFAULT_LOAD_BOUND_PERMILLE};
+pub use placement_record::{PlacementRecord, PlacementRecordError};
+pub use ring::{LoadBalance, RingConfig, ShardMap, DEFAULT_SHARD_COUNT, DEFAULT_VNODES};
 pub use schedule::{parse_time_zone, Schedule, ScheduleError};
 pub use shard::shard_of;

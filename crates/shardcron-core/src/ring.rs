@@ -32,7 +32,8 @@ use std::sync::Arc;
 use hashring::HashRing;
 use serde::{Deserialize, Serialize};
 
-use crate::stable_hash::{ExplicitBytes, StableHashBuilder};
+use crate::load::LoadUnits;
+use crate::stable_hash::{stable_hash64, ExplicitBytes, StableHashBuilder};
 
 /// Default number of shards jobs are hashed into.
 pub const DEFAULT_SHARD_COUNT: u32 = 1024;
@@ -50,6 +51,27 @@ pub struct RingConfig {
     /// [`ShardMap::compute`]. A value of 0 is treated as 1 (a member with no
     /// point on the ring could never own anything).
     pub vnodes: u32,
+    /// Load bound ε of the weighted placement ([`ShardMap::place`]), in
+    /// thousandths: no member carries more than `1 + ε` times the mean load
+    /// unless a single shard outweighs that. Default 50 (5 %).
+    #[serde(default = "default_load_bound")]
+    pub load_bound_permille: u32,
+}
+
+impl RingConfig {
+    /// Settings with `shard_count` shards and `vnodes` virtual nodes per
+    /// member, and the default load bound.
+    pub const fn new(shard_count: u32, vnodes: u32) -> Self {
+        Self {
+            shard_count,
+            vnodes,
+            load_bound_permille: crate::placement::DEFAULT_LOAD_BOUND_PERMILLE,
+        }
+    }
+}
+
+fn default_load_bound() -> u32 {
+    crate::placement::DEFAULT_LOAD_BOUND_PERMILLE
 }
 
 impl Default for RingConfig {
@@ -57,6 +79,7 @@ impl Default for RingConfig {
         Self {
             shard_count: DEFAULT_SHARD_COUNT,
             vnodes: DEFAULT_VNODES,
+            load_bound_permille: default_load_bound(),
         }
     }
 }
@@ -86,11 +109,28 @@ fn vnode_key(member: &str, index: u32) -> ExplicitBytes {
 }
 
 /// Bytes hashed to find the owner of `shard`.
-fn shard_key(shard: u32) -> ExplicitBytes {
+pub(crate) fn shard_key(shard: u32) -> ExplicitBytes {
     let mut bytes = Vec::with_capacity(10);
     bytes.extend_from_slice(b"shard:");
     bytes.extend_from_slice(&shard.to_be_bytes());
     ExplicitBytes(bytes)
+}
+
+/// The ring as sorted `(position, member index)` points, `vnodes` per member
+/// of the sorted, deduplicated `ids`: the same points, in the same order, as
+/// the `hashring` ring [`ShardMap::compute`] builds (a stable sort of the
+/// points inserted member by member), so walking it clockwise from a shard's
+/// key starts at the member `hashring` returns.
+pub(crate) fn sorted_ring_points(ids: &[&str], vnodes: u32) -> Vec<(u64, u32)> {
+    let vnodes = vnodes.max(1);
+    let mut points = Vec::with_capacity(ids.len().saturating_mul(vnodes as usize));
+    for (member, id) in (0u32..).zip(ids.iter()) {
+        for index in 0..vnodes {
+            points.push((stable_hash64(&vnode_key(id, index).0), member));
+        }
+    }
+    points.sort_by_key(|&(position, _)| position);
+    points
 }
 
 /// Load statistics of a [`ShardMap`]: shards owned per member.
@@ -118,6 +158,25 @@ pub struct ShardMap {
     /// `owners[shard]` is an index into `members`; `None` only when there are
     /// no members.
     owners: Vec<Option<u32>>,
+    /// Shard weights the map was placed by ([`ShardMap::place`]); `None` for
+    /// the plain ring, which ignores weights.
+    weights: Option<Vec<LoadUnits>>,
+}
+
+/// Load statistics of a weighted [`ShardMap`]: load units per member.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LoadBalance {
+    /// Most load units carried by any one member.
+    pub max: u128,
+    /// Fewest load units carried by any one member.
+    pub min: u128,
+    /// Total load divided by the member count.
+    pub mean: f64,
+    /// `max / mean`; 1.0 is a perfect spread, 0.0 with no members or no load.
+    pub max_over_mean: f64,
+    /// The heaviest single shard: no placement can put less than this on
+    /// the member that owns it.
+    pub heaviest_shard: u128,
 }
 
 impl ShardMap {
@@ -150,11 +209,93 @@ impl ShardMap {
             .map(|shard| ring.get(&shard_key(shard)).map(|vnode| vnode.member))
             .collect();
 
+        ShardMap::from_parts(config, members, owners, None)
+    }
+
+    pub(crate) fn from_parts(
+        config: RingConfig,
+        members: Vec<Arc<str>>,
+        owners: Vec<Option<u32>>,
+        weights: Option<Vec<LoadUnits>>,
+    ) -> ShardMap {
         ShardMap {
             config,
             members,
             owners,
+            weights,
         }
+    }
+
+    /// The name of the placement that produced this map, as status shows it:
+    /// `bounded-load ring (e=0.050)` or `ring`.
+    pub fn placement_name(&self) -> String {
+        if self.weights.is_some() {
+            format!(
+                "bounded-load ring (e={:.3})",
+                f64::from(self.config.load_bound_permille) / 1000.0
+            )
+        } else {
+            "ring".to_owned()
+        }
+    }
+
+    /// The weight of `shard` the map was placed by (0 for the plain ring).
+    pub fn weight(&self, shard: u32) -> LoadUnits {
+        self.weights
+            .as_ref()
+            .and_then(|weights| weights.get(shard as usize).copied())
+            .unwrap_or(0)
+    }
+
+    /// Load units carried per member (all 0 for the plain ring).
+    pub fn loads(&self) -> BTreeMap<String, u128> {
+        let per_member = self.per_member_loads();
+        self.members
+            .iter()
+            .zip(per_member)
+            .map(|(id, load)| (id.to_string(), load))
+            .collect()
+    }
+
+    /// Load statistics over the members.
+    pub fn load_balance(&self) -> LoadBalance {
+        let per_member = self.per_member_loads();
+        let total: u128 = per_member.iter().sum();
+        let heaviest_shard = self
+            .weights
+            .as_ref()
+            .and_then(|weights| weights.iter().max().copied())
+            .map_or(0, u128::from);
+        let (Some(&max), Some(&min)) = (per_member.iter().max(), per_member.iter().min()) else {
+            return LoadBalance {
+                max: 0,
+                min: 0,
+                mean: 0.0,
+                max_over_mean: 0.0,
+                heaviest_shard,
+            };
+        };
+        let mean = total as f64 / per_member.len() as f64;
+        let max_over_mean = if mean > 0.0 { max as f64 / mean } else { 0.0 };
+        LoadBalance {
+            max,
+            min,
+            mean,
+            max_over_mean,
+            heaviest_shard,
+        }
+    }
+
+    fn per_member_loads(&self) -> Vec<u128> {
+        let mut loads = vec![0u128; self.members.len()];
+        if let Some(weights) = &self.weights {
+            for (owner, units) in self.owners.iter().zip(weights) {
+                if let Some(load) = owner.and_then(|index| loads.get_mut(index as usize)) {
+                    *load += u128::from(*units);
+                }
+            }
+        }
+        loads
     }
 
     /// The config this map was computed with.
@@ -244,6 +385,11 @@ impl ShardMap {
         }
     }
 
+    /// The owner of `shard` as an index into [`ShardMap::members`].
+    pub(crate) fn owner_index(&self, shard: u32) -> Option<u32> {
+        *self.owners.get(shard as usize)?
+    }
+
     fn member_index(&self, member: &str) -> Option<u32> {
         let index = self
             .members
@@ -306,10 +452,7 @@ mod tests {
 
     #[test]
     fn counts_include_idle_members_and_sum_to_shard_count() {
-        let config = RingConfig {
-            shard_count: 1,
-            vnodes: 4,
-        };
+        let config = RingConfig::new(1, 4);
         let map = ShardMap::compute(&["a", "b", "c"], config);
         let counts = map.counts();
         assert_eq!(counts.len(), 3);
@@ -326,14 +469,8 @@ mod tests {
 
     #[test]
     fn zero_vnodes_behaves_like_one() {
-        let zero = RingConfig {
-            shard_count: 64,
-            vnodes: 0,
-        };
-        let one = RingConfig {
-            shard_count: 64,
-            vnodes: 1,
-        };
+        let zero = RingConfig::new(64, 0);
+        let one = RingConfig::new(64, 1);
         let a = ShardMap::compute(&["a", "b"], zero);
         let b = ShardMap::compute(&["a", "b"], one);
         assert_eq!(a.moved_between(&b), 0);
@@ -341,20 +478,8 @@ mod tests {
 
     #[test]
     fn moved_between_counts_extra_shards() {
-        let small = ShardMap::compute(
-            &["a"],
-            RingConfig {
-                shard_count: 10,
-                vnodes: 8,
-            },
-        );
-        let big = ShardMap::compute(
-            &["a"],
-            RingConfig {
-                shard_count: 12,
-                vnodes: 8,
-            },
-        );
+        let small = ShardMap::compute(&["a"], RingConfig::new(10, 8));
+        let big = ShardMap::compute(&["a"], RingConfig::new(12, 8));
         assert_eq!(small.moved_between(&big), 2);
         assert_eq!(big.moved_between(&small), 2);
     }
@@ -363,7 +488,12 @@ mod tests {
     fn config_round_trips_through_serde() {
         let config = RingConfig::default();
         let json = serde_json::to_string(&config).unwrap();
-        assert_eq!(json, r#"{"shard_count":1024,"vnodes":160}"#);
+        assert_eq!(
+            json,
+            r#"{"shard_count":1024,"vnodes":160,"load_bound_permille":50}"#
+        );
+        let old: RingConfig = serde_json::from_str(r#"{"shard_count":1024,"vnodes":160}"#).unwrap();
+        assert_eq!(old, config);
         let back: RingConfig = serde_json::from_str(&json).unwrap();
         assert_eq!(back, config);
     }

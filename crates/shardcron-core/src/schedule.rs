@@ -147,6 +147,14 @@ impl Schedule {
         }
     }
 
+    /// The period of an `@every` schedule in ms; `None` for cron expressions.
+    pub fn every_period_ms(&self) -> Option<i64> {
+        match &self.kind {
+            Kind::Every { period_ms } => Some(*period_ms),
+            Kind::Cron(_) => None,
+        }
+    }
+
     /// The first fire in `(after_ms, after_ms + horizon]`, or `None` when the
     /// schedule does not fire in that window (e.g. `0 0 31 2 *`, which names
     /// a day that does not exist, or a year field that has passed).

@@ -139,10 +139,7 @@ fn member_set(min: usize, max: usize) -> impl Strategy<Value = Vec<String>> {
 }
 
 fn small_config() -> impl Strategy<Value = RingConfig> {
-    (1u32..600, 1u32..64).prop_map(|(shard_count, vnodes)| RingConfig {
-        shard_count,
-        vnodes,
-    })
+    (1u32..600, 1u32..64).prop_map(|(shard_count, vnodes)| RingConfig::new(shard_count, vnodes))
 }
 
 fn assert_same_owners(a: &ShardMap, b: &ShardMap) {

@@ -24,6 +24,9 @@ pub const RUNS_IN_FLIGHT: &str = "shardcron_runs_in_flight";
 pub const MEMBERS: &str = "shardcron_members";
 /// Shards the ring assigns to this node.
 pub const SHARDS_DESIRED: &str = "shardcron_shards_desired";
+/// Expected fires per minute (times job cost) of the shards the placement
+/// assigns to this node: its share of the fleet's work.
+pub const EXPECTED_FIRES_PER_MINUTE: &str = "shardcron_expected_fires_per_minute";
 /// Shards whose lease this node holds.
 pub const SHARDS_OWNED: &str = "shardcron_shards_owned";
 /// Jobs in owned shards.
@@ -82,6 +85,10 @@ pub fn describe() {
     describe_gauge!(RUNS_IN_FLIGHT, "Runs in flight on this node.");
     describe_gauge!(MEMBERS, "Members this node sees.");
     describe_gauge!(SHARDS_DESIRED, "Shards the ring assigns to this node.");
+    describe_gauge!(
+        EXPECTED_FIRES_PER_MINUTE,
+        "Expected fires per minute (times job cost) of the shards assigned to this node."
+    );
     describe_gauge!(SHARDS_OWNED, "Shards whose lease this node holds.");
     describe_gauge!(JOBS_OWNED, "Jobs in the shards this node owns.");
     describe_counter!(LEASE_ACQUISITIONS_TOTAL, "Shard leases acquired.");

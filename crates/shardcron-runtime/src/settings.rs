@@ -40,6 +40,12 @@ pub struct WorkerSettings {
     /// runs (handlers see the signal) and releases the lease once they end.
     #[serde(with = "humantime_serde")]
     pub handoff_timeout: Duration,
+    /// Shortest time between two placements by new shard weights. Job
+    /// writes change the store's live weights at once; the snapshot nodes
+    /// place by is refreshed at most this often, so a burst of writes moves
+    /// shards once. Membership changes are not delayed by it.
+    #[serde(with = "humantime_serde")]
+    pub rebalance_interval: Duration,
     /// How long a fire's claim key is kept in Redis. Must exceed every job's
     /// misfire grace.
     #[serde(with = "humantime_serde")]
@@ -63,6 +69,7 @@ impl Default for WorkerSettings {
             concurrency: 256,
             drain_timeout: Duration::from_secs(30),
             handoff_timeout: Duration::from_secs(30),
+            rebalance_interval: Duration::from_secs(10),
             claim_retention: Duration::from_secs(15 * 60),
             poll_interval: Duration::from_secs(5),
             on_time_tolerance: Duration::from_secs(2),
@@ -80,6 +87,7 @@ impl WorkerSettings {
             drift_margin: Duration::from_millis(300),
             drain_timeout: Duration::from_secs(5),
             handoff_timeout: Duration::from_secs(5),
+            rebalance_interval: Duration::from_secs(2),
             poll_interval: Duration::from_secs(2),
             ..Self::default()
         }

@@ -10,10 +10,7 @@ use shardcron_core::{JobSpec, OverlapPolicy, RingConfig};
 use shardcron_runtime::{FireContext, FnHandler, HandlerError, RunOutput, Worker, WorkerSettings};
 use tokio::sync::oneshot;
 
-const RING: RingConfig = RingConfig {
-    shard_count: 16,
-    vnodes: 40,
-};
+const RING: RingConfig = RingConfig::new(16, 40);
 
 async fn run_worker_for(coord: Arc<dyn Coordinator>, secs: u64, calls: Arc<AtomicUsize>) {
     let c = calls.clone();

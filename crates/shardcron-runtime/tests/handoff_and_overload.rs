@@ -15,10 +15,7 @@ use shardcron_runtime::{FireContext, FnHandler, RunOutput, Worker, WorkerReport,
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-const RING: RingConfig = RingConfig {
-    shard_count: 64,
-    vnodes: 40,
-};
+const RING: RingConfig = RingConfig::new(64, 40);
 
 /// One handler run as seen by the handler: node, job, fire, start, end, and
 /// whether it saw its cancellation signal.

@@ -13,10 +13,7 @@ use shardcron_core::{shard_of, JobSpec, RingConfig};
 use shardcron_runtime::{FireContext, FnHandler, RunOutput, Worker, WorkerSettings};
 use tokio::sync::oneshot;
 
-const RING: RingConfig = RingConfig {
-    shard_count: 8,
-    vnodes: 40,
-};
+const RING: RingConfig = RingConfig::new(8, 40);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_edit_first_noticed_by_the_claim_does_not_lose_the_fire() {

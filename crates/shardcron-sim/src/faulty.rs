@@ -22,10 +22,10 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use shardcron_coord::{
     BatchOutcome, ClaimBatch, CoordError, CoordEvent, CoordResult, Coordinator, JobPage,
-    LeaseGrant, LeaseInfo, MemberInfo, Membership, MemoryCoordinator, QueuedTrigger, RunRecord,
-    ShardJobs, StoredJob,
+    LeaseGrant, LeaseInfo, MemberInfo, Membership, MemoryCoordinator, PlacementInputs,
+    QueuedTrigger, RunRecord, ShardJobs, StoredJob,
 };
-use shardcron_core::{JobSpec, RingConfig};
+use shardcron_core::{JobSpec, PlacementRecord, RingConfig};
 use tokio::sync::{broadcast, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -299,6 +299,35 @@ impl Coordinator for FaultyCoordinator {
         let id = self.history.next_call();
         self.call("members", id, async move { c.members().await })
             .await
+    }
+
+    async fn placement_inputs(
+        &self,
+        known_weights: Option<u64>,
+        known_placement: Option<u64>,
+        refresh: Duration,
+    ) -> CoordResult<PlacementInputs> {
+        let c = self.inner.clone();
+        let id = self.history.next_call();
+        self.call("members", id, async move {
+            c.placement_inputs(known_weights, known_placement, refresh)
+                .await
+        })
+        .await
+    }
+
+    async fn store_placement(
+        &self,
+        expected: u64,
+        record: &PlacementRecord,
+    ) -> CoordResult<Option<u64>> {
+        let c = self.inner.clone();
+        let id = self.history.next_call();
+        let record = record.clone();
+        self.call("store_placement", id, async move {
+            c.store_placement(expected, &record).await
+        })
+        .await
     }
 
     async fn acquire_leases(

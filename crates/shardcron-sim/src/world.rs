@@ -108,10 +108,7 @@ pub async fn run(
     history: Arc<History>,
 ) -> Result<RunInfo, String> {
     let store = MemoryStore::with_clock(Arc::new(move || time.now_ms()));
-    let ring = RingConfig {
-        shard_count: cfg.shards,
-        vnodes: 160,
-    };
+    let ring = RingConfig::new(cfg.shards, 160);
     let admin = store
         .coordinator(NAMESPACE, ring)
         .map_err(|e| e.to_string())?;

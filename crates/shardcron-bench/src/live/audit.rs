@@ -19,36 +19,53 @@ pub struct Fire {
     pub scheduled_ms: i64,
     /// When the handler started, Unix ms.
     pub started_ms: i64,
+    /// The worker that ran it: an index into [`Recorder::workers`].
+    pub worker: u16,
+}
+
+/// The log behind a [`Recorder`].
+#[derive(Debug, Default)]
+struct Log {
+    fires: Vec<Fire>,
+    workers: Vec<String>,
 }
 
 /// Shared, append-only log of fires.
 #[derive(Clone, Debug, Default)]
 pub struct Recorder {
-    fires: Arc<Mutex<Vec<Fire>>>,
+    log: Arc<Mutex<Log>>,
 }
 
 impl Recorder {
-    /// Records a run of `job_id` scheduled at `scheduled_ms`, started at `started_ms`.
-    pub fn record(&self, job_id: &str, scheduled_ms: i64, started_ms: i64) {
+    /// Records a run of `job_id` by worker `worker`, scheduled at
+    /// `scheduled_ms`, started at `started_ms`.
+    pub fn record(&self, worker: &str, job_id: &str, scheduled_ms: i64, started_ms: i64) {
         let job = job_id
             .strip_prefix("job-")
             .and_then(|i| i.parse().ok())
             .unwrap_or(u32::MAX);
-        self.fires
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(Fire {
-                job,
-                scheduled_ms,
-                started_ms,
-            });
+        let mut log = self.log.lock().unwrap_or_else(PoisonError::into_inner);
+        let index = match log.workers.iter().position(|w| w == worker) {
+            Some(index) => index,
+            None => {
+                log.workers.push(worker.to_owned());
+                log.workers.len() - 1
+            }
+        };
+        log.fires.push(Fire {
+            job,
+            scheduled_ms,
+            started_ms,
+            worker: u16::try_from(index).unwrap_or(u16::MAX),
+        });
     }
 
     /// Number of fires recorded so far.
     pub fn len(&self) -> usize {
-        self.fires
+        self.log
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+            .fires
             .len()
     }
 
@@ -59,9 +76,19 @@ impl Recorder {
 
     /// A copy of every fire recorded so far.
     pub fn snapshot(&self) -> Vec<Fire> {
-        self.fires
+        self.log
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+            .fires
+            .clone()
+    }
+
+    /// Names of the workers that recorded fires; [`Fire::worker`] indexes it.
+    pub fn workers(&self) -> Vec<String> {
+        self.log
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .workers
             .clone()
     }
 }
@@ -182,6 +209,7 @@ mod tests {
             job,
             scheduled_ms,
             started_ms: scheduled_ms + late,
+            worker: 0,
         }
     }
 
@@ -227,9 +255,16 @@ mod tests {
         assert_eq!(percentile(&values, 0.99), 99);
         assert_eq!(percentile(&[], 0.5), 0);
         let recorder = Recorder::default();
-        recorder.record("job-12", 1000, 1003);
-        recorder.record("other", 1000, 1003);
-        assert_eq!(recorder.snapshot()[0].job, 12);
-        assert_eq!(recorder.snapshot()[1].job, u32::MAX);
+        recorder.record("w1", "job-12", 1000, 1003);
+        recorder.record("w0", "other", 1000, 1003);
+        recorder.record("w1", "job-3", 2000, 2003);
+        let fires = recorder.snapshot();
+        assert_eq!(fires[0].job, 12);
+        assert_eq!(fires[1].job, u32::MAX);
+        assert_eq!(recorder.workers(), vec!["w1".to_owned(), "w0".to_owned()]);
+        assert_eq!(
+            fires.iter().map(|f| f.worker).collect::<Vec<_>>(),
+            vec![0, 1, 0]
+        );
     }
 }

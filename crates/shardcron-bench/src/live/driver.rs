@@ -2,8 +2,9 @@
 //! times how long the fleet takes to settle after each event.
 //!
 //! One loop, ticking every [`TICK`]: apply the events that are due, then
-//! check whether the fleet has settled on the ring over the running
-//! workers. "Settled" is first read from the workers' statuses (no Redis
+//! check whether the fleet has settled on the expected placement over the
+//! running workers (`ShardMap::place` with the jobs' weights, see
+//! [`super::weights`]). "Settled" is first read from the workers' statuses (no Redis
 //! traffic, so the check can run every tick without distorting the
 //! commands-per-fire figure) and then confirmed once against the lease keys
 //! ([`super::settle::verify_holders`]); the settle instant is the tick at
@@ -16,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::ProgressBar;
 use shardcron_coord::{Coordinator, RedisCoordinator};
-use shardcron_core::{RingConfig, ShardMap};
+use shardcron_core::ShardMap;
 
 use super::audit::Recorder;
 use super::churn::{node_id, ChurnAction, ChurnEvent};
@@ -36,7 +37,7 @@ pub struct EventTiming {
     pub event: ChurnEvent,
     /// When it was applied, Unix ms.
     pub started_ms: i64,
-    /// When every shard was held by its ring owner again, Unix ms.
+    /// When every shard was held by its expected owner again, Unix ms.
     pub settled_ms: Option<i64>,
     /// Another event happened before this one settled.
     pub overlapped: bool,
@@ -48,7 +49,6 @@ pub struct EventTiming {
 /// The churn driver; owns the fleet while the window runs.
 pub struct Driver {
     fleet: Fleet,
-    ring: RingConfig,
     verifier: RedisCoordinator,
     shards: Vec<u32>,
     map: ShardMap,
@@ -63,13 +63,12 @@ pub struct Driver {
 
 impl Driver {
     /// A driver for `fleet`, reading lease keys through `verifier`.
-    pub fn new(fleet: Fleet, ring: RingConfig, verifier: RedisCoordinator) -> Self {
-        let map = ShardMap::compute(&fleet.live_nodes(), ring);
+    pub fn new(fleet: Fleet, verifier: RedisCoordinator) -> Self {
+        let map = fleet.expected_map();
         Driver {
             fleet,
-            ring,
             verifier,
-            shards: (0..ring.shard_count).collect(),
+            shards: (0..map.shard_count()).collect(),
             map,
             known: BTreeMap::new(),
             dead: BTreeSet::new(),
@@ -79,6 +78,11 @@ impl Driver {
             last_mismatch: None,
             verify_reads: 0,
         }
+    }
+
+    /// Names of the running workers, sorted.
+    pub fn worker_names(&self) -> Vec<String> {
+        self.fleet.names()
     }
 
     /// Lease-key reads done so far (each is one `GET` per shard).
@@ -194,7 +198,7 @@ impl Driver {
                 }
             }
         }
-        self.map = ShardMap::compute(&self.fleet.live_nodes(), self.ring);
+        self.map = self.fleet.expected_map();
         self.pending.push(self.timings.len());
         self.timings.push(EventTiming {
             event: event.clone(),
@@ -227,7 +231,7 @@ impl Driver {
         }
     }
 
-    /// One lease-key read: true if every shard is held by its ring owner.
+    /// One lease-key read: true if every shard is held by its expected owner.
     async fn verify(&mut self) -> bool {
         self.last_verify = Some(Instant::now());
         self.verify_reads += 1;

@@ -1,6 +1,7 @@
 //! The in-process fleet of `live`: job registration, named workers with a
 //! counting handler, the three membership changes of a churn timeline
-//! (join, graceful leave, crash) and the status-based settle check.
+//! (join, graceful leave, crash) and the status-based settle check against
+//! the expected weighted placement ([`super::weights`]).
 //!
 //! Workers are kept by name so a churn script can address them; each runs
 //! as its own tokio task on its own Redis connection, exactly as a worker
@@ -13,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use shardcron_coord::{Coordinator, RedisCoordinator};
-use shardcron_core::{JobSpec, RingConfig, ShardMap};
+use shardcron_core::{RingConfig, ShardMap, ShardWeights};
 use shardcron_runtime::{
     FireContext, FnHandler, RunOutput, Worker, WorkerError, WorkerReport, WorkerSettings,
     WorkerStatus,
@@ -23,6 +24,7 @@ use tokio::task::{JoinHandle, JoinSet};
 
 use super::audit::Recorder;
 use super::churn::node_id;
+use super::weights::{expected_map, job_spec};
 use crate::error::BenchError;
 
 /// Namespace of every `live` run (the server is private to the run).
@@ -52,7 +54,7 @@ pub async fn put_jobs(
         let schedule = schedule.to_owned();
         tasks.spawn(async move {
             for index in (task..jobs).step_by(PUT_TASKS as usize) {
-                let spec = JobSpec::new(format!("job-{index}"), schedule.clone(), "count");
+                let spec = job_spec(index, &schedule);
                 coordinator.put_job(&spec, None).await?;
             }
             Ok::<(), shardcron_coord::CoordError>(())
@@ -85,6 +87,7 @@ struct Running {
 pub struct Fleet {
     url: String,
     ring: RingConfig,
+    weights: ShardWeights,
     settings: WorkerSettings,
     recorder: Recorder,
     workers: BTreeMap<String, Running>,
@@ -94,11 +97,19 @@ pub struct Fleet {
 }
 
 impl Fleet {
-    /// An empty fleet; add workers with [`Fleet::join`].
-    pub fn new(url: &str, ring: RingConfig, settings: WorkerSettings, recorder: &Recorder) -> Self {
+    /// An empty fleet whose jobs weigh `weights`; add workers with
+    /// [`Fleet::join`].
+    pub fn new(
+        url: &str,
+        ring: RingConfig,
+        weights: ShardWeights,
+        settings: WorkerSettings,
+        recorder: &Recorder,
+    ) -> Self {
         Fleet {
             url: url.to_owned(),
             ring,
+            weights,
             settings,
             recorder: recorder.clone(),
             workers: BTreeMap::new(),
@@ -111,6 +122,7 @@ impl Fleet {
     pub async fn join(&mut self, name: &str) -> Result<(), BenchError> {
         let coordinator: Arc<dyn Coordinator> = Arc::new(connect(&self.url, self.ring).await?);
         let recorder = self.recorder.clone();
+        let worker_name = name.to_owned();
         let worker = Worker::builder(coordinator)
             .node_id(node_id(name))
             .settings(self.settings.clone())
@@ -118,8 +130,9 @@ impl Fleet {
                 "count",
                 FnHandler(move |ctx: FireContext| {
                     let recorder = recorder.clone();
+                    let worker_name = worker_name.clone();
                     async move {
-                        recorder.record(&ctx.job_id, ctx.scheduled_ms, now_ms());
+                        recorder.record(&worker_name, &ctx.job_id, ctx.scheduled_ms, now_ms());
                         Ok(RunOutput::default())
                     }
                 }),
@@ -185,8 +198,15 @@ impl Fleet {
             .sum()
     }
 
-    /// Whether, by the workers' own statuses, every shard of `map` (the ring
-    /// over exactly the running workers) is held by its owner: every running
+    /// The placement the running workers should converge on:
+    /// `ShardMap::place` over their node ids and the jobs' weights.
+    pub fn expected_map(&self) -> ShardMap {
+        expected_map(&self.live_nodes(), &self.weights, self.ring)
+    }
+
+    /// Whether, by the workers' own statuses, every shard of `map` (the
+    /// expected placement over exactly the running workers) is held by its
+    /// owner: every running
     /// worker is registered, not stopping, sees exactly the running workers
     /// as members, wants the shards `map` gives it and holds them all, and
     /// together they hold every shard. Reads only local state (no Redis).
@@ -204,10 +224,10 @@ impl Fleet {
         owned == map.shard_count() as usize
     }
 
-    /// Waits until [`Fleet::settled_on`] the ring over the running workers.
-    /// Returns milliseconds since [`Fleet::new`].
+    /// Waits until [`Fleet::settled_on`] the expected placement over the
+    /// running workers. Returns milliseconds since [`Fleet::new`].
     pub async fn wait_settled(&self, limit: Duration) -> Result<u64, BenchError> {
-        let map = ShardMap::compute(&self.live_nodes(), self.ring);
+        let map = self.expected_map();
         let deadline = Instant::now() + limit;
         loop {
             if self.settled_on(&map) {

@@ -7,18 +7,22 @@
 //! [`RedisCoordinator`](shardcron_coord::RedisCoordinator) connection, run
 //! `--jobs` jobs that all fire `@every <period>` against a `redis-server`
 //! started by the test kit. A counting handler records `(job, scheduled,
-//! started)`; once the fleet has settled (every shard held by its ring
-//! owner) a window of `--duration`, aligned to a period boundary, is
+//! started, worker)`; once the fleet has settled (every shard held by its
+//! owner in the expected placement: `ShardMap::place` over the running
+//! workers and the weights of the jobs the benchmark registered, see
+//! [`weights`]) a window of `--duration`, aligned to a period boundary, is
 //! measured:
 //!
 //! * fires/s and lateness p50/p99/max (handler start − `scheduled_ms`),
 //!   overall and per second of the window (`lateness_over_time.svg`),
+//! * fires per node: the runs each worker did, and the busiest against the
+//!   mean ([`per_node`]),
 //! * Redis commands per fire (`INFO commandstats` deltas; heartbeats, lease
 //!   renewals and job polls included — they are part of the cost),
 //! * CPU seconds per 1,000 fires of this process (all workers, `getrusage`)
 //!   and of redis-server (`INFO cpu`),
 //! * with `--churn`, per event: the time until every shard is held by its
-//!   ring owner again (handoff after a leave or join, takeover after a
+//!   expected owner again (handoff after a leave or join, takeover after a
 //!   crash) and how many fires were late meanwhile,
 //! * duplicates and misses: every expected fire must have run exactly once,
 //!   except fires a crashed worker had claimed but not started (counted as
@@ -26,8 +30,9 @@
 //!
 //! The modules: [`churn`] parses the timeline, `fleet` runs the workers,
 //! `driver` plays the timeline and times settling, [`settle`] confirms it in
-//! Redis, [`mod@audit`], [`claims`], [`timeline`] and `results` judge the
-//! recorded fires, [`output`], `files` and `chart` write the results.
+//! Redis, [`mod@audit`], [`claims`], [`timeline`], [`per_node`] and `results`
+//! judge the recorded fires, [`output`], `files` and `chart` write the
+//! results.
 
 pub mod audit;
 mod chart;
@@ -37,12 +42,14 @@ mod driver;
 mod files;
 mod fleet;
 pub mod output;
+pub mod per_node;
 mod results;
 pub mod settle;
 pub mod stats;
 pub mod timeline;
+pub mod weights;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -151,10 +158,7 @@ fn plan(args: &LiveArgs) -> Result<Plan, BenchError> {
     Ok(Plan {
         every_ms: i64::try_from(args.every.as_millis()).unwrap_or(i64::MAX),
         duration_ms: i64::try_from(args.duration.as_millis()).unwrap_or(i64::MAX),
-        ring: RingConfig {
-            shard_count: args.shards,
-            vnodes: DEFAULT_VNODES,
-        },
+        ring: RingConfig::new(args.shards, DEFAULT_VNODES),
         settings: if args.fast {
             WorkerSettings::fast()
         } else {
@@ -184,15 +188,16 @@ pub fn measure(args: &LiveArgs) -> Result<LiveReport, BenchError> {
     let schedule = format!("@every {}ms", plan.every_ms);
     let url = server.url();
 
+    let weights = weights::shard_weights(args.jobs, &schedule, ring.shard_count)?;
     eprintln!("registering {} jobs ({schedule}) on {url}", args.jobs);
     runtime.block_on(fleet::put_jobs(&url, ring, args.jobs, &schedule))?;
-    let mut fleet = Fleet::new(&url, ring, plan.settings.clone(), &recorder);
+    let mut fleet = Fleet::new(&url, ring, weights, plan.settings.clone(), &recorder);
     for index in 0..args.workers {
         runtime.block_on(fleet.join(&initial_name(index)))?;
     }
     let settle_ms = runtime.block_on(fleet.wait_settled(Duration::from_secs(60)))?;
     let verifier = runtime.block_on(fleet::connect(&url, ring))?;
-    let mut driver = Driver::new(fleet, ring, verifier);
+    let mut driver = Driver::new(fleet, verifier);
     runtime.block_on(driver.confirm_settled(Duration::from_secs(30)))?;
     eprintln!(
         "{} workers hold all {} shards after {settle_ms} ms{}",
@@ -212,6 +217,12 @@ pub fn measure(args: &LiveArgs) -> Result<LiveReport, BenchError> {
     runtime.block_on(async { tokio::time::sleep(wait).await });
     let before = counters(&server)?;
     let reads_before = driver.verify_reads();
+    // Every worker that is part of the fleet at some point of the window.
+    let window_workers: BTreeSet<String> = driver
+        .worker_names()
+        .into_iter()
+        .chain(plan.events.iter().map(|e| e.worker.clone()))
+        .collect();
     let progress = bar(
         args.duration.as_secs(),
         "live",
@@ -233,6 +244,8 @@ pub fn measure(args: &LiveArgs) -> Result<LiveReport, BenchError> {
     drop(runtime);
 
     let fires = recorder.snapshot();
+    let fires_per_node =
+        per_node::fires_per_node(&fires, &recorder.workers(), &window_workers, from_ms, to_ms);
     let audit = audit(&fires, args.jobs, plan.every_ms, from_ms, to_ms);
     let missing = audit::missing(&fires, args.jobs, plan.every_ms, from_ms, to_ms);
     let mut attribution = results::attribute_misses(&server, ring.shard_count, &missing, &timings)?;
@@ -279,6 +292,7 @@ pub fn measure(args: &LiveArgs) -> Result<LiveReport, BenchError> {
             })
             .collect(),
         fires_per_s: audit.fired as f64 * 1000.0 / plan.duration_ms.max(1) as f64,
+        fires_per_node,
         redis_commands,
         bench_gets_excluded,
         commands_per_fire: redis_commands as f64 / fired as f64,

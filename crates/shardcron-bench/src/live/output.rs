@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use super::audit::Audit;
 use super::churn::ChurnEvent;
+use super::per_node::NodeFires;
 use super::timeline::{SecondLateness, SpanLateness, LATE_MS};
 use crate::report::csv_field;
 
@@ -26,8 +27,8 @@ pub struct EventReport {
     pub kind: &'static str,
     /// When it was actually applied, ms since the window start.
     pub started_offset_ms: i64,
-    /// Time from the event until every shard was held by its ring owner
-    /// again, ms; `None` if that never happened.
+    /// Time from the event until every shard was held by its expected
+    /// owner again, ms; `None` if that never happened.
     pub settle_ms: Option<i64>,
     /// Another event happened before this one settled (both then settle at
     /// the same instant).
@@ -82,6 +83,8 @@ pub struct LiveReport {
     pub unexplained_examples: Vec<String>,
     /// Distinct fires per second in the window.
     pub fires_per_s: f64,
+    /// Runs of the window per worker, and their spread.
+    pub fires_per_node: NodeFires,
     /// Redis commands executed during the window, without `INFO` and
     /// without the benchmark's own lease-key reads.
     pub redis_commands: u64,
@@ -134,6 +137,7 @@ pub fn summary_text(r: &LiveReport) -> String {
         r.settle_ms
     );
     let _ = writeln!(out, "fires/s                    {:>12.1}", r.fires_per_s);
+    out.push_str(&fires_per_node_text(&r.fires_per_node));
     let _ = writeln!(
         out,
         "fires expected / fired     {:>12} / {}",
@@ -187,6 +191,34 @@ pub fn summary_text(r: &LiveReport) -> String {
     out
 }
 
+/// Workers listed per line of the fires-per-node summary.
+const NODES_PER_LINE: usize = 6;
+
+/// The fires-per-node lines of the summary: max/mean, then every worker's
+/// count of runs in the window.
+pub fn fires_per_node_text(nodes: &NodeFires) -> String {
+    let mut out = String::new();
+    let stats = &nodes.stats;
+    let _ = writeln!(
+        out,
+        "fires per node max / mean  {:>12} / {:.1} = {:.3}  (min {}, {} workers)",
+        stats.max,
+        stats.mean,
+        stats.max_over_mean,
+        stats.min,
+        nodes.per_node.len()
+    );
+    let entries: Vec<String> = nodes
+        .per_node
+        .iter()
+        .map(|(name, count)| format!("{name} {count}"))
+        .collect();
+    for line in entries.chunks(NODES_PER_LINE) {
+        let _ = writeln!(out, "  {}", line.join(", "));
+    }
+    out
+}
+
 fn ms_or_dash(value: Option<i64>) -> String {
     value.map_or_else(|| "never".to_owned(), |v| format!("{v} ms"))
 }
@@ -199,7 +231,7 @@ pub fn churn_table(events: &[EventReport]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "churn: settled = every shard held by its ring owner again; late = started > {} s after its scheduled time",
+        "churn: settled = every shard held by its expected owner again; late = started > {} s after its scheduled time",
         LATE_MS / 1000
     );
     let _ = writeln!(
@@ -320,6 +352,31 @@ mod tests {
             lost_instants: 1,
             crashed_holder: Some("bench-w3/abc".to_owned()),
         }
+    }
+
+    #[test]
+    fn fires_per_node_lines() {
+        use crate::live::audit::Fire;
+        use crate::live::per_node::fires_per_node;
+        use std::collections::BTreeSet;
+        let workers: Vec<String> = (0..8).map(|i| format!("w{i}")).collect();
+        let nodes: BTreeSet<String> = workers.iter().cloned().collect();
+        let fires: Vec<Fire> = (0..8u16)
+            .flat_map(|w| {
+                (0..=i64::from(w)).map(move |s| Fire {
+                    job: 0,
+                    scheduled_ms: s * 1000,
+                    started_ms: s * 1000,
+                    worker: w,
+                })
+            })
+            .collect();
+        let text = fires_per_node_text(&fires_per_node(&fires, &workers, &nodes, 0, 100_000));
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        assert!(lines[0].contains("8 / 4.5 = 1.778"), "{text}");
+        assert!(lines[1].starts_with("  w0 1, w1 2,"), "{text}");
+        assert_eq!(lines[2], "  w6 7, w7 8");
     }
 
     #[test]

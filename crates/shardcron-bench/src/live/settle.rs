@@ -1,5 +1,7 @@
 //! Checking in Redis that a fleet has settled: every shard's lease is held
-//! by the shard's owner on the ring over the running workers.
+//! by the shard's owner in the expected placement over the running workers
+//! (`ShardMap::place` with the jobs' weights, [`super::weights`]; the check
+//! itself takes any [`ShardMap`]).
 //!
 //! The churn driver polls the workers' own statuses (free: no Redis call)
 //! and, once they claim to be settled, confirms it against the lease keys
@@ -33,7 +35,7 @@ pub fn verify_holders(
     for shard in 0..map.shard_count() {
         let owner = map
             .owner(shard)
-            .ok_or_else(|| format!("shard {shard} has no owner on the ring"))?;
+            .ok_or_else(|| format!("shard {shard} has no owner in the placement"))?;
         let lease = holders
             .get(shard as usize)
             .and_then(Option::as_ref)
@@ -71,10 +73,7 @@ mod tests {
     use super::*;
     use shardcron_core::RingConfig;
 
-    const RING: RingConfig = RingConfig {
-        shard_count: 64,
-        vnodes: 16,
-    };
+    const RING: RingConfig = RingConfig::new(64, 16);
 
     fn leases(map: &ShardMap, instance: impl Fn(&str) -> String) -> Vec<Option<LeaseInfo>> {
         (0..map.shard_count())

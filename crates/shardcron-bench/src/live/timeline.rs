@@ -96,6 +96,7 @@ mod tests {
             job: 0,
             scheduled_ms,
             started_ms: scheduled_ms + late,
+            worker: 0,
         }
     }
 

@@ -67,7 +67,7 @@ impl Strategy for BoundedLoads {
         Keying::Shard
     }
 
-    fn assign(&self, fleet: &Fleet) -> Assignment {
+    fn assign(&self, fleet: &Fleet, _weights: &[u64]) -> Assignment {
         let start = Instant::now();
         let ring = build_ring(fleet, self.vnodes);
         let mut owners = vec![UNOWNED; self.shard_count as usize];
@@ -93,6 +93,7 @@ impl Strategy for BoundedLoads {
         Assignment {
             owners,
             compute: start.elapsed(),
+            state: None,
         }
     }
 }
@@ -111,7 +112,9 @@ mod tests {
             (100, 30, 0.25),
         ] {
             let fleet = Fleet::from_ids(&(0..nodes).collect::<Vec<_>>());
-            let owners = BoundedLoads::new(shards, 40, epsilon).assign(&fleet).owners;
+            let owners = BoundedLoads::new(shards, 40, epsilon)
+                .assign(&fleet, &[])
+                .owners;
             let cap = capacity(shards, fleet.len(), epsilon);
             let mut loads = vec![0u32; fleet.len()];
             for owner in owners {
@@ -126,8 +129,8 @@ mod tests {
     #[test]
     fn unbounded_capacity_is_the_shipped_ring() {
         let fleet = Fleet::from_ids(&[0, 1, 2, 3, 4, 5]);
-        let bounded = BoundedLoads::new(2048, 80, 1e9).assign(&fleet).owners;
-        let shipped = ShippedRing::new(2048, 80).assign(&fleet).owners;
+        let bounded = BoundedLoads::new(2048, 80, 1e9).assign(&fleet, &[]).owners;
+        let shipped = ShippedRing::new(2048, 80).assign(&fleet, &[]).owners;
         assert_eq!(bounded, shipped);
     }
 

@@ -78,7 +78,7 @@ impl Strategy for DcronRing {
         Keying::Job
     }
 
-    fn assign(&self, fleet: &Fleet) -> Assignment {
+    fn assign(&self, fleet: &Fleet, _weights: &[u64]) -> Assignment {
         let start = Instant::now();
         let points = self.points(fleet);
         let owners = if points.is_empty() {
@@ -92,6 +92,7 @@ impl Strategy for DcronRing {
         Assignment {
             owners,
             compute: start.elapsed(),
+            state: None,
         }
     }
 }
@@ -114,8 +115,8 @@ mod tests {
         let ring = DcronRing::new(Arc::new(hashes), DCRON_REPLICAS);
         let all = Fleet::from_ids(&[0, 1, 2, 3, 4]);
         let without = Fleet::from_ids(&[0, 1, 3, 4]);
-        let before = ring.assign(&all).owners;
-        let after = ring.assign(&without).owners;
+        let before = ring.assign(&all, &[]).owners;
+        let after = ring.assign(&without, &[]).owners;
         for (b, a) in before.iter().zip(&after) {
             let b_id = all.ids()[*b as usize];
             let a_id = without.ids()[*a as usize];

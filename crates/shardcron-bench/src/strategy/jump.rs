@@ -56,7 +56,7 @@ impl Strategy for JumpHash {
         Keying::Shard
     }
 
-    fn assign(&self, fleet: &Fleet) -> Assignment {
+    fn assign(&self, fleet: &Fleet, _weights: &[u64]) -> Assignment {
         let start = Instant::now();
         let buckets = u32::try_from(fleet.len()).unwrap_or(u32::MAX);
         let owners = (0..self.shard_count)
@@ -71,6 +71,7 @@ impl Strategy for JumpHash {
         Assignment {
             owners,
             compute: start.elapsed(),
+            state: None,
         }
     }
 }

@@ -1,7 +1,13 @@
 //! Placement strategies compared by the simulator.
 //!
-//! Every strategy is a pure function from a [`Fleet`] (a member set) to an
-//! owner for every *unit*. For the shard-keyed strategies a unit is a shard
+//! Almost every strategy is a pure function from a [`Fleet`] (a member set)
+//! and the units' weights to an owner for every *unit*. The exception is
+//! [`sticky`] (`ShardMap::rebalance`): it is *stateful*, its placement after
+//! a change starts from its placement before it, so callers chain its steps
+//! through [`Strategy::follow`] (which stateless strategies answer with
+//! [`Strategy::assign`]). Only the weighted placements ([`place`],
+//! [`sticky`]) look at the weights; the others ignore them, which is
+//! exactly what the weighted comparison exposes. For the shard-keyed strategies a unit is a shard
 //! (jobs reach shards through `shardcron_core::shard_of`, which never changes
 //! with membership); the dcron-like ring places *jobs* directly, the way dcron
 //! does, so its units are jobs.
@@ -14,13 +20,18 @@
 pub mod bounded;
 pub mod dcron;
 pub mod jump;
+pub mod maglev;
+pub mod place;
 pub mod rendezvous;
 pub mod ring;
+pub mod sticky;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
 use shardcron_core::stable_hash::stable_hash64;
+use shardcron_core::ShardMap;
 
 /// Owner value of a unit that has no owner (only possible with no members).
 pub const UNOWNED: u32 = u32::MAX;
@@ -99,20 +110,43 @@ pub struct Assignment {
     /// Time spent in the placement algorithm proper (what a node pays on
     /// every membership change); conversions for the simulator are excluded.
     pub compute: Duration,
+    /// What a stateful strategy continues from on its next step (its core
+    /// placement); `None` for stateless strategies.
+    pub state: Option<Arc<ShardMap>>,
 }
 
 /// A placement strategy under test.
 pub trait Strategy: Send + Sync {
     /// Display name, unique within a run (e.g. `ring(v=160)`).
     fn name(&self) -> String;
-    /// Strategy family (`ring`, `dcron`, `bounded`, `rendezvous`, `jump`).
+    /// Strategy family (`ring`, `dcron`, `bounded`, `place`, `sticky`,
+    /// `rendezvous`, `maglev`, `jump`).
     fn family(&self) -> &'static str;
     /// Virtual nodes per member, for strategies that have them.
     fn vnodes(&self) -> Option<u32>;
     /// What the strategy places.
     fn keying(&self) -> Keying;
-    /// Computes the owner of every unit for `fleet`.
-    fn assign(&self, fleet: &Fleet) -> Assignment;
+    /// Computes the owner of every unit for `fleet`; `weights[unit]` is the
+    /// unit's load (load units of a shard, or jobs per shard in the
+    /// job-count grid; missing entries weigh 0). Strategies that do not
+    /// balance by weight ignore it. For a stateful strategy this is the
+    /// placement with no previous one (a bootstrapping fleet).
+    fn assign(&self, fleet: &Fleet, weights: &[u64]) -> Assignment;
+    /// Whether the placement after a change depends on the placement
+    /// before it; if so, every step must go through [`Strategy::follow`]
+    /// from the strategy's own previous assignment, never be recomputed
+    /// from the fleet alone (or cached by fleet).
+    fn stateful(&self) -> bool {
+        false
+    }
+    /// The placement after a change of members, weights or both, to `fleet`
+    /// and `weights`, starting from `previous`: this strategy's assignment
+    /// before the change. Stateless strategies ignore `previous` (the
+    /// default is [`Strategy::assign`]).
+    fn follow(&self, previous: &Assignment, fleet: &Fleet, weights: &[u64]) -> Assignment {
+        let _ = previous;
+        self.assign(fleet, weights)
+    }
 }
 
 /// Hash of shard `s`'s lookup key, as in the shipped ring:

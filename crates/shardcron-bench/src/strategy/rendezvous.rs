@@ -42,7 +42,7 @@ impl Strategy for Rendezvous {
         Keying::Shard
     }
 
-    fn assign(&self, fleet: &Fleet) -> Assignment {
+    fn assign(&self, fleet: &Fleet, _weights: &[u64]) -> Assignment {
         let start = Instant::now();
         // One buffer per member; only the trailing 4 shard bytes change.
         let mut buffers: Vec<Vec<u8>> = fleet
@@ -72,6 +72,7 @@ impl Strategy for Rendezvous {
         Assignment {
             owners,
             compute: start.elapsed(),
+            state: None,
         }
     }
 }
@@ -89,8 +90,8 @@ mod tests {
         let strategy = Rendezvous::new(4096);
         let all = Fleet::from_ids(&(0..12).collect::<Vec<_>>());
         let without = Fleet::from_ids(&(0..12).filter(|&i| i != 5).collect::<Vec<_>>());
-        let before = ids_of(&all, &strategy.assign(&all).owners);
-        let after = ids_of(&without, &strategy.assign(&without).owners);
+        let before = ids_of(&all, &strategy.assign(&all, &[]).owners);
+        let after = ids_of(&without, &strategy.assign(&without, &[]).owners);
         let mut moved = 0;
         for (b, a) in before.iter().zip(&after) {
             if b != a {
@@ -106,8 +107,8 @@ mod tests {
         let strategy = Rendezvous::new(4096);
         let small = Fleet::from_ids(&[0, 1, 2, 3]);
         let big = Fleet::from_ids(&[0, 1, 2, 3, 4]);
-        let before = ids_of(&small, &strategy.assign(&small).owners);
-        let after = ids_of(&big, &strategy.assign(&big).owners);
+        let before = ids_of(&small, &strategy.assign(&small, &[]).owners);
+        let after = ids_of(&big, &strategy.assign(&big, &[]).owners);
         assert!(before.iter().zip(&after).all(|(b, a)| b == a || *a == 4));
     }
 }

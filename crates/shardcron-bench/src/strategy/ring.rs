@@ -17,10 +17,7 @@ impl ShippedRing {
     /// The shipped ring over `shard_count` shards with `vnodes` per member.
     pub fn new(shard_count: u32, vnodes: u32) -> Self {
         Self {
-            config: RingConfig {
-                shard_count,
-                vnodes,
-            },
+            config: RingConfig::new(shard_count, vnodes),
         }
     }
 }
@@ -42,7 +39,7 @@ impl Strategy for ShippedRing {
         Keying::Shard
     }
 
-    fn assign(&self, fleet: &Fleet) -> Assignment {
+    fn assign(&self, fleet: &Fleet, _weights: &[u64]) -> Assignment {
         let start = Instant::now();
         let map = ShardMap::compute(fleet.names(), self.config);
         let compute = start.elapsed();
@@ -53,6 +50,10 @@ impl Strategy for ShippedRing {
                     .unwrap_or(UNOWNED)
             })
             .collect();
-        Assignment { owners, compute }
+        Assignment {
+            owners,
+            compute,
+            state: None,
+        }
     }
 }

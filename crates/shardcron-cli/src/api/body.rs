@@ -45,6 +45,7 @@ pub const JOB_SPEC_FIELDS: &[&str] = &[
     "misfire",
     "misfire_grace",
     "paused",
+    "cost",
     "metrics_label",
 ];
 
@@ -345,6 +346,7 @@ mod tests {
             ..RetryPolicy::default()
         };
         spec.metrics_label = Some("label".into());
+        spec.cost = Some(2.5);
         let Value::Object(map) = serde_json::to_value(&spec).expect("json") else {
             panic!("not an object");
         };

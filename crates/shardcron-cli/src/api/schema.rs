@@ -219,6 +219,9 @@ pub struct JobSpecSchema {
     misfire_grace: String,
     /// A paused job keeps its definition but does not fire.
     paused: bool,
+    /// Relative cost of one run, for placement; absent: 1.
+    #[schema(required = false, exclusive_minimum = 0, maximum = 10000)]
+    cost: f64,
     /// Per-job metrics label, if any.
     #[schema(required = false)]
     metrics_label: String,
@@ -413,6 +416,10 @@ macro_rules! job_form {
             /// A paused job keeps its definition but does not fire.
             #[schema(required = false)]
             paused: bool,
+            /// Relative cost of one run (default 1): placement balances
+            /// expected fires per day times cost over the workers.
+            #[schema(required = false, exclusive_minimum = 0, maximum = 10000)]
+            cost: f64,
             /// Opt-in per-job metrics label.
             #[schema(required = false, pattern = "^[A-Za-z0-9_:.-]{1,64}$")]
             metrics_label: String,
@@ -521,6 +528,35 @@ mod tests {
         assert_eq!(args["properties"]["command"]["pattern"], COMMAND_PATTERN);
         let http = serde_json::to_value(HttpArgsSchema::schema()).expect("json");
         assert_eq!(http["properties"]["url"]["pattern"], URL_PATTERN);
+    }
+
+    #[test]
+    fn cost_bounds_match_the_validation() {
+        let max = shardcron_core::load::MAX_COST;
+        for schema in [
+            ExecJob::schema(),
+            HttpJob::schema(),
+            ExecEntryJob::schema(),
+            HttpEntryJob::schema(),
+            CustomJob::schema(),
+            JobSpecSchema::schema(),
+        ] {
+            let schema = serde_json::to_value(schema).expect("json");
+            let cost = &schema["properties"]["cost"];
+            assert_eq!(cost["type"], "number", "{schema}");
+            assert_eq!(cost["exclusiveMinimum"].as_f64(), Some(0.0), "{schema}");
+            assert_eq!(cost["maximum"].as_f64(), Some(max), "{schema}");
+            let required = schema["required"].as_array().expect("required");
+            assert!(!required.contains(&"cost".into()), "{schema}");
+        }
+        // Both ends as the core validates them.
+        let mut spec = JobSpec::new("j", "@hourly", "noop");
+        spec.cost = Some(max);
+        spec.validate().expect("the maximum is valid");
+        spec.cost = Some(f64::MIN_POSITIVE);
+        spec.validate().expect("any positive cost is valid");
+        spec.cost = Some(0.0);
+        assert_eq!(spec.validate().expect_err("0").field, "cost");
     }
 }
 

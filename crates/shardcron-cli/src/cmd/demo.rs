@@ -1,11 +1,13 @@
 //! `shardcron demo`: a fleet of three workers in one process, audited.
 //!
 //! The demo shows the two promises of shardcron with nothing to set up: the
-//! load spreads over the workers, and when one leaves and rejoins its shards
-//! move without a fire being run twice or skipped. By default the workers
-//! share one in-memory store (each with its own coordinator, exactly like
-//! separate processes sharing Redis); with `--redis URL` they use a real
-//! Redis in a throw-away namespace.
+//! load spreads evenly over the workers (placement balances expected fires,
+//! not shard counts; the summary gives the per-worker fire counts and their
+//! max/mean, also over the time the whole fleet was up), and when one
+//! leaves and rejoins its shards move without a fire being run twice or
+//! skipped. By default the workers share one in-memory store (each with its
+//! own coordinator, exactly like separate processes sharing Redis); with
+//! `--redis URL` they use a real Redis in a throw-away namespace.
 //!
 //! Every fire is recorded by the handler that runs it (a Rust handler of the
 //! demo, or the built-in `exec` handler wrapped by the same recorder), so the
@@ -107,6 +109,13 @@ pub struct DemoSummary {
     pub missed: usize,
     /// Runs in the window per node.
     pub per_node: BTreeMap<String, usize>,
+    /// Runs per node of the fires scheduled while the whole fleet was up
+    /// (before the leave, and after the rejoin's handoff): how evenly the
+    /// placement spreads the load, without the leaving node's absence.
+    pub full_fleet_per_node: BTreeMap<String, usize>,
+    /// Scheduled-time spans (Unix ms, end exclusive) when the whole fleet
+    /// was up.
+    pub full_fleet_spans: Vec<(i64, i64)>,
     /// Time from the leave signal until the other two held every shard.
     pub leave_handoff: Option<Duration>,
     /// Time from the rejoin until all three held their shares.
@@ -122,6 +131,18 @@ impl DemoSummary {
     pub fn passed(&self) -> bool {
         self.duplicates == 0 && self.missed == 0
     }
+}
+
+/// `max / mean` of per-node counts over all [`DEMO_NODES`] (a node without
+/// runs counts as 0); `None` when nothing ran.
+pub fn max_over_mean(per_node: &BTreeMap<String, usize>) -> Option<f64> {
+    let counts: Vec<usize> = DEMO_NODES
+        .iter()
+        .map(|n| per_node.get(*n).copied().unwrap_or(0))
+        .collect();
+    let total: usize = counts.iter().sum();
+    let max = counts.iter().copied().max().unwrap_or(0);
+    (total > 0).then(|| max as f64 * counts.len() as f64 / total as f64)
 }
 
 /// One observed run (first attempt of a fire).
@@ -509,6 +530,8 @@ pub async fn run_demo(
     let mut leaving: Option<(Instant, JoinHandle<Result<WorkerReport, WorkerError>>)> = None;
     let mut leave_started: Option<Instant> = None;
     let mut rejoin_started: Option<Instant> = None;
+    // Start of the current span with the whole fleet up (scheduled ms).
+    let mut full_since: Option<i64> = Some(window_start_ms);
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -528,6 +551,9 @@ pub async fn run_demo(
             );
             let now = Instant::now();
             leave_started = Some(now);
+            if let Some(since) = full_since.take() {
+                summary.full_fleet_spans.push((since, now_ms()));
+            }
             if let Some(task) = fleet.leave(LEAVING_NODE) {
                 leaving = Some((now, task));
             }
@@ -581,6 +607,8 @@ pub async fn run_demo(
             if let Some(since) = rejoin_started.take() {
                 let took = since.elapsed();
                 summary.rejoin_handoff = Some(took);
+                // From the next whole second on, all three run their shares.
+                full_since = Some((now_ms() / 1000 + 1) * 1000);
                 say(
                     out,
                     &format!(
@@ -615,6 +643,13 @@ pub async fn run_demo(
         }
     }
     summary.window_end_ms = end_ms - END_MARGIN_MS;
+    if let Some(since) = full_since.take() {
+        if since <= summary.window_end_ms {
+            summary
+                .full_fleet_spans
+                .push((since, summary.window_end_ms + 1));
+        }
+    }
     if let Backend::Redis(_) = &fleet.backend {
         for job in &jobs {
             let _ = admin.delete_job(&job.id, None).await;
@@ -647,6 +682,16 @@ fn audit(jobs: &[JobSpec], log: &Log, summary: &mut DemoSummary) -> Result<(), C
         .filter(|s| s.scheduled_ms >= start && s.scheduled_ms <= end)
     {
         *summary.per_node.entry(s.node.clone()).or_default() += 1;
+        let full_fleet = summary
+            .full_fleet_spans
+            .iter()
+            .any(|&(from, to)| s.scheduled_ms >= from && s.scheduled_ms < to);
+        if full_fleet {
+            *summary
+                .full_fleet_per_node
+                .entry(s.node.clone())
+                .or_default() += 1;
+        }
     }
     let mut missed = Vec::new();
     for spec in jobs {
@@ -673,6 +718,19 @@ fn format_handoff(d: Option<Duration>) -> String {
     )
 }
 
+/// `node-1 130, node-2 126, node-3 121 (max/mean 1.03)`.
+fn format_split(per_node: &BTreeMap<String, usize>) -> String {
+    let split = per_node
+        .iter()
+        .map(|(n, c)| format!("{n} {c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    match max_over_mean(per_node) {
+        Some(ratio) => format!("{split} (max/mean {ratio:.2})"),
+        None => "no runs".to_owned(),
+    }
+}
+
 /// The closing summary as text.
 pub fn render_summary(s: &DemoSummary) -> String {
     let mut text = String::from("\nsummary\n");
@@ -686,13 +744,14 @@ pub fn render_summary(s: &DemoSummary) -> String {
     text.push_str(&format!("  seen        {}\n", s.seen));
     text.push_str(&format!("  duplicates  {}\n", s.duplicates));
     text.push_str(&format!("  missed      {}\n", s.missed));
-    let split = s
-        .per_node
-        .iter()
-        .map(|(n, c)| format!("{n} {c}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    text.push_str(&format!("  per worker  {split}\n"));
+    text.push_str(&format!("  per worker  {}\n", format_split(&s.per_node)));
+    if !s.full_fleet_per_node.is_empty() {
+        text.push_str(&format!(
+            "  all {} up    {}\n",
+            DEMO_NODES.len(),
+            format_split(&s.full_fleet_per_node)
+        ));
+    }
     text.push_str(&format!(
         "  handoff     leave {}, rejoin {}\n",
         format_handoff(s.leave_handoff),

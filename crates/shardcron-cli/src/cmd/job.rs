@@ -114,6 +114,7 @@ pub fn input_from_flags(args: &JobPutArgs) -> Result<JobInput, JobInputError> {
         overlap: args.overlap.map(|o| o.as_str().to_owned()),
         misfire_grace: None,
         paused: args.paused,
+        cost: args.cost,
         metrics_label: args.metrics_label.clone(),
     })
 }

@@ -1,11 +1,15 @@
--- Create or replace a job, index it and announce it, in one atomic step.
--- KEYS: jobs hash, job-version hash, shard version counter, job index.
+-- Create or replace a job, index it, update its shard's live weight and
+-- announce it, in one atomic step.
+-- KEYS: jobs hash, job-version hash, shard version counter, job index,
+--   per-job weights hash, live weights hash, live weights version counter.
 -- ARGV: id, spec json, expected version ('' = any, '0' = must not exist),
---   paused ('1' or '0'), events channel, shard.
+--   paused ('1' or '0'), events channel, shard, job weight (load units).
 -- The job's version is the shard counter after this write, so a version is
 -- never reused, even after delete and re-create. `active_since_ms` is the
 -- write time on creation and when a paused job is resumed, and is kept on
--- every other edit.
+-- every other edit. The shard's live weight changes by the job's new weight
+-- minus the one stored for it, so the sum stays exact; its version moves
+-- only when a weight did.
 -- Returns {version, updated_ms, active_since_ms} or {-1, current_version_or_0}.
 local current = redis.call('HGET', KEYS[2], ARGV[1])
 if ARGV[3] ~= '' and (current or '0') ~= ARGV[3] then
@@ -32,5 +36,17 @@ redis.call('HSET', KEYS[1], ARGV[1], '{"version":' .. version .. ',"updated_ms":
   string.format('%d', now) .. ',"active_since_ms":' .. string.format('%d', since) ..
   ',"spec":' .. ARGV[2] .. '}')
 redis.call('ZADD', KEYS[4], 0, ARGV[1])
+local new_weight = tonumber(ARGV[7])
+local old_weight = tonumber(redis.call('HGET', KEYS[5], ARGV[1]) or '0')
+if new_weight ~= old_weight then
+  if new_weight > 0 then
+    redis.call('HSET', KEYS[5], ARGV[1], ARGV[7])
+  else
+    redis.call('HDEL', KEYS[5], ARGV[1])
+  end
+  local sum = redis.call('HINCRBY', KEYS[6], ARGV[6], string.format('%d', new_weight - old_weight))
+  if sum <= 0 then redis.call('HDEL', KEYS[6], ARGV[6]) end
+  redis.call('INCR', KEYS[7])
+end
 redis.call('PUBLISH', ARGV[5], 'jobs:' .. ARGV[6])
 return {version, now, since}

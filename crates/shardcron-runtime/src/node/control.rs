@@ -1,6 +1,6 @@
 //! The heartbeat step: register (re-asserting the ring settings), sample the
-//! store's clock, list members, recompute the ring, then hand off, renew and
-//! acquire shard leases.
+//! store's clock, take the placement step (`placement.rs`), then hand off,
+//! renew and acquire shard leases.
 //!
 //! Handoff rule: a shard the ring moved elsewhere is released only at a moment
 //! when none of its fires is running or waiting on this node, and no claim of
@@ -11,11 +11,8 @@
 //! no such moment within `handoff_timeout` stops being claimed, its handlers
 //! are cancelled (they see the signal) and it is released once they end.
 
-use std::collections::BTreeSet;
-
 use metrics::counter;
-use shardcron_coord::{CoordError, LeaseGrant, Membership};
-use shardcron_core::ShardMap;
+use shardcron_coord::{CoordError, LeaseGrant};
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
@@ -56,38 +53,12 @@ impl Node {
             info!(node = %self.info.id, wall_clock_off_ms = self.clock.offset_ms(), "registered");
             self.registered = true;
         }
-        let t = Instant::now();
-        let listed = self.coord.members().await;
-        if let Some(membership) = self.coord_result("members", t, listed) {
-            self.update_ring(membership);
-        }
+        self.placement_step().await;
         self.drop_invalid_leases();
         self.update_handoffs();
         self.renew_held().await;
         self.release_idle_handoffs().await;
         self.acquire_missing().await;
-    }
-
-    fn update_ring(&mut self, membership: Membership) {
-        let ids: Vec<String> = membership.members.into_iter().map(|m| m.id).collect();
-        if ids == self.members {
-            return;
-        }
-        let map = ShardMap::compute(&ids, self.ring);
-        let desired: BTreeSet<u32> = map.shards_of(&self.info.id).into_iter().collect();
-        metrics::gauge!(m::MEMBERS).set(ids.len() as f64);
-        metrics::gauge!(m::SHARDS_DESIRED).set(desired.len() as f64);
-        if desired != self.desired {
-            counter!(m::REBALANCES_TOTAL).increment(1);
-            info!(members = ?ids, desired = desired.len(), "ring changed");
-        }
-        let now = Instant::now();
-        self.desired_since.retain(|s, _| desired.contains(s));
-        for &shard in &desired {
-            self.desired_since.entry(shard).or_insert(now);
-        }
-        self.members = ids;
-        self.desired = desired;
     }
 
     /// Drops every lease whose local validity has ended.

@@ -24,7 +24,8 @@ impl Node {
     /// (creation or resume), and the cursor this node already had. Fires a
     /// claim refused because the job changed are decided again: the cursor
     /// goes back to where the refused decision started, never before the
-    /// watermark or the activation.
+    /// watermark or the activation. So are fires after a claim of the old
+    /// version whose reply was lost: the cursor goes back to the watermark.
     pub(super) fn install_jobs(&mut self, shard_jobs: ShardJobs, is_update: bool) {
         let ShardJobs {
             shard,
@@ -70,6 +71,16 @@ impl Node {
             let mut cursor_ms = existing.map_or(floor, |e| e.cursor_ms.max(floor));
             if let Some(back) = self.refused.remove(&id) {
                 cursor_ms = cursor_ms.min(back).max(floor);
+            }
+            // A claim of the old version whose reply was lost: the cursor
+            // went past it and past fires of the new version the old one did
+            // not have. Decide again from the watermark, as for a refused
+            // retry; the lost fire itself stays pending and merges in.
+            if self
+                .pending
+                .has_uncertain_of_other_version(&id, stored.version)
+            {
+                cursor_ms = floor;
             }
             let grace = self.settings.effective_grace(job.spec.misfire_grace);
             self.warn_timing(&stored, grace);

@@ -17,6 +17,7 @@ mod control;
 mod firing;
 mod loading;
 mod pending;
+mod placement;
 mod shutdown;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -25,8 +26,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use metrics::gauge;
-use shardcron_coord::{CoordError, CoordEvent, Coordinator, MemberInfo, RunRecord};
-use shardcron_core::RingConfig;
+use shardcron_coord::{
+    CoordError, CoordEvent, Coordinator, MemberInfo, RunRecord, StoredPlacement,
+};
+use shardcron_core::{RingConfig, ShardWeights};
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
@@ -77,6 +80,14 @@ pub(crate) struct Node {
     clock: ServerClock,
     status: Arc<watch::Sender<WorkerStatus>>,
     members: Vec<String>,
+    /// The shard weights the placement was last computed with (`None`
+    /// until the store has been read once).
+    weights: Option<ShardWeights>,
+    /// The stored placement as last read or written.
+    stored_placement: Option<StoredPlacement>,
+    /// A placement this node computed could not be stored (an error): try
+    /// again next heartbeat even if no input changed.
+    placement_unstored: bool,
     desired: BTreeSet<u32>,
     desired_since: HashMap<u32, Instant>,
     held: BTreeMap<u32, Held>,
@@ -145,6 +156,9 @@ impl Node {
             clock,
             status,
             members: Vec::new(),
+            weights: None,
+            stored_placement: None,
+            placement_unstored: false,
             desired: BTreeSet::new(),
             desired_since: HashMap::new(),
             held: BTreeMap::new(),

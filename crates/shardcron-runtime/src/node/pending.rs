@@ -78,6 +78,14 @@ impl PendingClaims {
     }
 
     /// Adds a trigger read from the store, unless that fire already waits.
+    /// Whether a fire of `job_id` claimed under a version other than
+    /// `version` is still unresolved (its reply was lost).
+    pub(super) fn has_uncertain_of_other_version(&self, job_id: &str, version: u64) -> bool {
+        self.by_fire
+            .iter()
+            .any(|((_, job, _), p)| job == job_id && p.version != version && p.is_uncertain())
+    }
+
     pub(super) fn add_trigger(&mut self, key: FireKey, version: u64) {
         self.by_fire.entry(key).or_insert(Pending {
             kind: FireKind::Trigger,

@@ -16,10 +16,7 @@ use shardcron_testkit::RedisServer;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
-pub const RING: RingConfig = RingConfig {
-    shard_count: 1024,
-    vnodes: 160,
-};
+pub const RING: RingConfig = RingConfig::new(1024, 160);
 
 /// One observed run.
 #[derive(Clone, Debug)]
