@@ -85,8 +85,9 @@ pub(crate) struct Node {
     weights: Option<ShardWeights>,
     /// The stored placement as last read or written.
     stored_placement: Option<StoredPlacement>,
-    /// A placement this node computed could not be stored (an error): try
-    /// again next heartbeat even if no input changed.
+    /// A placement this node computed is not stored yet (an error, or a
+    /// member view seen only once): try again next heartbeat even if no
+    /// input changed.
     placement_unstored: bool,
     desired: BTreeSet<u32>,
     desired_since: HashMap<u32, Instant>,

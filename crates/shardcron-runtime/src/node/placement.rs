@@ -49,7 +49,11 @@ impl Node {
             .into_iter()
             .map(|m| m.id)
             .collect();
-        let mut changed = ids != self.members || self.placement_unstored;
+        // The same members as the previous read: a membership view that has
+        // held for a heartbeat, not a transient one (e.g. the first node to
+        // reach a restarted store sees itself alone until the others beat).
+        let settled = ids == self.members;
+        let mut changed = !settled || self.placement_unstored;
         if let Some(weights) = inputs.weights {
             self.weights = Some(weights);
             changed = true;
@@ -61,13 +65,17 @@ impl Node {
         if !changed {
             return;
         }
-        let map = self.next_placement(&ids).await;
+        let map = self.next_placement(&ids, settled).await;
         self.apply_placement(ids, &map);
     }
 
     /// The next placement from the stored one (or a fresh one), stored if it
-    /// differs.
-    async fn next_placement(&mut self, ids: &[String]) -> ShardMap {
+    /// differs and the member view it came from has `settled`. A view seen
+    /// once is acted on but not stored, so a transient one (every member
+    /// expired during a store outage, the first to come back alone) cannot
+    /// rewrite the placement the fleet returns to; it is stored one
+    /// heartbeat later if it holds.
+    async fn next_placement(&mut self, ids: &[String], settled: bool) -> ShardMap {
         let weights = self.weights.clone().unwrap_or_default();
         let stored = self.stored_placement.as_ref().map(|p| &p.record);
         let map = ShardMap::next_placement(stored, ids, &weights, self.ring);
@@ -77,6 +85,10 @@ impl Node {
         let Some(record) = map.to_record().filter(|r| Some(r) != stored) else {
             return map;
         };
+        if !settled {
+            self.placement_unstored = true;
+            return map;
+        }
         let expected = self.stored_placement.as_ref().map_or(0, |p| p.version);
         match self.coord.store_placement(expected, &record).await {
             Ok(Some(version)) => {
