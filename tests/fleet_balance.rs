@@ -46,7 +46,7 @@ fn reference_maps(jobs: &[(String, String, i64)], nodes: &[&str]) -> (ShardMap, 
         }),
     );
     (
-        ShardMap::place(nodes, &weights, ring).rebalance(nodes, &weights, ring),
+        ShardMap::next_placement(None, nodes, &weights, ring),
         ShardMap::compute(nodes, ring),
     )
 }

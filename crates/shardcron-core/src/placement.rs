@@ -174,9 +174,8 @@ pub(crate) fn shard_home(points: &[(u64, u32)], shard: u32) -> usize {
 
 /// The ring point each shard's key lands on, for shards `0..shard_count`.
 pub(crate) fn shard_homes(points: &[(u64, u32)], shard_count: u32) -> Vec<usize> {
-    let walker = Walker { points };
     (0..shard_count)
-        .map(|shard| walker.home(stable_hash64(&shard_key(shard).0)))
+        .map(|shard| shard_home(points, shard))
         .collect()
 }
 

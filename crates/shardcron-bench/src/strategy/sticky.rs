@@ -73,11 +73,7 @@ impl Strategy for StickyRing {
         let weights = shard_weights(weights);
         let members = fleet.names();
         let start = Instant::now();
-        let map = ShardMap::place(members, &weights, self.config).rebalance(
-            members,
-            &weights,
-            self.config,
-        );
+        let map = ShardMap::next_placement(None, members, &weights, self.config);
         let compute = start.elapsed();
         Self::assignment(map, fleet, compute)
     }
