@@ -85,16 +85,34 @@ pub fn moved(before: &[u32], after: &[u32], weights: Option<&[u64]>) -> u64 {
         .fold(0u64, u64::saturating_add)
 }
 
-/// The best `max / mean` any placement of indivisible units can reach on
-/// `members` members: `max(mean, heaviest unit) / mean` (1.0 without load).
+/// A lower bound on the best `max / mean` any placement of indivisible
+/// units can reach on `members` members (1.0 without load): the busiest
+/// member carries at least the heaviest unit, and at least the mean rounded
+/// up to a whole multiple of the weights' greatest common divisor (801
+/// equal jobs on 100 members put 9 on some member: 9 / 8.01 = 1.124).
 pub fn ideal_max_over_mean(weights: &[u64], members: usize) -> f64 {
     let total: u128 = weights.iter().map(|&w| u128::from(w)).sum();
     if total == 0 || members == 0 {
         return 1.0;
     }
+    let granule = weights
+        .iter()
+        .filter(|&&w| w > 0)
+        .fold(0u64, |a, &b| gcd(a, b))
+        .max(1);
+    let n = members as u128;
+    let granule = u128::from(granule);
+    let whole = total.div_ceil(n * granule) * granule;
     let mean = total as f64 / members as f64;
     let heaviest = weights.iter().copied().max().unwrap_or(0) as f64;
-    heaviest.max(mean) / mean
+    heaviest.max(whole as f64).max(mean) / mean
+}
+
+fn gcd(mut a: u64, mut b: u64) -> u64 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
 }
 
 #[cfg(test)]
@@ -109,6 +127,17 @@ mod tests {
         assert!((stats.max_over_mean - 1.5).abs() < 1e-12);
         assert!((stats.stddev - (8.0f64 / 3.0).sqrt()).abs() < 1e-12);
         assert_eq!(load_stats(&[]).max_over_mean, 0.0);
+    }
+
+    #[test]
+    fn the_ideal_counts_whole_units() {
+        // 9 equal units on 4 members: someone carries 3 (mean 2.25).
+        assert!((ideal_max_over_mean(&[5; 9], 4) - 3.0 / 2.25).abs() < 1e-12);
+        // One unit outweighs the mean.
+        assert!((ideal_max_over_mean(&[10, 1, 1], 3) - 10.0 / 4.0).abs() < 1e-12);
+        // Coprime weights: only the mean and the heaviest bound it.
+        assert!((ideal_max_over_mean(&[3, 2, 3, 2], 2) - 1.0).abs() < 1e-12);
+        assert_eq!(ideal_max_over_mean(&[], 3), 1.0);
     }
 
     #[test]

@@ -518,7 +518,14 @@ mod tests {
                 "{} beat the ideal",
                 record.strategy
             );
+            // What had to move did move: nothing moves less than that.
+            if let Some(over_forced) = record.load_moved_over_forced {
+                assert!(over_forced >= 1.0 - 1e-9, "{}", record.strategy);
+            }
         }
+        assert!(records
+            .iter()
+            .any(|r| r.kind == StepKind::Membership && r.load_moved_over_forced.is_some()));
         // Uniform N=5: 250 jobs, 5 % → 13 writes per strategy.
         let writes = records
             .iter()

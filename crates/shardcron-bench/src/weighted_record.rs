@@ -70,6 +70,10 @@ pub struct WeightedRecord {
     pub load_moved_fraction: Option<f64>,
     /// `load_moved_fraction / ideal_fraction` (membership changes only).
     pub load_moved_over_ideal: Option<f64>,
+    /// Load moved ÷ the load that had to move whatever the placement: the
+    /// shards of members that left and the shards newcomers hold after the
+    /// change (membership changes only; 1.0 = nothing else moved).
+    pub load_moved_over_forced: Option<f64>,
     /// Shards per member after the step.
     pub shards_per_node: LoadStats,
     /// Jobs per member after the step.
@@ -155,6 +159,21 @@ fn fires(units: f64) -> f64 {
     units / UNITS_PER_FIRE_PER_SECOND as f64
 }
 
+/// Load on the shards that must change owner in `event`: those whose owner
+/// left and those a newcomer owns afterwards.
+fn forced_load(event: &Event, before: &Placed, after: &Placed, weights: &[u64]) -> u64 {
+    let left = |id: &u32| !event.after.contains(id);
+    let joined = |id: &u32| !event.before.contains(id);
+    before
+        .owner_ids
+        .iter()
+        .zip(&after.owner_ids)
+        .zip(weights)
+        .filter(|((b, a), _)| left(b) || joined(a))
+        .map(|(_, w)| *w)
+        .fold(0u64, u64::saturating_add)
+}
+
 fn fraction(part: u64, whole: u64) -> f64 {
     if whole == 0 {
         0.0
@@ -197,6 +216,7 @@ impl RecordBuilder<'_> {
             moved_jobs: None,
             load_moved_fraction: None,
             load_moved_over_ideal: None,
+            load_moved_over_forced: None,
             shards_per_node: empty,
             jobs_per_node: empty,
             load_per_node: empty,
@@ -256,6 +276,8 @@ impl RecordBuilder<'_> {
         ));
         record.load_moved_fraction = Some(load_moved_fraction);
         record.load_moved_over_ideal = Some(load_moved_fraction / event.ideal_fraction);
+        let forced = forced_load(event, before, after, &self.population.weights);
+        record.load_moved_over_forced = (forced > 0).then(|| moved_load as f64 / forced as f64);
         record
     }
 

@@ -43,6 +43,9 @@ pub struct WeightedSummaryRow {
     pub load_moved_over_ideal_mean: Option<f64>,
     /// Largest load moved ÷ ideal.
     pub load_moved_over_ideal_worst: Option<f64>,
+    /// Mean of load moved ÷ load that had to move (departed members' and
+    /// newcomers' shards) over the membership changes.
+    pub load_moved_over_forced_mean: Option<f64>,
     /// Where the largest load moved ÷ ideal happened.
     pub load_moved_worst_step: Option<String>,
     /// Job writes replayed (every fleet size).
@@ -114,6 +117,10 @@ pub fn summarize(results: &WeightedResults) -> Vec<WeightedSummaryRow> {
                 .iter()
                 .filter_map(|r| r.load_moved_over_ideal)
                 .collect();
+            let over_forced: Vec<f64> = membership
+                .iter()
+                .filter_map(|r| r.load_moved_over_forced)
+                .collect();
             let write_shards: Vec<f64> = writes
                 .iter()
                 .filter_map(|r| r.moved_shards.map(|m| m as f64))
@@ -156,6 +163,7 @@ pub fn summarize(results: &WeightedResults) -> Vec<WeightedSummaryRow> {
                 membership_changes: membership.len(),
                 load_moved_over_ideal_mean: mean(&moved),
                 load_moved_over_ideal_worst: worst(&moved),
+                load_moved_over_forced_mean: mean(&over_forced),
                 load_moved_worst_step: moved_worst,
                 job_writes: writes.len(),
                 shards_moved_per_write_mean: mean(&write_shards),
@@ -224,12 +232,13 @@ pub fn table(results: &WeightedResults, rows: &[WeightedSummaryRow]) -> String {
         );
         let _ = writeln!(
             out,
-            "{:<22} {:>16} {:>6} {:>9} {:>16} {:>16} {:>10} {:>10} {:>14}",
+            "{:<22} {:>16} {:>6} {:>9} {:>16} {:>7} {:>16} {:>10} {:>10} {:>14}",
             "strategy",
             "fires/s max/mean",
             "ideal",
             "max/ideal",
             "load moved/ideal",
+            "/forced",
             "shards/job write",
             "load moved",
             "compute ms",
@@ -237,7 +246,7 @@ pub fn table(results: &WeightedResults, rows: &[WeightedSummaryRow]) -> String {
         );
         let _ = writeln!(
             out,
-            "{:<22} {:>7} {:>8} {:>6} {:>9} {:>7} {:>8} {:>8} {:>7} {:>10} {:>10} {:>14}",
+            "{:<22} {:>7} {:>8} {:>6} {:>9} {:>7} {:>8} {:>7} {:>8} {:>7} {:>10} {:>10} {:>14}",
             "",
             "mean",
             "worst",
@@ -245,6 +254,7 @@ pub fn table(results: &WeightedResults, rows: &[WeightedSummaryRow]) -> String {
             "worst",
             "mean",
             "worst",
+            "mean",
             "mean",
             "max",
             "per write",
@@ -254,7 +264,7 @@ pub fn table(results: &WeightedResults, rows: &[WeightedSummaryRow]) -> String {
         for row in rows.iter().filter(|r| r.workload == workload) {
             let _ = writeln!(
                 out,
-                "{:<22} {:>7.3} {:>8.3} {:>6.3} {:>9.3} {:>7} {:>8} {:>8} {:>7} {:>10} {:>10.3} {:>14}",
+                "{:<22} {:>7.3} {:>8.3} {:>6.3} {:>9.3} {:>7} {:>8} {:>7} {:>8} {:>7} {:>10} {:>10.3} {:>14}",
                 row.strategy,
                 row.max_over_mean_mean,
                 row.max_over_mean_worst,
@@ -262,6 +272,7 @@ pub fn table(results: &WeightedResults, rows: &[WeightedSummaryRow]) -> String {
                 row.over_ideal_worst,
                 or_dash(row.load_moved_over_ideal_mean, 3),
                 or_dash(row.load_moved_over_ideal_worst, 3),
+                or_dash(row.load_moved_over_forced_mean, 3),
                 or_dash(row.shards_moved_per_write_mean, 3),
                 row.shards_moved_per_write_max
                     .map_or_else(|| "-".to_owned(), |m| m.to_string()),
@@ -278,7 +289,7 @@ pub fn table(results: &WeightedResults, rows: &[WeightedSummaryRow]) -> String {
 /// Header of the columns the weighted records add to `sim.csv`.
 pub const EXTRA_CSV_HEADER: &str = "workload,kind,fleet,jobs,load_max,load_mean,load_stddev,\
      load_max_over_mean,ideal_max_over_mean,max_fires_per_s,mean_fires_per_s,\
-     load_moved_fraction,load_moved_over_ideal";
+     load_moved_fraction,load_moved_over_ideal,load_moved_over_forced";
 
 fn kind_name(kind: StepKind) -> &'static str {
     match kind {
@@ -330,6 +341,7 @@ pub fn csv_row(r: &WeightedRecord) -> String {
         format!("{:.4}", r.mean_fires_per_s),
         float(r.load_moved_fraction, 6),
         float(r.load_moved_over_ideal, 4),
+        float(r.load_moved_over_forced, 4),
     ]);
     fields.join(",")
 }

@@ -41,7 +41,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::load::LoadUnits;
-use crate::ring::{shard_key, sorted_ring_points, RingConfig, ShardMap};
+use crate::ring::{shard_key, sorted_ids, sorted_ring_points, RingConfig, ShardMap};
 use crate::stable_hash::stable_hash64;
 
 /// Default [`RingConfig::load_bound_permille`]: members carry at most 5 %
@@ -127,10 +127,30 @@ fn weight_class(units: LoadUnits) -> u32 {
 
 /// `max(ceil(total / n), floor(total · (1000 + permille) / (1000 · n)))`.
 pub(crate) fn capacity(total: u128, members: usize, permille: u32) -> u128 {
+    granular_capacity(total, members, permille, 1)
+}
+
+/// [`capacity`] for items whose weights are all multiples of `granule`:
+/// the even split rounds up to a whole granule, because no placement can
+/// give the busiest member less (800 equal jobs on 99 members put 9 on
+/// some member, whatever ε says).
+pub(crate) fn granular_capacity(total: u128, members: usize, permille: u32, granule: u128) -> u128 {
     let n = members.max(1) as u128;
-    let fit = total.div_ceil(n);
+    let granule = granule.max(1);
+    let fit = total.div_ceil(n * granule) * granule;
     let bounded = total.saturating_mul(1000 + u128::from(permille)) / (1000 * n);
     fit.max(bounded)
+}
+
+/// The greatest common divisor of the positive `weights` (1 when none).
+pub(crate) fn weight_granule(weights: impl IntoIterator<Item = u128>) -> u128 {
+    let gcd = |mut a: u128, mut b: u128| {
+        while b != 0 {
+            (a, b) = (b, a % b);
+        }
+        a
+    };
+    weights.into_iter().filter(|w| *w > 0).fold(0, gcd).max(1)
 }
 
 /// The ring, walked clockwise: sorted `(position, member)` points.
@@ -250,9 +270,7 @@ impl ShardMap {
         weights: &ShardWeights,
         config: RingConfig,
     ) -> ShardMap {
-        let mut ids: Vec<&str> = members.iter().map(AsRef::as_ref).collect();
-        ids.sort_unstable();
-        ids.dedup();
+        let ids = sorted_ids(members);
         let dense = weights.dense(config.shard_count);
         let owners = if ids.is_empty() {
             vec![None; dense.len()]

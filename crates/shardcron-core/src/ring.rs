@@ -179,15 +179,22 @@ pub struct LoadBalance {
     pub heaviest_shard: u128,
 }
 
+/// Member names sorted and deduplicated: every placement starts from this,
+/// so the order a node lists its members in never matters.
+pub(crate) fn sorted_ids<S: AsRef<str>>(members: &[S]) -> Vec<&str> {
+    let mut ids: Vec<&str> = members.iter().map(AsRef::as_ref).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
 impl ShardMap {
     /// Computes the owner of every shard for `members` under `config`.
     ///
     /// Member order and duplicates do not matter: the list is sorted and
     /// deduplicated first. With an empty member list every shard is unowned.
     pub fn compute<S: AsRef<str>>(members: &[S], config: RingConfig) -> ShardMap {
-        let mut ids: Vec<&str> = members.iter().map(AsRef::as_ref).collect();
-        ids.sort_unstable();
-        ids.dedup();
+        let ids = sorted_ids(members);
         let members: Vec<Arc<str>> = ids.iter().map(|id| Arc::from(*id)).collect();
 
         let vnodes = config.vnodes.max(1);
@@ -313,6 +320,26 @@ impl ShardMap {
     pub fn owner(&self, shard: u32) -> Option<&str> {
         let index = (*self.owners.get(shard as usize)?)?;
         self.members.get(index as usize).map(AsRef::as_ref)
+    }
+
+    /// Every shard's owner as an index into `members` (sorted, deduplicated
+    /// names), `None` where the owner is not among them or there is none.
+    /// One name lookup per member of this map, not per shard.
+    pub(crate) fn owners_among(&self, members: &[&str]) -> Vec<Option<u32>> {
+        let translated: Vec<Option<u32>> = self
+            .members
+            .iter()
+            .map(|name| {
+                members
+                    .binary_search(&name.as_ref())
+                    .ok()
+                    .and_then(|i| u32::try_from(i).ok())
+            })
+            .collect();
+        self.owners
+            .iter()
+            .map(|owner| owner.and_then(|index| translated.get(index as usize).copied().flatten()))
+            .collect()
     }
 
     /// The shards owned by `member`, ascending. Empty if it is not a member.

@@ -108,6 +108,14 @@ proptest! {
         prop_assert_eq!(next.moved_between(&base.rebalance(&reversed, &changed, config)), 0);
         prop_assert!((0..256).all(|s| next.owner(s).is_some_and(|o| rest.iter().any(|m| m == o))));
         prop_assert_eq!(next.moved_between(&next.rebalance(&rest, &changed, config)), 0);
+        // Nobody ends far over the bound: at most the mean plus one shard.
+        let balance = next.load_balance();
+        let (total, n) = (changed.total(), rest.len() as u128);
+        let cap = total.div_ceil(n).max(total * 1050 / (1000 * n));
+        prop_assert!(
+            balance.max <= cap.max(total.div_ceil(n) + balance.heaviest_shard),
+            "max {} cap {} heaviest {}", balance.max, cap, balance.heaviest_shard
+        );
         // Only the leaver's shards had to move; anything more is what the
         // bound asked for, and no more than the whole map.
         let (moved, _) = shardcron_core::rebalance::moved(&base, &next);
