@@ -224,13 +224,14 @@ async fn ls(target: &Target, args: JobLsArgs) -> Result<(), CliError> {
                 j.spec.schedule.clone(),
                 j.spec.tz.clone(),
                 j.spec.handler.clone(),
+                j.spec.cost().to_string(),
                 j.spec.paused.to_string(),
                 j.version.to_string(),
             ]
         })
         .collect();
     print(&table(
-        &["ID", "SCHEDULE", "TZ", "HANDLER", "PAUSED", "VERSION"],
+        &["ID", "SCHEDULE", "TZ", "HANDLER", "COST", "PAUSED", "VERSION"],
         &rows,
     ))
 }
