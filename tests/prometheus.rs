@@ -71,6 +71,7 @@ fn known_metrics() -> (BTreeSet<&'static str>, BTreeSet<&'static str>) {
         m::SHARDS_DESIRED,
         m::SHARDS_OWNED,
         m::JOBS_OWNED,
+        m::EXPECTED_FIRES_PER_MINUTE,
         m::LEASE_ACQUISITIONS_TOTAL,
         m::LEASE_LOSSES_TOTAL,
         m::LEASE_RENEWAL_FAILURES_TOTAL,

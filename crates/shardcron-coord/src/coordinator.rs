@@ -15,8 +15,9 @@ use tokio::sync::broadcast;
 
 use crate::error::CoordError;
 use crate::model::{
-    BatchOutcome, ClaimBatch, CoordEvent, JobPage, LeaseGrant, LeaseInfo, MemberInfo, Membership,
-    PlacementInputs, QueuedTrigger, RunRecord, ShardJobs, StoredJob,
+    BatchOutcome, ClaimBatch, CloseFire, CoordEvent, JobPage, LeaseGrant, LeaseInfo, MemberInfo,
+    Membership, OpenFire, PlacementInputs, QueuedTrigger, RecoverBatch, RecoverOutcome, RunRecord,
+    ShardJobs, StoredJob,
 };
 
 /// Result type of the coordination layer.
@@ -184,6 +185,37 @@ pub trait Coordinator: Send + Sync + 'static {
 
     /// Appends to the capped run history.
     async fn record_runs(&self, runs: &[RunRecord]) -> CoordResult<()>;
+
+    /// Removes the open entries of `at_least_once` fires that reached a
+    /// terminal state, each only if it still names the closer's holder and
+    /// token (one another node recovered meanwhile stays open for it).
+    async fn close_fires(&self, closes: &[CloseFire]) -> CoordResult<()>;
+
+    /// [`Coordinator::record_runs`] and [`Coordinator::close_fires`]
+    /// together; a store overrides it to do both in one round trip, so a
+    /// terminal state costs no round trip of its own.
+    async fn record_and_close(&self, runs: &[RunRecord], closes: &[CloseFire]) -> CoordResult<()> {
+        self.record_runs(runs).await?;
+        self.close_fires(closes).await
+    }
+
+    /// The open entries of `at_least_once` fires of several shards (claimed
+    /// or recovered, not yet closed), in one round trip. Malformed entries
+    /// are skipped.
+    async fn open_fires(&self, shards: &[u32]) -> CoordResult<Vec<Vec<OpenFire>>>;
+
+    /// Takes over open fires whose holder is gone, one atomic step per
+    /// batch, all batches in one round trip: under the caller's live lease,
+    /// each fire whose entry is still exactly as read is rewritten to name
+    /// the caller with one more delivery, and its claim key is rewritten too
+    /// (so a lost claim reply of the old holder can no longer take it
+    /// over). An entry that changed is not recovered: no fire is recovered
+    /// twice from the same entry.
+    async fn recover_fires(
+        &self,
+        batches: &[RecoverBatch],
+        retention: Duration,
+    ) -> CoordResult<Vec<RecoverOutcome>>;
 
     /// Most recent runs first, optionally of one job.
     async fn recent_runs(&self, job_id: Option<&str>, limit: usize) -> CoordResult<Vec<RunRecord>>;

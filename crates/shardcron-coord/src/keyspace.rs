@@ -132,6 +132,12 @@ impl Keyspace {
         self.shard(shard, "triggers")
     }
 
+    /// Open `at_least_once` fires of a shard (hash: `job@at` →
+    /// `holder|token|delivery|kind`), from claim until closed.
+    pub fn open_fires(&self, shard: u32) -> String {
+        self.shard(shard, "open")
+    }
+
     /// Prefix of a shard's fire claim keys (`prefix + fire_id`).
     pub fn claim_prefix(&self, shard: u32) -> String {
         self.shard(shard, "fire:")

@@ -21,9 +21,9 @@ pub use error::CoordError;
 pub use keyspace::Keyspace;
 pub use memory::{MemoryCoordinator, MemoryStore, StoreClock};
 pub use model::{
-    node_of_holder, BatchOutcome, ClaimBatch, ClaimOutcome, CoordEvent, FireClaim, FireKind,
-    JobPage, LeaseGrant, LeaseInfo, MemberInfo, Membership, PlacementInputs, QueuedTrigger,
-    RunOutcome, RunRecord, ShardJobs, StoredJob, StoredPlacement, UnreadableJob,
-    MAX_EARLY_CLAIM_MS,
+    node_of_holder, BatchOutcome, ClaimBatch, ClaimOutcome, CloseFire, CoordEvent, FireClaim,
+    FireKind, JobPage, LeaseGrant, LeaseInfo, MemberInfo, Membership, OpenFire, PlacementInputs,
+    QueuedTrigger, RecoverBatch, RecoverOutcome, RunOutcome, RunRecord, ShardJobs, StoredJob,
+    StoredPlacement, UnreadableJob, MAX_EARLY_CLAIM_MS,
 };
 pub use redis_coord::{redact_url, RedisCoordinator, RedisOptions};

@@ -15,9 +15,10 @@ use tokio::sync::broadcast;
 use crate::coordinator::{CoordResult, Coordinator};
 use crate::error::CoordError;
 use crate::model::{
-    BatchOutcome, ClaimBatch, ClaimOutcome, CoordEvent, FireClaim, FireKind, JobPage, LeaseGrant,
-    LeaseInfo, MemberInfo, Membership, PlacementInputs, QueuedTrigger, RunRecord, ShardJobs,
-    StoredJob, StoredPlacement, MAX_EARLY_CLAIM_MS,
+    BatchOutcome, ClaimBatch, ClaimOutcome, CloseFire, CoordEvent, FireClaim, FireKind, JobPage,
+    LeaseGrant, LeaseInfo, MemberInfo, Membership, OpenFire, PlacementInputs, QueuedTrigger,
+    RecoverBatch, RecoverOutcome, RunRecord, ShardJobs, StoredJob, StoredPlacement,
+    MAX_EARLY_CLAIM_MS,
 };
 use crate::redis_coord::{decode_shard_jobs, JOB_RUN_HISTORY_CAP, RUN_HISTORY_CAP};
 
@@ -40,6 +41,8 @@ struct Shard {
     trigger_instants: HashMap<String, i64>,
     /// Load units per job (`weights.lua`'s per-shard hash).
     job_weights: HashMap<String, u64>,
+    /// Open `at_least_once` fires: `job@at` → `holder|token|delivery|kind`.
+    open: BTreeMap<String, String>,
 }
 
 /// Shard weights: exact live sums kept by job writes, and the snapshot
@@ -110,7 +113,7 @@ impl Shard {
                     .is_some_and(|(h, attempt)| h == holder && fire.uncertain.contains(&attempt))
             });
         let outcome = if taken_over {
-            self.claims.insert(key, (value, now + retention_ms));
+            self.claims.insert(key.clone(), (value, now + retention_ms));
             ClaimOutcome::Claimed
         } else if self.job_version(&fire.job_id) != Some(fire.job_version) {
             ClaimOutcome::JobChanged
@@ -123,7 +126,7 @@ impl Shard {
                     .get(&fire.job_id)
                     .is_none_or(|&last| fire.scheduled_ms > last);
             if fresh && !self.claims.contains_key(&key) {
-                self.claims.insert(key, (value, now + retention_ms));
+                self.claims.insert(key.clone(), (value, now + retention_ms));
                 if fire.kind == FireKind::Scheduled {
                     self.last_fired
                         .insert(fire.job_id.clone(), fire.scheduled_ms);
@@ -133,6 +136,13 @@ impl Shard {
                 ClaimOutcome::AlreadyClaimed
             }
         };
+        if outcome == ClaimOutcome::Claimed && fire.track_open {
+            let kind = match fire.kind {
+                FireKind::Scheduled => "s",
+                FireKind::Trigger => "t",
+            };
+            self.open.insert(key, format!("{value_prefix}|1|{kind}"));
+        }
         if fire.kind == FireKind::Trigger
             && matches!(
                 outcome,
@@ -150,6 +160,8 @@ impl Shard {
         outcome
     }
 }
+
+mod delivery;
 
 /// `holder|token|attempt` -> (holder, attempt).
 fn parse_claim_value(value: &str) -> Option<(&str, u64)> {
@@ -338,6 +350,38 @@ impl MemoryCoordinator {
                 }
             }
         }
+    }
+
+    /// Runs `step` on each batch's shard if the batch's holder holds its
+    /// live lease under its token (the check every lease-guarded script
+    /// makes first), else yields `lost` for it.
+    fn under_lease<B, T: Clone>(
+        &self,
+        batches: &[B],
+        lease: impl Fn(&B) -> (u32, String, u64),
+        lost: T,
+        mut step: impl FnMut(&mut Shard, &B, i64) -> T,
+    ) -> Vec<T> {
+        let now = self.store.now_ms();
+        let mut state = self.state();
+        batches
+            .iter()
+            .map(|batch| {
+                let (n, holder, token) = lease(batch);
+                let shard = state.shards.entry(n).or_default();
+                if Self::holds(shard, now, &holder, token) {
+                    step(shard, batch, now)
+                } else {
+                    lost.clone()
+                }
+            })
+            .collect()
+    }
+
+    /// Whether `holder` holds `shard`'s live lease under `token`: the
+    /// check every lease-guarded script makes first.
+    fn holds(shard: &mut Shard, now: i64, holder: &str, token: u64) -> bool {
+        matches!(Self::live_lease(shard, now), Some(l) if l.holder == holder && l.token == token)
     }
 
     fn live_lease(shard: &mut Shard, now: i64) -> Option<&LeaseInfo> {
@@ -561,16 +605,12 @@ impl Coordinator for MemoryCoordinator {
         batches: &[ClaimBatch],
         retention: Duration,
     ) -> CoordResult<Vec<BatchOutcome>> {
-        let now = self.store.now_ms();
-        let mut state = self.state();
-        Ok(batches
-            .iter()
-            .map(|batch| {
-                let shard = state.shards.entry(batch.shard).or_default();
-                let ours = matches!(Self::live_lease(shard, now), Some(l) if l.holder == batch.holder && l.token == batch.token);
-                if !ours {
-                    return BatchOutcome::LeaseLost;
-                }
+        let lease = |b: &ClaimBatch| (b.shard, b.holder.clone(), b.token);
+        Ok(self.under_lease(
+            batches,
+            lease,
+            BatchOutcome::LeaseLost,
+            |shard, batch, now| {
                 shard.claims.retain(|_, (_, deadline)| *deadline > now);
                 let value_prefix = format!("{}|{}", batch.holder, batch.token);
                 BatchOutcome::Claimed(
@@ -582,8 +622,8 @@ impl Coordinator for MemoryCoordinator {
                         })
                         .collect(),
                 )
-            })
-            .collect())
+            },
+        ))
     }
 
     async fn put_job(
@@ -811,6 +851,46 @@ impl Coordinator for MemoryCoordinator {
             per_job.truncate(JOB_RUN_HISTORY_CAP);
         }
         Ok(())
+    }
+
+    async fn close_fires(&self, closes: &[CloseFire]) -> CoordResult<()> {
+        let mut state = self.state();
+        for close in closes {
+            if let Some(shard) = state.shards.get_mut(&close.shard) {
+                shard.close(close);
+            }
+        }
+        Ok(())
+    }
+
+    async fn open_fires(&self, shards: &[u32]) -> CoordResult<Vec<Vec<OpenFire>>> {
+        let state = self.state();
+        Ok(shards
+            .iter()
+            .map(|&n| {
+                state
+                    .shards
+                    .get(&n)
+                    .map(|s| s.open_fires(n))
+                    .unwrap_or_default()
+            })
+            .collect())
+    }
+
+    async fn recover_fires(
+        &self,
+        batches: &[RecoverBatch],
+        retention: Duration,
+    ) -> CoordResult<Vec<RecoverOutcome>> {
+        let lease = |b: &RecoverBatch| (b.shard, b.holder.clone(), b.token);
+        Ok(self.under_lease(
+            batches,
+            lease,
+            RecoverOutcome::LeaseLost,
+            |shard, batch, now| {
+                RecoverOutcome::Recovered(shard.recover(batch, now + ms(retention)))
+            },
+        ))
     }
 
     async fn recent_runs(&self, job_id: Option<&str>, limit: usize) -> CoordResult<Vec<RunRecord>> {

@@ -123,6 +123,10 @@ pub struct FireClaim {
     /// lost attempt can be taken over once) and reported `Claimed`. Empty for
     /// a first attempt.
     pub uncertain: Vec<u64>,
+    /// Keep an open entry for the fire from its claim until a terminal
+    /// record closes it ([`OpenFire`]): delivery `at_least_once`. Without
+    /// it the claim writes nothing more than before.
+    pub track_open: bool,
 }
 
 impl FireClaim {
@@ -141,7 +145,14 @@ impl FireClaim {
             job_version,
             attempt,
             uncertain: Vec::new(),
+            track_open: false,
         }
+    }
+
+    /// The same claim, keeping an open entry until the fire is closed.
+    pub fn tracked(mut self) -> Self {
+        self.track_open = true;
+        self
     }
 }
 
@@ -156,6 +167,107 @@ pub struct ClaimBatch {
     pub token: u64,
     /// Fires to claim, in order; at most one entry per fire id.
     pub fires: Vec<FireClaim>,
+}
+
+/// A claimed `at_least_once` fire that no terminal record has closed yet,
+/// as its shard's open entries hold it: who claimed (or last recovered) it,
+/// under which fencing token, and how many times it has been delivered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OpenFire {
+    /// Shard of the job.
+    pub shard: u32,
+    /// Job id.
+    pub job_id: String,
+    /// Scheduled instant, Unix ms.
+    pub scheduled_ms: i64,
+    /// Scheduled or trigger.
+    pub kind: FireKind,
+    /// Holder string of the claimer (`node/instance`).
+    pub holder: String,
+    /// Fencing token the claimer held the shard under.
+    pub token: u64,
+    /// Deliveries so far: 1 after the claim, one more per recovery.
+    pub delivery: u32,
+}
+
+impl OpenFire {
+    /// The fire id, `job@scheduled_ms`: the open entry's field.
+    pub fn field(&self) -> String {
+        format!("{}@{}", self.job_id, self.scheduled_ms)
+    }
+
+    /// The open entry's value: `holder|token|delivery|kind`.
+    pub fn value(&self) -> String {
+        let kind = match self.kind {
+            FireKind::Scheduled => "s",
+            FireKind::Trigger => "t",
+        };
+        format!("{}|{}|{}|{kind}", self.holder, self.token, self.delivery)
+    }
+
+    /// Parses an open entry of `shard`; `None` if it is malformed.
+    pub fn parse(shard: u32, field: &str, value: &str) -> Option<OpenFire> {
+        let (job_id, at) = field.rsplit_once('@')?;
+        let mut parts = value.rsplitn(4, '|');
+        let kind = match parts.next()? {
+            "s" => FireKind::Scheduled,
+            "t" => FireKind::Trigger,
+            _ => return None,
+        };
+        let delivery = parts.next()?.parse().ok()?;
+        let token = parts.next()?.parse().ok()?;
+        let holder = parts.next()?.to_owned();
+        Some(OpenFire {
+            shard,
+            job_id: job_id.to_owned(),
+            scheduled_ms: at.parse().ok()?,
+            kind,
+            holder,
+            token,
+            delivery,
+        })
+    }
+}
+
+/// Open fires of one shard to recover under the caller's lease.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecoverBatch {
+    /// Shard of every fire in the batch.
+    pub shard: u32,
+    /// Holder string of the caller.
+    pub holder: String,
+    /// The caller's fencing token for the shard.
+    pub token: u64,
+    /// The open entries as the caller read them; each is recovered only if
+    /// its entry is still exactly this.
+    pub fires: Vec<OpenFire>,
+}
+
+/// Outcome of one recover batch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RecoverOutcome {
+    /// The lease was no longer the caller's; nothing was recovered.
+    LeaseLost,
+    /// Per fire, in request order: whether it is now the caller's to run
+    /// (its entry names the caller, with one more delivery).
+    Recovered(Vec<bool>),
+}
+
+/// A terminal state reached by an `at_least_once` fire: its open entry is
+/// removed, but only if it still names this holder and token (a fire that
+/// another node recovered meanwhile stays open for that node).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CloseFire {
+    /// Shard of the job.
+    pub shard: u32,
+    /// Job id.
+    pub job_id: String,
+    /// Scheduled instant, Unix ms.
+    pub scheduled_ms: i64,
+    /// Holder string of the node that ran it.
+    pub holder: String,
+    /// Fencing token under which it ran.
+    pub token: u64,
 }
 
 /// Outcome of claiming one fire.
@@ -375,5 +487,29 @@ impl CoordEvent {
             Self::JobsChanged(shard) => format!("jobs:{shard}"),
             Self::Resync => "resync".to_owned(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_entries_round_trip_and_reject_damage() {
+        let fire = OpenFire {
+            shard: 3,
+            job_id: "a@b".into(),
+            scheduled_ms: 1_700_000_000_000,
+            kind: FireKind::Trigger,
+            holder: "node|odd/7f".into(),
+            token: 42,
+            delivery: 2,
+        };
+        assert_eq!(fire.field(), "a@b@1700000000000");
+        assert_eq!(fire.value(), "node|odd/7f|42|2|t");
+        assert_eq!(OpenFire::parse(3, &fire.field(), &fire.value()), Some(fire));
+        assert_eq!(OpenFire::parse(3, "a@1", "h|1|1|x"), None);
+        assert_eq!(OpenFire::parse(3, "a@1", "h|one|1|s"), None);
+        assert_eq!(OpenFire::parse(3, "a", "h|1|1|s"), None);
     }
 }

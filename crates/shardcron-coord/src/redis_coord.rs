@@ -20,11 +20,14 @@ use crate::error::CoordError;
 use crate::events::spawn_subscriber;
 use crate::keyspace::Keyspace;
 use crate::model::{
-    BatchOutcome, ClaimBatch, ClaimOutcome, CoordEvent, FireKind, JobPage, LeaseGrant, LeaseInfo,
-    MemberInfo, Membership, PlacementInputs, QueuedTrigger, RunRecord, ShardJobs, StoredJob,
-    StoredPlacement, UnreadableJob, MAX_EARLY_CLAIM_MS,
+    BatchOutcome, ClaimBatch, ClaimOutcome, CloseFire, CoordEvent, FireKind, JobPage, LeaseGrant,
+    LeaseInfo, MemberInfo, Membership, OpenFire, PlacementInputs, QueuedTrigger, RecoverBatch,
+    RecoverOutcome, RunRecord, ShardJobs, StoredJob, StoredPlacement, UnreadableJob,
+    MAX_EARLY_CLAIM_MS,
 };
 use crate::scripts::Scripts;
+
+mod delivery;
 
 /// Runs kept in the namespace-wide history.
 pub const RUN_HISTORY_CAP: usize = 10_000;
@@ -605,8 +608,9 @@ impl Coordinator for RedisCoordinator {
                 self.keys.last_fired(batch.shard),
                 self.keys.job_versions(batch.shard),
                 self.keys.triggers(batch.shard),
+                self.keys.open_fires(batch.shard),
             ];
-            let mut args = Vec::with_capacity(4 + batch.fires.len() * 6);
+            let mut args = Vec::with_capacity(4 + batch.fires.len() * 7);
             args.push(format!("{}|{}", batch.holder, batch.token));
             args.push(retention.as_millis().to_string());
             args.push(self.keys.claim_prefix(batch.shard));
@@ -630,6 +634,7 @@ impl Coordinator for RedisCoordinator {
                         .collect::<Vec<_>>()
                         .join(","),
                 );
+                args.push(if fire.track_open { "1" } else { "" }.to_owned());
             }
             Self::evalsha(&mut pipe, &self.scripts.claim, &keys, &args);
         }
@@ -891,32 +896,34 @@ impl Coordinator for RedisCoordinator {
     }
 
     async fn record_runs(&self, runs: &[RunRecord]) -> CoordResult<()> {
-        if runs.is_empty() {
+        self.record_and_close(runs, &[]).await
+    }
+
+    async fn close_fires(&self, closes: &[CloseFire]) -> CoordResult<()> {
+        self.record_and_close(&[], closes).await
+    }
+
+    async fn record_and_close(&self, runs: &[RunRecord], closes: &[CloseFire]) -> CoordResult<()> {
+        let mut pipe = redis::pipe();
+        self.push_run_records(&mut pipe, runs)?;
+        self.push_closes(&mut pipe, closes);
+        if runs.is_empty() && closes.is_empty() {
             return Ok(());
         }
-        let mut pipe = redis::pipe();
-        for run in runs {
-            let json = serde_json::to_string(run).map_err(|e| Self::corrupt("run record", e))?;
-            let job_key = self.keys.job_runs(&run.job_id);
-            pipe.cmd("LPUSH").arg(self.keys.runs()).arg(&json).ignore();
-            pipe.cmd("LPUSH").arg(&job_key).arg(&json).ignore();
-            pipe.cmd("LTRIM")
-                .arg(&job_key)
-                .arg(0)
-                .arg(JOB_RUN_HISTORY_CAP - 1)
-                .ignore();
-            pipe.cmd("PEXPIRE")
-                .arg(&job_key)
-                .arg(7 * 24 * 3600 * 1000)
-                .ignore();
-        }
-        pipe.cmd("LTRIM")
-            .arg(self.keys.runs())
-            .arg(0)
-            .arg(RUN_HISTORY_CAP - 1)
-            .ignore();
         let () = self.pipeline("record runs", &pipe).await?;
         Ok(())
+    }
+
+    async fn open_fires(&self, shards: &[u32]) -> CoordResult<Vec<Vec<OpenFire>>> {
+        self.read_open_fires(shards).await
+    }
+
+    async fn recover_fires(
+        &self,
+        batches: &[RecoverBatch],
+        retention: Duration,
+    ) -> CoordResult<Vec<RecoverOutcome>> {
+        self.recover_open_fires(batches, retention).await
     }
 
     async fn recent_runs(&self, job_id: Option<&str>, limit: usize) -> CoordResult<Vec<RunRecord>> {

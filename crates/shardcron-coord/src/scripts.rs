@@ -34,6 +34,10 @@ pub struct Scripts {
     pub read_triggers: Script,
     /// Store the next placement (compare-and-set on its version).
     pub store_placement: Script,
+    /// Take over open at_least_once fires under a lease.
+    pub recover: Script,
+    /// Remove open entries of fires that reached a terminal state.
+    pub close: Script,
 }
 
 impl Scripts {
@@ -53,11 +57,13 @@ impl Scripts {
             trigger: Script::new(include_str!("lua/trigger.lua")),
             read_triggers: Script::new(include_str!("lua/read_triggers.lua")),
             store_placement: Script::new(include_str!("lua/store_placement.lua")),
+            recover: Script::new(include_str!("lua/recover.lua")),
+            close: Script::new(include_str!("lua/close.lua")),
         }
     }
 
     /// Sources of all scripts, for `SCRIPT LOAD` after a server restart.
-    pub fn sources() -> [&'static str; 13] {
+    pub fn sources() -> [&'static str; 15] {
         [
             include_str!("lua/heartbeat.lua"),
             include_str!("lua/members.lua"),
@@ -72,6 +78,8 @@ impl Scripts {
             include_str!("lua/trigger.lua"),
             include_str!("lua/read_triggers.lua"),
             include_str!("lua/store_placement.lua"),
+            include_str!("lua/recover.lua"),
+            include_str!("lua/close.lua"),
         ]
     }
 }

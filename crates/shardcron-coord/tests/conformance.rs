@@ -5,100 +5,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use shardcron_coord::{
-    BatchOutcome, ClaimBatch, ClaimOutcome, CoordError, CoordEvent, Coordinator, FireClaim,
-    FireKind, LeaseGrant, MemberInfo, MemoryStore, QueuedTrigger, RedisCoordinator, RunOutcome,
-    RunRecord,
+    BatchOutcome, ClaimOutcome, CoordError, CoordEvent, Coordinator, FireClaim, FireKind,
+    LeaseGrant, QueuedTrigger, RedisCoordinator, RunOutcome, RunRecord,
 };
 use shardcron_core::{shard_of, JobSpec, RingConfig, ShardMap, ShardWeights};
-use shardcron_testkit::RedisServer;
 
-enum Env {
-    Memory(MemoryStore),
-    Redis(RedisServer),
-}
+mod common;
 
-const RING: RingConfig = RingConfig::new(64, 40);
-
-impl Env {
-    fn memory() -> Self {
-        Env::Memory(MemoryStore::new())
-    }
-
-    fn redis() -> Self {
-        Env::Redis(RedisServer::start().expect("start redis-server"))
-    }
-
-    async fn coord_with(&self, ring: RingConfig) -> Result<Arc<dyn Coordinator>, CoordError> {
-        Ok(match self {
-            Env::Memory(store) => Arc::new(store.coordinator("conf", ring)?),
-            Env::Redis(server) => {
-                Arc::new(RedisCoordinator::connect(&server.url(), "conf", ring).await?)
-            }
-        })
-    }
-
-    async fn coord(&self) -> Arc<dyn Coordinator> {
-        self.coord_with(RING).await.expect("coordinator")
-    }
-
-    /// Loses the stored ring settings, as a store that lost data would.
-    async fn forget_config(&self) {
-        match self {
-            Env::Memory(store) => store.forget_config(),
-            Env::Redis(server) => {
-                let () = raw_redis(server, ::redis::cmd("DEL").arg("{conf}:config")).await;
-            }
-        }
-    }
-
-    /// Stores a job record as raw text (a newer version's, or a damaged one).
-    async fn put_raw_job(&self, shard: u32, id: &str, json: &str) {
-        match self {
-            Env::Memory(store) => store.put_raw_job(shard, id, json),
-            Env::Redis(server) => {
-                let () = raw_redis(
-                    server,
-                    ::redis::cmd("HSET")
-                        .arg(format!("{{conf:{shard}}}:jobs"))
-                        .arg(id)
-                        .arg(json),
-                )
-                .await;
-                let () = raw_redis(
-                    server,
-                    ::redis::cmd("HSET")
-                        .arg(format!("{{conf:{shard}}}:jobver"))
-                        .arg(id)
-                        .arg(999_999),
-                )
-                .await;
-            }
-        }
-    }
-}
-
-async fn raw_redis<T: ::redis::FromRedisValue>(server: &RedisServer, cmd: &::redis::Cmd) -> T {
-    let client = ::redis::Client::open(server.url()).expect("client");
-    let mut conn = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("connect");
-    let value: ::redis::Value = cmd.query_async(&mut conn).await.expect("raw command");
-    ::redis::from_redis_value(value).unwrap_or_else(|e| panic!("reply: {e}"))
-}
-
-fn member(id: &str) -> MemberInfo {
-    MemberInfo {
-        id: id.to_owned(),
-        version: "test".to_owned(),
-        started_ms: 1,
-        addr: None,
-    }
-}
-
-fn job(id: &str) -> JobSpec {
-    JobSpec::new(id, "@every 1s", "noop")
-}
+use common::{acquire, first_attempt, job, member, one_batch, Env, RING};
 
 async fn mismatched_ring_settings_are_refused(env: Env) {
     let _first = env.coord().await;
@@ -229,33 +143,6 @@ async fn leases_fence_and_release_only_if_ours(env: Env) {
         ref other => panic!("{other:?}"),
     };
     assert!(t3c > t3b);
-}
-
-/// A first attempt at claiming a fire of `job`, with a fresh attempt id.
-fn first_attempt(job: &str, at: i64, version: u64, kind: FireKind) -> FireClaim {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-    let attempt = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    FireClaim::new(job, at, kind, version, attempt)
-}
-
-async fn acquire(c: &Arc<dyn Coordinator>, shard: u32, holder: &str) -> u64 {
-    match c
-        .acquire_leases(&[shard], holder, Duration::from_secs(10))
-        .await
-        .expect("acq")[0]
-    {
-        LeaseGrant::Granted { token } => token,
-        ref other => panic!("{other:?}"),
-    }
-}
-
-fn one_batch(shard: u32, holder: &str, token: u64, fires: Vec<FireClaim>) -> Vec<ClaimBatch> {
-    vec![ClaimBatch {
-        shard,
-        holder: holder.into(),
-        token,
-        fires,
-    }]
 }
 
 async fn claims_are_exactly_once_and_fenced(env: Env) {
@@ -901,17 +788,6 @@ async fn the_placement_is_stored_by_compare_and_set(env: Env) {
         next.placement.map(|p| (p.version, p.record)),
         Some((2, other))
     );
-}
-
-macro_rules! conformance {
-    ($($name:ident),* $(,)?) => {
-        mod memory {
-            $( #[tokio::test] async fn $name() { super::$name(super::Env::memory()).await } )*
-        }
-        mod redis {
-            $( #[tokio::test] async fn $name() { super::$name(super::Env::redis()).await } )*
-        }
-    };
 }
 
 conformance!(

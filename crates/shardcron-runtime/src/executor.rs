@@ -73,8 +73,6 @@ pub struct Executor {
     backlog: HashMap<String, VecDeque<ClaimedFire>>,
     backlog_len: usize,
     catching_up: HashSet<String>,
-    /// Scheduled and start instants (server ms) of each job's latest run.
-    last_start: HashMap<String, (i64, i64)>,
     per_shard: HashMap<u32, usize>,
     tasks: JoinSet<Finished>,
     hard_stop: CancellationToken,
@@ -101,7 +99,6 @@ impl Executor {
             backlog: HashMap::new(),
             backlog_len: 0,
             catching_up: HashSet::new(),
-            last_start: HashMap::new(),
             per_shard: HashMap::new(),
             tasks: JoinSet::new(),
             hard_stop: CancellationToken::new(),
@@ -152,17 +149,13 @@ impl Executor {
 
     /// Starts `fire` now, queues it or skips it, per the job's overlap policy.
     /// Catch-up fires of a busy job wait in a backlog and run one after the
-    /// other: they are missed fires being made up, not overlapping ones. So
-    /// does a fire whose job's run in flight would already have ended had it
-    /// started on time: the overlap is this node's lateness (a first fire
-    /// after a handoff runs up to the on-time tolerance late), not the job's
-    /// length, and skipping it would lose a fire. Call
+    /// other: they are missed fires being made up, not overlapping ones. Call
     /// [`Executor::reap_finished`] first so the decision sees every run that
     /// has ended.
     pub fn dispatch(&mut self, fire: ClaimedFire) {
         let job_id = fire.job.id().to_owned();
         let busy = self.running.get(&job_id).copied().unwrap_or(0) > 0;
-        if fire.catch_up || (busy && self.overlap_is_lateness(&job_id, fire.scheduled_ms)) {
+        if fire.catch_up {
             self.catching_up.insert(job_id.clone());
         }
         if !busy {
@@ -200,17 +193,6 @@ impl Executor {
         }
     }
 
-    /// Whether the job's latest run, still going, has run for less than the
-    /// time between its scheduled instant and `scheduled_ms`: started on
-    /// time, it would be over by now.
-    fn overlap_is_lateness(&self, job_id: &str, scheduled_ms: i64) -> bool {
-        self.last_start
-            .get(job_id)
-            .is_some_and(|&(previous, started)| {
-                self.clock.now_ms() - started < scheduled_ms - previous
-            })
-    }
-
     /// Records a fire that was claimed (or decided) but not run.
     pub fn record_not_run(&self, fire: &ClaimedFire, outcome: RunOutcome, why: &str) {
         send_record(
@@ -244,10 +226,6 @@ impl Executor {
 
     fn start(&mut self, fire: ClaimedFire) {
         *self.running.entry(fire.job.id().to_owned()).or_default() += 1;
-        self.last_start.insert(
-            fire.job.id().to_owned(),
-            (fire.scheduled_ms, self.clock.now_ms()),
-        );
         m::in_flight_add(1.0);
         let run = RunTask {
             node_id: self.node_id.clone(),
@@ -292,7 +270,6 @@ impl Executor {
             let backlogged = self.next_backlogged(&job_id);
             if backlogged.is_none() {
                 self.catching_up.remove(&job_id);
-                self.last_start.remove(&job_id);
             }
             if let Some(next) = backlogged.or_else(|| self.queued.remove(&job_id)) {
                 self.start(next);
@@ -666,7 +643,3 @@ impl Drop for LinkedCancel {
         self.task.abort();
     }
 }
-
-#[cfg(test)]
-#[path = "executor_overlap_tests.rs"]
-mod overlap_tests;

@@ -21,9 +21,9 @@ use async_trait::async_trait;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use shardcron_coord::{
-    BatchOutcome, ClaimBatch, CoordError, CoordEvent, CoordResult, Coordinator, JobPage,
-    LeaseGrant, LeaseInfo, MemberInfo, Membership, MemoryCoordinator, PlacementInputs,
-    QueuedTrigger, RunRecord, ShardJobs, StoredJob,
+    BatchOutcome, ClaimBatch, CloseFire, CoordError, CoordEvent, CoordResult, Coordinator, JobPage,
+    LeaseGrant, LeaseInfo, MemberInfo, Membership, MemoryCoordinator, OpenFire, PlacementInputs,
+    QueuedTrigger, RecoverBatch, RecoverOutcome, RunRecord, ShardJobs, StoredJob,
 };
 use shardcron_core::{JobSpec, PlacementRecord, RingConfig};
 use tokio::sync::{broadcast, watch};
@@ -503,6 +503,43 @@ impl Coordinator for FaultyCoordinator {
         let id = self.history.next_call();
         self.call("record_runs", id, async move { c.record_runs(&r).await })
             .await
+    }
+
+    async fn close_fires(&self, closes: &[CloseFire]) -> CoordResult<()> {
+        let (c, x) = (self.inner.clone(), closes.to_vec());
+        let id = self.history.next_call();
+        self.call("close_fires", id, async move { c.close_fires(&x).await })
+            .await
+    }
+
+    async fn record_and_close(&self, runs: &[RunRecord], closes: &[CloseFire]) -> CoordResult<()> {
+        self.history.records_produced(runs);
+        let (c, r, x) = (self.inner.clone(), runs.to_vec(), closes.to_vec());
+        let id = self.history.next_call();
+        self.call("record_and_close", id, async move {
+            c.record_and_close(&r, &x).await
+        })
+        .await
+    }
+
+    async fn open_fires(&self, shards: &[u32]) -> CoordResult<Vec<Vec<OpenFire>>> {
+        let (c, s) = (self.inner.clone(), shards.to_vec());
+        let id = self.history.next_call();
+        self.call("open_fires", id, async move { c.open_fires(&s).await })
+            .await
+    }
+
+    async fn recover_fires(
+        &self,
+        batches: &[RecoverBatch],
+        retention: Duration,
+    ) -> CoordResult<Vec<RecoverOutcome>> {
+        let (c, b) = (self.inner.clone(), batches.to_vec());
+        let id = self.history.next_call();
+        self.call("recover_fires", id, async move {
+            c.recover_fires(&b, retention).await
+        })
+        .await
     }
 
     async fn recent_runs(&self, job_id: Option<&str>, limit: usize) -> CoordResult<Vec<RunRecord>> {

@@ -231,7 +231,9 @@ async fn ls(target: &Target, args: JobLsArgs) -> Result<(), CliError> {
         })
         .collect();
     print(&table(
-        &["ID", "SCHEDULE", "TZ", "HANDLER", "COST", "PAUSED", "VERSION"],
+        &[
+            "ID", "SCHEDULE", "TZ", "HANDLER", "COST", "PAUSED", "VERSION",
+        ],
         &rows,
     ))
 }

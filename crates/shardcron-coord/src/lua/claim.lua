@@ -1,8 +1,9 @@
 -- Claim a batch of fires of one shard, atomically with the lease check.
--- KEYS: lease, last-fired hash, job-version hash, trigger queue.
+-- KEYS: lease, last-fired hash, job-version hash, trigger queue, open fires.
 -- ARGV: holder|token, retention ms, claim key prefix, max early ms, then per
 --   fire: job id, scheduled ms, kind ('s' scheduled, 't' trigger), job
---   version, attempt id, uncertain attempts (comma-separated, '' if none).
+--   version, attempt id, uncertain attempts (comma-separated, '' if none),
+--   track ('1' for delivery at_least_once, else '').
 -- A claim key holds holder|token|attempt. Per fire, in order:
 --   1. a lost earlier attempt of this holder found in the claim key is taken
 --      over: the key is rewritten with this attempt, so each lost attempt can
@@ -12,7 +13,10 @@
 --   4. the claim key is set NX; a scheduled fire must also be later than the
 --      job's watermark (last claimed scheduled time), which it advances.
 -- A trigger that was claimed, or found claimed, leaves the trigger queue here
--- and nowhere else, so reading the queue never loses a trigger.
+-- and nowhere else, so reading the queue never loses a trigger. A tracked
+-- fire this call claims gets its open entry (field job@at, value
+-- holder|token|1|kind), kept until a terminal record closes it or a
+-- recovery rewrites it; an untracked one writes nothing more.
 -- Returns {-1} if the lease is not ours, else {1, r1, r2, ...} with per fire:
 --   1 claimed, 0 already claimed (or not after the watermark), 2 job changed,
 --   3 not yet due by the server's clock.
@@ -22,9 +26,9 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local latest = now + tonumber(ARGV[4])
 local out = {1}
-for i = 5, #ARGV, 6 do
+for i = 5, #ARGV, 7 do
   local job, at, kind, version = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
-  local attempt, uncertain = ARGV[i + 4], ARGV[i + 5]
+  local attempt, uncertain, track = ARGV[i + 4], ARGV[i + 5], ARGV[i + 6]
   local key = ARGV[3] .. job .. '@' .. at
   local value = ARGV[1] .. '|' .. attempt
   local code = -1
@@ -55,6 +59,9 @@ for i = 5, #ARGV, 6 do
         code = 1
       end
     end
+  end
+  if code == 1 and track == '1' then
+    redis.call('HSET', KEYS[5], job .. '@' .. at, ARGV[1] .. '|1|' .. kind)
   end
   if kind == 't' and (code == 0 or code == 1) then
     redis.call('LREM', KEYS[4], 1, job .. '|' .. at)

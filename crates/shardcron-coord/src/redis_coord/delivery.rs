@@ -1,0 +1,130 @@
+//! Redis side of delivery `at_least_once`: open entries per shard
+//! (`{ns:s}:open`), their recovery and their closing, and the run history
+//! writes that share a round trip with the closing.
+//!
+//! A claim with `track_open` writes the open entry inside `claim.lua`; a
+//! terminal state removes it in the same pipeline as the fire's run record
+//! (`close.lua`, one call per shard of the batch), so neither adds a round
+//! trip; `at_most_once` fires never touch these keys.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use redis::Pipeline;
+
+use super::{RedisCoordinator, JOB_RUN_HISTORY_CAP, RUN_HISTORY_CAP};
+use crate::coordinator::CoordResult;
+use crate::model::{CloseFire, OpenFire, RecoverBatch, RecoverOutcome, RunRecord};
+
+/// How long a job's own run history lives after its last run.
+const JOB_RUN_HISTORY_TTL_MS: u64 = 7 * 24 * 3600 * 1000;
+
+impl RedisCoordinator {
+    /// Queues the run history writes of `runs` on `pipe`.
+    pub(super) fn push_run_records(
+        &self,
+        pipe: &mut Pipeline,
+        runs: &[RunRecord],
+    ) -> CoordResult<()> {
+        if runs.is_empty() {
+            return Ok(());
+        }
+        for run in runs {
+            let json = serde_json::to_string(run).map_err(|e| Self::corrupt("run record", e))?;
+            let job_key = self.keys.job_runs(&run.job_id);
+            pipe.cmd("LPUSH").arg(self.keys.runs()).arg(&json).ignore();
+            pipe.cmd("LPUSH").arg(&job_key).arg(&json).ignore();
+            pipe.cmd("LTRIM")
+                .arg(&job_key)
+                .arg(0)
+                .arg(JOB_RUN_HISTORY_CAP - 1)
+                .ignore();
+            pipe.cmd("PEXPIRE")
+                .arg(&job_key)
+                .arg(JOB_RUN_HISTORY_TTL_MS)
+                .ignore();
+        }
+        pipe.cmd("LTRIM")
+            .arg(self.keys.runs())
+            .arg(0)
+            .arg(RUN_HISTORY_CAP - 1)
+            .ignore();
+        Ok(())
+    }
+
+    /// Queues one `close.lua` call per shard of `closes` on `pipe`.
+    pub(super) fn push_closes(&self, pipe: &mut Pipeline, closes: &[CloseFire]) {
+        let mut by_shard: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+        for close in closes {
+            let args = by_shard.entry(close.shard).or_default();
+            args.push(format!("{}@{}", close.job_id, close.scheduled_ms));
+            args.push(format!("{}|{}", close.holder, close.token));
+        }
+        for (shard, args) in by_shard {
+            let keys = [self.keys.open_fires(shard)];
+            Self::evalsha(pipe, &self.scripts.close, &keys, &args);
+            // The count removed is not needed: a close that found its entry
+            // recovered by another node is not an error.
+            pipe.ignore();
+        }
+    }
+
+    /// `HGETALL` of each shard's open entries, one round trip.
+    pub(super) async fn read_open_fires(&self, shards: &[u32]) -> CoordResult<Vec<Vec<OpenFire>>> {
+        if shards.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for &shard in shards {
+            pipe.cmd("HGETALL").arg(self.keys.open_fires(shard));
+        }
+        let replies: Vec<Vec<(String, String)>> = self.pipeline("open fires", &pipe).await?;
+        Ok(shards
+            .iter()
+            .zip(replies)
+            .map(|(&shard, entries)| {
+                let mut fires: Vec<OpenFire> = entries
+                    .iter()
+                    .filter_map(|(field, value)| OpenFire::parse(shard, field, value))
+                    .collect();
+                fires.sort_by(|a, b| (a.scheduled_ms, &a.job_id).cmp(&(b.scheduled_ms, &b.job_id)));
+                fires
+            })
+            .collect())
+    }
+
+    /// One `recover.lua` call per batch, one round trip.
+    pub(super) async fn recover_open_fires(
+        &self,
+        batches: &[RecoverBatch],
+        retention: Duration,
+    ) -> CoordResult<Vec<RecoverOutcome>> {
+        if batches.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for batch in batches {
+            let keys = [
+                self.keys.lease(batch.shard),
+                self.keys.open_fires(batch.shard),
+            ];
+            let mut args = Vec::with_capacity(3 + 2 * batch.fires.len());
+            args.push(format!("{}|{}", batch.holder, batch.token));
+            args.push(retention.as_millis().to_string());
+            args.push(self.keys.claim_prefix(batch.shard));
+            for fire in &batch.fires {
+                args.push(fire.field());
+                args.push(fire.value());
+            }
+            Self::evalsha(&mut pipe, &self.scripts.recover, &keys, &args);
+        }
+        let replies: Vec<Vec<i64>> = self.pipeline("recover fires", &pipe).await?;
+        Ok(replies
+            .into_iter()
+            .map(|codes| match codes.first() {
+                Some(1) => RecoverOutcome::Recovered(codes[1..].iter().map(|c| *c == 1).collect()),
+                _ => RecoverOutcome::LeaseLost,
+            })
+            .collect())
+    }
+}

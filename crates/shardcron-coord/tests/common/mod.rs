@@ -1,0 +1,145 @@
+//! The harness both conformance suites share: the two stores (the
+//! in-memory one and a real `redis-server` started by the test kit), raw
+//! access to them, small builders, and the macro that runs every case on
+//! both.
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use shardcron_coord::{
+    ClaimBatch, CoordError, Coordinator, FireClaim, FireKind, LeaseGrant, MemberInfo, MemoryStore,
+    RedisCoordinator,
+};
+use shardcron_core::{JobSpec, RingConfig};
+use shardcron_testkit::RedisServer;
+
+/// The store a case runs against.
+pub enum Env {
+    Memory(MemoryStore),
+    Redis(RedisServer),
+}
+
+pub const RING: RingConfig = RingConfig::new(64, 40);
+
+impl Env {
+    pub fn memory() -> Self {
+        Env::Memory(MemoryStore::new())
+    }
+
+    pub fn redis() -> Self {
+        Env::Redis(RedisServer::start().expect("start redis-server"))
+    }
+
+    pub async fn coord_with(&self, ring: RingConfig) -> Result<Arc<dyn Coordinator>, CoordError> {
+        Ok(match self {
+            Env::Memory(store) => Arc::new(store.coordinator("conf", ring)?),
+            Env::Redis(server) => {
+                Arc::new(RedisCoordinator::connect(&server.url(), "conf", ring).await?)
+            }
+        })
+    }
+
+    pub async fn coord(&self) -> Arc<dyn Coordinator> {
+        self.coord_with(RING).await.expect("coordinator")
+    }
+
+    /// Loses the stored ring settings, as a store that lost data would.
+    pub async fn forget_config(&self) {
+        match self {
+            Env::Memory(store) => store.forget_config(),
+            Env::Redis(server) => {
+                let () = raw_redis(server, ::redis::cmd("DEL").arg("{conf}:config")).await;
+            }
+        }
+    }
+
+    /// Stores a job record as raw text (a newer version's, or a damaged one).
+    pub async fn put_raw_job(&self, shard: u32, id: &str, json: &str) {
+        match self {
+            Env::Memory(store) => store.put_raw_job(shard, id, json),
+            Env::Redis(server) => {
+                let () = raw_redis(
+                    server,
+                    ::redis::cmd("HSET")
+                        .arg(format!("{{conf:{shard}}}:jobs"))
+                        .arg(id)
+                        .arg(json),
+                )
+                .await;
+                let () = raw_redis(
+                    server,
+                    ::redis::cmd("HSET")
+                        .arg(format!("{{conf:{shard}}}:jobver"))
+                        .arg(id)
+                        .arg(999_999),
+                )
+                .await;
+            }
+        }
+    }
+}
+
+pub async fn raw_redis<T: ::redis::FromRedisValue>(server: &RedisServer, cmd: &::redis::Cmd) -> T {
+    let client = ::redis::Client::open(server.url()).expect("client");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    let value: ::redis::Value = cmd.query_async(&mut conn).await.expect("raw command");
+    ::redis::from_redis_value(value).unwrap_or_else(|e| panic!("reply: {e}"))
+}
+
+pub fn member(id: &str) -> MemberInfo {
+    MemberInfo {
+        id: id.to_owned(),
+        version: "test".to_owned(),
+        started_ms: 1,
+        addr: None,
+    }
+}
+
+pub fn job(id: &str) -> JobSpec {
+    JobSpec::new(id, "@every 1s", "noop")
+}
+
+/// A first attempt at claiming a fire of `job`, with a fresh attempt id.
+pub fn first_attempt(job: &str, at: i64, version: u64, kind: FireKind) -> FireClaim {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let attempt = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    FireClaim::new(job, at, kind, version, attempt)
+}
+
+pub async fn acquire(c: &Arc<dyn Coordinator>, shard: u32, holder: &str) -> u64 {
+    match c
+        .acquire_leases(&[shard], holder, Duration::from_secs(10))
+        .await
+        .expect("acq")[0]
+    {
+        LeaseGrant::Granted { token } => token,
+        ref other => panic!("{other:?}"),
+    }
+}
+
+pub fn one_batch(shard: u32, holder: &str, token: u64, fires: Vec<FireClaim>) -> Vec<ClaimBatch> {
+    vec![ClaimBatch {
+        shard,
+        holder: holder.into(),
+        token,
+        fires,
+    }]
+}
+
+/// Runs every named case against both stores.
+#[macro_export]
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $( #[tokio::test] async fn $name() { super::$name(super::Env::memory()).await } )*
+        }
+        mod redis {
+            $( #[tokio::test] async fn $name() { super::$name(super::Env::redis()).await } )*
+        }
+    };
+}

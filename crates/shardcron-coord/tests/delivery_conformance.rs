@@ -1,0 +1,246 @@
+//! The store contract of delivery `at_least_once`, run against both
+//! coordinators: open entries from claim to terminal record, recovery under
+//! a lease (once per entry), and closing that spares a recovered fire.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use shardcron_coord::{
+    BatchOutcome, ClaimOutcome, CloseFire, Coordinator, FireClaim, FireKind, OpenFire,
+    RecoverBatch, RecoverOutcome,
+};
+use shardcron_core::shard_of;
+
+mod common;
+
+use common::{acquire, first_attempt, job, one_batch, Env, RING};
+
+const RETENTION: Duration = Duration::from_secs(120);
+
+async fn claim(
+    c: &Arc<dyn Coordinator>,
+    shard: u32,
+    holder: &str,
+    token: u64,
+    fires: Vec<FireClaim>,
+) -> Vec<ClaimOutcome> {
+    match c
+        .claim_fires(&one_batch(shard, holder, token, fires), RETENTION)
+        .await
+        .expect("claim")
+        .remove(0)
+    {
+        BatchOutcome::Claimed(codes) => codes,
+        BatchOutcome::LeaseLost => panic!("lease lost"),
+    }
+}
+
+async fn open(c: &Arc<dyn Coordinator>, shard: u32) -> Vec<OpenFire> {
+    c.open_fires(&[shard]).await.expect("open fires").remove(0)
+}
+
+async fn recover(
+    c: &Arc<dyn Coordinator>,
+    shard: u32,
+    holder: &str,
+    token: u64,
+    fires: Vec<OpenFire>,
+) -> RecoverOutcome {
+    let batch = RecoverBatch {
+        shard,
+        holder: holder.into(),
+        token,
+        fires,
+    };
+    c.recover_fires(&[batch], RETENTION)
+        .await
+        .expect("recover")
+        .remove(0)
+}
+
+fn close(shard: u32, job: &str, at: i64, holder: &str, token: u64) -> CloseFire {
+    CloseFire {
+        shard,
+        job_id: job.into(),
+        scheduled_ms: at,
+        holder: holder.into(),
+        token,
+    }
+}
+
+async fn a_tracked_claim_stays_open_until_its_holder_closes_it(env: Env) {
+    let c = env.coord().await;
+    let v = c.put_job(&job("alo"), None).await.expect("put").version;
+    let shard = shard_of("alo", RING.shard_count);
+    let t = acquire(&c, shard, "n1/a").await;
+    let codes = claim(
+        &c,
+        shard,
+        "n1/a",
+        t,
+        vec![
+            first_attempt("alo", 1000, v, FireKind::Scheduled).tracked(),
+            first_attempt("alo", 2000, v, FireKind::Scheduled),
+        ],
+    )
+    .await;
+    assert_eq!(codes, vec![ClaimOutcome::Claimed, ClaimOutcome::Claimed]);
+    // Only the tracked fire is open; an untracked claim writes nothing more.
+    let entries = open(&c, shard).await;
+    assert_eq!(
+        entries,
+        vec![OpenFire {
+            shard,
+            job_id: "alo".into(),
+            scheduled_ms: 1000,
+            kind: FireKind::Scheduled,
+            holder: "n1/a".into(),
+            token: t,
+            delivery: 1,
+        }]
+    );
+    // A claim refused (already claimed) opens nothing.
+    let again = claim(
+        &c,
+        shard,
+        "n1/a",
+        t,
+        vec![first_attempt("alo", 1000, v, FireKind::Scheduled).tracked()],
+    )
+    .await;
+    assert_eq!(again, vec![ClaimOutcome::AlreadyClaimed]);
+    assert_eq!(open(&c, shard).await.len(), 1);
+    // Closing under another token or holder leaves it; the claimer's close
+    // removes it, in the same call as its run record.
+    c.close_fires(&[close(shard, "alo", 1000, "n1/a", t + 1)])
+        .await
+        .expect("close");
+    c.close_fires(&[close(shard, "alo", 1000, "n2/b", t)])
+        .await
+        .expect("close");
+    assert_eq!(open(&c, shard).await.len(), 1);
+    c.record_and_close(&[], &[close(shard, "alo", 1000, "n1/a", t)])
+        .await
+        .expect("close");
+    assert!(open(&c, shard).await.is_empty());
+}
+
+async fn a_fire_is_recovered_once_under_a_lease_and_its_old_holder_cannot_close_it(env: Env) {
+    let c = env.coord().await;
+    let v = c.put_job(&job("alo"), None).await.expect("put").version;
+    let shard = shard_of("alo", RING.shard_count);
+    let t1 = acquire(&c, shard, "n1/a").await;
+    let lost = first_attempt("alo", 1000, v, FireKind::Scheduled).tracked();
+    let lost_attempt = lost.attempt;
+    assert_eq!(
+        claim(&c, shard, "n1/a", t1, vec![lost]).await,
+        vec![ClaimOutcome::Claimed]
+    );
+    let seen = open(&c, shard).await;
+    // Without the lease nothing is recovered.
+    assert_eq!(
+        recover(&c, shard, "n2/b", 99, seen.clone()).await,
+        RecoverOutcome::LeaseLost
+    );
+    // The old holder's lease ends; the next owner recovers the fire once.
+    assert_eq!(
+        c.release_leases(&[(shard, t1)], "n1/a")
+            .await
+            .expect("release"),
+        vec![true]
+    );
+    let t2 = acquire(&c, shard, "n2/b").await;
+    assert_eq!(
+        recover(&c, shard, "n2/b", t2, seen.clone()).await,
+        RecoverOutcome::Recovered(vec![true])
+    );
+    let now_open = open(&c, shard).await;
+    assert_eq!(now_open.len(), 1);
+    assert_eq!(
+        (
+            now_open[0].holder.as_str(),
+            now_open[0].token,
+            now_open[0].delivery
+        ),
+        ("n2/b", t2, 2)
+    );
+    // The same entry as read before cannot be recovered again, by anyone.
+    assert_eq!(
+        recover(&c, shard, "n2/b", t2, seen).await,
+        RecoverOutcome::Recovered(vec![false])
+    );
+    // The old holder can neither close it nor take its lost claim over.
+    c.close_fires(&[close(shard, "alo", 1000, "n1/a", t1)])
+        .await
+        .expect("close");
+    assert_eq!(open(&c, shard).await, now_open);
+    assert_eq!(
+        c.release_leases(&[(shard, t2)], "n2/b")
+            .await
+            .expect("release"),
+        vec![true]
+    );
+    let t3 = acquire(&c, shard, "n1/a").await;
+    let retry = FireClaim {
+        uncertain: vec![lost_attempt],
+        ..first_attempt("alo", 1000, v, FireKind::Scheduled).tracked()
+    };
+    assert_eq!(
+        claim(&c, shard, "n1/a", t3, vec![retry]).await,
+        vec![ClaimOutcome::AlreadyClaimed],
+        "a recovered fire's old claim cannot be taken over"
+    );
+    // Recovered again by a third owner (the second is gone too): delivery 3.
+    assert_eq!(
+        recover(&c, shard, "n1/a", t3, now_open.clone()).await,
+        RecoverOutcome::Recovered(vec![true])
+    );
+    let third = open(&c, shard).await;
+    assert_eq!((third[0].token, third[0].delivery), (t3, 3));
+    // Its holder's close ends it.
+    c.close_fires(&[close(shard, "alo", 1000, "n1/a", t3)])
+        .await
+        .expect("close");
+    assert!(open(&c, shard).await.is_empty());
+}
+
+async fn triggers_are_tracked_with_their_kind(env: Env) {
+    let c = env.coord().await;
+    let v = c.put_job(&job("alo"), None).await.expect("put").version;
+    let shard = shard_of("alo", RING.shard_count);
+    let at = c
+        .trigger_job("alo")
+        .await
+        .expect("trigger")
+        .expect("queued");
+    let t = acquire(&c, shard, "n1/a").await;
+    assert_eq!(
+        claim(
+            &c,
+            shard,
+            "n1/a",
+            t,
+            vec![first_attempt("alo", at, v, FireKind::Trigger).tracked()]
+        )
+        .await,
+        vec![ClaimOutcome::Claimed]
+    );
+    let entries = open(&c, shard).await;
+    assert_eq!(entries.len(), 1);
+    assert_eq!(
+        (entries[0].kind, entries[0].scheduled_ms),
+        (FireKind::Trigger, at)
+    );
+    // Other shards have no open entries.
+    let other = (shard + 1) % RING.shard_count;
+    assert_eq!(
+        c.open_fires(&[other, shard]).await.expect("open")[0],
+        Vec::new()
+    );
+}
+
+conformance!(
+    a_tracked_claim_stays_open_until_its_holder_closes_it,
+    a_fire_is_recovered_once_under_a_lease_and_its_old_holder_cannot_close_it,
+    triggers_are_tracked_with_their_kind,
+);
