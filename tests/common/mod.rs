@@ -202,11 +202,30 @@ impl ProcFleet {
             "job put --file: {}",
             String::from_utf8_lossy(&put.stderr)
         );
+        Self::of_jobs(cli, config, out, ids)
+    }
+
+    /// A fleet whose jobs are the jobs-file entries `entries(out)` builds,
+    /// `out` being the fleet's audit file; stored by [`put_job_entries`].
+    pub fn with_entries(cli: Cli, entries: impl FnOnce(&Path) -> Vec<serde_json::Value>) -> Self {
+        let out = cli.path("fires.log");
+        let config = cli.write("worker.toml", FAST_CONFIG);
+        let entries = entries(&out);
+        let ids: Vec<String> = entries
+            .iter()
+            .map(|e| e["id"].as_str().expect("entry id").to_owned())
+            .collect();
+        put_job_entries(&cli, &entries);
+        Self::of_jobs(cli, config, out, ids)
+    }
+
+    /// A fleet of no workers yet, over jobs already stored.
+    fn of_jobs(cli: Cli, config: PathBuf, out: PathBuf, jobs: Vec<String>) -> Self {
         Self {
             cli,
             config,
             out,
-            jobs: ids,
+            jobs,
             workers: BTreeMap::new(),
             env: BTreeMap::new(),
             redis_url: BTreeMap::new(),
@@ -382,6 +401,18 @@ impl Drop for ProcFleet {
             let _ = child.wait();
         }
     }
+}
+
+/// Stores jobs given as jobs-file entries (`exec` form, and any other field
+/// of the entry format such as `delivery`) with `job put --file`.
+pub fn put_job_entries(cli: &Cli, entries: &[serde_json::Value]) {
+    let file = cli.write("jobs.json", &serde_json::to_string(entries).expect("json"));
+    let put = cli.run(&["job", "put", "--file", file.to_str().expect("path")]);
+    assert!(
+        put.status.success(),
+        "job put --file: {}",
+        String::from_utf8_lossy(&put.stderr)
+    );
 }
 
 /// Polls `cond` every 20 ms up to `limit`; returns the time it took.

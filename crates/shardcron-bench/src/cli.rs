@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use shardcron_core::Delivery;
+
 use crate::live::churn::{parse_churn, ChurnSpec};
 use crate::scenario::Scenario;
 use crate::weighted_workload::WorkloadKind;
@@ -207,6 +209,17 @@ pub struct SimArgs {
     pub no_charts: bool,
 }
 
+/// Parses a job delivery (`at_most_once`, `at_least_once`).
+pub fn parse_delivery(text: &str) -> Result<Delivery, String> {
+    match text {
+        "at_most_once" => Ok(Delivery::AtMostOnce),
+        "at_least_once" => Ok(Delivery::AtLeastOnce),
+        other => Err(format!(
+            "unknown delivery {other:?}: use at_most_once or at_least_once"
+        )),
+    }
+}
+
 /// Parses a humantime duration such as `30s` or `2m`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|e| format!("{text:?}: {e}"))
@@ -240,6 +253,10 @@ pub struct LiveArgs {
     /// of the defaults (1 s heartbeat, 5 s TTLs).
     #[arg(long)]
     pub fast: bool,
+    /// Delivery of every job: `at_most_once` (default) or `at_least_once`
+    /// (each fire keeps an open entry from claim to terminal record).
+    #[arg(long, default_value = "at_most_once", value_parser = parse_delivery)]
+    pub delivery: Delivery,
     /// Output directory for live.json, live.csv (churn events), lateness.csv
     /// and lateness_over_time.svg.
     #[arg(long, default_value = "target/shardcron-bench/live")]

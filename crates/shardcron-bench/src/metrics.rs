@@ -95,24 +95,12 @@ pub fn ideal_max_over_mean(weights: &[u64], members: usize) -> f64 {
     if total == 0 || members == 0 {
         return 1.0;
     }
-    let granule = weights
-        .iter()
-        .filter(|&&w| w > 0)
-        .fold(0u64, |a, &b| gcd(a, b))
-        .max(1);
+    let granule = shardcron_core::placement::weight_granule(weights.iter().map(|&w| u128::from(w)));
     let n = members as u128;
-    let granule = u128::from(granule);
     let whole = total.div_ceil(n * granule) * granule;
     let mean = total as f64 / members as f64;
     let heaviest = weights.iter().copied().max().unwrap_or(0) as f64;
     heaviest.max(whole as f64).max(mean) / mean
-}
-
-fn gcd(mut a: u64, mut b: u64) -> u64 {
-    while b != 0 {
-        (a, b) = (b, a % b);
-    }
-    a
 }
 
 #[cfg(test)]

@@ -119,7 +119,7 @@ pub struct JobPutArgs {
     /// entry is validated before any is written.
     #[arg(long, conflicts_with_all = [
         "id", "schedule", "exec", "http", "method", "header", "body", "tz",
-        "timeout", "retries", "misfire", "overlap", "paused", "cost",
+        "timeout", "retries", "misfire", "overlap", "paused", "delivery", "cost",
     ])]
     pub file: Option<PathBuf>,
     /// Job id.
@@ -161,6 +161,12 @@ pub struct JobPutArgs {
     /// Store the job paused.
     #[arg(long)]
     pub paused: bool,
+    /// Whether a fire claimed by a node that dies is lost (`at_most_once`,
+    /// the default) or run again by the shard's next owner within the
+    /// misfire grace, with the same fire id (`at_least_once`; the handler
+    /// must be idempotent).
+    #[arg(long, value_enum)]
+    pub delivery: Option<DeliveryArg>,
     /// Relative cost of one run (a positive number up to 10000, default
     /// 1): placement balances fires per day times cost over the workers.
     #[arg(long, allow_negative_numbers = true)]
@@ -193,6 +199,26 @@ pub enum OverlapArg {
     Allow,
     /// Keep one pending fire.
     QueueOne,
+}
+
+/// `--delivery` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+#[value(rename_all = "snake_case")]
+pub enum DeliveryArg {
+    /// A fire never starts twice; one claimed by a node that dies is lost.
+    AtMostOnce,
+    /// A fire claimed by a node that dies runs again on the next owner.
+    AtLeastOnce,
+}
+
+impl DeliveryArg {
+    /// The delivery name as in job files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AtMostOnce => "at_most_once",
+            Self::AtLeastOnce => "at_least_once",
+        }
+    }
 }
 
 impl MisfireArg {

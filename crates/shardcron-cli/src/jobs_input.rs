@@ -21,7 +21,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{Map, Value};
-use shardcron_core::{JobSpec, MisfirePolicy, OverlapPolicy};
+use shardcron_core::{Delivery, JobSpec, MisfirePolicy, OverlapPolicy};
 use shardcron_handlers::{ExecArgs, HttpArgs, EXEC_HANDLER_NAME, HTTP_HANDLER_NAME};
 use shardcron_runtime::HandlerRegistry;
 
@@ -40,6 +40,7 @@ pub const JOB_FIELDS: &[&str] = &[
     "overlap",
     "misfire_grace",
     "paused",
+    "delivery",
     "cost",
     "metrics_label",
 ];
@@ -79,6 +80,8 @@ pub struct JobInput {
     pub misfire_grace: Option<String>,
     /// Store the job paused.
     pub paused: bool,
+    /// Delivery name (`at_most_once`, `at_least_once`).
+    pub delivery: Option<String>,
     /// Relative cost of one run, for placement (default 1.0).
     pub cost: Option<f64>,
     /// Opt-in per-job metrics label.
@@ -352,6 +355,7 @@ pub fn parse_entry(index: usize, entry: &Value) -> Result<JobInput, JobInputErro
             Some(Value::Bool(b)) => *b,
             Some(v) => return Err(err("paused", format!("expected true or false, found {v}"))),
         },
+        delivery: optional_str(map, "delivery").map_err(|m| err("delivery", m))?,
         cost: optional_number(map, "cost").map_err(|m| err("cost", m))?,
     };
     Ok(input)
@@ -548,6 +552,9 @@ impl JobInput {
             (None, None) => {}
         }
         spec.paused = self.paused;
+        if let Some(d) = &self.delivery {
+            spec.delivery = parse_delivery(d).map_err(|msg| ("delivery".to_owned(), msg))?;
+        }
         spec.cost = self.cost;
         spec.metrics_label = self.metrics_label.clone();
         Ok((spec, args_field))
@@ -574,6 +581,17 @@ pub fn parse_overlap(text: &str) -> Result<OverlapPolicy, String> {
         "queue_one" => Ok(OverlapPolicy::QueueOne),
         other => Err(format!(
             "unknown policy {other:?}; expected skip, allow or queue_one"
+        )),
+    }
+}
+
+/// Parses a delivery name.
+pub fn parse_delivery(text: &str) -> Result<Delivery, String> {
+    match text {
+        "at_most_once" => Ok(Delivery::AtMostOnce),
+        "at_least_once" => Ok(Delivery::AtLeastOnce),
+        other => Err(format!(
+            "unknown delivery {other:?}; expected at_most_once (the default) or at_least_once"
         )),
     }
 }

@@ -200,6 +200,39 @@ async fn job_schema_mirrors_the_core_type() {
         schemas["MisfirePolicy"]["enum"],
         serde_json::json!(["catch_up", "run_once", "skip"])
     );
+    let delivery = &schemas["Delivery"];
+    assert_eq!(delivery["type"], "string", "{delivery}");
+    assert_eq!(
+        delivery["enum"],
+        serde_json::json!(["at_most_once", "at_least_once"]),
+        "{delivery}"
+    );
+    assert_eq!(delivery["default"], "at_most_once", "{delivery}");
+    let description = delivery["description"].as_str().unwrap_or_default();
+    assert!(
+        description.contains("at_least_once") && description.contains("idempotent"),
+        "{delivery}"
+    );
+    // Every job form a PUT may send takes it, optionally; responses always
+    // carry it.
+    for (form, required) in [
+        ("ExecJob", false),
+        ("HttpJob", false),
+        ("ExecEntry", false),
+        ("HttpEntry", false),
+        ("JobSpec", true),
+        ("JobSummary", true),
+    ] {
+        let schema = &schemas[form];
+        assert_eq!(
+            schema["properties"]["delivery"]["$ref"], "#/components/schemas/Delivery",
+            "{form}: {schema}"
+        );
+        let listed = schema["required"]
+            .as_array()
+            .is_some_and(|r| r.contains(&Value::from("delivery")));
+        assert_eq!(listed, required, "{form}: {schema}");
+    }
     for name in [
         "JobResponse",
         "JobList",

@@ -94,6 +94,36 @@ fn cases() -> Vec<Case> {
             "overlap",
         ),
         case(
+            "unknown delivery",
+            with(good.clone(), "delivery", json!("exactly_once")),
+            "delivery",
+        ),
+        case(
+            "delivery in another case",
+            with(good.clone(), "delivery", json!("AT_LEAST_ONCE")),
+            "delivery",
+        ),
+        case(
+            "delivery not a string",
+            with(good.clone(), "delivery", json!(true)),
+            "delivery",
+        ),
+        case(
+            "null delivery",
+            with(good.clone(), "delivery", json!(null)),
+            "delivery",
+        ),
+        case(
+            "unknown delivery in a shorthand entry",
+            json!({"schedule": "@hourly", "exec": "true", "delivery": "at_least_twice"}),
+            "delivery",
+        ),
+        case(
+            "delivery not a string in a shorthand entry",
+            json!({"schedule": "@hourly", "exec": "true", "delivery": 1}),
+            "delivery",
+        ),
+        case(
             "zero timeout",
             with(good.clone(), "timeout", json!("0s")),
             "timeout",
@@ -542,4 +572,82 @@ async fn cost_is_accepted_stored_and_weighs_in_the_status() {
         "{per_minute}: {}",
         status.text
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivery_is_accepted_stored_and_shown() {
+    let api = TestApi::start().await;
+    // The stored form and a job file entry, each with both values.
+    for (id, body, expected) in [
+        (
+            "stored-least",
+            with(exec_job("@hourly"), "delivery", json!("at_least_once")),
+            "at_least_once",
+        ),
+        (
+            "stored-most",
+            with(exec_job("@hourly"), "delivery", json!("at_most_once")),
+            "at_most_once",
+        ),
+        (
+            "entry-least",
+            json!({"schedule": "@hourly", "exec": "true", "delivery": "at_least_once"}),
+            "at_least_once",
+        ),
+        (
+            "entry-most",
+            json!({"schedule": "@hourly", "exec": "true", "delivery": "at_most_once"}),
+            "at_most_once",
+        ),
+        ("default", exec_job("@hourly"), "at_most_once"),
+    ] {
+        let r = api.put_json(id, &body, None).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{id}: {}", r.text);
+        assert_eq!(r.json["job"]["delivery"], expected, "{id}: {}", r.text);
+        let got = api.call(Method::GET, &format!("/v1/jobs/{id}")).await;
+        assert_eq!(got.json["job"]["delivery"], expected, "{id}: {}", got.text);
+        let stored = api.coord.get_job(id).await.expect("get").expect("stored");
+        assert_eq!(stored.spec.delivery.as_str(), expected, "{id}");
+    }
+    // An update changes it, and pausing keeps it.
+    let r = api
+        .put_json(
+            "default",
+            &with(exec_job("@hourly"), "delivery", json!("at_least_once")),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json["job"]["delivery"], "at_least_once", "{}", r.text);
+    let paused = api.call(Method::POST, "/v1/jobs/default/pause").await;
+    assert_eq!(
+        paused.json["job"]["delivery"], "at_least_once",
+        "{}",
+        paused.text
+    );
+    // The list shows it per job.
+    let list = api.call(Method::GET, "/v1/jobs").await;
+    assert_eq!(list.status, StatusCode::OK, "{}", list.text);
+    let shown: Vec<(String, String)> = list.json["jobs"]
+        .as_array()
+        .expect("jobs")
+        .iter()
+        .map(|j| {
+            (
+                j["id"].as_str().unwrap_or_default().to_owned(),
+                j["delivery"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, String)> = [
+        ("default", "at_least_once"),
+        ("entry-least", "at_least_once"),
+        ("entry-most", "at_most_once"),
+        ("stored-least", "at_least_once"),
+        ("stored-most", "at_most_once"),
+    ]
+    .iter()
+    .map(|(i, d)| ((*i).to_owned(), (*d).to_owned()))
+    .collect();
+    assert_eq!(shown, expected, "{}", list.text);
 }

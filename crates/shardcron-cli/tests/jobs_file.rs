@@ -10,7 +10,7 @@ use shardcron_cli::jobs_input::{
     ParsedJobs,
 };
 use shardcron_cli::ExitKind;
-use shardcron_core::{MisfirePolicy, OverlapPolicy};
+use shardcron_core::{Delivery, MisfirePolicy, OverlapPolicy};
 
 fn parse(text: &str, format: FileFormat) -> ParsedJobs {
     parse_jobs(text, format).expect("file-level parse")
@@ -397,4 +397,172 @@ async fn bad_costs_exit_3_and_store_nothing() {
         .expect("get")
         .expect("stored");
     assert_eq!(stored.spec.cost, Some(2.5));
+}
+
+#[test]
+fn delivery_is_read_from_json_and_toml() {
+    let json = r#"[{"id": "a", "schedule": "@every 1s", "exec": "true", "delivery": "at_least_once"},
+                   {"id": "b", "schedule": "@every 1s", "exec": "true", "delivery": "at_most_once"},
+                   {"id": "c", "schedule": "@every 1s", "exec": "true"}]"#;
+    let specs = check(&parse(json, FileFormat::Json)).expect("valid");
+    let deliveries: Vec<Delivery> = specs.iter().map(|s| s.delivery).collect();
+    assert_eq!(
+        deliveries,
+        [
+            Delivery::AtLeastOnce,
+            Delivery::AtMostOnce,
+            Delivery::AtMostOnce
+        ],
+        "absent means at_most_once"
+    );
+    let toml = "[[job]]\nid = \"a\"\nschedule = \"@hourly\"\nhttp = { url = \"https://example.com/hook\" }\ndelivery = \"at_least_once\"\n\n[[job]]\nid = \"b\"\nschedule = \"@hourly\"\nexec = \"true\"\ndelivery = \"at_most_once\"\n";
+    let specs = check(&parse(toml, FileFormat::Toml)).expect("valid");
+    assert_eq!(specs[0].delivery, Delivery::AtLeastOnce);
+    assert_eq!(specs[1].delivery, Delivery::AtMostOnce);
+}
+
+#[test]
+fn bad_deliveries_are_named_by_entry_and_field() {
+    let text = r#"[{"id": "unknown", "schedule": "@every 1s", "exec": "true", "delivery": "exactly_once"},
+                   {"id": "case", "schedule": "@every 1s", "exec": "true", "delivery": "AT_LEAST_ONCE"},
+                   {"id": "number", "schedule": "@every 1s", "exec": "true", "delivery": 1},
+                   {"id": "flag", "schedule": "@every 1s", "exec": "true", "delivery": true},
+                   {"id": "ok", "schedule": "@every 1s", "exec": "true", "delivery": "at_least_once"}]"#;
+    let err = check(&parse(text, FileFormat::Json)).expect_err("bad deliveries");
+    for needle in [
+        "job #1 \"unknown\": field `delivery`: unknown delivery \"exactly_once\"; expected at_most_once (the default) or at_least_once",
+        "job #2 \"case\": field `delivery`: unknown delivery \"AT_LEAST_ONCE\"",
+        "job #3 \"number\": field `delivery`: expected a string, found a number",
+        "job #4 \"flag\": field `delivery`: expected a string, found a boolean",
+    ] {
+        assert!(err.contains(needle), "missing {needle:?} in {err}");
+    }
+    assert!(!err.contains("\"ok\""), "{err}");
+    assert_eq!(err.lines().count(), 4, "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivery_from_flags_and_files_bad_values_store_nothing() {
+    let server = shardcron_testkit::RedisServer::start().expect("redis-server");
+    let url = server.url();
+    let base = [
+        "shardcron",
+        "--redis",
+        url.as_str(),
+        "--namespace",
+        "delivery",
+    ];
+    let with = |rest: &[&str]| -> Vec<String> {
+        base.iter().chain(rest).map(|s| (*s).to_owned()).collect()
+    };
+    let coord = shardcron_coord::RedisCoordinator::connect(
+        &url,
+        "delivery",
+        shardcron_core::RingConfig::default(),
+    )
+    .await
+    .expect("connect");
+    let stored_ids = || async {
+        shardcron_coord::Coordinator::list_jobs(&coord, "", None, 10)
+            .await
+            .expect("list")
+            .ids
+    };
+
+    // A bad value in a file: exit 3 naming the entry and the field.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("jobs.toml");
+    std::fs::write(
+        &file,
+        "[[job]]\nid = \"good\"\nschedule = \"@hourly\"\nexec = \"true\"\ndelivery = \"at_least_once\"\n\n[[job]]\nid = \"bad\"\nschedule = \"@hourly\"\nexec = \"true\"\ndelivery = \"twice\"\n",
+    )
+    .expect("write");
+    let path = file.to_str().expect("utf-8 path");
+    let args = with(&["job", "put", "--file", path]);
+    let err = run_cli(&args_of(&args)).await.expect_err("bad file");
+    assert_eq!(err.kind, ExitKind::Config, "{err}");
+    assert_eq!(err.kind.code(), 3);
+    assert!(
+        err.message
+            .contains("job #2 \"bad\": field `delivery`: unknown delivery \"twice\""),
+        "{err}"
+    );
+
+    // A bad value of the flag: a usage error (exit 2) naming the flag and
+    // the values it takes.
+    for bad in ["twice", "AT_LEAST_ONCE", ""] {
+        let args = with(&[
+            "job",
+            "put",
+            "--id",
+            "flagged",
+            "--schedule",
+            "@hourly",
+            "--exec",
+            "true",
+            "--delivery",
+            bad,
+        ]);
+        let err = shardcron_cli::args::Cli::try_parse_from(&args).expect_err(bad);
+        assert_eq!(err.kind(), clap::error::ErrorKind::InvalidValue, "{bad:?}");
+        assert_eq!(err.exit_code(), 2, "{bad:?}");
+        let message = err.to_string();
+        assert!(
+            message.contains("--delivery")
+                && message.contains("at_most_once")
+                && message.contains("at_least_once"),
+            "{bad:?}: {message}"
+        );
+    }
+    assert!(stored_ids().await.is_empty(), "nothing was stored");
+
+    // Both values from the flags are stored; no flag means at_most_once.
+    for (id, flags) in [
+        ("least", &["--delivery", "at_least_once"][..]),
+        ("most", &["--delivery", "at_most_once"][..]),
+        ("plain", &[][..]),
+    ] {
+        let mut args = with(&[
+            "job",
+            "put",
+            "--id",
+            id,
+            "--schedule",
+            "@hourly",
+            "--exec",
+            "true",
+        ]);
+        args.extend(flags.iter().map(|s| (*s).to_owned()));
+        run_cli(&args_of(&args)).await.expect(id);
+    }
+    for (id, expected) in [
+        ("least", Delivery::AtLeastOnce),
+        ("most", Delivery::AtMostOnce),
+        ("plain", Delivery::AtMostOnce),
+    ] {
+        let stored = shardcron_coord::Coordinator::get_job(&coord, id)
+            .await
+            .expect("get")
+            .expect("stored");
+        assert_eq!(stored.spec.delivery, expected, "{id}");
+    }
+
+    // The good file is stored with its deliveries.
+    std::fs::write(
+        &file,
+        "[[job]]\nid = \"file-least\"\nschedule = \"@hourly\"\nexec = \"true\"\ndelivery = \"at_least_once\"\n",
+    )
+    .expect("write");
+    run_cli(&args_of(&with(&["job", "put", "--file", path])))
+        .await
+        .expect("valid file");
+    let stored = shardcron_coord::Coordinator::get_job(&coord, "file-least")
+        .await
+        .expect("get")
+        .expect("stored");
+    assert_eq!(stored.spec.delivery, Delivery::AtLeastOnce);
+}
+
+fn args_of(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
 }

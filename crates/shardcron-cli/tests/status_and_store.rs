@@ -5,14 +5,14 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use shardcron_cli::cmd::job::{all_ids, set_paused};
+use shardcron_cli::cmd::job::{all_ids, render_ls, set_paused};
 use shardcron_cli::cmd::status::render;
 use shardcron_cli::connect::connect_one_shot;
 use shardcron_cli::status_report::collect;
 use shardcron_cli::ExitKind;
 use shardcron_coord::{Coordinator, MemoryStore, RedisCoordinator};
 use shardcron_core::load::units_to_fires_per_minute;
-use shardcron_core::{shard_of, JobSpec, RingConfig, ShardMap, ShardWeights};
+use shardcron_core::{shard_of, Delivery, JobSpec, RingConfig, ShardMap, ShardWeights};
 use shardcron_runtime::{Worker, WorkerSettings};
 use shardcron_testkit::RedisServer;
 use tokio::sync::oneshot;
@@ -92,6 +92,7 @@ async fn status_shows_members_shares_and_churn() {
         version: "test".into(),
         started_ms: 0,
         addr: None,
+        instance: None,
     };
     coord
         .heartbeat(&joined, Duration::from_secs(30))
@@ -147,6 +148,61 @@ async fn pause_and_resume_keep_the_rest_of_the_job() {
         .expect_err("unknown job");
     assert_eq!(err.kind, ExitKind::NotFound);
     assert!(err.message.contains("\"missing\""), "{err}");
+}
+
+#[tokio::test]
+async fn job_ls_and_job_get_show_the_delivery() {
+    let coord = MemoryStore::new()
+        .coordinator("d", RING)
+        .expect("coordinator");
+    let mut least = JobSpec::new("least", "@every 5s", "noop");
+    least.delivery = Delivery::AtLeastOnce;
+    least.cost = Some(2.5);
+    coord.put_job(&least, None).await.expect("put");
+    coord
+        .put_job(&JobSpec::new("most", "@hourly", "noop"), None)
+        .await
+        .expect("put");
+    let mut jobs = Vec::new();
+    for id in all_ids(&coord, "").await.expect("ids") {
+        jobs.push(coord.get_job(&id).await.expect("get").expect("stored"));
+    }
+    let text = render_ls(&jobs);
+    let lines: Vec<Vec<&str>> = text
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        lines[0],
+        ["ID", "SCHEDULE", "TZ", "HANDLER", "COST", "DELIVERY", "PAUSED", "VERSION"],
+        "{text}"
+    );
+    assert_eq!(lines.len(), 3, "{text}");
+    // `@every 5s` is two words.
+    assert_eq!(
+        lines[1][..7],
+        [
+            "least",
+            "@every",
+            "5s",
+            "UTC",
+            "noop",
+            "2.5",
+            "at_least_once"
+        ],
+        "{text}"
+    );
+    assert_eq!(
+        lines[2][..6],
+        ["most", "@hourly", "UTC", "noop", "1", "at_most_once"],
+        "{text}"
+    );
+    // `job get` and `job ls --json` print the stored job, which always
+    // carries the delivery (the default too).
+    let printed = shardcron_cli::output::json(&jobs).expect("json");
+    let value: serde_json::Value = serde_json::from_str(&printed).expect("parse");
+    assert_eq!(value[0]["spec"]["delivery"], "at_least_once", "{printed}");
+    assert_eq!(value[1]["spec"]["delivery"], "at_most_once", "{printed}");
 }
 
 #[tokio::test]
@@ -218,6 +274,7 @@ async fn join(coord: &dyn Coordinator, id: &str) {
         version: "test".into(),
         started_ms: 0,
         addr: None,
+        instance: None,
     };
     coord
         .heartbeat(&member, Duration::from_secs(30))

@@ -15,6 +15,19 @@ pub struct MemberInfo {
     /// Admin address (`host:port`) if it serves one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub addr: Option<String>,
+    /// Process instance id: with the node id it names the member as a
+    /// lease and fire holder (`node/instance`), so a peer can tell that a
+    /// holder's process is gone although its node id came back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
+}
+
+impl MemberInfo {
+    /// The holder string (`node/instance`) of this member's process, if it
+    /// published its instance.
+    pub fn holder(&self) -> Option<String> {
+        self.instance.as_ref().map(|i| format!("{}/{i}", self.id))
+    }
 }
 
 /// A member as listed: its info plus when its registration expires.
@@ -188,6 +201,10 @@ pub struct OpenFire {
     pub token: u64,
     /// Deliveries so far: 1 after the claim, one more per recovery.
     pub delivery: u32,
+    /// The holder gave the fire up without a terminal state (its lease
+    /// ended before the fire could start or finish): whoever holds the
+    /// shard's lease now may recover it although the holder is alive.
+    pub abandoned: bool,
 }
 
 impl OpenFire {
@@ -196,22 +213,29 @@ impl OpenFire {
         format!("{}@{}", self.job_id, self.scheduled_ms)
     }
 
-    /// The open entry's value: `holder|token|delivery|kind`.
+    /// The open entry's value: `holder|token|delivery|kind`, the kind
+    /// (`s` or `t`) followed by `!` once the holder abandoned the fire.
     pub fn value(&self) -> String {
         let kind = match self.kind {
             FireKind::Scheduled => "s",
             FireKind::Trigger => "t",
         };
-        format!("{}|{}|{}|{kind}", self.holder, self.token, self.delivery)
+        let mark = if self.abandoned { "!" } else { "" };
+        format!(
+            "{}|{}|{}|{kind}{mark}",
+            self.holder, self.token, self.delivery
+        )
     }
 
     /// Parses an open entry of `shard`; `None` if it is malformed.
     pub fn parse(shard: u32, field: &str, value: &str) -> Option<OpenFire> {
         let (job_id, at) = field.rsplit_once('@')?;
         let mut parts = value.rsplitn(4, '|');
-        let kind = match parts.next()? {
-            "s" => FireKind::Scheduled,
-            "t" => FireKind::Trigger,
+        let (kind, abandoned) = match parts.next()? {
+            "s" => (FireKind::Scheduled, false),
+            "t" => (FireKind::Trigger, false),
+            "s!" => (FireKind::Scheduled, true),
+            "t!" => (FireKind::Trigger, true),
             _ => return None,
         };
         let delivery = parts.next()?.parse().ok()?;
@@ -225,6 +249,7 @@ impl OpenFire {
             holder,
             token,
             delivery,
+            abandoned,
         })
     }
 }
@@ -254,8 +279,11 @@ pub enum RecoverOutcome {
 }
 
 /// A terminal state reached by an `at_least_once` fire: its open entry is
-/// removed, but only if it still names this holder and token (a fire that
-/// another node recovered meanwhile stays open for that node).
+/// removed, but only if it still names this holder, token and delivery (a
+/// fire that was recovered meanwhile stays open for its recoverer). With
+/// `abandon` the entry is kept and marked abandoned instead: the holder
+/// gives the fire up without a terminal state, for the shard's lease
+/// holder to recover.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CloseFire {
     /// Shard of the job.
@@ -268,6 +296,13 @@ pub struct CloseFire {
     pub holder: String,
     /// Fencing token under which it ran.
     pub token: u64,
+    /// The delivery that ran (1 for the claim, one more per recovery): a
+    /// holder may recover its own abandoned fire under the same token, so
+    /// holder and token alone do not tell a late close of the first
+    /// delivery from one of the second.
+    pub delivery: u32,
+    /// Mark the entry abandoned instead of removing it.
+    pub abandon: bool,
 }
 
 /// Outcome of claiming one fire.
@@ -503,10 +538,11 @@ mod tests {
             kind: FireKind::Trigger,
             holder: "node|odd/7f".into(),
             token: 42,
+            abandoned: true,
             delivery: 2,
         };
         assert_eq!(fire.field(), "a@b@1700000000000");
-        assert_eq!(fire.value(), "node|odd/7f|42|2|t");
+        assert_eq!(fire.value(), "node|odd/7f|42|2|t!");
         assert_eq!(OpenFire::parse(3, &fire.field(), &fire.value()), Some(fire));
         assert_eq!(OpenFire::parse(3, "a@1", "h|1|1|x"), None);
         assert_eq!(OpenFire::parse(3, "a@1", "h|one|1|s"), None);

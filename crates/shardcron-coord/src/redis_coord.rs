@@ -904,12 +904,12 @@ impl Coordinator for RedisCoordinator {
     }
 
     async fn record_and_close(&self, runs: &[RunRecord], closes: &[CloseFire]) -> CoordResult<()> {
-        let mut pipe = redis::pipe();
-        self.push_run_records(&mut pipe, runs)?;
-        self.push_closes(&mut pipe, closes);
         if runs.is_empty() && closes.is_empty() {
             return Ok(());
         }
+        let mut pipe = redis::pipe();
+        self.push_run_records(&mut pipe, runs)?;
+        self.push_closes(&mut pipe, closes);
         let () = self.pipeline("record runs", &pipe).await?;
         Ok(())
     }

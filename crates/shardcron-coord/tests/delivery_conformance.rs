@@ -59,12 +59,52 @@ async fn recover(
 }
 
 fn close(shard: u32, job: &str, at: i64, holder: &str, token: u64) -> CloseFire {
+    close_delivery(shard, job, at, holder, token, 1)
+}
+
+fn close_delivery(
+    shard: u32,
+    job: &str,
+    at: i64,
+    holder: &str,
+    token: u64,
+    delivery: u32,
+) -> CloseFire {
     CloseFire {
         shard,
         job_id: job.into(),
         scheduled_ms: at,
         holder: holder.into(),
         token,
+        delivery,
+        abandon: false,
+    }
+}
+
+/// Puts job `alo`, leases its shard to `n1/a` and claims its fire at 1000
+/// (of `kind`) tracked; returns the shard and the token.
+async fn one_tracked_claim(c: &Arc<dyn Coordinator>, kind: FireKind) -> (u32, u64) {
+    let v = c.put_job(&job("alo"), None).await.expect("put").version;
+    let shard = shard_of("alo", RING.shard_count);
+    let t = acquire(c, shard, "n1/a").await;
+    assert_eq!(
+        claim(
+            c,
+            shard,
+            "n1/a",
+            t,
+            vec![first_attempt("alo", 1000, v, kind).tracked()]
+        )
+        .await,
+        vec![ClaimOutcome::Claimed]
+    );
+    (shard, t)
+}
+
+fn abandon(shard: u32, job: &str, at: i64, holder: &str, token: u64) -> CloseFire {
+    CloseFire {
+        abandon: true,
+        ..close(shard, job, at, holder, token)
     }
 }
 
@@ -97,6 +137,7 @@ async fn a_tracked_claim_stays_open_until_its_holder_closes_it(env: Env) {
             holder: "n1/a".into(),
             token: t,
             delivery: 1,
+            abandoned: false,
         }]
     );
     // A claim refused (already claimed) opens nothing.
@@ -198,7 +239,7 @@ async fn a_fire_is_recovered_once_under_a_lease_and_its_old_holder_cannot_close_
     let third = open(&c, shard).await;
     assert_eq!((third[0].token, third[0].delivery), (t3, 3));
     // Its holder's close ends it.
-    c.close_fires(&[close(shard, "alo", 1000, "n1/a", t3)])
+    c.close_fires(&[close_delivery(shard, "alo", 1000, "n1/a", t3, 3)])
         .await
         .expect("close");
     assert!(open(&c, shard).await.is_empty());
@@ -239,7 +280,97 @@ async fn triggers_are_tracked_with_their_kind(env: Env) {
     );
 }
 
+async fn an_abandoned_fire_is_kept_for_the_lease_holder_and_recovered_once(env: Env) {
+    let c = env.coord().await;
+    let (shard, t1) = one_tracked_claim(&c, FireKind::Trigger).await;
+    // Only the holder under its own token can abandon it; abandoning twice
+    // changes nothing more.
+    c.close_fires(&[abandon(shard, "alo", 1000, "n2/b", t1)])
+        .await
+        .expect("abandon");
+    assert!(!open(&c, shard).await[0].abandoned);
+    c.close_fires(&[abandon(shard, "alo", 1000, "n1/a", t1)])
+        .await
+        .expect("abandon");
+    c.close_fires(&[abandon(shard, "alo", 1000, "n1/a", t1)])
+        .await
+        .expect("abandon");
+    let seen = open(&c, shard).await;
+    assert_eq!(seen.len(), 1, "an abandoned fire stays open");
+    assert!(seen[0].abandoned);
+    assert_eq!(
+        (seen[0].kind, seen[0].holder.as_str(), seen[0].delivery),
+        (FireKind::Trigger, "n1/a", 1)
+    );
+    // The next lease holder recovers it: no longer abandoned, one more
+    // delivery, kind kept; the same read cannot recover it twice.
+    c.release_leases(&[(shard, t1)], "n1/a")
+        .await
+        .expect("release");
+    let t2 = acquire(&c, shard, "n2/b").await;
+    assert_eq!(
+        recover(&c, shard, "n2/b", t2, seen.clone()).await,
+        RecoverOutcome::Recovered(vec![true])
+    );
+    assert_eq!(
+        recover(&c, shard, "n2/b", t2, seen).await,
+        RecoverOutcome::Recovered(vec![false])
+    );
+    let now = open(&c, shard).await;
+    assert_eq!(
+        (
+            now[0].holder.as_str(),
+            now[0].token,
+            now[0].delivery,
+            now[0].abandoned,
+            now[0].kind
+        ),
+        ("n2/b", t2, 2, false, FireKind::Trigger)
+    );
+    // The old holder's close of its abandoned delivery removes nothing.
+    c.close_fires(&[close(shard, "alo", 1000, "n1/a", t1)])
+        .await
+        .expect("close");
+    assert_eq!(open(&c, shard).await, now);
+}
+
+async fn a_stale_close_of_an_earlier_delivery_spares_a_later_one_of_the_same_holder(env: Env) {
+    // A holder abandons a fire and recovers it itself under the same token
+    // (its lease lapsed locally and was granted again); a retry of the
+    // abandon (its reply was lost after it applied) or a late close of the
+    // first delivery must not touch the second.
+    let c = env.coord().await;
+    let (shard, t) = one_tracked_claim(&c, FireKind::Scheduled).await;
+    c.close_fires(&[abandon(shard, "alo", 1000, "n1/a", t)])
+        .await
+        .expect("abandon");
+    let seen = open(&c, shard).await;
+    assert_eq!(
+        recover(&c, shard, "n1/a", t, seen).await,
+        RecoverOutcome::Recovered(vec![true])
+    );
+    let second = open(&c, shard).await;
+    assert_eq!((second[0].delivery, second[0].abandoned), (2, false));
+    c.close_fires(&[abandon(shard, "alo", 1000, "n1/a", t)])
+        .await
+        .expect("stale abandon");
+    c.close_fires(&[close(shard, "alo", 1000, "n1/a", t)])
+        .await
+        .expect("stale close");
+    assert_eq!(
+        open(&c, shard).await,
+        second,
+        "the second delivery stays open"
+    );
+    c.close_fires(&[close_delivery(shard, "alo", 1000, "n1/a", t, 2)])
+        .await
+        .expect("close");
+    assert!(open(&c, shard).await.is_empty());
+}
+
 conformance!(
+    a_stale_close_of_an_earlier_delivery_spares_a_later_one_of_the_same_holder,
+    an_abandoned_fire_is_kept_for_the_lease_holder_and_recovered_once,
     a_tracked_claim_stays_open_until_its_holder_closes_it,
     a_fire_is_recovered_once_under_a_lease_and_its_old_holder_cannot_close_it,
     triggers_are_tracked_with_their_kind,

@@ -40,6 +40,40 @@ pub enum OverlapPolicy {
     QueueOne,
 }
 
+/// What happens to a claimed fire whose node dies (or loses its lease)
+/// before the fire reaches a terminal state.
+///
+/// `at_most_once` never repeats a fire and may lose it; `at_least_once`
+/// keeps an open entry in the store from the claim to the terminal record,
+/// so the shard's next owner runs it again (same fire id, a higher attempt)
+/// within `misfire_grace`, and a rare fire runs twice.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Delivery {
+    /// A fire is never started twice; one claimed by a node that dies
+    /// before finishing it is lost (default).
+    #[default]
+    AtMostOnce,
+    /// A fire is never lost to a dead node: it is recovered and run again,
+    /// so handlers must be idempotent (de-duplicate by fire id).
+    AtLeastOnce,
+}
+
+impl Delivery {
+    /// The name used in job files and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Delivery::AtMostOnce => "at_most_once",
+            Delivery::AtLeastOnce => "at_least_once",
+        }
+    }
+
+    /// Whether claimed fires are tracked until a terminal state.
+    pub fn tracks_fires(self) -> bool {
+        self == Delivery::AtLeastOnce
+    }
+}
+
 /// What a node does with fires that were missed (no owner, node paused, Redis
 /// unreachable) when it finds them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -140,6 +174,11 @@ pub struct JobSpec {
     /// A paused job keeps its definition but does not fire.
     #[serde(default)]
     pub paused: bool,
+    /// Whether a fire claimed by a node that dies is lost
+    /// (`at_most_once`, default) or run again by the next owner
+    /// (`at_least_once`).
+    #[serde(default)]
+    pub delivery: Delivery,
     /// Relative cost of one run, for placement: a job known to be heavy
     /// weighs `cost` times a plain one of the same schedule. A positive
     /// number up to [`crate::load::MAX_COST`]; absent means 1.0.
@@ -207,6 +246,7 @@ impl JobSpec {
             misfire: MisfirePolicy::default(),
             misfire_grace: default_misfire_grace(),
             paused: false,
+            delivery: Delivery::default(),
             cost: None,
             metrics_label: None,
         }

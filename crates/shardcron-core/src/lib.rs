@@ -20,8 +20,8 @@ pub mod stable_hash;
 
 pub use fire::FireId;
 pub use job::{
-    validate_job_id, Job, JobSpec, JobValidationError, MisfirePolicy, OverlapPolicy, RetryPolicy,
-    FIRE_HORIZON, MAX_ARGS_BYTES, MAX_JOB_ID_LEN,
+    validate_job_id, Delivery, Job, JobSpec, JobValidationError, MisfirePolicy, OverlapPolicy,
+    RetryPolicy, FIRE_HORIZON, MAX_ARGS_BYTES, MAX_JOB_ID_LEN,
 };
 pub use load::{fires_per_day, LoadUnits};
 pub use placement::{ShardWeights, DEFAULT_LOAD_BOUND_PERMILLE};

@@ -142,8 +142,9 @@ pub(crate) fn granular_capacity(total: u128, members: usize, permille: u32, gran
     fit.max(bounded)
 }
 
-/// The greatest common divisor of the positive `weights` (1 when none).
-pub(crate) fn weight_granule(weights: impl IntoIterator<Item = u128>) -> u128 {
+/// The greatest common divisor of the positive `weights` (1 when none):
+/// the unit in which a placement of these weights can be even.
+pub fn weight_granule(weights: impl IntoIterator<Item = u128>) -> u128 {
     let gcd = |mut a: u128, mut b: u128| {
         while b != 0 {
             (a, b) = (b, a % b);

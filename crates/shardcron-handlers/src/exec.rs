@@ -167,7 +167,9 @@ impl ExecArgs {
 /// The command's environment is the worker's, plus `args.env`, plus:
 /// `SHARDCRON_JOB_ID`, `SHARDCRON_FIRE_ID` (`job@unix_ms`, an idempotency
 /// key), `SHARDCRON_SCHEDULED_AT` (Unix milliseconds), `SHARDCRON_NODE_ID`,
-/// `SHARDCRON_FENCING_TOKEN`, `SHARDCRON_ATTEMPT` and `SHARDCRON_SHARD`.
+/// `SHARDCRON_FENCING_TOKEN`, `SHARDCRON_ATTEMPT`, `SHARDCRON_DELIVERY`
+/// (above 1: an `at_least_once` fire recovered after its node died, which
+/// may have run before) and `SHARDCRON_SHARD`.
 ///
 /// Exit status 0 is success, with the output tails as detail; any other exit
 /// status, death by a signal, cancellation and timeout are retryable failures;
@@ -222,6 +224,7 @@ async fn run_command(args: &ExecArgs, ctx: &FireContext) -> Result<RunOutput, Ha
         .env("SHARDCRON_NODE_ID", &ctx.node_id)
         .env("SHARDCRON_FENCING_TOKEN", ctx.fencing_token.to_string())
         .env("SHARDCRON_ATTEMPT", ctx.attempt.to_string())
+        .env("SHARDCRON_DELIVERY", ctx.delivery.to_string())
         .env("SHARDCRON_SHARD", ctx.shard.to_string());
     if let Some(cwd) = &args.cwd {
         cmd.current_dir(cwd);

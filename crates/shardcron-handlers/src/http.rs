@@ -7,7 +7,8 @@
 //! `Idempotency-Key` (the de-facto standard header) and, for servers that want
 //! more, `X-Shardcron-Fire-Id`, `X-Shardcron-Scheduled-At` (Unix ms),
 //! `X-Shardcron-Fencing-Token` (which only grows across lease changes of a
-//! shard, so a server can refuse a stale node) and `X-Shardcron-Attempt`.
+//! shard, so a server can refuse a stale node), `X-Shardcron-Attempt` and
+//! `X-Shardcron-Delivery` (above 1: a recovered `at_least_once` fire).
 //!
 //! Failures are classified for the retry policy: connection errors, timeouts,
 //! `5xx`, `429` and `408` are retryable; any other status outside
@@ -324,6 +325,7 @@ impl Handler for HttpHandler {
             ("x-shardcron-scheduled-at", ctx.scheduled_ms.to_string()),
             ("x-shardcron-fencing-token", ctx.fencing_token.to_string()),
             ("x-shardcron-attempt", ctx.attempt.to_string()),
+            ("x-shardcron-delivery", ctx.delivery.to_string()),
         ] {
             let value = HeaderValue::from_str(&value).map_err(|_| {
                 HandlerError::permanent(format!(

@@ -23,6 +23,7 @@ fn ctx(args: Value) -> FireContext {
         shard: 7,
         fencing_token: 42,
         attempt: 2,
+        delivery: 2,
         node_id: "node-a".into(),
         args,
         timeout: None,
@@ -98,6 +99,7 @@ async fn success_exports_fire_env_and_honours_env_and_cwd() {
     assert_eq!(env["SHARDCRON_NODE_ID"], c.node_id);
     assert_eq!(env["SHARDCRON_FENCING_TOKEN"], c.fencing_token.to_string());
     assert_eq!(env["SHARDCRON_ATTEMPT"], c.attempt.to_string());
+    assert_eq!(env["SHARDCRON_DELIVERY"], c.delivery.to_string());
     assert_eq!(env["SHARDCRON_SHARD"], c.shard.to_string());
     assert!(env.contains_key("PATH"), "worker environment is inherited");
 

@@ -25,6 +25,7 @@ fn ctx(args: Value) -> FireContext {
         shard: 3,
         fencing_token: 9001,
         attempt: 4,
+        delivery: 2,
         node_id: "node-b".into(),
         args,
         timeout: None,
@@ -158,6 +159,7 @@ async fn sends_method_body_and_fire_headers() {
     assert_eq!(req.headers["x-shardcron-scheduled-at"], "1767225600000");
     assert_eq!(req.headers["x-shardcron-fencing-token"], "9001");
     assert_eq!(req.headers["x-shardcron-attempt"], "4");
+    assert_eq!(req.headers["x-shardcron-delivery"], "2");
     assert_eq!(req.headers["x-team"], "billing");
     assert!(
         req.headers["user-agent"].starts_with("shardcron/"),

@@ -21,7 +21,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use shardcron_coord::{RunOutcome, RunRecord};
+use shardcron_coord::{CloseFire, RunOutcome, RunRecord};
 use shardcron_core::{FireId, Job, OverlapPolicy};
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
@@ -32,6 +32,7 @@ use crate::clock::ServerClock;
 use crate::handler::{FireContext, HandlerError, HandlerRegistry};
 use crate::lease_watch::LeaseGuard;
 use crate::metrics as m;
+use crate::recorder::{FireEnd, UnwrittenCloses};
 
 /// A claimed fire waiting to run.
 #[derive(Clone, Debug)]
@@ -52,6 +53,81 @@ pub struct ClaimedFire {
     pub catch_up: bool,
     /// Version of the job under which the fire was claimed.
     pub version: u64,
+    /// Deliveries of the fire so far, this one included: 1 for a fire this
+    /// node claimed, one more for each recovery.
+    pub delivery: u32,
+    /// The fire has an open entry in the store (delivery `at_least_once`):
+    /// its end closes the entry, or abandons it for recovery when the fire
+    /// is given up without a terminal state.
+    pub tracked: bool,
+}
+
+impl ClaimedFire {
+    /// The delivery whose open entry this fire's end changes, if tracked.
+    pub fn open_delivery(&self) -> Option<u32> {
+        self.tracked.then_some(self.delivery)
+    }
+}
+
+/// What a fire's end does to its open entry, if it has one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EntryChange {
+    /// A terminal state: the entry is removed.
+    Close,
+    /// Given up without a terminal state (its lease ended before it could
+    /// start or finish, the node stopped): the entry stays, marked for the
+    /// shard's lease holder to recover.
+    Abandon,
+}
+
+/// Where fires' ends go: the recorder, with the open-entry change of a
+/// tracked fire counted until it is written.
+#[derive(Clone, Debug)]
+pub struct EndSink {
+    node_id: String,
+    holder: String,
+    tx: mpsc::UnboundedSender<FireEnd>,
+    unwritten: Arc<UnwrittenCloses>,
+}
+
+impl EndSink {
+    /// A sink for the node `node_id`, holder `holder` (`node/instance`).
+    pub fn new(
+        node_id: String,
+        holder: String,
+        tx: mpsc::UnboundedSender<FireEnd>,
+        unwritten: Arc<UnwrittenCloses>,
+    ) -> Self {
+        Self {
+            node_id,
+            holder,
+            tx,
+            unwritten,
+        }
+    }
+
+    /// Sends `record`, with `change` applied to the open entry of the
+    /// fire's delivery `open_delivery` when the fire is tracked.
+    fn send(&self, record: RunRecord, open_delivery: Option<u32>, change: EntryChange) {
+        let open_entry = open_delivery.map(|delivery| CloseFire {
+            shard: record.shard,
+            job_id: record.job_id.clone(),
+            scheduled_ms: record.scheduled_ms,
+            holder: self.holder.clone(),
+            token: record.fencing_token,
+            delivery,
+            abandon: change == EntryChange::Abandon,
+        });
+        if let Some(close) = &open_entry {
+            if change == EntryChange::Abandon {
+                m::fire_abandoned();
+            }
+            self.unwritten.add(close.shard);
+        }
+        if self.tx.send(FireEnd { record, open_entry }).is_err() {
+            debug!("recorder gone; record not written");
+        }
+    }
 }
 
 /// What a finished run task reports back.
@@ -67,7 +143,7 @@ pub struct Executor {
     concurrency: usize,
     permits: Arc<Semaphore>,
     clock: ServerClock,
-    records: mpsc::UnboundedSender<RunRecord>,
+    sink: EndSink,
     running: HashMap<String, usize>,
     queued: HashMap<String, ClaimedFire>,
     backlog: HashMap<String, VecDeque<ClaimedFire>>,
@@ -79,13 +155,14 @@ pub struct Executor {
 }
 
 impl Executor {
-    /// An executor for `node_id` running at most `concurrency` fires at once.
+    /// An executor for `node_id` running at most `concurrency` fires at once,
+    /// sending their ends to `sink`.
     pub fn new(
         node_id: String,
         handlers: HandlerRegistry,
         concurrency: usize,
         clock: ServerClock,
-        records: mpsc::UnboundedSender<RunRecord>,
+        sink: EndSink,
     ) -> Self {
         Self {
             node_id,
@@ -93,7 +170,7 @@ impl Executor {
             concurrency,
             permits: Arc::new(Semaphore::new(concurrency)),
             clock,
-            records,
+            sink,
             running: HashMap::new(),
             queued: HashMap::new(),
             backlog: HashMap::new(),
@@ -193,34 +270,43 @@ impl Executor {
         }
     }
 
-    /// Records a fire that was claimed (or decided) but not run.
+    /// Records a fire that was claimed (or decided) but not run, a terminal
+    /// state by policy (skipped, misfired).
     pub fn record_not_run(&self, fire: &ClaimedFire, outcome: RunOutcome, why: &str) {
         send_record(
-            &self.records,
-            &self.node_id,
+            &self.sink,
             RecordFields {
                 job_id: fire.job.id(),
                 scheduled_ms: fire.scheduled_ms,
                 shard: fire.shard,
                 token: fire.token,
                 job_label: fire.job.spec.metrics_label.as_deref(),
+                open_delivery: fire.open_delivery(),
             },
             self.clock.now_ms(),
             outcome,
             why,
+            EntryChange::Close,
         );
     }
 
-    /// Records a claimed fire of a job this node no longer has loaded.
-    pub fn record_lost(&self, fields: RecordFields<'_>, reason: &'static str, why: &str) {
+    /// Records a claimed fire this node will not run (its job is gone, or
+    /// its claim could not be resolved), with `change` to its open entry.
+    pub fn record_lost(
+        &self,
+        fields: RecordFields<'_>,
+        reason: &'static str,
+        why: &str,
+        change: EntryChange,
+    ) {
         m::fire_lost(reason);
         send_record(
-            &self.records,
-            &self.node_id,
+            &self.sink,
             fields,
             self.clock.now_ms(),
             RunOutcome::Cancelled,
             why,
+            change,
         );
     }
 
@@ -232,7 +318,7 @@ impl Executor {
             handlers: self.handlers.clone(),
             permits: self.permits.clone(),
             clock: self.clock.clone(),
-            records: self.records.clone(),
+            sink: self.sink.clone(),
             hard_stop: self.hard_stop.clone(),
         };
         let span = info_span!(
@@ -241,7 +327,8 @@ impl Executor {
             fire = %FireId::new(fire.job.id(), fire.scheduled_ms),
             shard = fire.shard,
             node = %self.node_id,
-            token = fire.token
+            token = fire.token,
+            delivery = fire.delivery
         );
         self.tasks.spawn(
             async move {
@@ -368,21 +455,24 @@ pub struct RecordFields<'a> {
     pub token: u64,
     /// The job's opt-in metrics label.
     pub job_label: Option<&'a str>,
+    /// For a tracked (`at_least_once`) fire, the delivery whose open entry
+    /// this record ends.
+    pub open_delivery: Option<u32>,
 }
 
 fn send_record(
-    records: &mpsc::UnboundedSender<RunRecord>,
-    node_id: &str,
+    sink: &EndSink,
     fields: RecordFields<'_>,
     now_ms: i64,
     outcome: RunOutcome,
     why: &str,
+    change: EntryChange,
 ) {
     m::fire_outcome(outcome, fields.job_label);
-    let _ = records.send(RunRecord {
+    let record = RunRecord {
         job_id: fields.job_id.to_owned(),
         fire_id: FireId::new(fields.job_id, fields.scheduled_ms).to_string(),
-        node_id: node_id.to_owned(),
+        node_id: sink.node_id.clone(),
         shard: fields.shard,
         fencing_token: fields.token,
         scheduled_ms: fields.scheduled_ms,
@@ -392,7 +482,8 @@ fn send_record(
         outcome,
         error: Some(why.to_owned()),
         detail: None,
-    });
+    };
+    sink.send(record, fields.open_delivery, change);
 }
 
 /// Everything one run needs, detached from the executor.
@@ -401,7 +492,7 @@ struct RunTask {
     handlers: HandlerRegistry,
     permits: Arc<Semaphore>,
     clock: ServerClock,
-    records: mpsc::UnboundedSender<RunRecord>,
+    sink: EndSink,
     hard_stop: CancellationToken,
 }
 
@@ -476,6 +567,12 @@ impl RunTask {
         };
         let began = Instant::now();
         let mut attempt = 1u32;
+        // Attempt numbers never repeat for one fire id: a recovered delivery
+        // starts above every attempt an earlier delivery could have made.
+        let first_attempt = fire
+            .delivery
+            .saturating_sub(1)
+            .saturating_mul(job.spec.retry.max_retries.saturating_add(1));
         let (outcome, error, detail) = loop {
             let attempt_cancel = cancel.child_token();
             let ctx = FireContext {
@@ -484,7 +581,8 @@ impl RunTask {
                 scheduled_ms: fire.scheduled_ms,
                 shard: fire.shard,
                 fencing_token: fire.token,
-                attempt,
+                attempt: first_attempt.saturating_add(attempt),
+                delivery: fire.delivery,
                 node_id: self.node_id.clone(),
                 args: job.spec.args.clone(),
                 timeout: job.spec.timeout,
@@ -563,7 +661,7 @@ impl RunTask {
         if outcome != RunOutcome::Succeeded {
             debug!(outcome = outcome.as_str(), error = ?error, "run did not succeed");
         }
-        let _ = self.records.send(RunRecord {
+        let record = RunRecord {
             job_id: fire.job.id().to_owned(),
             fire_id: FireId::new(fire.job.id(), fire.scheduled_ms).to_string(),
             node_id: self.node_id.clone(),
@@ -576,7 +674,16 @@ impl RunTask {
             outcome,
             error,
             detail,
-        });
+        };
+        // Every cancellation of a run task comes from its lease (lost, or
+        // a handoff that gave up) or from the node stopping: the fire did
+        // not reach a terminal state, so a tracked one is left for recovery.
+        let change = if outcome == RunOutcome::Cancelled {
+            EntryChange::Abandon
+        } else {
+            EntryChange::Close
+        };
+        self.sink.send(record, fire.open_delivery(), change);
     }
 }
 

@@ -28,8 +28,14 @@ pub struct FireContext {
     pub shard: u32,
     /// Fencing token of the shard lease under which the fire was claimed.
     pub fencing_token: u64,
-    /// Attempt number, starting at 1.
+    /// Attempt number, starting at 1. Numbers never repeat for one fire
+    /// id: a recovered fire's first attempt is above every attempt its
+    /// earlier deliveries could make (`(delivery - 1) × (max_retries + 1) + 1`).
     pub attempt: u32,
+    /// Delivery of the fire: 1 for a fire run by the node that claimed it,
+    /// one more each time an `at_least_once` fire is recovered after its
+    /// node died or gave it up. Above 1 the fire may have run before.
+    pub delivery: u32,
     /// Id of the node running the fire.
     pub node_id: String,
     /// The job's `args`.

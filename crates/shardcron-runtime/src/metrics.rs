@@ -68,10 +68,24 @@ pub const OVERLOADED: &str = "shardcron_overloaded";
 pub const JOBS_UNREADABLE: &str = "shardcron_jobs_unreadable";
 /// Fire claims refused because the store's clock says they are not yet due.
 pub const CLAIMS_NOT_YET_DUE_TOTAL: &str = "shardcron_claims_not_yet_due_total";
+/// `at_least_once` fires this node gave up without a terminal state (lease
+/// ended, node stopping), left in the store for recovery.
+pub const FIRES_ABANDONED_TOTAL: &str = "shardcron_fires_abandoned_total";
+/// `at_least_once` fires this node took over from a holder that died or
+/// abandoned them, by what became of them (`run`, `misfired`, `cancelled`).
+pub const FIRES_RECOVERED_TOTAL: &str = "shardcron_fires_recovered_total";
 
 /// Registers descriptions (call once per process, after installing a recorder).
 pub fn describe() {
     describe_counter!(FIRES_TOTAL, "Fires by outcome.");
+    describe_counter!(
+        FIRES_ABANDONED_TOTAL,
+        "at_least_once fires given up without a terminal state, left for recovery."
+    );
+    describe_counter!(
+        FIRES_RECOVERED_TOTAL,
+        "at_least_once fires taken over from a dead or abandoning holder, by result."
+    );
     describe_histogram!(
         FIRE_LATENESS_SECONDS,
         Unit::Seconds,
@@ -184,4 +198,16 @@ pub fn round_trip(op: &'static str, d: Duration, ok: bool) {
 /// Counts a claimed fire that did not run.
 pub fn fire_lost(reason: &'static str) {
     counter!(FIRES_LOST_TOTAL, "reason" => reason).increment(1);
+}
+
+/// Counts an `at_least_once` fire given up for recovery.
+pub fn fire_abandoned() {
+    counter!(FIRES_ABANDONED_TOTAL).increment(1);
+}
+
+/// Counts recovered `at_least_once` fires by what became of them.
+pub fn fires_recovered(result: &'static str, n: usize) {
+    if n > 0 {
+        counter!(FIRES_RECOVERED_TOTAL, "result" => result).increment(n as u64);
+    }
 }

@@ -107,14 +107,16 @@ impl WorkerBuilder {
             node_id: node_id.clone(),
             ..WorkerStatus::default()
         });
+        let instance = self.instance.unwrap_or_else(crate::node::instance_id);
         Ok(Worker {
-            instance: self.instance.unwrap_or_else(crate::node::instance_id),
+            instance: instance.clone(),
             coordinator: self.coordinator,
             info: MemberInfo {
                 id: node_id,
                 version: self.version,
                 started_ms: self.clock.now_ms(),
                 addr: self.addr,
+                instance: Some(instance),
             },
             handlers: self.handlers,
             settings: self.settings,

@@ -5,12 +5,20 @@
 //! admin writes), never the runtime's own bookkeeping, so a bug in the
 //! runtime cannot hide itself. The rules:
 //!
-//! 1. no fire id starts twice;
+//! 1. no fire id starts twice; a fire of an `at_least_once` job may start
+//!    again only in a later delivery, and only after its earlier delivery's
+//!    run ended without a terminal state (crashed, cancelled), its node
+//!    crashed or paused (store calls hanging) after that start, or its
+//!    lease lapsed (another holder was granted the shard without a release);
 //! 2. no fire is missed: every *required* fire (see [`required_fires`]) started,
 //!    or some node produced a visible record of it (`skipped_overlap`,
-//!    `misfired`, ...), or its loss is a documented limit: its claim applied
-//!    but the reply was lost and never resolved, or its node crashed between
-//!    the claim reply and the start;
+//!    `misfired`, ...), or, for an `at_most_once` job only, its loss is a
+//!    documented limit: its claim applied but the reply was lost and never
+//!    resolved, or its node crashed between the claim reply and the start. An
+//!    `at_least_once` fire has neither excuse (except a crash in the last
+//!    20 s of the run, too late for the recovery to show), and a `cancelled`
+//!    record of it (given up for recovery) does not count as its record
+//!    unless written in those last 20 s;
 //! 3. no two handlers of a job with overlap `skip` or `queue_one` run at once;
 //! 4. fencing tokens strictly increase per shard, in the order the store
 //!    granted them (grants whose reply was lost included);
@@ -19,7 +27,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use shardcron_coord::{ClaimOutcome, RunOutcome};
-use shardcron_core::{shard_of, JobSpec, OverlapPolicy};
+use shardcron_core::{shard_of, Delivery, JobSpec, OverlapPolicy};
 
 use crate::history::{Event, Fate, Observed};
 use crate::time::rel;
@@ -100,6 +108,7 @@ pub fn check_all(obs: &Observed, info: &RunInfo, shard_count: u32) -> (Vec<Viola
     };
     let mut found = Vec::new();
     duplicate_starts(obs, &mut found);
+    late_deliveries(obs, &mut found);
     missed_fires(obs, info, &mut found, &mut stats);
     overlaps(obs, info, &mut found);
     fencing(obs, &mut found);
@@ -175,10 +184,26 @@ fn fire(job: &str, ms: i64) -> String {
     format!("{job}@{}", rel(ms))
 }
 
+/// The delivery of each job (constant over its life in the scenario).
+fn delivery_of(obs: &Observed) -> BTreeMap<&str, Delivery> {
+    obs.writes
+        .iter()
+        .filter_map(|w| w.spec.as_ref().map(|s| (w.job.as_str(), s.delivery)))
+        .collect()
+}
+
+/// Whether the first attempt of a delivery (sim jobs never retry: attempt
+/// numbers go up by one per delivery).
+fn first_of_delivery(s: &crate::history::StartObs) -> bool {
+    s.attempt == s.delivery
+}
+
 fn duplicate_starts(obs: &Observed, found: &mut Vec<Found>) {
+    // Deliveries of one fire: more than one first delivery is a duplicate
+    // for every job; later deliveries are `late_deliveries`' to judge.
     let mut by: BTreeMap<(&str, i64), Vec<usize>> = BTreeMap::new();
     for (i, s) in obs.starts.iter().enumerate() {
-        if s.attempt == 1 {
+        if first_of_delivery(s) && s.delivery == 1 {
             by.entry((s.job.as_str(), s.sched)).or_default().push(i);
         }
     }
@@ -205,6 +230,92 @@ fn duplicate_starts(obs: &Observed, found: &mut Vec<Found>) {
             });
         }
     }
+}
+
+/// A later delivery of a fire is allowed only for an `at_least_once` job,
+/// once per delivery number, and only after the previous delivery's run
+/// ended without a terminal state or its node crashed or paused after
+/// starting it.
+fn late_deliveries(obs: &Observed, found: &mut Vec<Found>) {
+    let delivery = delivery_of(obs);
+    let mut by: BTreeMap<(&str, i64), Vec<usize>> = BTreeMap::new();
+    for (i, s) in obs.starts.iter().enumerate() {
+        if first_of_delivery(s) {
+            by.entry((s.job.as_str(), s.sched)).or_default().push(i);
+        }
+    }
+    for ((job, sched), mut runs) in by {
+        if runs.len() < 2 {
+            continue;
+        }
+        runs.sort_by_key(|&i| (obs.starts[i].t, obs.starts[i].delivery));
+        let tracked = delivery.get(job) == Some(&Delivery::AtLeastOnce);
+        for pair in runs.windows(2) {
+            let (a, b) = (&obs.starts[pair[0]], &obs.starts[pair[1]]);
+            if a.delivery == 1 && b.delivery == 1 {
+                continue; // duplicate_starts reports it
+            }
+            let holder = format!("{}/{}", a.node, a.inst);
+            let gave_up = matches!(a.how.as_deref(), Some("crashed" | "cancelled"))
+                && a.end.is_some_and(|e| e <= b.t);
+            let crashed = obs
+                .crashes
+                .iter()
+                .any(|(t, h)| *h == holder && *t >= a.t && *t <= b.t);
+            let paused = obs
+                .pauses
+                .iter()
+                .any(|(from, until, h)| *h == holder && *until >= a.t && *from <= b.t);
+            let lapsed = lease_lapsed(obs, &holder, a, b.t);
+            let why = if !tracked {
+                Some("an at_most_once fire was delivered again")
+            } else if b.delivery <= a.delivery {
+                Some("a later start has no higher delivery")
+            } else if !(gave_up || crashed || paused || lapsed) {
+                Some("the earlier run was not given up, its node did not crash or pause, and its lease did not lapse")
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                found.push(Found {
+                    check: Check::DuplicateStart,
+                    job: Some(job.to_owned()),
+                    shard: Some(a.shard),
+                    at: sched,
+                    message: format!(
+                        "{} delivered again: {}/{} token {} delivery {} at {} ({}), then {}/{} token {} delivery {} at {}: {why}",
+                        fire(job, sched),
+                        a.node,
+                        a.inst,
+                        a.token,
+                        a.delivery,
+                        rel(a.t),
+                        a.how.as_deref().unwrap_or("still running"),
+                        b.node,
+                        b.inst,
+                        b.token,
+                        b.delivery,
+                        rel(b.t)
+                    ),
+                });
+            }
+        }
+    }
+}
+
+/// Whether the shard lease under which `a` started lapsed (another holder
+/// was granted the shard by `until` without `a`'s holder releasing it
+/// first): the run's terminal record may not have reached the store while
+/// the lease stood.
+fn lease_lapsed(obs: &Observed, holder: &str, a: &crate::history::StartObs, until: i64) -> bool {
+    obs.grants
+        .iter()
+        .filter(|g| g.shard == a.shard && g.holder != holder && g.t >= a.t && g.t <= until)
+        .any(|g| {
+            !obs.releases.iter().any(|(t, h, s, tok)| {
+                h == holder && *s == a.shard && *tok == a.token && *t >= a.t && *t <= g.t
+            })
+        })
 }
 
 fn early_starts(obs: &Observed, found: &mut Vec<Found>) {
@@ -310,12 +421,39 @@ fn overlaps(obs: &Observed, info: &RunInfo, found: &mut Vec<Found>) {
     }
 }
 
+/// How long before the end of a run a crash may still leave an
+/// `at_least_once` fire unrecovered when the run stops (lease TTL, member
+/// TTL and a heartbeat, with room).
+const RECOVERY_MARGIN_MS: i64 = 20_000;
+
 /// Excuse categories of required fires that did not run.
 const EXCUSE_LOST_REPLY: &str = "claim applied but its reply was lost and never resolved";
 const EXCUSE_CRASH: &str = "claiming node crashed between the claim reply and the start";
 const COVER_BEYOND_GRACE: &str = "covered by one beyond-grace misfire record";
 const COVER_CAPPED: &str = "covered by a capped batch of misfire records";
 const NOT_REQUIRED_SHARED_ID: &str = "trigger on a scheduled fire's millisecond (shares its id)";
+
+const EXCUSE_UNOWNED: &str =
+    "job deleted or paused before any node claimed a fire of it again (no working owner)";
+
+/// A known gap: the fire's shard had no working owner (nobody claimed any
+/// fire of the job from the fire's time on) until the job was deleted or
+/// paused, so the next owner, loading the job as deleted or paused, writes
+/// no misfire record for it.
+fn unowned_until_removed(obs: &Observed, req: &Required) -> bool {
+    let Some(removed) = obs
+        .writes
+        .iter()
+        .filter(|w| w.job == req.job && w.t > req.at)
+        .find(|w| w.spec.as_ref().is_none_or(|s| s.paused))
+        .map(|w| w.t)
+    else {
+        return false;
+    };
+    !obs.claims
+        .iter()
+        .any(|c| c.job == req.job && c.t >= req.at && c.t <= removed)
+}
 
 /// Spans of fires a node declared misfired in bulk, per job.
 fn bulk_misfires(obs: &Observed) -> BTreeMap<&str, Vec<(i64, i64, &'static str)>> {
@@ -455,9 +593,22 @@ fn missed_fires(obs: &Observed, info: &RunInfo, found: &mut Vec<Found>, stats: &
         .iter()
         .map(|s| (s.job.as_str(), s.sched))
         .collect();
+    let delivery = delivery_of(obs);
+    let tracked = |job: &str| delivery.get(job) == Some(&Delivery::AtLeastOnce);
+    // A tracked fire given up for recovery is not done: only a terminal
+    // record (or a start) covers it.
     let recorded: BTreeSet<(&str, i64)> = obs
         .records
         .iter()
+        .filter(|r| {
+            !tracked(&r.job)
+                || r.outcome != RunOutcome::Cancelled
+                || r.t > info.end_ms - RECOVERY_MARGIN_MS
+                || r.error.as_deref().is_some_and(|e| {
+                    e.starts_with("recovered, but")
+                        || e.starts_with("claimed, but the job was removed")
+                })
+        })
         .map(|r| (r.job.as_str(), r.sched))
         .collect();
     let mut claims: BTreeMap<(&str, i64), Vec<usize>> = BTreeMap::new();
@@ -479,18 +630,30 @@ fn missed_fires(obs: &Observed, info: &RunInfo, found: &mut Vec<Found>, stats: &
             *stats.excused.entry((*why).to_owned()).or_default() += 1;
             continue;
         }
+        if unowned_until_removed(obs, &req) {
+            *stats.excused.entry(EXCUSE_UNOWNED.to_owned()).or_default() += 1;
+            continue;
+        }
         let attempts: Vec<usize> = claims.get(&key).cloned().unwrap_or_default();
+        // An at_least_once fire is recovered after its node crashes, which
+        // takes a lease TTL and a heartbeat: only a crash too close to the
+        // end of the run for that excuses it.
+        let is_tracked = tracked(&req.job);
         let excuse = attempts.iter().find_map(|&i| {
             let c = &obs.claims[i];
             if c.outcome != Some(ClaimOutcome::Claimed) {
                 return None;
             }
             match obs.fates.get(&c.call) {
-                Some((_, Fate::Lost)) | None => Some(EXCUSE_LOST_REPLY),
+                Some((_, Fate::Lost)) | None => (!is_tracked).then_some(EXCUSE_LOST_REPLY),
                 Some((replied, Fate::Delivered)) => obs
                     .crashes
                     .iter()
-                    .any(|(t, h)| h == &c.holder && t >= replied)
+                    .any(|(t, h)| {
+                        h == &c.holder
+                            && t >= replied
+                            && (!is_tracked || *t > info.end_ms - RECOVERY_MARGIN_MS)
+                    })
                     .then_some(EXCUSE_CRASH),
             }
         });

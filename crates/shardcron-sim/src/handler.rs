@@ -64,7 +64,7 @@ impl Handler for SimHandler {
             ctx.scheduled_ms,
             ctx.fencing_token,
             ctx.shard,
-            ctx.attempt,
+            (ctx.attempt, ctx.delivery),
         );
         let how = tokio::select! {
             biased;

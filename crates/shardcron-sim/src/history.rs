@@ -51,8 +51,12 @@ pub struct StartObs {
     pub token: u64,
     pub shard: u32,
     pub attempt: u32,
+    /// Delivery of the fire (above 1: recovered, `at_least_once`).
+    pub delivery: u32,
     /// True time it ended (crash, cancel or done); `None` if still running at the end.
     pub end: Option<i64>,
+    /// How it ended: `crashed`, `cancelled` or `done`.
+    pub how: Option<String>,
 }
 
 /// One fire in one applied claim batch.
@@ -138,6 +142,10 @@ pub struct Observed {
     pub takes: Vec<TakeObs>,
     /// `(true time, holder)` of every crash.
     pub crashes: Vec<(i64, String)>,
+    /// Node pauses: (from, until, holder).
+    pub pauses: Vec<(i64, i64, String)>,
+    /// Lease releases the store applied: (true time, holder, shard, token).
+    pub releases: Vec<(i64, String, u32, u64)>,
     /// Injected faults by kind.
     pub faults: BTreeMap<&'static str, u64>,
     next_call: u64,
@@ -282,7 +290,13 @@ impl History {
 
     /// Records lease releases as the store applied them.
     pub fn releases_applied(&self, call: u64, holder: &str, leases: &[(u32, u64)], out: &[bool]) {
+        let t = self.now();
         for (&(shard, token), ok) in leases.iter().zip(out) {
+            if *ok {
+                self.lock()
+                    .releases
+                    .push((t, holder.to_owned(), shard, token));
+            }
             self.log(
                 Some(node_of_holder(holder)),
                 None,
@@ -374,7 +388,7 @@ impl History {
         sched: i64,
         token: u64,
         shard: u32,
-        attempt: u32,
+        (attempt, delivery): (u32, u32),
     ) -> usize {
         let t = self.now();
         self.log(
@@ -382,7 +396,7 @@ impl History {
             Some(job),
             Some(shard),
             format!(
-                "{node}/{inst}: START {} token {token} attempt {attempt}",
+                "{node}/{inst}: START {} token {token} attempt {attempt} delivery {delivery}",
                 fire(job, sched)
             ),
         );
@@ -396,7 +410,9 @@ impl History {
             token,
             shard,
             attempt,
+            delivery,
             end: None,
+            how: None,
         });
         g.starts.len() - 1
     }
@@ -410,6 +426,7 @@ impl History {
                 return;
             };
             s.end = Some(t);
+            s.how = Some(how.to_owned());
             (s.node.clone(), s.job.clone(), s.shard, s.sched)
         };
         self.log(
@@ -425,8 +442,8 @@ impl History {
         let desc = match spec {
             None => format!("admin: {what} {job} (deleted)"),
             Some(s) => format!(
-                "admin: {what} {job}: {} paused={} overlap={:?} misfire={:?} grace={:?} args={}",
-                s.schedule, s.paused, s.overlap, s.misfire, s.misfire_grace, s.args
+                "admin: {what} {job}: {} paused={} overlap={:?} misfire={:?} grace={:?} delivery={} args={}",
+                s.schedule, s.paused, s.overlap, s.misfire, s.misfire_grace, s.delivery.as_str(), s.args
             ),
         };
         self.log(None, Some(job), None, desc);
@@ -449,6 +466,14 @@ impl History {
             job: job.to_owned(),
             ms,
         });
+    }
+
+    /// Records a pause of `holder` (store calls hang) from now for `ms`.
+    pub fn pause(&self, holder: &str, ms: u64) {
+        let t = self.now();
+        self.lock()
+            .pauses
+            .push((t, t + ms as i64, holder.to_owned()));
     }
 
     /// Records a crash of `holder`.

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use rand::rngs::StdRng;
 use rand::Rng;
-use shardcron_core::{JobSpec, MisfirePolicy, OverlapPolicy};
+use shardcron_core::{Delivery, JobSpec, MisfirePolicy, OverlapPolicy};
 
 use crate::handler::HANDLER;
 
@@ -73,10 +73,23 @@ fn randomize(rng: &mut StdRng, spec: &mut JobSpec) {
     spec.args = serde_json::json!({ "ms": random_duration(rng, period) });
 }
 
+/// The delivery of job `id`, fixed for its whole life and drawn from the id
+/// rather than the seed's random stream: one job in three is
+/// `at_least_once`.
+fn delivery_of(id: &str) -> Delivery {
+    let sum: u32 = id.bytes().map(u32::from).sum();
+    if sum % 3 == 0 {
+        Delivery::AtLeastOnce
+    } else {
+        Delivery::AtMostOnce
+    }
+}
+
 /// A new job `id` with random settings.
 pub fn new_job(rng: &mut StdRng, id: &str) -> JobSpec {
     let mut spec = JobSpec::new(id, "@every 1s", HANDLER);
     spec.overlap = random_overlap(rng);
+    spec.delivery = delivery_of(id);
     randomize(rng, &mut spec);
     spec
 }

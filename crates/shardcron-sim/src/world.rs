@@ -350,6 +350,7 @@ impl World<'_> {
                         let _ = inc
                             .paused_until
                             .send(Instant::now() + Duration::from_millis(ms));
+                        self.history.pause(&inc.holder, ms);
                         let text = format!("{}: PAUSE for {ms} ms", inc.holder);
                         self.log(Some(&self.nodes[i].id), text);
                     }

@@ -1,8 +1,8 @@
 //! The CI seed set and the determinism check.
 //!
 //! `ci_seed_set` runs a fixed range of seeds totalling 3000 simulated minutes
-//! on every available core (it is sized to finish in well under three minutes
-//! of wall time in a debug build on two cores) and fails if any seed breaks a
+//! on every available core (about a minute and a half of wall time on two
+//! cores in a dev build, whose profile optimizes the crates it exercises) and fails if any seed breaks a
 //! guarantee, printing one line per failing seed. `same_seed_same_trace`
 //! runs one seed twice and requires identical event logs.
 

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use shardcron_coord::{Coordinator, RedisCoordinator};
-use shardcron_core::{RingConfig, ShardMap, ShardWeights};
+use shardcron_core::{Delivery, JobSpec, RingConfig, ShardMap, ShardWeights};
 use shardcron_runtime::{
     FireContext, FnHandler, RunOutput, Worker, WorkerError, WorkerReport, WorkerSettings,
     WorkerStatus,
@@ -40,12 +40,14 @@ pub fn now_ms() -> i64 {
 /// Concurrent writers used to register jobs.
 const PUT_TASKS: u32 = 8;
 
-/// Registers `job-0 .. job-(jobs-1)` with `schedule` and handler `count`.
+/// Registers `job-0 .. job-(jobs-1)` with `schedule`, handler `count` and
+/// `delivery`.
 pub async fn put_jobs(
     url: &str,
     ring: RingConfig,
     jobs: u32,
     schedule: &str,
+    delivery: Delivery,
 ) -> Result<(), BenchError> {
     let coordinator = Arc::new(connect(url, ring).await?);
     let mut tasks = JoinSet::new();
@@ -54,7 +56,10 @@ pub async fn put_jobs(
         let schedule = schedule.to_owned();
         tasks.spawn(async move {
             for index in (task..jobs).step_by(PUT_TASKS as usize) {
-                let spec = job_spec(index, &schedule);
+                let spec = JobSpec {
+                    delivery,
+                    ..job_spec(index, &schedule)
+                };
                 coordinator.put_job(&spec, None).await?;
             }
             Ok::<(), shardcron_coord::CoordError>(())

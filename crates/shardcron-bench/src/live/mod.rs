@@ -190,7 +190,13 @@ pub fn measure(args: &LiveArgs) -> Result<LiveReport, BenchError> {
 
     let weights = weights::shard_weights(args.jobs, &schedule, ring.shard_count)?;
     eprintln!("registering {} jobs ({schedule}) on {url}", args.jobs);
-    runtime.block_on(fleet::put_jobs(&url, ring, args.jobs, &schedule))?;
+    runtime.block_on(fleet::put_jobs(
+        &url,
+        ring,
+        args.jobs,
+        &schedule,
+        args.delivery,
+    ))?;
     let mut fleet = Fleet::new(&url, ring, weights, plan.settings.clone(), &recorder);
     for index in 0..args.workers {
         runtime.block_on(fleet.join(&initial_name(index)))?;

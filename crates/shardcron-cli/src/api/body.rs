@@ -45,6 +45,7 @@ pub const JOB_SPEC_FIELDS: &[&str] = &[
     "misfire",
     "misfire_grace",
     "paused",
+    "delivery",
     "cost",
     "metrics_label",
 ];
@@ -402,6 +403,52 @@ mod tests {
             field(r#"{"schedule":"@every 1s","exec":"true","http":{"url":"http://x"}}"#),
             Some("exec".into())
         );
+        for delivery in [r#""maybe""#, "1", "null", r#""AT_LEAST_ONCE""#] {
+            assert_eq!(
+                field(&format!(
+                    r#"{{"schedule":"@every 1s","handler":"x","delivery":{delivery}}}"#
+                )),
+                Some("delivery".into()),
+                "stored form, {delivery}"
+            );
+            assert_eq!(
+                field(&format!(
+                    r#"{{"schedule":"@every 1s","exec":"true","delivery":{delivery}}}"#
+                )),
+                Some("delivery".into()),
+                "entry form, {delivery}"
+            );
+        }
+    }
+
+    #[test]
+    fn delivery_is_read_in_both_forms() {
+        use shardcron_core::Delivery;
+        for (body, expected) in [
+            (
+                r#"{"schedule":"@hourly","handler":"x"}"#,
+                Delivery::AtMostOnce,
+            ),
+            (
+                r#"{"schedule":"@hourly","handler":"x","delivery":"at_least_once"}"#,
+                Delivery::AtLeastOnce,
+            ),
+            (
+                r#"{"schedule":"@hourly","handler":"x","delivery":"at_most_once"}"#,
+                Delivery::AtMostOnce,
+            ),
+            (
+                r#"{"schedule":"@hourly","exec":"true"}"#,
+                Delivery::AtMostOnce,
+            ),
+            (
+                r#"{"schedule":"@hourly","exec":"true","delivery":"at_least_once"}"#,
+                Delivery::AtLeastOnce,
+            ),
+        ] {
+            let spec = parse_job_body("a", body.as_bytes()).expect(body);
+            assert_eq!(spec.delivery, expected, "{body}");
+        }
     }
 
     #[test]

@@ -471,6 +471,7 @@ fn summary(stored: StoredJob, now: i64) -> JobSummary {
         schedule: stored.spec.schedule,
         tz: stored.spec.tz,
         handler: stored.spec.handler,
+        delivery: stored.spec.delivery,
         paused: stored.spec.paused,
         version: stored.version,
         next_fire_ms,

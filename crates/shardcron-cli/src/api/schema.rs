@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 use shardcron_coord::{RunRecord, StoredJob};
-use shardcron_core::JobSpec;
+use shardcron_core::{Delivery, JobSpec};
 use utoipa::openapi::schema::{ObjectBuilder, Schema, SchemaType, Type};
 use utoipa::openapi::RefOr;
 use utoipa::{PartialSchema, ToSchema};
@@ -97,6 +97,9 @@ pub struct JobSummary {
     pub tz: String,
     /// Handler name.
     pub handler: String,
+    /// Whether a fire claimed by a node that dies is lost or run again.
+    #[schema(value_type = DeliverySchema)]
+    pub delivery: Delivery,
     /// Whether the job is paused.
     pub paused: bool,
     /// Version (the job's `ETag`).
@@ -219,6 +222,10 @@ pub struct JobSpecSchema {
     misfire_grace: String,
     /// A paused job keeps its definition but does not fire.
     paused: bool,
+    /// Whether a fire claimed by a node that dies is lost
+    /// (`at_most_once`) or run again by the shard's next owner
+    /// (`at_least_once`).
+    delivery: DeliverySchema,
     /// Relative cost of one run, for placement; absent: 1.
     #[schema(required = false, exclusive_minimum = 0, maximum = 10000)]
     cost: f64,
@@ -269,6 +276,24 @@ pub enum OverlapSchema {
     Allow,
     /// Keep one pending fire.
     QueueOne,
+}
+
+// Documentation mirror of the core `Delivery`; its doc comment is the
+// description the document gives the field.
+/// What happens to a fire claimed by a node that dies (or loses its shard's
+/// lease) before the fire ends. `at_most_once` (default): a fire is never
+/// started twice, and such a fire is lost. `at_least_once`: the shard's next
+/// owner runs it again within the job's `misfire_grace`, with the same fire
+/// id and a higher attempt number, so a fire may run twice and the handler
+/// must be idempotent (de-duplicate by fire id).
+#[derive(ToSchema)]
+#[schema(as = Delivery, rename_all = "snake_case", default = "at_most_once")]
+#[allow(dead_code)]
+pub enum DeliverySchema {
+    /// Never started twice; lost if its node dies (default).
+    AtMostOnce,
+    /// Run again by the next owner if its node dies.
+    AtLeastOnce,
 }
 
 /// Documentation mirror of the core `MisfirePolicy`.
@@ -416,6 +441,11 @@ macro_rules! job_form {
             /// A paused job keeps its definition but does not fire.
             #[schema(required = false)]
             paused: bool,
+            /// Whether a fire claimed by a node that dies is lost
+            /// (`at_most_once`, default) or run again by the shard's next
+            /// owner (`at_least_once`; handlers must be idempotent).
+            #[schema(required = false)]
+            delivery: DeliverySchema,
             /// Relative cost of one run (default 1): placement balances
             /// expected fires per day times cost over the workers.
             #[schema(required = false, exclusive_minimum = 0, maximum = 10000)]
@@ -511,6 +541,8 @@ pub enum JobBody {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::Value;
+
     use super::*;
 
     #[test]
@@ -528,6 +560,46 @@ mod tests {
         assert_eq!(args["properties"]["command"]["pattern"], COMMAND_PATTERN);
         let http = serde_json::to_value(HttpArgsSchema::schema()).expect("json");
         assert_eq!(http["properties"]["url"]["pattern"], URL_PATTERN);
+    }
+
+    #[test]
+    fn delivery_is_an_optional_enum_defaulting_to_at_most_once() {
+        let delivery = serde_json::to_value(DeliverySchema::schema()).expect("json");
+        assert_eq!(delivery["type"], "string", "{delivery}");
+        let names: Vec<Value> = [Delivery::AtMostOnce, Delivery::AtLeastOnce]
+            .into_iter()
+            .map(|d| Value::from(d.as_str()))
+            .collect();
+        assert_eq!(delivery["enum"], Value::Array(names), "{delivery}");
+        assert_eq!(
+            delivery["default"],
+            Delivery::default().as_str(),
+            "{delivery}"
+        );
+        assert!(
+            delivery["description"]
+                .as_str()
+                .is_some_and(|d| d.contains("at_least_once")),
+            "{delivery}"
+        );
+        for (schema, required) in [
+            (ExecJob::schema(), false),
+            (HttpJob::schema(), false),
+            (ExecEntryJob::schema(), false),
+            (HttpEntryJob::schema(), false),
+            (CustomJob::schema(), false),
+            (JobSpecSchema::schema(), true),
+            (JobSummary::schema(), true),
+        ] {
+            let schema = serde_json::to_value(schema).expect("json");
+            let field = &schema["properties"]["delivery"];
+            assert_eq!(field["$ref"], "#/components/schemas/Delivery", "{schema}");
+            let listed = schema["required"]
+                .as_array()
+                .expect("required")
+                .contains(&"delivery".into());
+            assert_eq!(listed, required, "{schema}");
+        }
     }
 
     #[test]

@@ -114,6 +114,7 @@ pub fn input_from_flags(args: &JobPutArgs) -> Result<JobInput, JobInputError> {
         overlap: args.overlap.map(|o| o.as_str().to_owned()),
         misfire_grace: None,
         paused: args.paused,
+        delivery: args.delivery.map(|d| d.as_str().to_owned()),
         cost: args.cost,
         metrics_label: args.metrics_label.clone(),
     })
@@ -216,6 +217,11 @@ async fn ls(target: &Target, args: JobLsArgs) -> Result<(), CliError> {
     if args.json {
         return print(&json(&jobs)?);
     }
+    print(&render_ls(&jobs))
+}
+
+/// The text form of `job ls`: one row per job, with its delivery.
+pub fn render_ls(jobs: &[StoredJob]) -> String {
     let rows: Vec<Vec<String>> = jobs
         .iter()
         .map(|j| {
@@ -225,15 +231,16 @@ async fn ls(target: &Target, args: JobLsArgs) -> Result<(), CliError> {
                 j.spec.tz.clone(),
                 j.spec.handler.clone(),
                 j.spec.cost().to_string(),
+                j.spec.delivery.as_str().to_owned(),
                 j.spec.paused.to_string(),
                 j.version.to_string(),
             ]
         })
         .collect();
-    print(&table(
+    table(
         &[
-            "ID", "SCHEDULE", "TZ", "HANDLER", "COST", "PAUSED", "VERSION",
+            "ID", "SCHEDULE", "TZ", "HANDLER", "COST", "DELIVERY", "PAUSED", "VERSION",
         ],
         &rows,
-    ))
+    )
 }

@@ -1,15 +1,24 @@
--- Close open at_least_once fires that reached a terminal state.
+-- Close (or abandon) open at_least_once fires.
 -- KEYS: open fires.
--- ARGV: per fire: field (job@at), holder|token of the closer.
--- An entry is removed only if it still names the closer: one that another
--- node recovered meanwhile stays open for that node. Returns how many were
--- removed.
-local removed = 0
-for i = 1, #ARGV, 2 do
+-- ARGV: per fire: field (job@at), holder|token|delivery of the closer, mode ('c' a
+--   terminal state: remove the entry; 'a' given up without one: mark it
+--   abandoned by appending '!' to its value, for the lease holder to recover).
+-- An entry is touched only if it still names the closer and its delivery: one
+-- recovered meanwhile (by another node, or by the same holder under the same
+-- token after it abandoned it) stays open for that delivery. Returns how many were
+-- touched.
+local touched = 0
+for i = 1, #ARGV, 3 do
   local cur = redis.call('HGET', KEYS[1], ARGV[i])
   if cur and string.sub(cur, 1, #ARGV[i + 1] + 1) == ARGV[i + 1] .. '|' then
-    redis.call('HDEL', KEYS[1], ARGV[i])
-    removed = removed + 1
+    if ARGV[i + 2] == 'a' then
+      if string.sub(cur, -1) ~= '!' then
+        redis.call('HSET', KEYS[1], ARGV[i], cur .. '!')
+      end
+    else
+      redis.call('HDEL', KEYS[1], ARGV[i])
+    end
+    touched = touched + 1
   end
 end
-return removed
+return touched

@@ -17,16 +17,21 @@ impl Shard {
         fires
     }
 
-    /// `close.lua`: removes the entry only if it still names the closer.
+    /// `close.lua`: removes the entry (or marks it abandoned) only if it
+    /// still names the closer.
     pub(super) fn close(&mut self, close: &CloseFire) {
         let field = format!("{}@{}", close.job_id, close.scheduled_ms);
-        let prefix = format!("{}|{}|", close.holder, close.token);
-        if self
-            .open
-            .get(&field)
-            .is_some_and(|v| v.starts_with(&prefix))
-        {
+        let prefix = format!("{}|{}|{}|", close.holder, close.token, close.delivery);
+        let Some(value) = self.open.get_mut(&field) else {
+            return;
+        };
+        if !value.starts_with(&prefix) {
+            return;
+        }
+        if !close.abandon {
             self.open.remove(&field);
+        } else if !value.ends_with('!') {
+            value.push('!');
         }
     }
 
@@ -46,6 +51,7 @@ impl Shard {
                     holder: batch.holder.clone(),
                     token: batch.token,
                     delivery: fire.delivery + 1,
+                    abandoned: false,
                     ..fire.clone()
                 };
                 self.open.insert(field.clone(), next.value());

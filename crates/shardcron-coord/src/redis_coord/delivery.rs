@@ -58,7 +58,11 @@ impl RedisCoordinator {
         for close in closes {
             let args = by_shard.entry(close.shard).or_default();
             args.push(format!("{}@{}", close.job_id, close.scheduled_ms));
-            args.push(format!("{}|{}", close.holder, close.token));
+            args.push(format!(
+                "{}|{}|{}",
+                close.holder, close.token, close.delivery
+            ));
+            args.push(if close.abandon { "a" } else { "c" }.to_owned());
         }
         for (shard, args) in by_shard {
             let keys = [self.keys.open_fires(shard)];

@@ -97,6 +97,7 @@ pub fn member(id: &str) -> MemberInfo {
         version: "test".to_owned(),
         started_ms: 1,
         addr: None,
+        instance: None,
     }
 }
 

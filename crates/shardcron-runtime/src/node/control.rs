@@ -3,8 +3,9 @@
 //! renew and acquire shard leases.
 //!
 //! Handoff rule: a shard the ring moved elsewhere is released only at a moment
-//! when none of its fires is running or waiting on this node, and no claim of
-//! it is unresolved. Until then this node keeps the lease (renewing it) and
+//! when none of its fires is running or waiting on this node, no claim of it
+//! is unresolved, and the open-entry changes of its tracked fires are
+//! written (a successor must not find a finished fire open). Until then this node keeps the lease (renewing it) and
 //! keeps serving the shard, so its fires are not delayed; the new owner, who
 //! cannot acquire the lease before the release, can therefore never start a
 //! job while the job's previous run is still going here. A shard that finds
@@ -59,6 +60,7 @@ impl Node {
         self.renew_held().await;
         self.release_idle_handoffs().await;
         self.acquire_missing().await;
+        self.recovery_step().await;
     }
 
     /// Drops every lease whose local validity has ended.
@@ -136,7 +138,9 @@ impl Node {
         let Some(handoff) = &held.handoff else {
             return false;
         };
-        !self.executor.shard_busy(shard) && (handoff.gave_up || !self.pending.has_uncertain(shard))
+        !self.executor.shard_busy(shard)
+            && !self.unwritten.pending(shard)
+            && (handoff.gave_up || !self.pending.has_uncertain(shard))
     }
 
     /// Releases every shard in handoff whose runs have all ended.
@@ -275,6 +279,7 @@ impl Node {
                 },
             );
             self.install_jobs(jobs, false);
+            self.recovery.scan_soon(shard);
             if let Some(since) = self.desired_since.get(&shard) {
                 metrics::histogram!(m::SHARD_HANDOFF_SECONDS).record(since.elapsed().as_secs_f64());
             }

@@ -19,7 +19,7 @@ use tracing::{debug, warn};
 
 use super::pending::{record_unresolved, FireKey, Pending};
 use super::Node;
-use crate::executor::{ClaimedFire, RecordFields};
+use crate::executor::{ClaimedFire, EntryChange, RecordFields};
 use crate::lease_watch::LeaseGuard;
 use crate::metrics as m;
 use crate::timetable::DueFires;
@@ -38,6 +38,14 @@ struct StepBatches {
 }
 
 impl Node {
+    /// Whether claims of `job_id` keep an open entry (delivery
+    /// `at_least_once`, as loaded).
+    fn tracks_fires(&self, job_id: &str) -> bool {
+        self.timetable
+            .get(job_id)
+            .is_some_and(|e| e.job.spec.delivery.tracks_fires())
+    }
+
     fn new_attempt(&mut self) -> u64 {
         self.next_attempt += 1;
         self.next_attempt
@@ -82,7 +90,8 @@ impl Node {
             // resolve them, with their attempt ids.
             for batch in &claims {
                 for fire in &batch.fires {
-                    self.pending.lost_reply(fire_key(batch.shard, fire), fire);
+                    self.pending
+                        .lost_reply(fire_key(batch.shard, fire), fire, batch.token);
                 }
             }
             self.retry_at = Some(Instant::now() + CLAIM_RETRY);
@@ -100,7 +109,7 @@ impl Node {
                     for fire in batch.fires {
                         if !fire.uncertain.is_empty() {
                             let key = fire_key(batch.shard, &fire);
-                            self.pending.keep(key, pending_of(&fire));
+                            self.pending.keep(key, pending_of(&fire, batch.token));
                         }
                     }
                 }
@@ -121,6 +130,7 @@ impl Node {
                 let version = self.current_version(&job_id, at, &p);
                 let claim = FireClaim {
                     uncertain: p.uncertain,
+                    track_open: p.tracked || self.tracks_fires(&job_id),
                     ..FireClaim::new(job_id.clone(), at, p.kind, version, self.new_attempt())
                 };
                 step.by_shard
@@ -136,6 +146,7 @@ impl Node {
                 record_unresolved(
                     &self.executor,
                     &key,
+                    &p,
                     "unresolved_claim",
                     "the claim's reply was lost and its shard could not be held again in time to resolve it",
                 );
@@ -197,6 +208,7 @@ impl Node {
                 .entry(d.job_id.clone())
                 .or_insert(d.cursor_before);
             let attempts: Vec<u64> = d.run.iter().map(|_| self.new_attempt()).collect();
+            let track_open = self.tracks_fires(&d.job_id);
             let fires = step.by_shard.entry(d.shard).or_default();
             for (&at, attempt) in d.run.iter().zip(attempts) {
                 fires
@@ -204,9 +216,13 @@ impl Node {
                     // The same fire is pending (a lost reply, or a trigger
                     // on the same ms): one claim, as a scheduled fire so the
                     // watermark moves, keeping the lost attempts.
-                    .and_modify(|c| c.kind = FireKind::Scheduled)
-                    .or_insert_with(|| {
-                        FireClaim::new(
+                    .and_modify(|c| {
+                        c.kind = FireKind::Scheduled;
+                        c.track_open |= track_open;
+                    })
+                    .or_insert_with(|| FireClaim {
+                        track_open,
+                        ..FireClaim::new(
                             d.job_id.clone(),
                             at,
                             FireKind::Scheduled,
@@ -306,9 +322,11 @@ impl Node {
                     shard,
                     token,
                     job_label: None,
+                    open_delivery: fire.track_open.then_some(1),
                 },
                 "job_removed",
                 "claimed, but the job was removed from this node before it could start",
+                EntryChange::Close,
             );
             return;
         };
@@ -324,6 +342,8 @@ impl Node {
             lease: guard.clone(),
             catch_up,
             version: fire.job_version,
+            delivery: 1,
+            tracked: fire.track_open,
         };
         self.executor.dispatch(claimed);
     }
@@ -340,6 +360,8 @@ impl Node {
             lease: LeaseGuard::ended(),
             catch_up: false,
             version: d.version,
+            delivery: 1,
+            tracked: false,
         };
         let misfires = d.misfired.len() + usize::from(d.beyond_grace.is_some());
         if misfires > 0 {
@@ -366,8 +388,10 @@ fn fire_key(shard: u32, fire: &FireClaim) -> FireKey {
     (shard, fire.job_id.clone(), fire.scheduled_ms)
 }
 
-fn pending_of(fire: &FireClaim) -> Pending {
+fn pending_of(fire: &FireClaim, token: u64) -> Pending {
     Pending {
+        tracked: fire.track_open,
+        token,
         kind: fire.kind,
         version: fire.job_version,
         uncertain: fire.uncertain.clone(),

@@ -11,13 +11,15 @@
 //! The steps live in their own modules, one job each: [`control`] (heartbeat,
 //! ring, leases, handoffs), [`loading`] (jobs, triggers, version polls),
 //! [`firing`] (claims and their outcomes), [`pending`] (claims whose outcome
-//! is not known yet) and [`shutdown`] (leaving gracefully).
+//! is not known yet), [`recovery`] (`at_least_once` fires of dead or
+//! abandoning holders) and [`shutdown`] (leaving gracefully).
 
 mod control;
 mod firing;
 mod loading;
 mod pending;
 mod placement;
+mod recovery;
 mod shutdown;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -26,25 +28,24 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use metrics::gauge;
-use shardcron_coord::{
-    CoordError, CoordEvent, Coordinator, MemberInfo, RunRecord, StoredPlacement,
-};
+use shardcron_coord::{CoordError, CoordEvent, Coordinator, MemberInfo, StoredPlacement};
 use shardcron_core::{RingConfig, ShardWeights};
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::clock::{Clock, ServerClock};
-use crate::executor::Executor;
+use crate::executor::{EndSink, Executor};
 use crate::handler::HandlerRegistry;
 use crate::lease_watch::LeaseWatch;
 use crate::metrics as m;
-use crate::recorder::spawn_recorder;
+use crate::recorder::{spawn_recorder, FireEnd, UnwrittenCloses};
 use crate::settings::WorkerSettings;
 use crate::status::{WorkerReport, WorkerStatus};
 use crate::timetable::Timetable;
 
 use pending::PendingClaims;
+use recovery::Recovery;
 
 /// A shard whose lease this node holds.
 struct Held {
@@ -94,8 +95,13 @@ pub(crate) struct Node {
     held: BTreeMap<u32, Held>,
     timetable: Timetable,
     executor: Executor,
-    records: Option<mpsc::UnboundedSender<RunRecord>>,
+    records: Option<mpsc::UnboundedSender<FireEnd>>,
     recorder: tokio::task::JoinHandle<()>,
+    /// Open-entry changes of tracked fires not yet written, per shard: a
+    /// shard is released only once its are.
+    unwritten: Arc<UnwrittenCloses>,
+    /// Which holders are alive, and which shards to scan for open fires.
+    recovery: Recovery,
     reload: BTreeSet<u32>,
     pending: PendingClaims,
     /// Per job, the cursor to go back to because a claim was refused as the
@@ -139,17 +145,25 @@ impl Node {
         status: Arc<watch::Sender<WorkerStatus>>,
     ) -> Self {
         let clock = ServerClock::new(clock);
+        let holder = format!("{}/{}", info.id, instance);
         let (records, rx) = mpsc::unbounded_channel();
-        let recorder = spawn_recorder(coord.clone(), rx);
+        let unwritten = Arc::new(UnwrittenCloses::default());
+        let recorder = spawn_recorder(coord.clone(), unwritten.clone(), rx);
         let executor = Executor::new(
             info.id.clone(),
             handlers,
             settings.concurrency,
             clock.clone(),
-            records.clone(),
+            EndSink::new(
+                info.id.clone(),
+                holder.clone(),
+                records.clone(),
+                unwritten.clone(),
+            ),
         );
         Self {
-            holder: format!("{}/{}", info.id, instance),
+            recovery: Recovery::new(&holder),
+            holder,
             ring: coord.ring_config(),
             coord,
             info,
@@ -167,6 +181,7 @@ impl Node {
             executor,
             records: Some(records),
             recorder,
+            unwritten,
             reload: BTreeSet::new(),
             pending: PendingClaims::default(),
             refused: HashMap::new(),
@@ -223,6 +238,7 @@ impl Node {
                     Err(broadcast::error::RecvError::Closed) => events = self.coord.subscribe(),
                 },
                 _ = self.executor.next_finished() => {}
+                () = self.unwritten.written_changed() => {}
                 () = tokio::time::sleep_until(poll_at) => {
                     let next = if self.poll_versions().await {
                         self.settings.poll_interval

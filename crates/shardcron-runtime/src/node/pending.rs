@@ -24,6 +24,11 @@ pub(super) struct Pending {
     pub(super) version: u64,
     /// Attempts whose reply was lost; empty for a trigger not tried yet.
     pub(super) uncertain: Vec<u64>,
+    /// A lost attempt was tracked (delivery `at_least_once`): if it landed,
+    /// the fire has an open entry naming this node.
+    pub(super) tracked: bool,
+    /// Fencing token of the last lost attempt (0 if none).
+    pub(super) token: u64,
 }
 
 impl Pending {
@@ -35,10 +40,13 @@ impl Pending {
 }
 
 /// Records a fire whose claim this node gave up resolving (the claim may
-/// have landed, so the fire may never run): one run record, one count.
+/// have landed, so the fire may never run): one run record, one count. A
+/// tracked fire's open entry, if the claim landed, is abandoned for the
+/// shard's next holder to recover.
 pub(super) fn record_unresolved(
     executor: &crate::executor::Executor,
     (shard, job_id, at): &FireKey,
+    pending: &Pending,
     reason: &'static str,
     why: &str,
 ) {
@@ -48,11 +56,13 @@ pub(super) fn record_unresolved(
             job_id,
             scheduled_ms: *at,
             shard: *shard,
-            token: 0,
+            token: pending.token,
             job_label: None,
+            open_delivery: pending.tracked.then_some(1),
         },
         reason,
         why,
+        crate::executor::EntryChange::Abandon,
     );
 }
 
@@ -91,17 +101,23 @@ impl PendingClaims {
             kind: FireKind::Trigger,
             version,
             uncertain: Vec::new(),
+            tracked: false,
+            token: 0,
         });
     }
 
-    /// Remembers a claim whose reply was lost: its attempt joins the fire's
-    /// uncertain attempts.
-    pub(super) fn lost_reply(&mut self, key: FireKey, claim: &FireClaim) {
+    /// Remembers a claim made under `token` whose reply was lost: its
+    /// attempt joins the fire's uncertain attempts.
+    pub(super) fn lost_reply(&mut self, key: FireKey, claim: &FireClaim, token: u64) {
         let entry = self.by_fire.entry(key).or_insert(Pending {
             kind: claim.kind,
             version: claim.job_version,
             uncertain: Vec::new(),
+            tracked: false,
+            token,
         });
+        entry.tracked |= claim.track_open;
+        entry.token = token;
         for &a in claim
             .uncertain
             .iter()
@@ -152,8 +168,8 @@ mod tests {
     fn one_entry_per_fire_and_lost_attempts_accumulate() {
         let mut p = PendingClaims::default();
         let key: FireKey = (3, "j".into(), 1000);
-        p.lost_reply(key.clone(), &claim(1, vec![]));
-        p.lost_reply(key.clone(), &claim(2, vec![1]));
+        p.lost_reply(key.clone(), &claim(1, vec![]), 1);
+        p.lost_reply(key.clone(), &claim(2, vec![1]), 1);
         p.add_trigger(key.clone(), 1);
         let all = p.take_all();
         assert_eq!(all.len(), 1);
@@ -166,7 +182,7 @@ mod tests {
         let mut p = PendingClaims::default();
         p.add_trigger((2, "a".into(), 1), 1);
         assert!(!p.has_uncertain(2));
-        p.lost_reply((2, "b".into(), 5), &claim(7, vec![]));
+        p.lost_reply((2, "b".into(), 5), &claim(7, vec![]), 1);
         assert!(p.has_uncertain(2));
         assert!(!p.has_uncertain(1) && !p.has_uncertain(3));
         p.forget_certain(2);

@@ -43,6 +43,7 @@ impl Node {
         let Some(inputs) = self.coord_result("members", t, read) else {
             return;
         };
+        self.recovery.observe_members(&inputs.membership.members);
         let ids: Vec<String> = inputs
             .membership
             .members

@@ -112,6 +112,7 @@ impl Node {
                 record_unresolved(
                     &self.executor,
                     &key,
+                    &p,
                     "shutdown",
                     "the node stopped before it could learn whether its claim landed",
                 );
