@@ -240,6 +240,11 @@ pub struct LiveArgs {
     /// Period of every job (`@every <period>`), at least 1s.
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     pub every: Duration,
+    /// A cron expression every job shares instead of `@every <period>`,
+    /// e.g. `0 * * * * *`: all jobs due in the same second, once a minute
+    /// (a burst). The window starts at its first fire at least 2 s away.
+    #[arg(long, conflicts_with = "every")]
+    pub schedule: Option<String>,
     /// Shard count of the namespace (160 virtual nodes).
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=65_536))]
     pub shards: u32,

@@ -115,8 +115,8 @@ pub struct Audit {
     pub misses: u64,
     /// Extra runs of a pair that already ran.
     pub duplicates: u64,
-    /// Runs in the window at an instant that is not a multiple of the
-    /// period, or of an unknown job.
+    /// Runs in the window at an instant the schedule does not have, or of
+    /// an unknown job.
     pub unexpected: u64,
     /// Lateness of the runs in the window.
     pub lateness: Lateness,
@@ -131,14 +131,32 @@ pub fn percentile(sorted: &[i64], q: f64) -> i64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-/// Audits `fires` of `jobs` jobs firing every `period_ms` over the window
-/// `[from_ms, to_ms)`.
-pub fn audit(fires: &[Fire], jobs: u32, period_ms: i64, from_ms: i64, to_ms: i64) -> Audit {
+/// The multiples of `period_ms` in `[from_ms, to_ms)`, ascending.
+pub fn period_instants(period_ms: i64, from_ms: i64, to_ms: i64) -> Vec<i64> {
     let period = period_ms.max(1);
     let first_slot = from_ms.div_euclid(period) + i64::from(from_ms.rem_euclid(period) != 0);
     let end_slot = to_ms.div_euclid(period) + i64::from(to_ms.rem_euclid(period) != 0);
-    let slots = u64::try_from(end_slot - first_slot).unwrap_or(0);
-    let expected = slots * u64::from(jobs);
+    (first_slot..end_slot)
+        .map(|slot| slot.saturating_mul(period))
+        .collect()
+}
+
+/// Audits `fires` of `jobs` jobs firing every `period_ms` over the window
+/// `[from_ms, to_ms)`.
+pub fn audit(fires: &[Fire], jobs: u32, period_ms: i64, from_ms: i64, to_ms: i64) -> Audit {
+    audit_at(
+        fires,
+        jobs,
+        &period_instants(period_ms, from_ms, to_ms),
+        from_ms,
+        to_ms,
+    )
+}
+
+/// Audits `fires` of `jobs` jobs that all fire at `instants` (ascending, the
+/// schedule's fires in the window `[from_ms, to_ms)`).
+pub fn audit_at(fires: &[Fire], jobs: u32, instants: &[i64], from_ms: i64, to_ms: i64) -> Audit {
+    let expected = instants.len() as u64 * u64::from(jobs);
 
     let mut seen: HashMap<(u32, i64), u64> = HashMap::new();
     let mut unexpected = 0u64;
@@ -148,7 +166,7 @@ pub fn audit(fires: &[Fire], jobs: u32, period_ms: i64, from_ms: i64, to_ms: i64
         .filter(|f| f.scheduled_ms >= from_ms && f.scheduled_ms < to_ms)
     {
         lateness.push(fire.started_ms - fire.scheduled_ms);
-        if fire.job >= jobs || fire.scheduled_ms.rem_euclid(period) != 0 {
+        if fire.job >= jobs || instants.binary_search(&fire.scheduled_ms).is_err() {
             unexpected += 1;
             continue;
         }
@@ -180,17 +198,30 @@ pub fn missing(
     from_ms: i64,
     to_ms: i64,
 ) -> Vec<(u32, i64)> {
-    let period = period_ms.max(1);
-    let first_slot = from_ms.div_euclid(period) + i64::from(from_ms.rem_euclid(period) != 0);
-    let end_slot = to_ms.div_euclid(period) + i64::from(to_ms.rem_euclid(period) != 0);
+    missing_at(
+        fires,
+        jobs,
+        &period_instants(period_ms, from_ms, to_ms),
+        from_ms,
+        to_ms,
+    )
+}
+
+/// [`missing`] for jobs that all fire at `instants` (as [`audit_at`]).
+pub fn missing_at(
+    fires: &[Fire],
+    jobs: u32,
+    instants: &[i64],
+    from_ms: i64,
+    to_ms: i64,
+) -> Vec<(u32, i64)> {
     let seen: HashSet<(u32, i64)> = fires
         .iter()
         .filter(|f| f.scheduled_ms >= from_ms && f.scheduled_ms < to_ms && f.job < jobs)
         .map(|f| (f.job, f.scheduled_ms))
         .collect();
     let mut out = Vec::new();
-    for slot in first_slot..end_slot {
-        let at = slot.saturating_mul(period);
+    for &at in instants {
         out.extend(
             (0..jobs)
                 .filter(|&job| !seen.contains(&(job, at)))
@@ -226,6 +257,26 @@ mod tests {
             (0, 0, 0)
         );
         assert_eq!(result.lateness.max_ms, 5);
+    }
+
+    #[test]
+    fn a_burst_is_audited_at_the_schedules_instants() {
+        // `0 * * * * *` over [60_000, 121_000): the instants 60 s and 120 s.
+        let instants = vec![60_000, 120_000];
+        let fires = vec![
+            fire(0, 60_000, 10),
+            fire(1, 60_000, 250),
+            fire(0, 120_000, 3),
+            fire(0, 61_000, 3),
+        ];
+        let result = audit_at(&fires, 2, &instants, 60_000, 121_000);
+        assert_eq!((result.expected, result.fired), (4, 3));
+        assert_eq!((result.misses, result.unexpected), (1, 1));
+        assert_eq!(
+            missing_at(&fires, 2, &instants, 60_000, 121_000),
+            vec![(1, 120_000)]
+        );
+        assert_eq!(period_instants(1000, 500, 2500), vec![1000, 2000]);
     }
 
     #[test]

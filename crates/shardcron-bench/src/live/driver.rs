@@ -95,6 +95,7 @@ impl Driver {
     pub async fn confirm_settled(&mut self, limit: Duration) -> Result<(), BenchError> {
         let deadline = Instant::now() + limit;
         loop {
+            self.map = self.fleet.expected_map_from_store(&self.verifier).await;
             if self.fleet.settled_on(&self.map) && self.verify().await {
                 return Ok(());
             }
@@ -198,7 +199,7 @@ impl Driver {
                 }
             }
         }
-        self.map = self.fleet.expected_map();
+        self.map = self.fleet.expected_map_from_store(&self.verifier).await;
         self.pending.push(self.timings.len());
         self.timings.push(EventTiming {
             event: event.clone(),
@@ -215,6 +216,7 @@ impl Driver {
             return;
         }
         let observed_ms = now_ms();
+        self.map = self.fleet.expected_map_from_store(&self.verifier).await;
         if !self.fleet.settled_on(&self.map) {
             return;
         }

@@ -53,10 +53,10 @@ pub(super) fn write_outputs(args: &LiveArgs, report: &LiveReport) -> Result<(), 
             })
             .collect();
         let caption = format!(
-            "Lateness per second: {} workers, {} jobs @every {} ms, {} settings{}",
+            "Lateness per second: {} workers, {} jobs {}, {} settings{}",
             report.workers,
             report.jobs,
-            report.every_ms,
+            report.schedule,
             report.settings,
             if report.churn.is_empty() {
                 String::new()

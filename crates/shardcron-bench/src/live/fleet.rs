@@ -209,6 +209,26 @@ impl Fleet {
         expected_map(&self.live_nodes(), &self.weights, self.ring)
     }
 
+    /// The placement the running workers converge on from what the store
+    /// holds now: `ShardMap::next_placement` of the stored placement (the
+    /// workers' own rule, sticky across joins and leaves), over exactly the
+    /// running workers. A fresh `ShardMap::place` ([`Fleet::expected_map`])
+    /// when the store cannot be read.
+    pub async fn expected_map_from_store(&self, store: &RedisCoordinator) -> ShardMap {
+        let read = store
+            .placement_inputs(None, None, self.settings.rebalance_interval)
+            .await;
+        match read {
+            Ok(inputs) => ShardMap::next_placement(
+                inputs.placement.as_ref().map(|p| &p.record),
+                &self.live_nodes(),
+                &self.weights,
+                self.ring,
+            ),
+            Err(_) => self.expected_map(),
+        }
+    }
+
     /// Whether, by the workers' own statuses, every shard of `map` (the
     /// expected placement over exactly the running workers) is held by its
     /// owner: every running
@@ -232,9 +252,10 @@ impl Fleet {
     /// Waits until [`Fleet::settled_on`] the expected placement over the
     /// running workers. Returns milliseconds since [`Fleet::new`].
     pub async fn wait_settled(&self, limit: Duration) -> Result<u64, BenchError> {
-        let map = self.expected_map();
+        let store = connect(&self.url, self.ring).await?;
         let deadline = Instant::now() + limit;
         loop {
+            let map = self.expected_map_from_store(&store).await;
             if self.settled_on(&map) {
                 return Ok(u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX));
             }

@@ -60,7 +60,7 @@ use shardcron_testkit::RedisServer;
 
 use crate::cli::LiveArgs;
 use crate::error::BenchError;
-use audit::{audit, Recorder};
+use audit::Recorder;
 use churn::{initial_name, ChurnEvent};
 use driver::Driver;
 use fleet::{now_ms, Fleet};
@@ -138,6 +138,10 @@ pub(crate) fn bar(len: u64, prefix: &'static str, template: &str) -> ProgressBar
 /// Checked arguments of one run.
 struct Plan {
     every_ms: i64,
+    /// The schedule every job shares (`@every <every_ms>ms` or `--schedule`).
+    schedule: String,
+    /// A job on that schedule, for its fire instants.
+    job: shardcron_core::Job,
     duration_ms: i64,
     ring: RingConfig,
     settings: WorkerSettings,
@@ -155,8 +159,18 @@ fn plan(args: &LiveArgs) -> Result<Plan, BenchError> {
             .map_err(|e| BenchError::InvalidArgs(format!("--churn: {e}")))?,
         None => Vec::new(),
     };
+    let every_ms = i64::try_from(args.every.as_millis()).unwrap_or(i64::MAX);
+    let schedule = args
+        .schedule
+        .clone()
+        .unwrap_or_else(|| format!("@every {every_ms}ms"));
+    let job = weights::job_spec(0, &schedule)
+        .validate()
+        .map_err(|e| BenchError::InvalidArgs(format!("--schedule: {e}")))?;
     Ok(Plan {
-        every_ms: i64::try_from(args.every.as_millis()).unwrap_or(i64::MAX),
+        every_ms,
+        schedule,
+        job,
         duration_ms: i64::try_from(args.duration.as_millis()).unwrap_or(i64::MAX),
         ring: RingConfig::new(args.shards, DEFAULT_VNODES),
         settings: if args.fast {
@@ -185,7 +199,7 @@ pub fn measure(args: &LiveArgs) -> Result<LiveReport, BenchError> {
         .build()
         .map_err(|e| BenchError::live("building the tokio runtime", e))?;
     let recorder = Recorder::default();
-    let schedule = format!("@every {}ms", plan.every_ms);
+    let schedule = plan.schedule.clone();
     let url = server.url();
 
     let weights = weights::shard_weights(args.jobs, &schedule, ring.shard_count)?;
@@ -216,9 +230,16 @@ pub fn measure(args: &LiveArgs) -> Result<LiveReport, BenchError> {
         }
     );
 
-    // Start on a period boundary at least one period away.
-    let from_ms = (now_ms().div_euclid(plan.every_ms) + 2) * plan.every_ms;
+    // Start on a period boundary at least one period away (`--schedule`:
+    // at its first fire at least 2 s away).
+    let from_ms = match &args.schedule {
+        None => (now_ms().div_euclid(plan.every_ms) + 2) * plan.every_ms,
+        Some(_) => plan.job.next_after(now_ms() + 2000).ok_or_else(|| {
+            BenchError::InvalidArgs("--schedule: the schedule never fires".to_owned())
+        })?,
+    };
     let to_ms = from_ms.saturating_add(plan.duration_ms);
+    let instants = plan.job.fires_between(from_ms - 1, to_ms - 1, 10_000_000);
     let wait = Duration::from_millis(u64::try_from(from_ms - now_ms()).unwrap_or(0));
     runtime.block_on(async { tokio::time::sleep(wait).await });
     let before = counters(&server)?;
@@ -252,8 +273,8 @@ pub fn measure(args: &LiveArgs) -> Result<LiveReport, BenchError> {
     let fires = recorder.snapshot();
     let fires_per_node =
         per_node::fires_per_node(&fires, &recorder.workers(), &window_workers, from_ms, to_ms);
-    let audit = audit(&fires, args.jobs, plan.every_ms, from_ms, to_ms);
-    let missing = audit::missing(&fires, args.jobs, plan.every_ms, from_ms, to_ms);
+    let audit = audit::audit_at(&fires, args.jobs, &instants, from_ms, to_ms);
+    let missing = audit::missing_at(&fires, args.jobs, &instants, from_ms, to_ms);
     let mut attribution = results::attribute_misses(&server, ring.shard_count, &missing, &timings)?;
     let recorded_not_run = results::explain_by_records(&server, &mut attribution)?;
     drop(server);
@@ -274,6 +295,7 @@ pub fn measure(args: &LiveArgs) -> Result<LiveReport, BenchError> {
         workers_at_end,
         jobs: args.jobs,
         every_ms: plan.every_ms,
+        schedule: plan.schedule.clone(),
         shards: args.shards,
         settings: if args.fast { "fast" } else { "default" },
         heartbeat_ms: millis(plan.settings.heartbeat),

@@ -55,8 +55,10 @@ pub struct LiveReport {
     pub workers_at_end: Vec<String>,
     /// Jobs registered.
     pub jobs: u32,
-    /// Period of every job, milliseconds.
+    /// Period of every job, milliseconds (`--every`; unused with `--schedule`).
     pub every_ms: i64,
+    /// The schedule every job shares.
+    pub schedule: String,
     /// Shard count (160 virtual nodes).
     pub shards: u32,
     /// Worker settings: `default` or `fast`.
@@ -127,10 +129,10 @@ pub fn summary_text(r: &LiveReport) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "live: {} workers, {} jobs @every {} ms, {} shards, {} settings, window {:.1} s (settled in {} ms)",
+        "live: {} workers, {} jobs {}, {} shards, {} settings, window {:.1} s (settled in {} ms)",
         r.workers,
         r.jobs,
-        r.every_ms,
+        r.schedule,
         r.shards,
         r.settings,
         (r.window.1 - r.window.0) as f64 / 1000.0,
