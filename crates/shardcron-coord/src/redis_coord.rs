@@ -610,10 +610,13 @@ impl Coordinator for RedisCoordinator {
                 self.keys.triggers(batch.shard),
                 self.keys.open_fires(batch.shard),
             ];
-            let mut args = Vec::with_capacity(4 + batch.fires.len() * 7);
-            args.push(format!("{}|{}", batch.holder, batch.token));
-            args.push(retention.as_millis().to_string());
-            args.push(self.keys.claim_prefix(batch.shard));
+            let mut args = self.lease_script_header(
+                batch.shard,
+                &batch.holder,
+                batch.token,
+                retention,
+                1 + batch.fires.len() * 7,
+            );
             args.push(MAX_EARLY_CLAIM_MS.to_string());
             for fire in &batch.fires {
                 args.push(fire.job_id.clone());

@@ -97,6 +97,25 @@ impl RedisCoordinator {
             .collect())
     }
 
+    /// The arguments `claim.lua` and `recover.lua` both start with: the
+    /// caller's `holder|token` (checked against the shard's lease), the
+    /// claim keys' retention in ms and the shard's claim key prefix; room
+    /// for `more` arguments after them.
+    pub(super) fn lease_script_header(
+        &self,
+        shard: u32,
+        holder: &str,
+        token: u64,
+        retention: Duration,
+        more: usize,
+    ) -> Vec<String> {
+        let mut args = Vec::with_capacity(3 + more);
+        args.push(format!("{holder}|{token}"));
+        args.push(retention.as_millis().to_string());
+        args.push(self.keys.claim_prefix(shard));
+        args
+    }
+
     /// One `recover.lua` call per batch, one round trip.
     pub(super) async fn recover_open_fires(
         &self,
@@ -112,10 +131,13 @@ impl RedisCoordinator {
                 self.keys.lease(batch.shard),
                 self.keys.open_fires(batch.shard),
             ];
-            let mut args = Vec::with_capacity(3 + 2 * batch.fires.len());
-            args.push(format!("{}|{}", batch.holder, batch.token));
-            args.push(retention.as_millis().to_string());
-            args.push(self.keys.claim_prefix(batch.shard));
+            let mut args = self.lease_script_header(
+                batch.shard,
+                &batch.holder,
+                batch.token,
+                retention,
+                2 * batch.fires.len(),
+            );
             for fire in &batch.fires {
                 args.push(fire.field());
                 args.push(fire.value());

@@ -286,7 +286,7 @@ impl Node {
         let Some(entry) = self.timetable.get(&fire.job_id) else {
             m::fires_recovered("cancelled", 1);
             self.executor.record_lost(
-                fields(&fire, None),
+                fields(&fire),
                 "job_removed",
                 "recovered, but the job no longer exists",
                 EntryChange::Close,
@@ -331,7 +331,7 @@ impl Node {
     /// Abandons a recovered fire this node cannot run after all.
     fn give_up_recovered(&self, fire: &OpenFire, why: &str) {
         self.executor.record_lost(
-            fields(fire, None),
+            fields(fire),
             "lease_ended_before_start",
             why,
             EntryChange::Abandon,
@@ -351,13 +351,13 @@ fn recovered_entry(fire: OpenFire, holder: &str, token: u64) -> OpenFire {
     }
 }
 
-fn fields<'a>(fire: &'a OpenFire, job_label: Option<&'a str>) -> RecordFields<'a> {
+fn fields(fire: &OpenFire) -> RecordFields<'_> {
     RecordFields {
         job_id: &fire.job_id,
         scheduled_ms: fire.scheduled_ms,
         shard: fire.shard,
         token: fire.token,
-        job_label,
+        job_label: None,
         open_delivery: Some(fire.delivery),
     }
 }
