@@ -128,6 +128,7 @@ fn claim(c: &mut Criterion) {
                                         )
                                     })
                                     .collect(),
+                                ahead_ms: 0,
                             };
                             match coordinator.claim_fires(&[batch], RETENTION).await {
                                 Ok(outcomes) => {

@@ -262,6 +262,11 @@ pub struct LiveArgs {
     /// (each fire keeps an open entry from claim to terminal record).
     #[arg(long, default_value = "at_most_once", value_parser = parse_delivery)]
     pub delivery: Delivery,
+    /// How long before its instant each fire is claimed (the workers'
+    /// `claim_ahead`; default: the settings' own, 500 ms). `0s` claims each
+    /// fire when it is due.
+    #[arg(long, value_parser = parse_duration)]
+    pub claim_ahead: Option<Duration>,
     /// Output directory for live.json, live.csv (churn events), lateness.csv
     /// and lateness_over_time.svg.
     #[arg(long, default_value = "target/shardcron-bench/live")]

@@ -103,6 +103,7 @@ impl Shard {
         holder: &str,
         value_prefix: &str,
         now: i64,
+        latest_ms: i64,
         retention_ms: i64,
     ) -> ClaimOutcome {
         let key = format!("{}@{}", fire.job_id, fire.scheduled_ms);
@@ -117,7 +118,7 @@ impl Shard {
             ClaimOutcome::Claimed
         } else if self.job_version(&fire.job_id) != Some(fire.job_version) {
             ClaimOutcome::JobChanged
-        } else if fire.scheduled_ms > now + MAX_EARLY_CLAIM_MS {
+        } else if fire.scheduled_ms > latest_ms {
             ClaimOutcome::NotYetDue
         } else {
             let fresh = fire.kind == FireKind::Trigger
@@ -613,12 +614,20 @@ impl Coordinator for MemoryCoordinator {
             |shard, batch, now| {
                 shard.claims.retain(|_, (_, deadline)| *deadline > now);
                 let value_prefix = format!("{}|{}", batch.holder, batch.token);
+                let latest = now + MAX_EARLY_CLAIM_MS + batch.ahead_ms.max(0);
                 BatchOutcome::Claimed(
                     batch
                         .fires
                         .iter()
                         .map(|fire| {
-                            shard.claim_one(fire, &batch.holder, &value_prefix, now, ms(retention))
+                            shard.claim_one(
+                                fire,
+                                &batch.holder,
+                                &value_prefix,
+                                now,
+                                latest,
+                                ms(retention),
+                            )
                         })
                         .collect(),
                 )

@@ -180,6 +180,10 @@ pub struct ClaimBatch {
     pub token: u64,
     /// Fires to claim, in order; at most one entry per fire id.
     pub fires: Vec<FireClaim>,
+    /// How far before its scheduled instant, by the store's clock, a fire
+    /// of this batch may be claimed, on top of [`MAX_EARLY_CLAIM_MS`]: the
+    /// caller's claim-ahead window (0 claims nothing before it is due).
+    pub ahead_ms: i64,
 }
 
 /// A claimed `at_least_once` fire that no terminal record has closed yet,

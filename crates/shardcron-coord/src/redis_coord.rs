@@ -617,7 +617,7 @@ impl Coordinator for RedisCoordinator {
                 retention,
                 1 + batch.fires.len() * 7,
             );
-            args.push(MAX_EARLY_CLAIM_MS.to_string());
+            args.push((MAX_EARLY_CLAIM_MS + batch.ahead_ms.max(0)).to_string());
             for fire in &batch.fires {
                 args.push(fire.job_id.clone());
                 args.push(fire.scheduled_ms.to_string());

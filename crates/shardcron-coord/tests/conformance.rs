@@ -237,6 +237,34 @@ async fn claims_are_exactly_once_and_fenced(env: Env) {
     );
     let loaded = c.load_shards(&[shard]).await.expect("load");
     assert_eq!(loaded[0].last_fired, vec![("alpha".to_owned(), 2000)]);
+    // Within the batch's claim-ahead window the same fire is claimed (and
+    // advances the watermark); a window too short for it still refuses it.
+    let ahead = |ahead_ms: i64| {
+        let mut b = batch(token, vec![fire(now + 5_000, v, FireKind::Scheduled)]);
+        b[0].ahead_ms = ahead_ms;
+        b
+    };
+    let out = c
+        .claim_fires(&ahead(1_000), retention)
+        .await
+        .expect("claim");
+    assert_eq!(
+        out,
+        vec![BatchOutcome::Claimed(vec![ClaimOutcome::NotYetDue])]
+    );
+    let out = c
+        .claim_fires(&ahead(10_000), retention)
+        .await
+        .expect("claim");
+    assert_eq!(
+        out,
+        vec![BatchOutcome::Claimed(vec![ClaimOutcome::Claimed])]
+    );
+    let loaded = c.load_shards(&[shard]).await.expect("load");
+    assert_eq!(
+        loaded[0].last_fired,
+        vec![("alpha".to_owned(), now + 5_000)]
+    );
     // A job changed or removed since it was loaded cannot be claimed.
     let updated = c.put_job(&job("alpha"), Some(v)).await.expect("update");
     assert!(updated.version > v);

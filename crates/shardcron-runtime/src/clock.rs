@@ -6,9 +6,11 @@
 //! with its own monotonic clock ([`ServerClock`]). The node's wall clock
 //! ([`Clock`], skewable in tests) is used only until the first sample, so a
 //! node whose wall clock is wrong or stepped still fires on time. Lease
-//! validity uses only the monotonic clock. The store also refuses a claim for
-//! a fire that is not yet due by its own clock, so even a wrong estimate can
-//! never run a fire early.
+//! validity uses only the monotonic clock. The store refuses a claim for a
+//! fire further ahead of its own clock than the claim-ahead window allows,
+//! and a claimed fire starts only once the earliest server time the samples
+//! allow ([`ServerClock::earliest_now_ms`]) has reached its instant, so even
+//! a wrong estimate can never run a fire early.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -84,6 +86,8 @@ struct OffsetSample {
 struct OffsetFilter {
     samples: std::collections::VecDeque<OffsetSample>,
     estimate: Option<i64>,
+    /// The lowest offset every kept sample allows.
+    lowest: Option<i64>,
 }
 
 impl OffsetFilter {
@@ -102,6 +106,7 @@ impl OffsetFilter {
         }
         self.samples.truncate(keep);
         self.estimate = Some(lo + (hi - lo) / 2);
+        self.lowest = Some(lo);
     }
 }
 
@@ -120,6 +125,7 @@ pub struct ServerClock {
     base: tokio::time::Instant,
     filter: Arc<std::sync::Mutex<OffsetFilter>>,
     offset_ms: Arc<AtomicI64>,
+    lowest_offset_ms: Arc<AtomicI64>,
     synced: Arc<std::sync::atomic::AtomicBool>,
 }
 
@@ -131,6 +137,7 @@ impl ServerClock {
             base: tokio::time::Instant::now(),
             filter: Arc::default(),
             offset_ms: Arc::new(AtomicI64::new(0)),
+            lowest_offset_ms: Arc::new(AtomicI64::new(0)),
             synced: Arc::default(),
         }
     }
@@ -159,8 +166,9 @@ impl ServerClock {
         };
         let mut filter = self.filter.lock().unwrap_or_else(|p| p.into_inner());
         filter.observe(sample);
-        if let Some(estimate) = filter.estimate {
+        if let (Some(estimate), Some(lowest)) = (filter.estimate, filter.lowest) {
             self.offset_ms.store(estimate, Ordering::Relaxed);
+            self.lowest_offset_ms.store(lowest, Ordering::Relaxed);
             self.synced.store(true, Ordering::Relaxed);
         }
     }
@@ -174,6 +182,20 @@ impl ServerClock {
     /// logs and status: how far this node's wall clock is off).
     pub fn offset_ms(&self) -> i64 {
         self.now_ms() - self.local.now_ms()
+    }
+
+    /// The earliest the server's clock can read now, Unix ms: the low end
+    /// of what the kept samples allow (the estimate before the first
+    /// sample). A fire claimed ahead starts only once this reaches its
+    /// instant, so a wide sample (a slow round trip) delays it a little
+    /// instead of starting it early.
+    pub fn earliest_now_ms(&self) -> i64 {
+        if self.is_synced() {
+            self.mono_ms(tokio::time::Instant::now())
+                + self.lowest_offset_ms.load(Ordering::Relaxed)
+        } else {
+            self.local.now_ms()
+        }
     }
 
     /// Server-corrected now, Unix ms.

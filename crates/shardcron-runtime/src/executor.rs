@@ -16,6 +16,12 @@
 //! line is bounded by [`Executor::capacity`]: the node claims no more than
 //! fits, and what it does not claim stays due, to run late or be counted by
 //! the job's misfire policy.
+//!
+//! A fire claimed ahead of its instant waits in the ahead line
+//! ([`crate::ahead`]), counted for its shard like a running fire (a shard is
+//! not handed off under it). The node's loop asks
+//! [`Executor::next_ahead_at`] when to wake and calls
+//! [`Executor::release_due`].
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -28,6 +34,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info_span, warn, Instrument};
 
+use crate::ahead::{AheadLine, AheadRevision};
 use crate::clock::ServerClock;
 use crate::handler::{FireContext, HandlerError, HandlerRegistry};
 use crate::lease_watch::LeaseGuard;
@@ -150,6 +157,8 @@ pub struct Executor {
     backlog_len: usize,
     catching_up: HashSet<String>,
     per_shard: HashMap<u32, usize>,
+    /// Fires claimed before their instant.
+    ahead: AheadLine,
     tasks: JoinSet<Finished>,
     hard_stop: CancellationToken,
 }
@@ -177,6 +186,7 @@ impl Executor {
             backlog_len: 0,
             catching_up: HashSet::new(),
             per_shard: HashMap::new(),
+            ahead: AheadLine::default(),
             tasks: JoinSet::new(),
             hard_stop: CancellationToken::new(),
         }
@@ -206,9 +216,72 @@ impl Executor {
         self.per_shard.get(&shard).is_some_and(|&n| n > 0)
     }
 
-    /// Whether any fire is running or waiting.
+    /// Whether any fire is running, waiting, or claimed ahead.
     pub fn is_idle(&self) -> bool {
-        self.tasks.is_empty() && self.queued.is_empty() && self.backlog_len == 0
+        self.tasks.is_empty()
+            && self.queued.is_empty()
+            && self.backlog_len == 0
+            && self.ahead.is_empty()
+    }
+
+    /// Fires claimed ahead of their instant, not dispatched yet.
+    pub fn claimed_ahead(&self) -> usize {
+        self.ahead.len()
+    }
+
+    /// How many more fires may be claimed ahead now.
+    pub fn ahead_room(&self) -> usize {
+        self.ahead.room()
+    }
+
+    /// When the earliest fire claimed ahead comes due (`None`: none waits).
+    pub fn next_ahead_at(&self) -> Option<tokio::time::Instant> {
+        let at = self.ahead.next_instant()?;
+        let wait = (at - self.clock.earliest_now_ms()).max(0) as u64;
+        Some(tokio::time::Instant::now() + Duration::from_millis(wait))
+    }
+
+    /// Dispatches every fire claimed ahead whose instant has come, in order
+    /// of instants, per overlap policy (one withdrawn since its claim ends
+    /// `cancelled`); returns how many.
+    pub fn release_due(&mut self) -> usize {
+        let now = self.clock.earliest_now_ms();
+        let mut released = 0;
+        while let Some(waiting) = self.ahead.pop_due(now) {
+            if released == 0 {
+                // Overlap decisions must see every run that has ended.
+                self.reap_finished();
+            }
+            released += 1;
+            self.count_out(waiting.fire.shard);
+            match waiting.withdrawn {
+                Some(why) => self.record_not_run(&waiting.fire, RunOutcome::Cancelled, why),
+                None => self.dispatch(waiting.fire),
+            }
+        }
+        released
+    }
+
+    /// Applies a reload of `shard`'s jobs to its fires claimed ahead (see
+    /// [`AheadLine::revise`]).
+    pub fn revise_ahead(&mut self, shard: u32, revise: impl Fn(&ClaimedFire) -> AheadRevision) {
+        self.ahead.revise(shard, revise);
+    }
+
+    /// Starts at once every fire claimed ahead (of `shard`, or of every
+    /// shard) whose lease has ended (lost, or its runs cancelled by a
+    /// handoff or a stop): the start check finds the lease gone and records
+    /// it `cancelled`, abandoning a tracked fire's entry for recovery,
+    /// instead of leaving it until its instant.
+    pub fn start_ended_ahead(&mut self, shard: Option<u32>) {
+        let stopping = self.hard_stop.is_cancelled();
+        for fire in self
+            .ahead
+            .take_ended(shard, |f| stopping || !f.lease.is_live())
+        {
+            // Still counted for its shard from when it was claimed.
+            self.start(fire);
+        }
     }
 
     fn count_in(&mut self, shard: u32) {
@@ -229,7 +302,18 @@ impl Executor {
     /// other: they are missed fires being made up, not overlapping ones. Call
     /// [`Executor::reap_finished`] first so the decision sees every run that
     /// has ended.
+    ///
+    /// A fire whose instant has not come yet waits in the ahead line and is
+    /// dispatched by [`Executor::release_due`] when it does: when even the
+    /// earliest reading the store's clock can have now
+    /// ([`ServerClock::earliest_now_ms`]) has reached it, so no fire starts
+    /// before its instant.
     pub fn dispatch(&mut self, fire: ClaimedFire) {
+        if fire.scheduled_ms > self.clock.earliest_now_ms() && !self.hard_stop.is_cancelled() {
+            self.count_in(fire.shard);
+            self.ahead.push(fire);
+            return;
+        }
         let job_id = fire.job.id().to_owned();
         let busy = self.running.get(&job_id).copied().unwrap_or(0) > 0;
         if fire.catch_up {
@@ -429,8 +513,9 @@ impl Executor {
 
     /// Cancels every run of the node (shutdown past its drain deadline);
     /// waiting fires then end as cancelled without starting.
-    pub fn stop_all(&self) {
+    pub fn stop_all(&mut self) {
         self.hard_stop.cancel();
+        self.start_ended_ahead(None);
     }
 
     /// Drops every run task at once (the last step of a shutdown whose runs
@@ -543,9 +628,10 @@ impl RunTask {
             );
             return;
         }
-        let cancel = CancellationToken::new();
-        let sources = vec![self.hard_stop.clone(), fire.lease.cancelled_token()];
-        let _link = LinkedCancel::new(&sources, cancel.clone());
+        let cancel = StopSignal {
+            node: self.hard_stop.clone(),
+            lease: fire.lease.cancelled_token(),
+        };
         let started_ms = self.clock.now_ms();
         m::lateness(
             started_ms - fire.scheduled_ms,
@@ -574,7 +660,9 @@ impl RunTask {
             .saturating_sub(1)
             .saturating_mul(job.spec.retry.max_retries.saturating_add(1));
         let (outcome, error, detail) = loop {
-            let attempt_cancel = cancel.child_token();
+            // Cancelled by this task when it sees the stop signal (the
+            // handler's token is its own, so no task per run links them).
+            let attempt_cancel = CancellationToken::new();
             let ctx = FireContext {
                 job_id: job.id().to_owned(),
                 fire_id: fire_id.clone(),
@@ -728,25 +816,23 @@ fn panic_message(e: tokio::task::JoinError) -> String {
     }
 }
 
-/// Cancels `target` when any of `sources` is cancelled, for as long as it lives.
-struct LinkedCancel {
-    task: tokio::task::JoinHandle<()>,
+/// What stops a run: the node stopping, or the shard's lease ending (lost,
+/// or a handoff that gave up waiting).
+struct StopSignal {
+    node: CancellationToken,
+    lease: CancellationToken,
 }
 
-impl LinkedCancel {
-    fn new(sources: &[CancellationToken], target: CancellationToken) -> Self {
-        let sources: Vec<CancellationToken> = sources.to_vec();
-        let task = tokio::spawn(async move {
-            let waits = sources.iter().map(|s| Box::pin(s.cancelled()));
-            futures::future::select_all(waits).await;
-            target.cancel();
-        });
-        Self { task }
+impl StopSignal {
+    /// Resolves when either source is cancelled.
+    async fn cancelled(&self) {
+        tokio::select! {
+            () = self.node.cancelled() => {}
+            () = self.lease.cancelled() => {}
+        }
     }
-}
 
-impl Drop for LinkedCancel {
-    fn drop(&mut self) {
-        self.task.abort();
+    fn is_cancelled(&self) -> bool {
+        self.node.is_cancelled() || self.lease.is_cancelled()
     }
 }

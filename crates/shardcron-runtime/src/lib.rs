@@ -3,8 +3,9 @@
 //!
 //! A [`Worker`] registers in the namespace, computes the consistent-hash ring
 //! over the live members, holds leases on the shards the ring gives it, keeps a
-//! timer heap over those shards' jobs, claims due fires in one round trip per
-//! tick and runs them under a node-wide concurrency limit. See
+//! timer heap over those shards' jobs, claims fires shortly before they are
+//! due in one round trip per tick, starts each at its instant and runs them
+//! under a node-wide concurrency limit. See
 //! `docs/ARCHITECTURE.md` for the protocol and why each step exists.
 //!
 //! ```no_run
@@ -26,6 +27,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod ahead;
 pub mod clock;
 pub mod executor;
 pub mod handler;

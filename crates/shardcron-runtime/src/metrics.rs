@@ -61,6 +61,8 @@ pub const FIRES_LOST_TOTAL: &str = "shardcron_fires_lost_total";
 /// Claimed fires waiting to start on this node (permit, overlap queue or
 /// catch-up line).
 pub const RUNS_WAITING: &str = "shardcron_runs_waiting";
+/// Fires claimed ahead of their instant, waiting on this node for it.
+pub const FIRES_CLAIMED_AHEAD: &str = "shardcron_fires_claimed_ahead";
 /// 1 while this node stops claiming new fires because its waiting line is
 /// full; those fires run late (catch-up) or count as misfires by policy.
 pub const OVERLOADED: &str = "shardcron_overloaded";
@@ -137,6 +139,10 @@ pub fn describe() {
         "Claimed fires that did not run, by reason (each also recorded in the run history)."
     );
     describe_gauge!(RUNS_WAITING, "Claimed fires waiting to start on this node.");
+    describe_gauge!(
+        FIRES_CLAIMED_AHEAD,
+        "Fires claimed ahead of their instant, waiting on this node for it."
+    );
     describe_gauge!(
         OVERLOADED,
         "1 while this node stops claiming because its waiting line is full."

@@ -147,33 +147,54 @@ impl Timetable {
         self.heap.peek().map(|Reverse((due, _))| *due)
     }
 
-    /// Takes the jobs due at `now_ms`, advances their cursors and decides,
-    /// per misfire policy, which fires to run. Stops taking jobs once the
-    /// decisions hold `max_runs` fires to run; the rest stay due.
+    /// Takes the jobs with fires up to their shard's horizon in `window`,
+    /// advances their cursors and decides, per misfire policy, which fires
+    /// to run. Stops taking jobs once the decisions hold `max_runs` fires to
+    /// run now, or `window.max_ahead` fires to run later; the rest stay due.
+    /// A job whose next fire lies beyond its shard's horizon (but within the
+    /// window's furthest) is left as it is.
     pub fn take_due(
         &mut self,
-        now_ms: i64,
+        window: &ClaimWindow<'_>,
         on_time_tolerance_ms: i64,
         max_runs: usize,
     ) -> Vec<DueFires> {
         let mut out = Vec::new();
+        let mut deferred = Vec::new();
         let mut runs = 0;
+        let mut ahead = 0;
         loop {
             if runs >= max_runs {
                 break;
             }
+            // Once the ahead line is full, only fires already due are taken.
+            let ahead_full = ahead >= window.max_ahead;
+            let furthest_ms = if ahead_full {
+                window.now_ms
+            } else {
+                window.furthest_ms
+            };
             self.drop_stale_top();
             let Some(Reverse((due, id))) = self.heap.peek().cloned() else {
                 break;
             };
-            if due > now_ms {
+            if due > furthest_ms {
                 break;
             }
             self.heap.pop();
             let Some(entry) = self.jobs.get_mut(&id) else {
                 continue;
             };
-            let decision = decide(entry, now_ms, on_time_tolerance_ms);
+            let horizon_ms = if ahead_full {
+                window.now_ms
+            } else {
+                (window.shard_horizon)(entry.shard).max(window.now_ms)
+            };
+            if due > horizon_ms {
+                deferred.push(Reverse((due, id)));
+                continue;
+            }
+            let decision = decide(entry, window.now_ms, horizon_ms, on_time_tolerance_ms);
             entry.next_ms = entry.job.next_after(entry.cursor_ms);
             if let Some(next) = entry.next_ms {
                 self.heap.push(Reverse((next, id)));
@@ -182,22 +203,54 @@ impl Timetable {
                 || !decision.misfired.is_empty()
                 || decision.beyond_grace.is_some()
             {
-                runs += decision.run.len();
+                let later = decision.run.iter().filter(|&&t| t > window.now_ms).count();
+                runs += decision.run.len() - later;
+                ahead += later;
                 out.push(decision);
             }
         }
+        self.heap.extend(deferred);
         out
     }
 }
 
-/// Applies the misfire policy to the fires in `(cursor, now]` and advances the cursor.
+/// How far a claim step may reach: the present and, per shard, the latest
+/// scheduled instant that may be claimed ahead of it.
+pub struct ClaimWindow<'a> {
+    /// The present, Unix ms: fires at or before it are due, and misfire
+    /// decisions are made against it.
+    pub now_ms: i64,
+    /// The latest horizon of any shard (an upper bound of `shard_horizon`).
+    pub furthest_ms: i64,
+    /// Per shard, the latest scheduled instant that may be claimed now
+    /// (never earlier than `now_ms`).
+    pub shard_horizon: &'a dyn Fn(u32) -> i64,
+    /// Most fires after `now_ms` to take (room in the ahead line).
+    pub max_ahead: usize,
+}
+
+impl ClaimWindow<'_> {
+    /// A window that claims nothing ahead: only fires due at `now_ms`.
+    pub fn due_at(now_ms: i64) -> ClaimWindow<'static> {
+        ClaimWindow {
+            now_ms,
+            furthest_ms: now_ms,
+            shard_horizon: &|_| i64::MIN,
+            max_ahead: 0,
+        }
+    }
+}
+
+/// Applies the misfire policy to the fires in `(cursor, horizon]` and
+/// advances the cursor; lateness (and so the policy) is judged against `now`.
+/// Fires after `now` (claimed ahead) are on time.
 ///
 /// `catch_up` takes at most [`MAX_FIRES_PER_WAKE`] fires per wake-up and
 /// leaves the cursor at the last one, so the rest come next time. `run_once`
 /// and `skip` look at every fire in the window at once (counting only the
 /// first few), so a window holding more fires than one wake-up takes still
 /// runs once, not once per thousand.
-fn decide(entry: &mut JobEntry, now_ms: i64, tolerance_ms: i64) -> DueFires {
+fn decide(entry: &mut JobEntry, now_ms: i64, horizon_ms: i64, tolerance_ms: i64) -> DueFires {
     let spec = &entry.job.spec;
     let grace_ms = entry.grace_ms;
     let mut decision = DueFires {
@@ -221,7 +274,7 @@ fn decide(entry: &mut JobEntry, now_ms: i64, tolerance_ms: i64) -> DueFires {
     if spec.misfire == MisfirePolicy::CatchUp {
         let pending = entry
             .job
-            .fires_between(entry.cursor_ms, now_ms, MAX_FIRES_PER_WAKE);
+            .fires_between(entry.cursor_ms, horizon_ms, MAX_FIRES_PER_WAKE);
         if let Some(&last) = pending.last() {
             entry.cursor_ms = last;
         }
@@ -236,7 +289,7 @@ fn decide(entry: &mut JobEntry, now_ms: i64, tolerance_ms: i64) -> DueFires {
     loop {
         let chunk = entry
             .job
-            .fires_between(entry.cursor_ms, now_ms, MAX_FIRES_PER_WAKE);
+            .fires_between(entry.cursor_ms, horizon_ms, MAX_FIRES_PER_WAKE);
         let Some(&last) = chunk.last() else { break };
         entry.cursor_ms = last;
         for t in chunk {
@@ -289,11 +342,15 @@ mod tests {
         let mut t = Timetable::new();
         t.upsert(entry("@every 1s", MisfirePolicy::CatchUp, T0));
         assert_eq!(t.next_due(), Some(T0 + 1000));
-        assert!(t.take_due(T0 + 999, 2000, usize::MAX).is_empty());
-        let due = t.take_due(T0 + 1005, 2000, usize::MAX);
+        assert!(t
+            .take_due(&ClaimWindow::due_at(T0 + 999), 2000, usize::MAX)
+            .is_empty());
+        let due = t.take_due(&ClaimWindow::due_at(T0 + 1005), 2000, usize::MAX);
         assert_eq!(due.len(), 1);
         assert_eq!(due[0].run, vec![T0 + 1000]);
-        assert!(t.take_due(T0 + 1005, 2000, usize::MAX).is_empty());
+        assert!(t
+            .take_due(&ClaimWindow::due_at(T0 + 1005), 2000, usize::MAX)
+            .is_empty());
         assert_eq!(t.next_due(), Some(T0 + 2000));
     }
 
@@ -301,7 +358,7 @@ mod tests {
     fn catch_up_runs_missed_fires_within_grace() {
         let mut t = Timetable::new();
         t.upsert(entry("@every 1s", MisfirePolicy::CatchUp, T0));
-        let due = t.take_due(T0 + 10_000, 2000, usize::MAX);
+        let due = t.take_due(&ClaimWindow::due_at(T0 + 10_000), 2000, usize::MAX);
         assert_eq!(
             due[0].run,
             (1..=10).map(|i| T0 + i * 1000).collect::<Vec<_>>()
@@ -313,7 +370,7 @@ mod tests {
     fn run_once_coalesces_late_fires() {
         let mut t = Timetable::new();
         t.upsert(entry("@every 10s", MisfirePolicy::RunOnce, T0));
-        let due = t.take_due(T0 + 35_000, 2000, usize::MAX);
+        let due = t.take_due(&ClaimWindow::due_at(T0 + 35_000), 2000, usize::MAX);
         assert_eq!(due[0].run, vec![T0 + 30_000]);
         assert_eq!(due[0].misfired, vec![T0 + 10_000, T0 + 20_000]);
     }
@@ -322,7 +379,7 @@ mod tests {
     fn skip_runs_only_on_time_fires() {
         let mut t = Timetable::new();
         t.upsert(entry("@every 10s", MisfirePolicy::Skip, T0));
-        let due = t.take_due(T0 + 30_500, 2000, usize::MAX);
+        let due = t.take_due(&ClaimWindow::due_at(T0 + 30_500), 2000, usize::MAX);
         assert_eq!(due[0].run, vec![T0 + 30_000]);
         assert_eq!(due[0].misfired, vec![T0 + 10_000, T0 + 20_000]);
     }
@@ -332,7 +389,7 @@ mod tests {
         let mut t = Timetable::new();
         t.upsert(entry("@every 1s", MisfirePolicy::CatchUp, T0));
         let now = T0 + 3_600_000;
-        let due = t.take_due(now, 2000, usize::MAX);
+        let due = t.take_due(&ClaimWindow::due_at(now), 2000, usize::MAX);
         assert_eq!(due[0].beyond_grace, Some(T0 + 1000));
         // now − 60 s .. now: a fire exactly the grace late still runs.
         assert_eq!(due[0].run.len(), 61);
@@ -348,7 +405,9 @@ mod tests {
         e.job = Arc::new(spec.validate().expect("valid"));
         t.upsert(e);
         assert_eq!(t.next_due(), None);
-        assert!(t.take_due(T0 + 10_000, 2000, usize::MAX).is_empty());
+        assert!(t
+            .take_due(&ClaimWindow::due_at(T0 + 10_000), 2000, usize::MAX)
+            .is_empty());
     }
 
     #[test]
@@ -366,7 +425,7 @@ mod window_tests {
     fn a_fire_exactly_at_the_end_of_its_grace_still_runs() {
         let mut t = Timetable::new();
         t.upsert(entry("@every 1s", MisfirePolicy::CatchUp, 10_000));
-        let due = t.take_due(T0 + 20_000, 2000, usize::MAX);
+        let due = t.take_due(&ClaimWindow::due_at(T0 + 20_000), 2000, usize::MAX);
         assert_eq!(due[0].beyond_grace, Some(T0 + 1000));
         assert_eq!(
             due[0].run.first(),
@@ -399,10 +458,14 @@ mod window_tests {
         let mut t = Timetable::new();
         t.upsert(entry("@every 1s", MisfirePolicy::RunOnce, 3_600_000));
         let now = T0 + 2_500_500;
-        let due = t.take_due(now, 100, usize::MAX);
+        let due = t.take_due(&ClaimWindow::due_at(now), 100, usize::MAX);
         assert_eq!(due.len(), 1);
         assert_eq!(due[0].run, vec![T0 + 2_500_000], "only the latest, once");
-        assert!(t.take_due(now, 100, usize::MAX).is_empty(), "nothing left");
+        assert!(
+            t.take_due(&ClaimWindow::due_at(now), 100, usize::MAX)
+                .is_empty(),
+            "nothing left"
+        );
         assert_eq!(t.next_due(), Some(T0 + 2_501_000));
     }
 
@@ -416,19 +479,99 @@ mod window_tests {
             e.job = Arc::new(spec.validate().expect("valid"));
             t.upsert(e);
         }
-        let due = t.take_due(T0 + 1000, 2000, 2);
+        let due = t.take_due(&ClaimWindow::due_at(T0 + 1000), 2000, 2);
         assert_eq!(due.len(), 2);
-        assert_eq!(t.take_due(T0 + 1000, 2000, usize::MAX).len(), 3);
+        assert_eq!(
+            t.take_due(&ClaimWindow::due_at(T0 + 1000), 2000, usize::MAX)
+                .len(),
+            3
+        );
     }
 
     #[test]
     fn rewind_decides_the_same_fires_again() {
         let mut t = Timetable::new();
         t.upsert(entry("@every 1s", MisfirePolicy::CatchUp, 60_000));
-        let due = t.take_due(T0 + 3000, 2000, usize::MAX);
+        let due = t.take_due(&ClaimWindow::due_at(T0 + 3000), 2000, usize::MAX);
         assert_eq!(due[0].run.len(), 3);
         t.rewind("j", due[0].cursor_before);
-        let again = t.take_due(T0 + 3000, 2000, usize::MAX);
+        let again = t.take_due(&ClaimWindow::due_at(T0 + 3000), 2000, usize::MAX);
         assert_eq!(again[0].run, due[0].run);
+    }
+
+    fn job_on(id: &str, shard: u32, schedule: &str, policy: MisfirePolicy) -> JobEntry {
+        let mut e = entry(schedule, policy, 60_000);
+        let mut spec = e.job.spec.clone();
+        spec.id = id.to_owned();
+        e.job = Arc::new(spec.validate().expect("valid"));
+        e.shard = shard;
+        e
+    }
+
+    #[test]
+    fn a_window_ahead_takes_fires_before_their_instant_as_on_time() {
+        let mut t = Timetable::new();
+        t.upsert(job_on("a", 0, "@every 1s", MisfirePolicy::Skip));
+        let window = ClaimWindow {
+            now_ms: T0 + 600,
+            furthest_ms: T0 + 1100,
+            shard_horizon: &|_| T0 + 1100,
+            max_ahead: usize::MAX,
+        };
+        let due = t.take_due(&window, 100, usize::MAX);
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].run, vec![T0 + 1000], "on time although 400 ms ahead");
+        assert!(due[0].misfired.is_empty());
+        assert_eq!(t.get("a").map(|e| e.cursor_ms), Some(T0 + 1000));
+        assert_eq!(t.next_due(), Some(T0 + 2000));
+    }
+
+    #[test]
+    fn a_shard_without_a_horizon_keeps_its_fires_until_they_are_due() {
+        let mut t = Timetable::new();
+        t.upsert(job_on("a", 0, "@every 1s", MisfirePolicy::Skip));
+        t.upsert(job_on("b", 1, "@every 1s", MisfirePolicy::Skip));
+        // Shard 1 is being handed off: nothing ahead for it.
+        let horizon = |shard: u32| if shard == 0 { T0 + 1100 } else { T0 + 600 };
+        let window = ClaimWindow {
+            now_ms: T0 + 600,
+            furthest_ms: T0 + 1100,
+            shard_horizon: &horizon,
+            max_ahead: usize::MAX,
+        };
+        let due = t.take_due(&window, 100, usize::MAX);
+        assert_eq!(
+            due.iter().map(|d| d.job_id.as_str()).collect::<Vec<_>>(),
+            ["a"]
+        );
+        assert_eq!(t.get("b").map(|e| e.cursor_ms), Some(T0), "b untouched");
+        let due = t.take_due(&ClaimWindow::due_at(T0 + 1000), 100, usize::MAX);
+        assert_eq!(due.len(), 1);
+        assert_eq!(
+            (due[0].job_id.as_str(), due[0].run.as_slice()),
+            ("b", &[T0 + 1000][..])
+        );
+    }
+
+    #[test]
+    fn a_full_ahead_line_still_takes_the_fires_already_due() {
+        let mut t = Timetable::new();
+        t.upsert(job_on("due", 0, "@every 1s", MisfirePolicy::Skip));
+        let mut later = job_on("later", 0, "@every 1s", MisfirePolicy::Skip);
+        later.cursor_ms = T0 + 1000;
+        t.upsert(later);
+        let window = ClaimWindow {
+            now_ms: T0 + 1000,
+            furthest_ms: T0 + 2100,
+            shard_horizon: &|_| T0 + 2100,
+            max_ahead: 0,
+        };
+        let due = t.take_due(&window, 100, usize::MAX);
+        assert_eq!(
+            due.iter().map(|d| d.job_id.as_str()).collect::<Vec<_>>(),
+            ["due"]
+        );
+        assert_eq!(t.get("later").map(|e| e.cursor_ms), Some(T0 + 1000));
+        assert_eq!(t.get("later").and_then(|e| e.next_ms), Some(T0 + 2000));
     }
 }

@@ -177,7 +177,12 @@ async fn paused_and_removed_jobs_stop_firing_once_acknowledged() {
             r.iter().any(|r| r.started_ms < acked),
             "{job} ran before the edit"
         );
-        let late: Vec<_> = r.iter().filter(|r| r.started_ms > acked).collect();
+        // A fire claimed ahead before the edit ends `cancelled` without a
+        // run (zero attempts): recorded, not run.
+        let late: Vec<_> = r
+            .iter()
+            .filter(|r| r.started_ms > acked && r.attempts > 0)
+            .collect();
         assert!(
             late.is_empty(),
             "{job} ran after the write was acknowledged: {late:?}"
@@ -227,5 +232,51 @@ async fn catch_up_fires_of_one_job_run_one_after_another_not_skipped() {
             .iter()
             .all(|r| r.outcome == RunOutcome::Succeeded),
         "catch-up fires must all run: {runs:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_undone_before_the_instant_of_a_fire_claimed_ahead_keeps_the_fire() {
+    let coord: Arc<dyn Coordinator> = Arc::new(MemoryCoordinator::new("a", RING).expect("coord"));
+    coord
+        .put_job(&JobSpec::new("blinks", "@every 2s", "ok"), None)
+        .await
+        .expect("put");
+    let now = || shardcron_runtime::Clock::now_ms(&shardcron_runtime::SystemClock);
+    // An instant at least 3 s away: the worker holds the shard by then and
+    // claims the fire 500 ms (the fast settings' claim_ahead) before it.
+    let instant = (now() + 3000).div_euclid(2000) * 2000 + 2000;
+    let c2 = coord.clone();
+    let edits = tokio::spawn(async move {
+        let until = |at: i64| Duration::from_millis(u64::try_from(at - now()).unwrap_or(0));
+        tokio::time::sleep(until(instant - 250)).await;
+        let job = c2.get_job("blinks").await.expect("get").expect("exists");
+        let mut spec = job.spec.clone();
+        spec.paused = true;
+        let paused = c2.put_job(&spec, Some(job.version)).await.expect("pause");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        spec.paused = false;
+        c2.put_job(&spec, Some(paused.version))
+            .await
+            .expect("resume");
+        now()
+    });
+    run_worker_for(coord.clone(), 7, Arc::new(AtomicUsize::new(0))).await;
+    let resumed_at = edits.await.expect("join");
+    assert!(resumed_at < instant, "the edits ended before the instant");
+    let runs = coord.recent_runs(None, 1000).await.expect("runs");
+    let at_instant: Vec<&RunRecord> = runs
+        .iter()
+        .filter(|r| r.job_id == "blinks" && r.scheduled_ms == instant)
+        .collect();
+    assert_eq!(
+        at_instant.len(),
+        1,
+        "one record of the fire: {at_instant:?}"
+    );
+    assert_eq!(
+        (at_instant[0].outcome, at_instant[0].attempts),
+        (RunOutcome::Succeeded, 1),
+        "the job was active again at its instant: {at_instant:?}"
     );
 }

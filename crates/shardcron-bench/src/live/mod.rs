@@ -173,10 +173,19 @@ fn plan(args: &LiveArgs) -> Result<Plan, BenchError> {
         job,
         duration_ms: i64::try_from(args.duration.as_millis()).unwrap_or(i64::MAX),
         ring: RingConfig::new(args.shards, DEFAULT_VNODES),
-        settings: if args.fast {
-            WorkerSettings::fast()
-        } else {
-            WorkerSettings::default()
+        settings: {
+            let mut settings = if args.fast {
+                WorkerSettings::fast()
+            } else {
+                WorkerSettings::default()
+            };
+            if let Some(ahead) = args.claim_ahead {
+                settings.claim_ahead = ahead;
+            }
+            settings
+                .validate()
+                .map_err(|e| BenchError::InvalidArgs(format!("--claim-ahead: {e}")))?;
+            settings
         },
         events,
     })
@@ -299,6 +308,7 @@ pub fn measure(args: &LiveArgs) -> Result<LiveReport, BenchError> {
         shards: args.shards,
         settings: if args.fast { "fast" } else { "default" },
         heartbeat_ms: millis(plan.settings.heartbeat),
+        claim_ahead_ms: millis(plan.settings.claim_ahead),
         ttl_ms: (
             millis(plan.settings.lease_ttl),
             millis(plan.settings.member_ttl),

@@ -65,6 +65,8 @@ pub struct LiveReport {
     pub settings: &'static str,
     /// Heartbeat period of the workers, ms.
     pub heartbeat_ms: u64,
+    /// How long before its instant each fire was claimed, ms.
+    pub claim_ahead_ms: u64,
     /// Lease and member TTLs of the workers, ms.
     pub ttl_ms: (u64, u64),
     /// Time from starting the workers until every shard was owned, ms.
@@ -129,12 +131,13 @@ pub fn summary_text(r: &LiveReport) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "live: {} workers, {} jobs {}, {} shards, {} settings, window {:.1} s (settled in {} ms)",
+        "live: {} workers, {} jobs {}, {} shards, {} settings, claim ahead {} ms, window {:.1} s (settled in {} ms)",
         r.workers,
         r.jobs,
         r.schedule,
         r.shards,
         r.settings,
+        r.claim_ahead_ms,
         (r.window.1 - r.window.0) as f64 / 1000.0,
         r.settle_ms
     );

@@ -129,6 +129,7 @@ pub fn one_batch(shard: u32, holder: &str, token: u64, fires: Vec<FireClaim>) ->
         holder: holder.into(),
         token,
         fires,
+        ahead_ms: 0,
     }]
 }
 

@@ -87,6 +87,7 @@ impl Node {
     pub(super) fn lose_shard(&mut self, shard: u32) {
         if let Some(held) = self.held.remove(&shard) {
             held.watch.lose();
+            self.executor.start_ended_ahead(Some(shard));
             self.timetable.remove_shard(shard);
             self.reload.remove(&shard);
             self.pending.forget_certain(shard);
@@ -121,6 +122,9 @@ impl Node {
                 }
                 _ => {}
             }
+        }
+        if !gave_up.is_empty() {
+            self.executor.start_ended_ahead(None);
         }
         for shard in gave_up {
             warn!(

@@ -22,7 +22,7 @@ use super::Node;
 use crate::executor::{ClaimedFire, EntryChange, RecordFields};
 use crate::lease_watch::LeaseGuard;
 use crate::metrics as m;
-use crate::timetable::DueFires;
+use crate::timetable::{ClaimWindow, DueFires};
 
 /// Delay before retrying fires whose claim round trip failed.
 const CLAIM_RETRY: std::time::Duration = std::time::Duration::from_millis(250);
@@ -54,6 +54,10 @@ impl Node {
     /// Claims every due fire, one batch per shard, one round trip in all.
     pub(super) async fn fire_step(&mut self) {
         self.retry_at = None;
+        self.last_claim = Instant::now();
+        // Fires claimed earlier that are due now start before this step's
+        // round trip, not after it.
+        self.executor.release_due();
         // Leases whose local validity ended are dropped before anything is
         // claimed under them, so a claim never lands for a shard this step
         // has already given up.
@@ -74,6 +78,7 @@ impl Node {
                     holder: self.holder.clone(),
                     token: held.token,
                     fires: fires.into_values().collect(),
+                    ahead_ms: self.settings.claim_ahead.as_millis() as i64,
                 })
             })
             .collect();
@@ -187,14 +192,46 @@ impl Node {
         )
     }
 
-    /// Takes due timetable fires, as many as the executor has room for.
+    /// Per claimable shard, the latest instant a fire may be claimed at
+    /// now: `claim_ahead` from now, but never past the lease's local
+    /// validity (a fire claimed ahead must be startable under the lease as
+    /// it stands), and nothing ahead for a shard being handed off (its
+    /// fires claimed ahead would hold the release back).
+    fn claim_horizons(&self, now_ms: i64) -> HashMap<u32, i64> {
+        let ahead_ms = self.settings.claim_ahead.as_millis() as i64;
+        let now = Instant::now();
+        self.held
+            .iter()
+            .filter(|(_, h)| h.claimable())
+            .map(|(&shard, h)| {
+                let horizon = if ahead_ms == 0 || h.handoff.is_some() {
+                    now_ms
+                } else {
+                    let valid_ms = h.watch.valid_until().saturating_duration_since(now);
+                    now_ms + ahead_ms.min(valid_ms.as_millis() as i64 - 1)
+                };
+                (shard, horizon.max(now_ms))
+            })
+            .collect()
+    }
+
+    /// Takes timetable fires due now or within their shard's claim-ahead
+    /// horizon, as many as the executor has room for.
     fn take_timetable(&mut self, step: &mut StepBatches, now_ms: i64) {
         let room = self.executor.capacity();
         if room == 0 {
             return;
         }
         let tolerance_ms = self.settings.on_time_tolerance.as_millis() as i64;
-        for d in self.timetable.take_due(now_ms, tolerance_ms, room) {
+        let horizons = self.claim_horizons(now_ms);
+        let shard_horizon = |shard: u32| horizons.get(&shard).copied().unwrap_or(now_ms);
+        let window = ClaimWindow {
+            now_ms,
+            furthest_ms: horizons.values().copied().max().unwrap_or(now_ms),
+            shard_horizon: &shard_horizon,
+            max_ahead: self.executor.ahead_room(),
+        };
+        for d in self.timetable.take_due(&window, tolerance_ms, room) {
             let Some(held) = self.held.get(&d.shard) else {
                 continue;
             };

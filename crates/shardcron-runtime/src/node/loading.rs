@@ -14,6 +14,7 @@ use tokio::time::Instant;
 use tracing::warn;
 
 use super::Node;
+use crate::ahead::AheadRevision;
 use crate::metrics as m;
 use crate::timetable::JobEntry;
 
@@ -97,6 +98,31 @@ impl Node {
             self.timetable.remove(&id);
             self.refused.remove(&id);
         }
+        self.revise_claimed_ahead(shard);
+    }
+
+    /// Fires of `shard` claimed ahead follow their job's reload: they run
+    /// the job as it now stands, or not at all if at their instant it no
+    /// longer fires then (removed, paused, schedule changed).
+    fn revise_claimed_ahead(&mut self, shard: u32) {
+        let timetable = &self.timetable;
+        self.executor.revise_ahead(shard, |fire| {
+            let Some(entry) = timetable.get(fire.job.id()) else {
+                return AheadRevision::Withdraw("the job was removed after this fire was claimed ahead of its instant");
+            };
+            if entry.version == fire.version {
+                AheadRevision::Keep
+            } else if entry.job.spec.paused {
+                AheadRevision::Withdraw("the job was paused after this fire was claimed ahead of its instant")
+            } else if entry.job.next_after(fire.scheduled_ms - 1) != Some(fire.scheduled_ms) {
+                AheadRevision::Withdraw("the job's schedule changed after this fire was claimed ahead; it no longer fires at this instant")
+            } else {
+                AheadRevision::Update {
+                    job: entry.job.clone(),
+                    version: entry.version,
+                }
+            }
+        });
     }
 
     /// Says once per job version when its timing cannot be honoured fully.

@@ -46,7 +46,7 @@ impl Node {
         let mut cancelled = false;
         let mut renew_at = now + self.settings.heartbeat;
         loop {
-            self.executor.reap_finished();
+            self.reap_finished();
             self.drop_invalid_leases();
             self.record_unresolvable_at_shutdown();
             self.release_idle_handoffs().await;
@@ -60,8 +60,12 @@ impl Node {
             } else {
                 Some(self.retry_at.unwrap_or_else(Instant::now))
             };
+            let ahead_at = self.executor.next_ahead_at();
             tokio::select! {
                 biased;
+                () = super::sleep_until_opt(ahead_at) => {
+                    self.executor.release_due();
+                }
                 _ = self.executor.next_finished() => {}
                 () = super::sleep_until_opt(retry_at) => self.fire_step().await,
                 () = tokio::time::sleep_until(renew_at) => {
