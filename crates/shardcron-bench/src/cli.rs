@@ -34,6 +34,9 @@ pub enum Command {
     Sim(Box<SimArgs>),
     /// Benchmark in-process workers against a private redis-server.
     Live(LiveArgs),
+    /// Run `live` and the BullMQ peer (benches/peers/bullmq) one after the
+    /// other at each job rate and print them side by side.
+    Peer(PeerArgs),
 }
 
 /// A sorted, deduplicated list of numbers parsed from `1,2,5..8,10..100:10`.
@@ -267,6 +270,10 @@ pub struct LiveArgs {
     /// fire when it is due.
     #[arg(long, value_parser = parse_duration)]
     pub claim_ahead: Option<Duration>,
+    /// The redis-server binary to start (default: `SHARDCRON_REDIS_SERVER`,
+    /// else `redis-server` on `PATH`).
+    #[arg(long)]
+    pub redis_server: Option<PathBuf>,
     /// Output directory for live.json, live.csv (churn events), lateness.csv
     /// and lateness_over_time.svg.
     #[arg(long, default_value = "target/shardcron-bench/live")]
@@ -274,6 +281,46 @@ pub struct LiveArgs {
     /// Skip drawing the chart.
     #[arg(long)]
     pub no_charts: bool,
+}
+
+/// Options of `peer`.
+#[derive(Debug, Clone, Args)]
+pub struct PeerArgs {
+    /// Job rates to measure: J jobs firing every second, one point per
+    /// value (list or ranges, e.g. `1000,5000,10000,20000`).
+    #[arg(long, default_value = "1000,5000,10000,20000", value_parser = parse_num_list)]
+    pub jobs: NumList,
+    /// Workers of each system: in-process shardcron workers, BullMQ worker
+    /// processes.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub workers: u32,
+    /// Length of each measured window, whole seconds (e.g. `30s`).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// BullMQ's warm-up before its window, whole seconds (shardcron's
+    /// window starts once its fleet has settled).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub warmup: Duration,
+    /// Concurrency of each BullMQ worker (run.js `--concurrency`).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub concurrency: u32,
+    /// The BullMQ peer's folder (with run.js and package.json); default
+    /// `benches/peers/bullmq` of the workspace.
+    #[arg(long)]
+    pub bullmq_dir: Option<PathBuf>,
+    /// The Node.js binary.
+    #[arg(long, default_value = "node")]
+    pub node: PathBuf,
+    /// The npm binary (only used for `npm ci` when node_modules is missing).
+    #[arg(long, default_value = "npm")]
+    pub npm: PathBuf,
+    /// The redis-server binary both systems start (default:
+    /// `SHARDCRON_REDIS_SERVER`, else `redis-server` on `PATH`).
+    #[arg(long)]
+    pub redis_server: Option<PathBuf>,
+    /// Output directory for peer.md, peer.json and each run's own files.
+    #[arg(long, default_value = "target/shardcron-bench/peer")]
+    pub out: PathBuf,
 }
 
 #[cfg(test)]

@@ -29,6 +29,24 @@ pub enum BenchError {
         /// What went wrong.
         message: String,
     },
+    /// Something the peer comparison needs is not there: Node.js, npm, the
+    /// BullMQ folder or its packages, redis-server.
+    #[error("missing {what}: {hint}")]
+    Missing {
+        /// What is missing ("node", "npm", "the BullMQ peer folder").
+        what: String,
+        /// How to provide it.
+        hint: String,
+    },
+    /// A peer's result could not be read: the harness and this tool
+    /// disagree about its format.
+    #[error("cannot parse {origin}: {message}")]
+    PeerOutput {
+        /// Where the result came from (the file run.js wrote).
+        origin: String,
+        /// What was wrong with it.
+        message: String,
+    },
     /// Drawing a chart failed.
     #[error("drawing chart {path}: {message}")]
     Chart {

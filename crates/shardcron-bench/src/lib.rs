@@ -17,6 +17,8 @@
 //!   commands and CPU per fire) while checking that no fire is duplicated or
 //!   missed — optionally through a scripted churn timeline (graceful leaves,
 //!   crashes, joins), timing each handoff and takeover.
+//! * `peer` runs `live` and the BullMQ peer (`benches/peers/bullmq`) one
+//!   after the other at each job rate and puts them side by side.
 //!
 //! The library part exists so the strategies, metrics and audit can be
 //! unit-tested apart from the command line; `main.rs` only parses arguments
@@ -28,6 +30,7 @@ pub mod error;
 pub mod job_churn;
 pub mod live;
 pub mod metrics;
+pub mod peer;
 pub mod report;
 pub mod rng;
 pub mod scenario;

@@ -1,12 +1,13 @@
 //! `shardcron-bench`: see the library docs. This file only parses arguments
 //! and maps errors to exit codes: 0 ok, 1 the run failed (or `live` saw a
-//! duplicate or missed fire), 2 invalid arguments.
+//! duplicate or missed fire), 2 invalid arguments, 3 (`peer`) a
+//! prerequisite is missing.
 
 use std::process::ExitCode;
 
 use clap::Parser;
 use shardcron_bench::cli::{Cli, Command};
-use shardcron_bench::{live, sim_cmd, BenchError};
+use shardcron_bench::{live, peer, sim_cmd, BenchError};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -22,5 +23,6 @@ fn main() -> ExitCode {
             }
         },
         Command::Live(args) => live::run(&args),
+        Command::Peer(args) => peer::run(&args),
     }
 }

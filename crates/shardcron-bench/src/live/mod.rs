@@ -201,7 +201,13 @@ fn plan(args: &LiveArgs) -> Result<Plan, BenchError> {
 pub fn measure(args: &LiveArgs) -> Result<LiveReport, BenchError> {
     let plan = plan(args)?;
     let ring = plan.ring;
-    let server = RedisServer::start().map_err(|e| BenchError::live("starting redis-server", e))?;
+    let mut builder = RedisServer::builder();
+    if let Some(binary) = &args.redis_server {
+        builder = builder.binary(binary);
+    }
+    let server = builder
+        .start()
+        .map_err(|e| BenchError::live("starting redis-server", e))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
