@@ -4,9 +4,11 @@
 //! The scheduler only claims; this module decides *when* a claimed fire starts
 //! (overlap policy) and turns whatever happens to it into exactly one
 //! [`RunRecord`]: a claimed fire either runs or gets a record saying why it
-//! did not, never nothing. Each attempt runs in its own task so a panic is
-//! caught as a `JoinError` and recorded as a failure instead of taking the
-//! node down.
+//! did not, never nothing. A handler's panic is caught around its future
+//! (`catch_unwind`) and recorded as `panicked` instead of taking the node
+//! down; the handler runs inside its fire's run task, so a fire released
+//! with thousands of others at one instant starts when its own task is
+//! polled, not behind a second task per fire.
 //!
 //! The overlap decision needs to know which runs are still going, so finished
 //! runs are reaped (all of them, without waiting) before any fire is
@@ -24,9 +26,11 @@
 //! [`Executor::release_due`].
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::FutureExt;
 use shardcron_coord::{CloseFire, RunOutcome, RunRecord};
 use shardcron_core::{FireId, Job, OverlapPolicy};
 use tokio::sync::{mpsc, Semaphore};
@@ -40,6 +44,10 @@ use crate::handler::{FireContext, HandlerError, HandlerRegistry};
 use crate::lease_watch::LeaseGuard;
 use crate::metrics as m;
 use crate::recorder::{FireEnd, UnwrittenCloses};
+
+/// How long a cancelled or timed-out handler gets to observe its
+/// cancellation before it is dropped.
+const CANCEL_REAP: Duration = Duration::from_secs(3);
 
 /// A claimed fire waiting to run.
 #[derive(Clone, Debug)]
@@ -202,6 +210,12 @@ impl Executor {
     pub fn waiting(&self) -> usize {
         let holding = self.concurrency - self.permits.available_permits();
         self.tasks.len().saturating_sub(holding) + self.queued.len() + self.backlog_len
+    }
+
+    /// Whether a fire waits for a run of its job to end (overlap queue or
+    /// catch-up line).
+    pub fn has_fires_behind_runs(&self) -> bool {
+        !self.queued.is_empty() || self.backlog_len > 0
     }
 
     /// How many more fires may be claimed now: the waiting line holds at
@@ -676,16 +690,18 @@ impl RunTask {
                 timeout: job.spec.timeout,
                 cancel: attempt_cancel.clone(),
             };
-            let handler = handler.clone();
-            let mut task = tokio::spawn(async move { handler.run(ctx).await });
+            // The handler runs inside this task, not a task of its own: a
+            // fire starts when its run task is first polled, not after every
+            // other fire released at the same instant (a spawned handler
+            // would queue behind them). A panic is caught here instead.
+            let mut task = std::pin::pin!(AssertUnwindSafe(handler.run(ctx)).catch_unwind());
             let limit = job.spec.timeout;
             let result = tokio::select! {
                 biased;
-                joined = &mut task => match joined {
+                ended = &mut task => match ended {
                     Ok(Ok(out)) => Attempt::Ok(out.detail),
                     Ok(Err(e)) => Attempt::Failed(e),
-                    Err(e) if e.is_panic() => Attempt::Panicked(panic_message(e)),
-                    Err(e) => Attempt::Panicked(e.to_string()),
+                    Err(payload) => Attempt::Panicked(panic_message(payload.as_ref())),
                 },
                 () = sleep_or_forever(limit) => Attempt::TimedOut(limit.unwrap_or_default()),
                 () = cancel.cancelled() => Attempt::Cancelled,
@@ -694,8 +710,10 @@ impl RunTask {
                 result,
                 Attempt::Ok(_) | Attempt::Failed(_) | Attempt::Panicked(_)
             ) {
-                // Give the handler a moment to observe cancellation, then drop it.
-                cancel_and_reap(&attempt_cancel, task).await;
+                // Give the handler a moment to observe cancellation, then
+                // drop it.
+                attempt_cancel.cancel();
+                let _ = tokio::time::timeout(CANCEL_REAP, &mut task).await;
             }
             let retryable = match &result {
                 Attempt::Ok(_) | Attempt::Cancelled => false,
@@ -790,30 +808,12 @@ async fn sleep_or_forever(limit: Option<Duration>) {
     }
 }
 
-/// Trips the attempt's token so the handler can clean up, waits briefly, then
-/// aborts the attempt's task.
-async fn cancel_and_reap(
-    attempt_cancel: &CancellationToken,
-    mut task: tokio::task::JoinHandle<Result<crate::handler::RunOutput, HandlerError>>,
-) {
-    attempt_cancel.cancel();
-    if tokio::time::timeout(Duration::from_secs(3), &mut task)
-        .await
-        .is_err()
-    {
-        task.abort();
-    }
-}
-
-fn panic_message(e: tokio::task::JoinError) -> String {
-    match e.try_into_panic() {
-        Ok(payload) => payload
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_owned())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "non-string panic payload".to_owned()),
-        Err(e) => e.to_string(),
-    }
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic payload".to_owned())
 }
 
 /// What stops a run: the node stopping, or the shard's lease ending (lost,

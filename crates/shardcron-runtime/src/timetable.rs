@@ -9,7 +9,7 @@
 //! I/O happens here, so the policy is unit-tested exhaustively.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BTreeSet, BinaryHeap, HashMap};
 use std::sync::Arc;
 
 use shardcron_core::{Job, MisfirePolicy};
@@ -61,6 +61,9 @@ pub struct DueFires {
 #[derive(Default)]
 pub struct Timetable {
     jobs: HashMap<String, JobEntry>,
+    /// Job ids per shard, so per-shard questions cost the shard's jobs, not
+    /// every job of the node.
+    by_shard: HashMap<u32, BTreeSet<String>>,
     heap: BinaryHeap<Reverse<(i64, String)>>,
 }
 
@@ -87,11 +90,19 @@ impl Timetable {
 
     /// Ids of the jobs of one shard.
     pub fn jobs_of_shard(&self, shard: u32) -> Vec<String> {
-        self.jobs
-            .values()
-            .filter(|e| e.shard == shard)
-            .map(|e| e.job.id().to_owned())
-            .collect()
+        self.by_shard
+            .get(&shard)
+            .map(|ids| ids.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The entries of one shard's jobs.
+    pub fn entries_of_shard(&self, shard: u32) -> impl Iterator<Item = &JobEntry> {
+        self.by_shard
+            .get(&shard)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.jobs.get(id))
     }
 
     /// Adds or replaces a job; paused jobs are kept but never come due.
@@ -104,7 +115,15 @@ impl Timetable {
         if let Some(next) = entry.next_ms {
             self.heap.push(Reverse((next, entry.job.id().to_owned())));
         }
-        self.jobs.insert(entry.job.id().to_owned(), entry);
+        let id = entry.job.id().to_owned();
+        if let Some(old) = self.jobs.insert(id.clone(), entry) {
+            if let Some(ids) = self.by_shard.get_mut(&old.shard) {
+                ids.remove(&id);
+            }
+        }
+        if let Some(shard) = self.jobs.get(&id).map(|e| e.shard) {
+            self.by_shard.entry(shard).or_default().insert(id);
+        }
     }
 
     /// Moves a job's cursor back to `cursor_ms` (if it is ahead of it), so
@@ -121,14 +140,23 @@ impl Timetable {
 
     /// Removes a job.
     pub fn remove(&mut self, job_id: &str) -> Option<JobEntry> {
-        self.jobs.remove(job_id)
+        let entry = self.jobs.remove(job_id)?;
+        if let Some(ids) = self.by_shard.get_mut(&entry.shard) {
+            ids.remove(job_id);
+            if ids.is_empty() {
+                self.by_shard.remove(&entry.shard);
+            }
+        }
+        Some(entry)
     }
 
     /// Removes every job of a shard; returns how many.
     pub fn remove_shard(&mut self, shard: u32) -> usize {
-        let before = self.jobs.len();
-        self.jobs.retain(|_, e| e.shard != shard);
-        before - self.jobs.len()
+        let ids = self.by_shard.remove(&shard).unwrap_or_default();
+        for id in &ids {
+            self.jobs.remove(id);
+        }
+        ids.len()
     }
 
     fn drop_stale_top(&mut self) {
@@ -573,5 +601,21 @@ mod window_tests {
         );
         assert_eq!(t.get("later").map(|e| e.cursor_ms), Some(T0 + 1000));
         assert_eq!(t.get("later").and_then(|e| e.next_ms), Some(T0 + 2000));
+    }
+
+    #[test]
+    fn the_shard_index_follows_upserts_and_removals() {
+        let mut t = Timetable::new();
+        t.upsert(job_on("a", 0, "@every 1s", MisfirePolicy::Skip));
+        t.upsert(job_on("b", 0, "@every 1s", MisfirePolicy::Skip));
+        t.upsert(job_on("c", 1, "@every 1s", MisfirePolicy::Skip));
+        t.upsert(job_on("a", 0, "@every 2s", MisfirePolicy::Skip));
+        assert_eq!(t.jobs_of_shard(0), ["a", "b"]);
+        assert_eq!(t.entries_of_shard(1).count(), 1);
+        assert!(t.remove("b").is_some());
+        assert_eq!(t.jobs_of_shard(0), ["a"]);
+        assert_eq!(t.remove_shard(0), 1);
+        assert!(t.jobs_of_shard(0).is_empty() && t.get("a").is_none());
+        assert_eq!((t.len(), t.jobs_of_shard(1)), (1, vec!["c".to_owned()]));
     }
 }

@@ -4,9 +4,10 @@
 //! virtual time, node, instance, fire, fencing token, shard, attempt) and the
 //! end. Its duration comes from the job's `args` (`{"ms": n}`), so jobs can
 //! be slower than their period. It stops early when the runtime cancels it
-//! (lost lease, hard stop) and when its node crashes: an aborted worker task
-//! does not stop handler tasks it spawned, so the crash token stands in for
-//! the process dying.
+//! (lost lease, hard stop) and when its node crashes: the crash token stands
+//! in for the process dying. A handler future dropped without finishing (the
+//! runtime runs handlers inside its run tasks, and aborting a crashed
+//! worker's task drops them) ends its run at that moment, as `dropped`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -66,13 +67,33 @@ impl Handler for SimHandler {
             ctx.shard,
             (ctx.attempt, ctx.delivery),
         );
+        let mut guard = EndOnDrop {
+            history: &self.history,
+            run: Some(run),
+        };
         let how = tokio::select! {
             biased;
             () = self.crashed.cancelled() => "crashed",
             () = ctx.cancel.cancelled() => "cancelled",
             () = tokio::time::sleep(duration_of(&ctx.args)) => "done",
         };
-        self.history.ended(run, how);
+        if let Some(run) = guard.run.take() {
+            self.history.ended(run, how);
+        }
         Ok(RunOutput::default())
+    }
+}
+
+/// Ends a run whose handler future is dropped before it finishes.
+struct EndOnDrop<'a> {
+    history: &'a History,
+    run: Option<usize>,
+}
+
+impl Drop for EndOnDrop<'_> {
+    fn drop(&mut self) {
+        if let Some(run) = self.run.take() {
+            self.history.ended(run, "dropped");
+        }
     }
 }

@@ -115,6 +115,8 @@ pub(crate) struct Node {
     /// [`Node::claim_tick`] apart, so fires coming due close together are
     /// claimed in one round trip.
     last_claim: Instant,
+    /// When the status is next published from the loop.
+    status_at: Instant,
     /// The store said a fire was not due yet: this node's idea of the time
     /// is off. Nothing is claimed until the next heartbeat resamples it.
     clock_suspect: bool,
@@ -193,6 +195,7 @@ impl Node {
             control_at: Instant::now(),
             retry_at: None,
             last_claim: Instant::now(),
+            status_at: Instant::now(),
             clock_suspect: false,
             overloaded: false,
             reachable: true,
@@ -228,6 +231,7 @@ impl Node {
                 () = tokio::time::sleep_until(self.control_at) => {
                     self.control_at = Instant::now() + self.settings.heartbeat;
                     self.control_step().await;
+                    self.status_at = Instant::now();
                 }
                 () = sleep_until_opt(fire_at) => self.fire_step().await,
                 () = sleep_until_opt(self.retry_at) => self.fire_step().await,
@@ -239,7 +243,7 @@ impl Node {
                     }
                     Err(broadcast::error::RecvError::Closed) => events = self.coord.subscribe(),
                 },
-                _ = self.executor.next_finished() => {}
+                _ = self.executor.next_finished(), if self.finishes_matter() => {}
                 () = self.unwritten.written_changed() => {}
                 () = tokio::time::sleep_until(poll_at) => {
                     let next = if self.poll_versions().await {
@@ -257,7 +261,10 @@ impl Node {
                 self.reload_shards().await;
             }
             self.release_idle_handoffs().await;
-            self.publish_status();
+            if Instant::now() >= self.status_at {
+                self.publish_status();
+                self.status_at = Instant::now() + STATUS_EVERY;
+            }
         }
         let fatal = self.fatal.take();
         (self.shutdown().await, fatal)
@@ -286,6 +293,18 @@ impl Node {
                 *poll_at = Instant::now();
             }
         }
+    }
+
+    /// Whether the loop must wake as soon as a run ends: a fire waits
+    /// behind it (overlap queue, catch-up line), a shard waits for its runs
+    /// to end before its release, or claiming paused for room. Otherwise
+    /// finished runs are reaped at the next turn of the loop (every claim
+    /// step reaps before it dispatches), so a burst of thousands of short
+    /// runs does not turn the loop once per run.
+    fn finishes_matter(&self) -> bool {
+        self.overloaded
+            || self.executor.has_fires_behind_runs()
+            || self.held.values().any(|h| h.handoff.is_some())
     }
 
     /// Reaps every finished run, so overlap decisions and handoffs see
@@ -364,34 +383,64 @@ impl Node {
         }
     }
 
+    /// Publishes the node's status if it changed. Runs after every loop
+    /// turn (one per finished run, too), so it compares in place and clones
+    /// the member list only when that changed.
     fn publish_status(&self) {
         let owned_jobs = self.timetable.len();
         gauge!(m::SHARDS_OWNED).set(self.held.len() as f64);
         gauge!(m::JOBS_OWNED).set(owned_jobs as f64);
+        let owned_shards = self
+            .held
+            .keys()
+            .filter(|s| self.desired.contains(s))
+            .count();
+        let in_flight = self.executor.in_flight();
         self.status.send_if_modified(|s| {
-            let next = WorkerStatus {
-                node_id: self.info.id.clone(),
-                registered: self.registered,
-                members: self.members.clone(),
-                desired_shards: self.desired.len(),
-                owned_shards: self
-                    .held
-                    .keys()
-                    .filter(|s| self.desired.contains(s))
-                    .count(),
-                owned_jobs,
-                in_flight: self.executor.in_flight(),
-                stopping: false,
-            };
-            if *s == next {
-                false
-            } else {
-                *s = next;
-                true
+            let mut changed = false;
+            if s.members != self.members {
+                s.members.clone_from(&self.members);
+                changed = true;
             }
+            let fields = (
+                self.registered,
+                self.desired.len(),
+                owned_shards,
+                owned_jobs,
+                in_flight,
+                false,
+            );
+            if (
+                s.registered,
+                s.desired_shards,
+                s.owned_shards,
+                s.owned_jobs,
+                s.in_flight,
+                s.stopping,
+            ) != fields
+            {
+                (
+                    s.registered,
+                    s.desired_shards,
+                    s.owned_shards,
+                    s.owned_jobs,
+                    s.in_flight,
+                    s.stopping,
+                ) = fields;
+                changed = true;
+            }
+            if s.node_id != self.info.id {
+                s.node_id.clone_from(&self.info.id);
+                changed = true;
+            }
+            changed
         });
     }
 }
+
+/// How often the loop publishes its status (at most; the heartbeat step
+/// publishes at once).
+const STATUS_EVERY: Duration = Duration::from_millis(100);
 
 async fn sleep_until_opt(at: Option<Instant>) {
     match at {

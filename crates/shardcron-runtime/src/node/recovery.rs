@@ -263,9 +263,7 @@ impl Node {
     /// Whether any loaded job of `shard` has delivery `at_least_once`.
     fn shard_tracks_fires(&self, shard: u32) -> bool {
         self.timetable
-            .jobs_of_shard(shard)
-            .iter()
-            .filter_map(|id| self.timetable.get(id))
+            .entries_of_shard(shard)
             .any(|e| e.job.spec.delivery.tracks_fires())
     }
 
