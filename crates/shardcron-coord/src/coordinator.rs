@@ -183,7 +183,11 @@ pub trait Coordinator: Send + Sync + 'static {
     /// Current job versions of several shards, in one round trip.
     async fn shard_versions(&self, shards: &[u32]) -> CoordResult<Vec<u64>>;
 
-    /// Appends to the capped run history.
+    /// Appends `runs` (oldest first) to the capped run history: the
+    /// namespace keeps its last `RUN_HISTORY_CAP` runs, each job its last
+    /// `JOB_RUN_HISTORY_CAP` for as long as the job is defined (a deleted
+    /// job's until its last run is `JOB_RUN_HISTORY_RETENTION_HOURS` old).
+    /// A store writes any number of runs with a fixed number of commands.
     async fn record_runs(&self, runs: &[RunRecord]) -> CoordResult<()>;
 
     /// Removes the open entries of `at_least_once` fires that reached a
@@ -217,7 +221,8 @@ pub trait Coordinator: Send + Sync + 'static {
         retention: Duration,
     ) -> CoordResult<Vec<RecoverOutcome>>;
 
-    /// Most recent runs first, optionally of one job.
+    /// Most recent runs first (in the order written), at most `limit`,
+    /// optionally of one job.
     async fn recent_runs(&self, job_id: Option<&str>, limit: usize) -> CoordResult<Vec<RunRecord>>;
 
     /// Subscribes to namespace events. A `Resync` event (or a lagged receiver)

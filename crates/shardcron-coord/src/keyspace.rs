@@ -51,9 +51,34 @@ impl Keyspace {
         format!("{{{}}}:runs", self.ns)
     }
 
-    /// Capped list of recent runs of one job.
-    pub fn job_runs(&self, job_id: &str) -> String {
+    /// Capped list of recent runs of one job, as versions before the
+    /// per-job history hash wrote it (7 days TTL). Only read now, so the
+    /// history written before an upgrade stays visible until it expires.
+    pub fn legacy_job_runs(&self, job_id: &str) -> String {
         format!("{{{}}}:runs:{job_id}", self.ns)
+    }
+
+    /// The last runs of every job, in one hash: field
+    /// [`Self::job_history_slot`] of `i % cap` holds `i|<record JSON>`, the
+    /// job's run number `i` (from 0). One hash for all jobs lets a write
+    /// carry the runs of any number of jobs in one command. (Not under
+    /// `{ns}:runs:`, where a legacy list of a job named like it would be.)
+    pub fn job_history(&self) -> String {
+        format!("{{{}}}:jobruns", self.ns)
+    }
+
+    /// Per job, `count|hour`: how many of its runs were written (the number
+    /// its next run gets) and the hour (Unix ms / 3,600,000) of the last
+    /// write, for the sweep that removes deleted jobs' history.
+    pub fn job_history_counts(&self) -> String {
+        format!("{{{}}}:jobruns:n", self.ns)
+    }
+
+    /// Field of [`Self::job_history`] holding the runs of `job_id` whose
+    /// number is `slot` modulo the cap. Ids cannot make two fields meet: the
+    /// slot ends at the first `:`.
+    pub fn job_history_slot(slot: usize, job_id: &str) -> String {
+        format!("{slot}:{job_id}")
     }
 
     /// Live weight per shard (shard -> load units), exact after every job write.
@@ -154,5 +179,17 @@ mod tests {
         assert_eq!(k.lease(7), "{prod:7}:lease");
         assert_eq!(k.claim_prefix(7), "{prod:7}:fire:");
         assert_eq!(k.members(), "{prod}:members");
+    }
+
+    #[test]
+    fn job_history_fields_never_meet() {
+        let k = Keyspace::new("prod");
+        assert_eq!(k.job_history(), "{prod}:jobruns");
+        assert_eq!(k.job_history_counts(), "{prod}:jobruns:n");
+        assert_eq!(Keyspace::job_history_slot(7, "a"), "7:a");
+        assert_ne!(
+            Keyspace::job_history_slot(1, "2:a"),
+            Keyspace::job_history_slot(12, "a")
+        );
     }
 }

@@ -20,7 +20,10 @@ use crate::model::{
     RecoverBatch, RecoverOutcome, RunRecord, ShardJobs, StoredJob, StoredPlacement,
     MAX_EARLY_CLAIM_MS,
 };
-use crate::redis_coord::{decode_shard_jobs, JOB_RUN_HISTORY_CAP, RUN_HISTORY_CAP};
+use crate::redis_coord::{
+    decode_shard_jobs, newest_finish, HISTORY_SWEEP_EVERY_MS, HOUR_MS, JOB_RUN_HISTORY_CAP,
+    JOB_RUN_HISTORY_RETENTION_HOURS, RUN_HISTORY_CAP,
+};
 
 /// A job as the store keeps it: its version and its stored JSON (kept as
 /// text, like Redis does, so an undecodable record behaves the same here).
@@ -171,13 +174,23 @@ fn parse_claim_value(value: &str) -> Option<(&str, u64)> {
     Some((holder, attempt.parse().ok()?))
 }
 
+/// One job's last runs (most recent first) and the hour of its last
+/// write, as the Redis store keeps them (`{ns}:jobruns`, `{ns}:jobruns:n`).
+#[derive(Default)]
+struct JobRuns {
+    runs: VecDeque<RunRecord>,
+    hour: i64,
+}
+
 #[derive(Default)]
 struct State {
     config: Option<RingConfig>,
     members: BTreeMap<String, (MemberInfo, i64)>,
     shards: HashMap<u32, Shard>,
     runs: VecDeque<RunRecord>,
-    job_runs: HashMap<String, VecDeque<RunRecord>>,
+    job_runs: HashMap<String, JobRuns>,
+    /// Record time of the last sweep of deleted jobs' history.
+    history_swept_ms: Option<i64>,
     weights: Weights,
     placement: Option<StoredPlacement>,
 }
@@ -851,13 +864,36 @@ impl Coordinator for MemoryCoordinator {
     }
 
     async fn record_runs(&self, runs: &[RunRecord]) -> CoordResult<()> {
+        if runs.is_empty() {
+            return Ok(());
+        }
+        let newest = newest_finish(runs);
+        let hour = newest.div_euclid(HOUR_MS);
         let mut state = self.state();
         for run in runs {
             state.runs.push_front(run.clone());
             state.runs.truncate(RUN_HISTORY_CAP);
             let per_job = state.job_runs.entry(run.job_id.clone()).or_default();
-            per_job.push_front(run.clone());
-            per_job.truncate(JOB_RUN_HISTORY_CAP);
+            per_job.runs.push_front(run.clone());
+            per_job.runs.truncate(JOB_RUN_HISTORY_CAP);
+            per_job.hour = hour;
+        }
+        let due = state
+            .history_swept_ms
+            .is_none_or(|last| newest.abs_diff(last) >= HISTORY_SWEEP_EVERY_MS);
+        if due {
+            // The sweep of `sweep_history.lua`, over every job at once.
+            state.history_swept_ms = Some(newest);
+            let State {
+                job_runs, shards, ..
+            } = &mut *state;
+            let shard_count = self.ring.shard_count;
+            job_runs.retain(|job, per_job| {
+                per_job.hour >= hour - JOB_RUN_HISTORY_RETENTION_HOURS
+                    || shards
+                        .get(&shard_of(job, shard_count))
+                        .is_some_and(|s| s.jobs.contains_key(job))
+            });
         }
         Ok(())
     }
@@ -906,7 +942,7 @@ impl Coordinator for MemoryCoordinator {
         let state = self.state();
         let list = match job_id {
             None => Some(&state.runs),
-            Some(j) => state.job_runs.get(j),
+            Some(j) => state.job_runs.get(j).map(|per_job| &per_job.runs),
         };
         Ok(list
             .map(|l| l.iter().take(limit).cloned().collect())

@@ -28,11 +28,21 @@ use crate::model::{
 use crate::scripts::Scripts;
 
 mod delivery;
+mod history;
+
+use history::HistoryState;
+pub(crate) use history::{newest_finish, HOUR_MS};
 
 /// Runs kept in the namespace-wide history.
 pub const RUN_HISTORY_CAP: usize = 10_000;
 /// Runs kept per job.
 pub const JOB_RUN_HISTORY_CAP: usize = 100;
+/// How long the runs of a deleted job stay readable after its last run, in
+/// hours (those of a defined job stay as long as the job).
+pub const JOB_RUN_HISTORY_RETENTION_HOURS: i64 = 7 * 24;
+/// Least record time between two steps of one coordinator's sweep of
+/// deleted jobs' history, ms.
+pub(crate) const HISTORY_SWEEP_EVERY_MS: u64 = 60_000;
 
 /// Connection settings of the Redis coordinator.
 #[derive(Clone, Debug)]
@@ -71,6 +81,8 @@ pub struct RedisCoordinator {
     scripts: Scripts,
     events: broadcast::Sender<CoordEvent>,
     subscriber: tokio::task::JoinHandle<()>,
+    /// Run numbers and sweep position of the run history writes.
+    history: HistoryState,
 }
 
 impl Drop for RedisCoordinator {
@@ -138,6 +150,7 @@ impl RedisCoordinator {
             scripts: Scripts::new(),
             events,
             subscriber,
+            history: HistoryState::new(),
         };
         coordinator.ensure_config().await?;
         Ok(coordinator)
@@ -506,6 +519,13 @@ impl Coordinator for RedisCoordinator {
             Self::evalsha(&mut pipe, &self.scripts.acquire, &keys, &args);
         }
         let replies: Vec<(i64, String)> = self.pipeline("acquire leases", &pipe).await?;
+        self.history.forget_shards(
+            shards
+                .iter()
+                .zip(&replies)
+                .filter(|(_, (token, _))| *token >= 0)
+                .map(|(&shard, _)| shard),
+        );
         Ok(replies
             .into_iter()
             .map(|(token, current)| {
@@ -545,6 +565,13 @@ impl Coordinator for RedisCoordinator {
             );
         }
         let replies: Vec<i64> = self.pipeline("renew leases", &pipe).await?;
+        self.history.forget_shards(
+            leases
+                .iter()
+                .zip(&replies)
+                .filter(|(_, r)| **r != 1)
+                .map(|(&(shard, _), _)| shard),
+        );
         Ok(replies.into_iter().map(|r| r == 1).collect())
     }
 
@@ -567,6 +594,8 @@ impl Coordinator for RedisCoordinator {
             );
         }
         let replies: Vec<i64> = self.pipeline("release leases", &pipe).await?;
+        self.history
+            .forget_shards(leases.iter().map(|&(shard, _)| shard));
         Ok(replies.into_iter().map(|r| r == 1).collect())
     }
 
@@ -910,11 +939,7 @@ impl Coordinator for RedisCoordinator {
         if runs.is_empty() && closes.is_empty() {
             return Ok(());
         }
-        let mut pipe = redis::pipe();
-        self.push_run_records(&mut pipe, runs)?;
-        self.push_closes(&mut pipe, closes);
-        let () = self.pipeline("record runs", &pipe).await?;
-        Ok(())
+        self.write_history(runs, closes).await
     }
 
     async fn open_fires(&self, shards: &[u32]) -> CoordResult<Vec<Vec<OpenFire>>> {
@@ -933,11 +958,16 @@ impl Coordinator for RedisCoordinator {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let key = job_id.map_or_else(|| self.keys.runs(), |j| self.keys.job_runs(j));
+        if let Some(job_id) = job_id {
+            return self.read_job_runs(job_id, limit).await;
+        }
         let raw: Vec<String> = self
             .query(
                 "recent runs",
-                redis::cmd("LRANGE").arg(key).arg(0).arg(limit - 1),
+                redis::cmd("LRANGE")
+                    .arg(self.keys.runs())
+                    .arg(0)
+                    .arg(limit - 1),
             )
             .await?;
         raw.iter()

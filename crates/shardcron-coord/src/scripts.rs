@@ -38,6 +38,8 @@ pub struct Scripts {
     pub recover: Script,
     /// Remove open entries of fires that reached a terminal state.
     pub close: Script,
+    /// Remove the per-job history of deleted jobs, one step of a sweep.
+    pub sweep_history: Script,
 }
 
 impl Scripts {
@@ -59,11 +61,12 @@ impl Scripts {
             store_placement: Script::new(include_str!("lua/store_placement.lua")),
             recover: Script::new(include_str!("lua/recover.lua")),
             close: Script::new(include_str!("lua/close.lua")),
+            sweep_history: Script::new(include_str!("lua/sweep_history.lua")),
         }
     }
 
     /// Sources of all scripts, for `SCRIPT LOAD` after a server restart.
-    pub fn sources() -> [&'static str; 15] {
+    pub fn sources() -> [&'static str; 16] {
         [
             include_str!("lua/heartbeat.lua"),
             include_str!("lua/members.lua"),
@@ -80,6 +83,7 @@ impl Scripts {
             include_str!("lua/store_placement.lua"),
             include_str!("lua/recover.lua"),
             include_str!("lua/close.lua"),
+            include_str!("lua/sweep_history.lua"),
         ]
     }
 }

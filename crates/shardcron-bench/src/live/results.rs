@@ -8,6 +8,7 @@
 
 use std::time::Duration;
 
+use shardcron_coord::redis_coord::JOB_RUN_HISTORY_CAP;
 use shardcron_coord::Keyspace;
 use shardcron_testkit::RedisServer;
 
@@ -33,7 +34,8 @@ pub(super) type RecordedMisses = std::collections::BTreeMap<String, u64>;
 
 /// Splits the misses nothing else explains into those with a run record
 /// saying why they did not run (per outcome) and those without: reads each
-/// missed job's history list once (`{ns}:runs:<job>`, its last 100 runs).
+/// missed job's history once (its slots of `{ns}:jobruns`, its last 100
+/// runs).
 pub(super) fn explain_by_records(
     server: &RedisServer,
     attribution: &mut Attribution,
@@ -52,16 +54,24 @@ pub(super) fn explain_by_records(
         .iter()
         .map(|(job, _, _)| *job)
         .collect();
+    let history = keys.job_history();
     for job in jobs {
-        let key = keys.job_runs(&format!("job-{job}"));
-        let Ok(shardcron_testkit::RespValue::Array(items)) =
-            connection.query(&["LRANGE", &key, "0", "-1"])
-        else {
+        let job_id = format!("job-{job}");
+        let fields: Vec<String> = (0..JOB_RUN_HISTORY_CAP)
+            .map(|slot| Keyspace::job_history_slot(slot, &job_id))
+            .collect();
+        let mut args = vec!["HMGET", history.as_str()];
+        args.extend(fields.iter().map(String::as_str));
+        let Ok(shardcron_testkit::RespValue::Array(items)) = connection.query(&args) else {
             continue;
         };
         for item in items {
             let Ok(text) = item.into_text() else { continue };
-            if let Ok(run) = serde_json::from_str::<shardcron_coord::RunRecord>(&text) {
+            // `number|record JSON`
+            let Some((_, json)) = text.split_once('|') else {
+                continue;
+            };
+            if let Ok(run) = serde_json::from_str::<shardcron_coord::RunRecord>(json) {
                 outcomes.insert(run.fire_id, run.outcome.as_str().to_owned());
             }
         }

@@ -1,6 +1,6 @@
 //! Redis side of delivery `at_least_once`: open entries per shard
-//! (`{ns:s}:open`), their recovery and their closing, and the run history
-//! writes that share a round trip with the closing.
+//! (`{ns:s}:open`), their recovery and their closing (in the round trip of
+//! the run history write, see `history`).
 //!
 //! A claim with `track_open` writes the open entry inside `claim.lua`; a
 //! terminal state removes it in the same pipeline as the fire's run record
@@ -12,46 +12,11 @@ use std::time::Duration;
 
 use redis::Pipeline;
 
-use super::{RedisCoordinator, JOB_RUN_HISTORY_CAP, RUN_HISTORY_CAP};
+use super::RedisCoordinator;
 use crate::coordinator::CoordResult;
-use crate::model::{CloseFire, OpenFire, RecoverBatch, RecoverOutcome, RunRecord};
-
-/// How long a job's own run history lives after its last run.
-const JOB_RUN_HISTORY_TTL_MS: u64 = 7 * 24 * 3600 * 1000;
+use crate::model::{CloseFire, OpenFire, RecoverBatch, RecoverOutcome};
 
 impl RedisCoordinator {
-    /// Queues the run history writes of `runs` on `pipe`.
-    pub(super) fn push_run_records(
-        &self,
-        pipe: &mut Pipeline,
-        runs: &[RunRecord],
-    ) -> CoordResult<()> {
-        if runs.is_empty() {
-            return Ok(());
-        }
-        for run in runs {
-            let json = serde_json::to_string(run).map_err(|e| Self::corrupt("run record", e))?;
-            let job_key = self.keys.job_runs(&run.job_id);
-            pipe.cmd("LPUSH").arg(self.keys.runs()).arg(&json).ignore();
-            pipe.cmd("LPUSH").arg(&job_key).arg(&json).ignore();
-            pipe.cmd("LTRIM")
-                .arg(&job_key)
-                .arg(0)
-                .arg(JOB_RUN_HISTORY_CAP - 1)
-                .ignore();
-            pipe.cmd("PEXPIRE")
-                .arg(&job_key)
-                .arg(JOB_RUN_HISTORY_TTL_MS)
-                .ignore();
-        }
-        pipe.cmd("LTRIM")
-            .arg(self.keys.runs())
-            .arg(0)
-            .arg(RUN_HISTORY_CAP - 1)
-            .ignore();
-        Ok(())
-    }
-
     /// Queues one `close.lua` call per shard of `closes` on `pipe`.
     pub(super) fn push_closes(&self, pipe: &mut Pipeline, closes: &[CloseFire]) {
         let mut by_shard: BTreeMap<u32, Vec<String>> = BTreeMap::new();

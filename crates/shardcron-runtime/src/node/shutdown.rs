@@ -67,6 +67,8 @@ impl Node {
                     self.executor.release_due();
                 }
                 _ = self.executor.next_finished() => {}
+                // A shard waiting for its closes is released once they land.
+                () = self.unwritten.written_changed() => {}
                 () = super::sleep_until_opt(retry_at) => self.fire_step().await,
                 () = tokio::time::sleep_until(renew_at) => {
                     self.renew_held().await;

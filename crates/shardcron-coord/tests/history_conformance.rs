@@ -1,0 +1,278 @@
+//! The store contract of the run history, run against both coordinators:
+//! many records written in one call land in order, in the namespace list and
+//! per job, trimmed to their caps; a job that runs rarely keeps its last runs
+//! however busy the namespace is; a deleted job's history goes once its last
+//! run is older than the retention; a job's runs stay in order when its
+//! shard changes hands. On Redis also: a write costs a fixed number of
+//! commands however many jobs it carries, and per-job lists of an earlier
+//! version stay readable.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use shardcron_coord::redis_coord::{JOB_RUN_HISTORY_CAP, RUN_HISTORY_CAP};
+use shardcron_coord::{Coordinator, RunOutcome, RunRecord};
+use shardcron_core::shard_of;
+
+mod common;
+
+use common::{acquire, job, raw_redis, Env, RING};
+
+/// A realistic record time (Nov 2023), so hours and days are as in use.
+const T0: i64 = 1_700_000_000_000;
+const DAY_MS: i64 = 24 * 3600 * 1000;
+
+fn run(job: &str, scheduled_ms: i64) -> RunRecord {
+    RunRecord {
+        job_id: job.into(),
+        fire_id: format!("{job}@{scheduled_ms}"),
+        node_id: "n1".into(),
+        shard: shard_of(job, RING.shard_count),
+        fencing_token: 1,
+        scheduled_ms,
+        started_ms: scheduled_ms,
+        finished_ms: scheduled_ms + 5,
+        attempts: 1,
+        outcome: RunOutcome::Succeeded,
+        error: None,
+        detail: None,
+    }
+}
+
+async fn scheduled(c: &Arc<dyn Coordinator>, job: Option<&str>, limit: usize) -> Vec<i64> {
+    c.recent_runs(job, limit)
+        .await
+        .expect("recent runs")
+        .iter()
+        .map(|r| r.scheduled_ms)
+        .collect()
+}
+
+async fn many_records_in_one_call_land_in_order_and_trimmed(env: Env) {
+    let c = env.coord().await;
+    c.record_runs(&[run("rare", T0)]).await.expect("record");
+    // One call of more records than the namespace keeps: every tenth is
+    // job x's, the rest job busy's.
+    let n = RUN_HISTORY_CAP as i64 + 150;
+    let batch: Vec<RunRecord> = (1..=n)
+        .map(|i| run(if i % 10 == 0 { "x" } else { "busy" }, T0 + i))
+        .collect();
+    c.record_runs(&batch).await.expect("record");
+
+    let all = scheduled(&c, None, RUN_HISTORY_CAP + 500).await;
+    let expected: Vec<i64> = (n - RUN_HISTORY_CAP as i64 + 1..=n)
+        .rev()
+        .map(|i| T0 + i)
+        .collect();
+    assert_eq!(
+        all, expected,
+        "the namespace keeps its newest, newest first"
+    );
+
+    let xs = scheduled(&c, Some("x"), 1000).await;
+    let expected: Vec<i64> = (1..=n)
+        .rev()
+        .filter(|i| i % 10 == 0)
+        .take(JOB_RUN_HISTORY_CAP)
+        .map(|i| T0 + i)
+        .collect();
+    assert_eq!(xs, expected, "a job keeps its newest, newest first");
+    let busy = scheduled(&c, Some("busy"), 1000).await;
+    let expected: Vec<i64> = (1..=n)
+        .rev()
+        .filter(|i| i % 10 != 0)
+        .take(JOB_RUN_HISTORY_CAP)
+        .map(|i| T0 + i)
+        .collect();
+    assert_eq!(busy, expected);
+    assert_eq!(
+        scheduled(&c, Some("rare"), 20).await,
+        vec![T0],
+        "a job's last run stays readable after many newer runs of others"
+    );
+    assert_eq!(scheduled(&c, Some("x"), 2).await, expected_x_head(n));
+    assert!(scheduled(&c, Some("never"), 20).await.is_empty());
+
+    // Later calls go on where the job's runs left off, one record each or
+    // several of one job in one call.
+    c.record_runs(&[run("x", T0 + n + 1)])
+        .await
+        .expect("record");
+    c.record_runs(&[
+        run("x", T0 + n + 2),
+        run("rare", T0 + n + 3),
+        run("x", T0 + n + 4),
+    ])
+    .await
+    .expect("record");
+    let xs = scheduled(&c, Some("x"), JOB_RUN_HISTORY_CAP + 10).await;
+    assert_eq!(xs.len(), JOB_RUN_HISTORY_CAP);
+    assert_eq!(
+        xs[..5],
+        [T0 + n + 4, T0 + n + 2, T0 + n + 1, T0 + n, T0 + n - 10]
+    );
+    assert_eq!(scheduled(&c, Some("rare"), 20).await, vec![T0 + n + 3, T0]);
+    assert_eq!(
+        scheduled(&c, None, 4).await,
+        vec![T0 + n + 4, T0 + n + 3, T0 + n + 2, T0 + n + 1]
+    );
+}
+
+fn expected_x_head(n: i64) -> Vec<i64> {
+    let last_x = n - n % 10;
+    vec![T0 + last_x, T0 + last_x - 10]
+}
+
+async fn a_deleted_jobs_history_goes_after_the_retention(env: Env) {
+    let c = env.coord().await;
+    c.put_job(&job("kept"), None).await.expect("put");
+    c.record_runs(&[run("kept", T0), run("gone", T0)])
+        .await
+        .expect("record");
+    c.record_runs(&[run("fresh", T0 + 2 * DAY_MS)])
+        .await
+        .expect("record");
+    assert_eq!(scheduled(&c, Some("gone"), 10).await, vec![T0]);
+    // Eight days on: "gone" (not defined, last run 8 days ago) goes;
+    // "kept" is defined and "fresh" ran 6 days ago, both stay.
+    c.record_runs(&[run("other", T0 + 8 * DAY_MS)])
+        .await
+        .expect("record");
+    assert!(scheduled(&c, Some("gone"), 10).await.is_empty());
+    assert_eq!(scheduled(&c, Some("kept"), 10).await, vec![T0]);
+    assert_eq!(
+        scheduled(&c, Some("fresh"), 10).await,
+        vec![T0 + 2 * DAY_MS]
+    );
+    assert_eq!(
+        scheduled(&c, None, 10).await.len(),
+        4,
+        "the namespace list keeps them all"
+    );
+    // A defined job is looked at again only a retention later.
+    c.record_runs(&[run("other", T0 + 9 * DAY_MS)])
+        .await
+        .expect("record");
+    assert_eq!(scheduled(&c, Some("kept"), 10).await, vec![T0]);
+}
+
+async fn a_jobs_runs_stay_in_order_across_lease_holders(env: Env) {
+    let a = env.coord().await;
+    let b = env.coord().await;
+    let shard = shard_of("h", RING.shard_count);
+    let write = |c: &Arc<dyn Coordinator>, at: i64| {
+        let c = c.clone();
+        async move { c.record_runs(&[run("h", T0 + at)]).await.expect("record") }
+    };
+    let ta = acquire(&a, shard, "a").await;
+    write(&a, 1).await;
+    write(&a, 2).await;
+    a.release_leases(&[(shard, ta)], "a")
+        .await
+        .expect("release");
+    let tb = acquire(&b, shard, "b").await;
+    write(&b, 3).await;
+    write(&b, 4).await;
+    b.release_leases(&[(shard, tb)], "b")
+        .await
+        .expect("release");
+    acquire(&a, shard, "a").await;
+    write(&a, 5).await;
+    let expected: Vec<i64> = (1..=5).rev().map(|at| T0 + at).collect();
+    assert_eq!(scheduled(&a, Some("h"), 10).await, expected);
+    assert_eq!(scheduled(&b, Some("h"), 10).await, expected);
+}
+
+conformance!(
+    many_records_in_one_call_land_in_order_and_trimmed,
+    a_deleted_jobs_history_goes_after_the_retention,
+    a_jobs_runs_stay_in_order_across_lease_holders,
+);
+
+/// Calls per command since the last `CONFIG RESETSTAT`.
+async fn command_calls(server: &shardcron_testkit::RedisServer) -> BTreeMap<String, u64> {
+    let info: String = raw_redis(server, ::redis::cmd("INFO").arg("commandstats")).await;
+    info.lines()
+        .filter_map(|line| {
+            let (name, fields) = line.trim().strip_prefix("cmdstat_")?.split_once(':')?;
+            let calls = fields
+                .split(',')
+                .find_map(|f| f.strip_prefix("calls="))?
+                .parse()
+                .ok()?;
+            Some((name.to_owned(), calls))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_write_costs_the_same_commands_for_one_job_or_a_thousand() {
+    let env = Env::redis();
+    let Env::Redis(server) = &env else {
+        unreachable!()
+    };
+    let c = env.coord().await;
+    // The first write also takes a step of the sweep; measure the next ones.
+    c.record_runs(&[run("warm", T0)]).await.expect("record");
+    let mut per_write = Vec::new();
+    for (i, jobs) in [1000usize, 1000, 1].into_iter().enumerate() {
+        let batch: Vec<RunRecord> = (0..jobs)
+            .map(|j| run(&format!("job-{j}"), T0 + 1 + i as i64))
+            .collect();
+        let () = raw_redis(server, ::redis::cmd("CONFIG").arg("RESETSTAT")).await;
+        c.record_runs(&batch).await.expect("record");
+        let calls: Vec<(String, u64)> = command_calls(server)
+            .await
+            .into_iter()
+            .filter(|(name, _)| {
+                !(name == "info"
+                    || name == "hello"
+                    || name.starts_with("client")
+                    || name.starts_with("config"))
+            })
+            .collect();
+        per_write.push(calls);
+    }
+    let calls = |list: &[(&str, u64)]| -> Vec<(String, u64)> {
+        list.iter().map(|(n, c)| ((*n).to_owned(), *c)).collect()
+    };
+    let steady = calls(&[("hset", 2), ("lpush", 1), ("ltrim", 1)]);
+    assert_eq!(
+        per_write,
+        vec![
+            // Jobs this coordinator has not written yet: their counts are
+            // read first (one HMGET for all).
+            calls(&[("hmget", 1), ("hset", 2), ("lpush", 1), ("ltrim", 1)]),
+            steady.clone(),
+            steady,
+        ]
+    );
+}
+
+#[tokio::test]
+async fn runs_listed_by_an_earlier_version_stay_readable() {
+    let env = Env::redis();
+    let Env::Redis(server) = &env else {
+        unreachable!()
+    };
+    let c = env.coord().await;
+    for at in [T0, T0 + 1000] {
+        let json = serde_json::to_string(&run("old", at)).expect("json");
+        let () = raw_redis(
+            server,
+            ::redis::cmd("LPUSH").arg("{conf}:runs:old").arg(json),
+        )
+        .await;
+    }
+    c.record_runs(&[run("old", T0 + 2000)])
+        .await
+        .expect("record");
+    assert_eq!(
+        scheduled(&c, Some("old"), 10).await,
+        vec![T0 + 2000, T0 + 1000, T0]
+    );
+    assert_eq!(
+        scheduled(&c, Some("old"), 2).await,
+        vec![T0 + 2000, T0 + 1000]
+    );
+}
