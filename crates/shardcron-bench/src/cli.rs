@@ -245,7 +245,9 @@ pub struct LiveArgs {
     pub every: Duration,
     /// A cron expression every job shares instead of `@every <period>`,
     /// e.g. `0 * * * * *`: all jobs due in the same second, once a minute
-    /// (a burst). The window starts at its first fire at least 2 s away.
+    /// (a burst). The window starts at its first fire at least 2 s plus the
+    /// claim-ahead window away; Redis and CPU are counted from a second
+    /// before its claims.
     #[arg(long, conflicts_with = "every")]
     pub schedule: Option<String>,
     /// Shard count of the namespace (160 virtual nodes).

@@ -249,13 +249,25 @@ pub fn measure(args: &LiveArgs) -> Result<LiveReport, BenchError> {
     // at its first fire at least 2 s away).
     let from_ms = match &args.schedule {
         None => (now_ms().div_euclid(plan.every_ms) + 2) * plan.every_ms,
-        Some(_) => plan.job.next_after(now_ms() + 2000).ok_or_else(|| {
-            BenchError::InvalidArgs("--schedule: the schedule never fires".to_owned())
-        })?,
+        Some(_) => plan
+            .job
+            .next_after(now_ms() + 2000 + millis(plan.settings.claim_ahead) as i64)
+            .ok_or_else(|| {
+                BenchError::InvalidArgs("--schedule: the schedule never fires".to_owned())
+            })?,
     };
     let to_ms = from_ms.saturating_add(plan.duration_ms);
     let instants = plan.job.fires_between(from_ms - 1, to_ms - 1, 10_000_000);
-    let wait = Duration::from_millis(u64::try_from(from_ms - now_ms()).unwrap_or(0));
+    // A burst's fires are claimed up to `claim_ahead` before its first
+    // instant: with `--schedule`, Redis and CPU are counted from a second
+    // before that, so the claims are part of the figures per fire.
+    let count_from_ms = match &args.schedule {
+        None => from_ms,
+        Some(_) => {
+            from_ms - i64::try_from(plan.settings.claim_ahead.as_millis()).unwrap_or(0) - 1000
+        }
+    };
+    let wait = Duration::from_millis(u64::try_from(count_from_ms - now_ms()).unwrap_or(0));
     runtime.block_on(async { tokio::time::sleep(wait).await });
     let before = counters(&server)?;
     let reads_before = driver.verify_reads();

@@ -29,9 +29,13 @@ impl Node {
     /// Heartbeat, membership, ring, leases.
     pub(super) async fn control_step(&mut self) {
         let sent = Instant::now();
+        let (coord, info, ttl) = (
+            self.coord.clone(),
+            self.info.clone(),
+            self.settings.member_ttl,
+        );
         let beat = self
-            .coord
-            .heartbeat(&self.info, self.settings.member_ttl)
+            .store(async { coord.heartbeat(&info, ttl).await })
             .await;
         if let Err(e @ CoordError::ConfigMismatch { .. }) = beat {
             error!(error = %e, "the namespace's ring settings changed under this node; stopping");
@@ -178,7 +182,10 @@ impl Node {
         }
         info!(shards = leases.len(), "handing off shards");
         let t = Instant::now();
-        let released = self.coord.release_leases(&leases, &self.holder).await;
+        let (coord, holder) = (self.coord.clone(), self.holder.clone());
+        let released = self
+            .store(async { coord.release_leases(&leases, &holder).await })
+            .await;
         self.coord_result("release leases", t, released);
     }
 
@@ -189,9 +196,13 @@ impl Node {
             return;
         }
         let sent = Instant::now();
+        let (coord, holder, ttl) = (
+            self.coord.clone(),
+            self.holder.clone(),
+            self.settings.lease_ttl,
+        );
         let renewed = self
-            .coord
-            .renew_leases(&leases, &self.holder, self.settings.lease_ttl)
+            .store(async { coord.renew_leases(&leases, &holder, ttl).await })
             .await;
         let Some(renewed) = self.coord_result("renew leases", sent, renewed) else {
             counter!(m::LEASE_RENEWAL_FAILURES_TOTAL).increment(1);
@@ -228,9 +239,13 @@ impl Node {
             return;
         }
         let sent = Instant::now();
+        let (coord, holder, ttl) = (
+            self.coord.clone(),
+            self.holder.clone(),
+            self.settings.lease_ttl,
+        );
         let grants = self
-            .coord
-            .acquire_leases(&missing, &self.holder, self.settings.lease_ttl)
+            .store(async { coord.acquire_leases(&missing, &holder, ttl).await })
             .await;
         let Some(grants) = self.coord_result("acquire leases", sent, grants) else {
             return;
@@ -265,10 +280,13 @@ impl Node {
     async fn load_granted(&mut self, granted: &[(u32, u64)], valid_until: Instant) {
         let shards: Vec<u32> = granted.iter().map(|(s, _)| *s).collect();
         let t = Instant::now();
-        let loaded = self.coord.load_shards(&shards).await;
+        let (coord, holder) = (self.coord.clone(), self.holder.clone());
+        let loaded = self.store(async { coord.load_shards(&shards).await }).await;
         let Some(loaded) = self.coord_result("load shards", t, loaded) else {
             let t = Instant::now();
-            let released = self.coord.release_leases(granted, &self.holder).await;
+            let released = self
+                .store(async { coord.release_leases(granted, &holder).await })
+                .await;
             self.coord_result("release leases", t, released);
             return;
         };

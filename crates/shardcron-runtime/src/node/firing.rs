@@ -86,9 +86,9 @@ impl Node {
             return;
         }
         let t = Instant::now();
+        let (coord, retention) = (self.coord.clone(), self.settings.claim_retention);
         let outcome = self
-            .coord
-            .claim_fires(&claims, self.settings.claim_retention)
+            .store(async { coord.claim_fires(&claims, retention).await })
             .await;
         let Some(outcomes) = self.coord_result("claim fires", t, outcome) else {
             // The claims may or may not have landed: only this node can

@@ -177,7 +177,8 @@ impl Node {
             return;
         }
         let t = Instant::now();
-        let loaded = self.coord.load_shards(&shards).await;
+        let coord = self.coord.clone();
+        let loaded = self.store(async { coord.load_shards(&shards).await }).await;
         match self.coord_result("load shards", t, loaded) {
             Some(loaded) => {
                 for jobs in loaded {
@@ -202,7 +203,10 @@ impl Node {
             return;
         }
         let t = Instant::now();
-        let read = self.coord.read_triggers(&leases, &self.holder).await;
+        let (coord, holder) = (self.coord.clone(), self.holder.clone());
+        let read = self
+            .store(async { coord.read_triggers(&leases, &holder).await })
+            .await;
         let Some(triggers) = self.coord_result("read triggers", t, read) else {
             // The triggers are still queued; read them again with the next
             // reload (a lost reply delays a trigger, never loses it).
@@ -231,7 +235,10 @@ impl Node {
             return true;
         }
         let t = Instant::now();
-        let versions = self.coord.shard_versions(&shards).await;
+        let coord = self.coord.clone();
+        let versions = self
+            .store(async { coord.shard_versions(&shards).await })
+            .await;
         let Some(versions) = self.coord_result("shard versions", t, versions) else {
             return false;
         };

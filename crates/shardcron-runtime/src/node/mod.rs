@@ -295,6 +295,27 @@ impl Node {
         }
     }
 
+    /// Awaits `call`, a store round trip, while still starting the fires
+    /// claimed ahead whose instant comes meanwhile. The loop waits on the
+    /// store for as long as a round trip takes (up to the request timeout
+    /// when the store is unreachable); a fire claimed ahead whose lease is
+    /// still valid at its instant must start then, not when the store
+    /// answers, as a fire claimed at its instant would have. `call` must
+    /// not borrow the node (clone what it needs).
+    pub(super) async fn store<T>(&mut self, call: impl Future<Output = T>) -> T {
+        let mut call = std::pin::pin!(call);
+        loop {
+            let at = self.executor.next_ahead_at();
+            tokio::select! {
+                biased;
+                out = &mut call => return out,
+                () = sleep_until_opt(at) => {
+                    self.executor.release_due();
+                }
+            }
+        }
+    }
+
     /// Whether the loop must wake as soon as a run ends: a fire waits
     /// behind it (overlap queue, catch-up line), a shard waits for its runs
     /// to end before its release, or claiming paused for room. Otherwise

@@ -32,13 +32,13 @@ impl Node {
         let t = Instant::now();
         let known_weights = self.weights.as_ref().map(|w| w.version);
         let known_placement = self.stored_placement.as_ref().map(|p| p.version);
+        let (coord, refresh) = (self.coord.clone(), self.settings.rebalance_interval);
         let read = self
-            .coord
-            .placement_inputs(
-                known_weights,
-                known_placement,
-                self.settings.rebalance_interval,
-            )
+            .store(async {
+                coord
+                    .placement_inputs(known_weights, known_placement, refresh)
+                    .await
+            })
             .await;
         let Some(inputs) = self.coord_result("members", t, read) else {
             return;
@@ -91,7 +91,11 @@ impl Node {
             return map;
         }
         let expected = self.stored_placement.as_ref().map_or(0, |p| p.version);
-        match self.coord.store_placement(expected, &record).await {
+        let coord = self.coord.clone();
+        let stored = self
+            .store(async { coord.store_placement(expected, &record).await })
+            .await;
+        match stored {
             Ok(Some(version)) => {
                 debug!(version, "stored the next placement");
                 self.stored_placement = Some(StoredPlacement { version, record });

@@ -135,7 +135,8 @@ impl Node {
             return;
         }
         let t = Instant::now();
-        let read = self.coord.open_fires(&shards).await;
+        let coord = self.coord.clone();
+        let read = self.store(async { coord.open_fires(&shards).await }).await;
         let Some(read) = self.coord_result("open fires", t, read) else {
             self.recovery.due.extend(shards);
             return;
@@ -173,9 +174,9 @@ impl Node {
             return;
         }
         let t = Instant::now();
+        let (coord, retention) = (self.coord.clone(), self.settings.claim_retention);
         let outcome = self
-            .coord
-            .recover_fires(&batches, self.settings.claim_retention)
+            .store(async { coord.recover_fires(&batches, retention).await })
             .await;
         let Some(outcomes) = self.coord_result("recover fires", t, outcome) else {
             // Each recovery may have landed: the next scan tells.
