@@ -112,6 +112,14 @@ struct Counters {
     process_cpu_s: f64,
 }
 
+/// Redis `used_memory`, bytes.
+fn used_memory(server: &RedisServer) -> Result<u64, BenchError> {
+    let info = server
+        .command(&["INFO", "memory"])
+        .map_err(|e| BenchError::live("reading INFO memory", e))?;
+    Ok(stats::parse_info_u64(&info, "used_memory").unwrap_or(0))
+}
+
 fn counters(server: &RedisServer) -> Result<Counters, BenchError> {
     let commands = server
         .command(&["INFO", "commandstats"])
@@ -219,6 +227,7 @@ pub fn measure(args: &LiveArgs) -> Result<LiveReport, BenchError> {
 
     let weights = weights::shard_weights(args.jobs, &schedule, ring.shard_count)?;
     eprintln!("registering {} jobs ({schedule}) on {url}", args.jobs);
+    let memory_before = used_memory(&server)?;
     runtime.block_on(fleet::put_jobs(
         &url,
         ring,
@@ -226,11 +235,19 @@ pub fn measure(args: &LiveArgs) -> Result<LiveReport, BenchError> {
         &schedule,
         args.delivery,
     ))?;
+    let memory_after = used_memory(&server)?;
+    let redis_bytes_per_job =
+        memory_after.saturating_sub(memory_before) as f64 / f64::from(args.jobs);
+    let rss_before = stats::process_rss_bytes();
     let mut fleet = Fleet::new(&url, ring, weights, plan.settings.clone(), &recorder);
     for index in 0..args.workers {
         runtime.block_on(fleet.join(&initial_name(index)))?;
     }
     let settle_ms = runtime.block_on(fleet.wait_settled(Duration::from_secs(60)))?;
+    let rss_after = stats::process_rss_bytes();
+    let worker_rss_mib_per_10k_jobs = rss_before.zip(rss_after).map(|(before, after)| {
+        after.saturating_sub(before) as f64 / 1_048_576.0 * 10_000.0 / f64::from(args.jobs)
+    });
     let verifier = runtime.block_on(fleet::connect(&url, ring))?;
     let mut driver = Driver::new(fleet, verifier);
     runtime.block_on(driver.confirm_settled(Duration::from_secs(30)))?;
@@ -327,6 +344,8 @@ pub fn measure(args: &LiveArgs) -> Result<LiveReport, BenchError> {
         settings: if args.fast { "fast" } else { "default" },
         heartbeat_ms: millis(plan.settings.heartbeat),
         claim_ahead_ms: millis(plan.settings.claim_ahead),
+        redis_bytes_per_job,
+        worker_rss_mib_per_10k_jobs,
         ttl_ms: (
             millis(plan.settings.lease_ttl),
             millis(plan.settings.member_ttl),

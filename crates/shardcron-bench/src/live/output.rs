@@ -67,6 +67,12 @@ pub struct LiveReport {
     pub heartbeat_ms: u64,
     /// How long before its instant each fire was claimed, ms.
     pub claim_ahead_ms: u64,
+    /// Redis `used_memory` growth from registering the jobs, per job
+    /// (the job, its index entry, version and weight; before any fire).
+    pub redis_bytes_per_job: f64,
+    /// Growth of this process's resident memory while the workers loaded
+    /// their jobs, MiB per 10,000 jobs (all workers run in this process).
+    pub worker_rss_mib_per_10k_jobs: Option<f64>,
     /// Lease and member TTLs of the workers, ms.
     pub ttl_ms: (u64, u64),
     /// Time from starting the workers until every shard was owned, ms.
@@ -140,6 +146,13 @@ pub fn summary_text(r: &LiveReport) -> String {
         r.claim_ahead_ms,
         (r.window.1 - r.window.0) as f64 / 1000.0,
         r.settle_ms
+    );
+    let _ = writeln!(
+        out,
+        "memory                     {:>12.0} Redis bytes per stored job, {} worker RSS per 10k owned jobs",
+        r.redis_bytes_per_job,
+        r.worker_rss_mib_per_10k_jobs
+            .map_or_else(|| "unknown".to_owned(), |m| format!("{m:.1} MiB"))
     );
     let _ = writeln!(out, "fires/s                    {:>12.1}", r.fires_per_s);
     out.push_str(&fires_per_node_text(&r.fires_per_node));

@@ -33,6 +33,28 @@ pub fn parse_redis_cpu(info: &str) -> f64 {
         .sum()
 }
 
+/// An integer field (e.g. `used_memory`) from the text of an `INFO` section.
+pub fn parse_info_u64(info: &str, field: &str) -> Option<u64> {
+    info.lines().find_map(|line| {
+        let (key, value) = line.trim().split_once(':')?;
+        (key == field).then(|| value.trim().parse().ok()).flatten()
+    })
+}
+
+/// Resident set size of this process in bytes (`VmRSS`; `None` off Linux).
+pub fn process_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
+}
+
 /// Per-command call deltas between two `INFO commandstats` snapshots,
 /// without the `INFO` calls the benchmark itself makes.
 pub fn command_deltas(
@@ -68,6 +90,15 @@ pub fn process_cpu_seconds() -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_an_integer_info_field_and_this_process_rss() {
+        let info = "# Memory\r\nused_memory:1048576\r\nused_memory_human:1.00M\r\n";
+        assert_eq!(parse_info_u64(info, "used_memory"), Some(1_048_576));
+        assert_eq!(parse_info_u64(info, "used_memory_human"), None);
+        assert_eq!(parse_info_u64(info, "missing"), None);
+        assert!(process_rss_bytes().is_some_and(|b| b > 0));
+    }
 
     #[test]
     fn parses_info_sections() {
