@@ -423,39 +423,28 @@ impl Node {
                 s.members.clone_from(&self.members);
                 changed = true;
             }
-            let fields = (
-                self.registered,
-                self.desired.len(),
-                owned_shards,
-                owned_jobs,
-                in_flight,
-                false,
-            );
-            if (
-                s.registered,
-                s.desired_shards,
-                s.owned_shards,
-                s.owned_jobs,
-                s.in_flight,
-                s.stopping,
-            ) != fields
-            {
-                (
-                    s.registered,
-                    s.desired_shards,
-                    s.owned_shards,
-                    s.owned_jobs,
-                    s.in_flight,
-                    s.stopping,
-                ) = fields;
-                changed = true;
-            }
+            changed |= replace_if_changed(&mut s.registered, self.registered);
+            changed |= replace_if_changed(&mut s.desired_shards, self.desired.len());
+            changed |= replace_if_changed(&mut s.owned_shards, owned_shards);
+            changed |= replace_if_changed(&mut s.owned_jobs, owned_jobs);
+            changed |= replace_if_changed(&mut s.in_flight, in_flight);
+            changed |= replace_if_changed(&mut s.stopping, false);
             if s.node_id != self.info.id {
                 s.node_id.clone_from(&self.info.id);
                 changed = true;
             }
             changed
         });
+    }
+}
+
+/// Sets `slot` to `value` if they differ; returns whether it changed.
+fn replace_if_changed<T: PartialEq>(slot: &mut T, value: T) -> bool {
+    if *slot == value {
+        false
+    } else {
+        *slot = value;
+        true
     }
 }
 
