@@ -262,8 +262,35 @@ fn redis_restart_with_a_five_second_outage() {
 
 #[test]
 fn one_worker_partitioned_from_redis() {
+    one_worker_partitioned(
+        "chaos-partition",
+        Duration::ZERO,
+        "one worker black-holed from Redis 6 s",
+    );
+}
+
+/// One worker's requests apply but its replies are lost for 1.2 s (a claim
+/// round of every job lands unseen), then it is cut off for 6 s, so its
+/// leases move to the others while only it knows it never started those
+/// fires. Once it reaches Redis again it hands them back and their new
+/// holders run them.
+#[test]
+fn one_worker_losing_replies_then_partitioned() {
+    one_worker_partitioned(
+        "chaos-lost-replies",
+        Duration::from_millis(1200),
+        "one worker's replies lost 1.2 s, then black-holed 6 s",
+    );
+}
+
+/// Worker `c` reaches Redis through a proxy that drops its replies (its
+/// writes still apply) for `replies_lost`, then black-holes it for 6 s,
+/// past its leases' validity, then heals and cuts its connections; every
+/// fire must still run exactly once. The reaction time is how long the
+/// others took to hold all of the shards.
+fn one_worker_partitioned(name: &str, replies_lost: Duration, label: &str) {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let mut f = ProcFleet::new("chaos-partition", JOBS);
+    let mut f = ProcFleet::new(name, JOBS);
     let proxy = rt
         .block_on(FaultProxy::start(f.cli.redis.addr()))
         .expect("proxy");
@@ -274,6 +301,10 @@ fn one_worker_partitioned_from_redis() {
     settle_time(&f, 3, Duration::from_secs(15));
     let from = now_ms() + 1000;
     std::thread::sleep(Duration::from_secs(3));
+    if !replies_lost.is_zero() {
+        proxy.set_mode(FaultMode::DropReplies);
+        std::thread::sleep(replies_lost);
+    }
     proxy.set_mode(FaultMode::Blackhole);
     let t = Instant::now();
     let takeover = settle_time(&f, 2, Duration::from_secs(15)).max(Duration::ZERO);
@@ -286,14 +317,7 @@ fn one_worker_partitioned_from_redis() {
     let to = now_ms() - 2000;
     f.stop_all();
     drop(proxy);
-    row(
-        "one worker black-holed from Redis 6 s",
-        &f,
-        from,
-        to,
-        &[],
-        Some(takeover),
-    );
+    row(label, &f, from, to, &[], Some(takeover));
 }
 
 #[test]

@@ -15,9 +15,9 @@ use tokio::sync::broadcast;
 
 use crate::error::CoordError;
 use crate::model::{
-    BatchOutcome, ClaimBatch, CloseFire, CoordEvent, JobPage, LeaseGrant, LeaseInfo, MemberInfo,
-    Membership, OpenFire, PlacementInputs, QueuedTrigger, RecoverBatch, RecoverOutcome, RunRecord,
-    ShardJobs, StoredJob,
+    BatchOutcome, ClaimBatch, CloseFire, CoordEvent, HandBack, JobPage, LeaseGrant, LeaseInfo,
+    MemberInfo, Membership, OpenFire, PlacementInputs, QueuedTrigger, RecoverBatch, RecoverOutcome,
+    RunRecord, ShardJobs, StoredJob,
 };
 
 /// Result type of the coordination layer.
@@ -220,6 +220,24 @@ pub trait Coordinator: Send + Sync + 'static {
         batches: &[RecoverBatch],
         retention: Duration,
     ) -> CoordResult<Vec<RecoverOutcome>>;
+
+    /// Hands back fires whose claim replies `holder` never saw, all shards
+    /// in one round trip, one atomic step per shard. Per fire: if its claim
+    /// key holds one of the lost attempts (the claim landed, and the caller
+    /// never started the fire), the key is rewritten so no attempt can take
+    /// it over and the fire gets an abandoned open entry of delivery 0 (a
+    /// tracked claim's own entry is marked abandoned), for the shard's lease
+    /// holder to recover; `true`. A key that already reads as handed back by
+    /// `holder` is `true` too (an earlier hand-back whose reply was lost).
+    /// Anything else is `false` and writes nothing: the attempt never
+    /// landed, or the fire is another claim's. Shards where something was
+    /// handed back get a new version and a `JobsChanged` event.
+    async fn hand_back_fires(
+        &self,
+        holder: &str,
+        fires: &[HandBack],
+        retention: Duration,
+    ) -> CoordResult<Vec<bool>>;
 
     /// Most recent runs first (in the order written), at most `limit`,
     /// optionally of one job.

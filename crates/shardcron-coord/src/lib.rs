@@ -22,8 +22,8 @@ pub use keyspace::Keyspace;
 pub use memory::{MemoryCoordinator, MemoryStore, StoreClock};
 pub use model::{
     node_of_holder, BatchOutcome, ClaimBatch, ClaimOutcome, CloseFire, CoordEvent, FireClaim,
-    FireKind, JobPage, LeaseGrant, LeaseInfo, MemberInfo, Membership, OpenFire, PlacementInputs,
-    QueuedTrigger, RecoverBatch, RecoverOutcome, RunOutcome, RunRecord, ShardJobs, StoredJob,
-    StoredPlacement, UnreadableJob, MAX_EARLY_CLAIM_MS,
+    FireKind, HandBack, JobPage, LeaseGrant, LeaseInfo, MemberInfo, Membership, OpenFire,
+    PlacementInputs, QueuedTrigger, RecoverBatch, RecoverOutcome, RunOutcome, RunRecord, ShardJobs,
+    StoredJob, StoredPlacement, UnreadableJob, MAX_EARLY_CLAIM_MS,
 };
 pub use redis_coord::{redact_url, RedisCoordinator, RedisOptions};

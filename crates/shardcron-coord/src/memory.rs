@@ -15,9 +15,9 @@ use tokio::sync::broadcast;
 use crate::coordinator::{CoordResult, Coordinator};
 use crate::error::CoordError;
 use crate::model::{
-    BatchOutcome, ClaimBatch, ClaimOutcome, CloseFire, CoordEvent, FireClaim, FireKind, JobPage,
-    LeaseGrant, LeaseInfo, MemberInfo, Membership, OpenFire, PlacementInputs, QueuedTrigger,
-    RecoverBatch, RecoverOutcome, RunRecord, ShardJobs, StoredJob, StoredPlacement,
+    BatchOutcome, ClaimBatch, ClaimOutcome, CloseFire, CoordEvent, FireClaim, FireKind, HandBack,
+    JobPage, LeaseGrant, LeaseInfo, MemberInfo, Membership, OpenFire, PlacementInputs,
+    QueuedTrigger, RecoverBatch, RecoverOutcome, RunRecord, ShardJobs, StoredJob, StoredPlacement,
     MAX_EARLY_CLAIM_MS,
 };
 use crate::redis_coord::{
@@ -141,10 +141,7 @@ impl Shard {
             }
         };
         if outcome == ClaimOutcome::Claimed && fire.track_open {
-            let kind = match fire.kind {
-                FireKind::Scheduled => "s",
-                FireKind::Trigger => "t",
-            };
+            let kind = fire.kind.code();
             self.open.insert(key, format!("{value_prefix}|1|{kind}"));
         }
         if fire.kind == FireKind::Trigger
@@ -936,6 +933,34 @@ impl Coordinator for MemoryCoordinator {
                 RecoverOutcome::Recovered(shard.recover(batch, now + ms(retention)))
             },
         ))
+    }
+
+    async fn hand_back_fires(
+        &self,
+        holder: &str,
+        fires: &[HandBack],
+        retention: Duration,
+    ) -> CoordResult<Vec<bool>> {
+        let deadline = self.store.now_ms() + ms(retention);
+        let mut moved = std::collections::BTreeSet::new();
+        let out = {
+            let mut state = self.state();
+            fires
+                .iter()
+                .map(|fire| {
+                    let shard = state.shards.entry(fire.shard).or_default();
+                    let (handed, wrote) = shard.hand_back(holder, fire, deadline);
+                    if wrote && moved.insert(fire.shard) {
+                        shard.version += 1;
+                    }
+                    handed
+                })
+                .collect()
+        };
+        for shard in moved {
+            self.publish(CoordEvent::JobsChanged(shard));
+        }
+        Ok(out)
     }
 
     async fn recent_runs(&self, job_id: Option<&str>, limit: usize) -> CoordResult<Vec<RunRecord>> {

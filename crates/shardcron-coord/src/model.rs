@@ -110,6 +110,16 @@ pub enum FireKind {
     Trigger,
 }
 
+impl FireKind {
+    /// The kind's one-letter code in store scripts and open entries.
+    pub fn code(self) -> &'static str {
+        match self {
+            FireKind::Scheduled => "s",
+            FireKind::Trigger => "t",
+        }
+    }
+}
+
 /// How far ahead of the store's clock a fire may be claimed. A node whose
 /// corrected clock runs ahead (a clock step, a skewed sample) is refused with
 /// [`ClaimOutcome::NotYetDue`] instead of running a fire from the future.
@@ -220,10 +230,7 @@ impl OpenFire {
     /// The open entry's value: `holder|token|delivery|kind`, the kind
     /// (`s` or `t`) followed by `!` once the holder abandoned the fire.
     pub fn value(&self) -> String {
-        let kind = match self.kind {
-            FireKind::Scheduled => "s",
-            FireKind::Trigger => "t",
-        };
+        let kind = self.kind.code();
         let mark = if self.abandoned { "!" } else { "" };
         format!(
             "{}|{}|{}|{kind}{mark}",
@@ -255,6 +262,36 @@ impl OpenFire {
             delivery,
             abandoned,
         })
+    }
+}
+
+/// A fire whose claim reply its caller never saw, handed back so that the
+/// shard's lease holder runs it ([`crate::Coordinator::hand_back_fires`]).
+///
+/// The caller runs a fire only on seeing a `Claimed` reply, so a lost
+/// attempt that landed names a fire the caller never started. Handing it
+/// back turns it into an abandoned open entry with delivery 0 (never
+/// delivered), which the recovery of whoever holds the shard runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HandBack {
+    /// Shard of the job.
+    pub shard: u32,
+    /// Job id.
+    pub job_id: String,
+    /// Scheduled instant, Unix ms.
+    pub scheduled_ms: i64,
+    /// Scheduled or trigger.
+    pub kind: FireKind,
+    /// Fencing token the lost attempts were made under.
+    pub token: u64,
+    /// The caller's attempts at claiming the fire whose replies were lost.
+    pub lost_attempts: Vec<u64>,
+}
+
+impl HandBack {
+    /// The fire id, `job@scheduled_ms`.
+    pub fn field(&self) -> String {
+        format!("{}@{}", self.job_id, self.scheduled_ms)
     }
 }
 

@@ -20,7 +20,7 @@ use crate::error::CoordError;
 use crate::events::spawn_subscriber;
 use crate::keyspace::Keyspace;
 use crate::model::{
-    BatchOutcome, ClaimBatch, ClaimOutcome, CloseFire, CoordEvent, FireKind, JobPage, LeaseGrant,
+    BatchOutcome, ClaimBatch, ClaimOutcome, CloseFire, CoordEvent, HandBack, JobPage, LeaseGrant,
     LeaseInfo, MemberInfo, Membership, OpenFire, PlacementInputs, QueuedTrigger, RecoverBatch,
     RecoverOutcome, RunRecord, ShardJobs, StoredJob, StoredPlacement, UnreadableJob,
     MAX_EARLY_CLAIM_MS,
@@ -650,13 +650,7 @@ impl Coordinator for RedisCoordinator {
             for fire in &batch.fires {
                 args.push(fire.job_id.clone());
                 args.push(fire.scheduled_ms.to_string());
-                args.push(
-                    match fire.kind {
-                        FireKind::Scheduled => "s",
-                        FireKind::Trigger => "t",
-                    }
-                    .to_owned(),
-                );
+                args.push(fire.kind.code().to_owned());
                 args.push(fire.job_version.to_string());
                 args.push(fire.attempt.to_string());
                 args.push(
@@ -952,6 +946,15 @@ impl Coordinator for RedisCoordinator {
         retention: Duration,
     ) -> CoordResult<Vec<RecoverOutcome>> {
         self.recover_open_fires(batches, retention).await
+    }
+
+    async fn hand_back_fires(
+        &self,
+        holder: &str,
+        fires: &[HandBack],
+        retention: Duration,
+    ) -> CoordResult<Vec<bool>> {
+        self.hand_back(holder, fires, retention).await
     }
 
     async fn recent_runs(&self, job_id: Option<&str>, limit: usize) -> CoordResult<Vec<RunRecord>> {

@@ -40,6 +40,9 @@ pub struct Scripts {
     pub close: Script,
     /// Remove the per-job history of deleted jobs, one step of a sweep.
     pub sweep_history: Script,
+    /// Hand back fires whose claim reply was lost, for the lease holder to
+    /// recover.
+    pub hand_back: Script,
 }
 
 impl Scripts {
@@ -62,11 +65,12 @@ impl Scripts {
             recover: Script::new(include_str!("lua/recover.lua")),
             close: Script::new(include_str!("lua/close.lua")),
             sweep_history: Script::new(include_str!("lua/sweep_history.lua")),
+            hand_back: Script::new(include_str!("lua/hand_back.lua")),
         }
     }
 
     /// Sources of all scripts, for `SCRIPT LOAD` after a server restart.
-    pub fn sources() -> [&'static str; 16] {
+    pub fn sources() -> [&'static str; 17] {
         [
             include_str!("lua/heartbeat.lua"),
             include_str!("lua/members.lua"),
@@ -84,6 +88,7 @@ impl Scripts {
             include_str!("lua/recover.lua"),
             include_str!("lua/close.lua"),
             include_str!("lua/sweep_history.lua"),
+            include_str!("lua/hand_back.lua"),
         ]
     }
 }

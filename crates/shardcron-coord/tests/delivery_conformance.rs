@@ -1,12 +1,13 @@
 //! The store contract of delivery `at_least_once`, run against both
 //! coordinators: open entries from claim to terminal record, recovery under
-//! a lease (once per entry), and closing that spares a recovered fire.
+//! a lease (once per entry), closing that spares a recovered fire, and the
+//! hand-back of fires whose claim reply was lost.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use shardcron_coord::{
-    BatchOutcome, ClaimOutcome, CloseFire, Coordinator, FireClaim, FireKind, OpenFire,
+    BatchOutcome, ClaimOutcome, CloseFire, Coordinator, FireClaim, FireKind, HandBack, OpenFire,
     RecoverBatch, RecoverOutcome,
 };
 use shardcron_core::shard_of;
@@ -368,7 +369,155 @@ async fn a_stale_close_of_an_earlier_delivery_spares_a_later_one_of_the_same_hol
     assert!(open(&c, shard).await.is_empty());
 }
 
+async fn hand_back(c: &Arc<dyn Coordinator>, holder: &str, fires: &[HandBack]) -> Vec<bool> {
+    c.hand_back_fires(holder, fires, RETENTION)
+        .await
+        .expect("hand back")
+}
+
+async fn version(c: &Arc<dyn Coordinator>, shard: u32) -> u64 {
+    c.shard_versions(&[shard]).await.expect("versions")[0]
+}
+
+async fn a_lost_claim_is_handed_back_once_for_the_lease_holder_to_recover(env: Env) {
+    let c = env.coord().await;
+    let v = c.put_job(&job("amo"), None).await.expect("put").version;
+    let shard = shard_of("amo", RING.shard_count);
+    let t1 = acquire(&c, shard, "n1/a").await;
+    let landed = first_attempt("amo", 1000, v, FireKind::Scheduled);
+    let attempt = landed.attempt;
+    assert_eq!(
+        claim(&c, shard, "n1/a", t1, vec![landed]).await,
+        vec![ClaimOutcome::Claimed]
+    );
+    let back = |at: i64, lost: Vec<u64>| HandBack {
+        shard,
+        job_id: "amo".into(),
+        scheduled_ms: at,
+        kind: FireKind::Scheduled,
+        token: t1,
+        lost_attempts: lost,
+    };
+    let before = version(&c, shard).await;
+    // An attempt that never landed, a fire nobody claimed, and another
+    // holder's hand-back of this claim: nothing is written.
+    assert_eq!(
+        hand_back(
+            &c,
+            "n1/a",
+            &[back(1000, vec![attempt + 1000]), back(2000, vec![attempt])]
+        )
+        .await,
+        vec![false, false]
+    );
+    assert_eq!(
+        hand_back(&c, "n2/b", &[back(1000, vec![attempt])]).await,
+        vec![false]
+    );
+    assert!(open(&c, shard).await.is_empty());
+    assert_eq!(version(&c, shard).await, before, "nothing moved");
+    // The landed attempt: an abandoned entry of delivery 0 names the fire,
+    // the shard's version moves; a retry of the hand-back says the same and
+    // writes nothing more.
+    assert_eq!(
+        hand_back(&c, "n1/a", &[back(1000, vec![attempt])]).await,
+        vec![true]
+    );
+    let seen = open(&c, shard).await;
+    assert_eq!(seen.len(), 1);
+    assert_eq!(
+        (
+            seen[0].holder.as_str(),
+            seen[0].delivery,
+            seen[0].abandoned,
+            seen[0].kind
+        ),
+        ("n1/a", 0, true, FireKind::Scheduled)
+    );
+    let moved = version(&c, shard).await;
+    assert!(moved > before, "the holder is told");
+    assert_eq!(
+        hand_back(&c, "n1/a", &[back(1000, vec![attempt])]).await,
+        vec![true]
+    );
+    assert_eq!(open(&c, shard).await, seen);
+    assert_eq!(version(&c, shard).await, moved);
+    // No attempt can claim the fire any more, not even a takeover of the
+    // handed-back attempt: only the recovery of the lease holder runs it.
+    let retry = FireClaim {
+        uncertain: vec![attempt],
+        ..first_attempt("amo", 1000, v, FireKind::Scheduled)
+    };
+    assert_eq!(
+        claim(
+            &c,
+            shard,
+            "n1/a",
+            t1,
+            vec![retry, first_attempt("amo", 1000, v, FireKind::Trigger)]
+        )
+        .await,
+        vec![ClaimOutcome::AlreadyClaimed, ClaimOutcome::AlreadyClaimed]
+    );
+    c.release_leases(&[(shard, t1)], "n1/a")
+        .await
+        .expect("release");
+    let t2 = acquire(&c, shard, "n2/b").await;
+    assert_eq!(
+        recover(&c, shard, "n2/b", t2, seen).await,
+        RecoverOutcome::Recovered(vec![true])
+    );
+    let now = open(&c, shard).await;
+    assert_eq!(
+        (
+            now[0].holder.as_str(),
+            now[0].token,
+            now[0].delivery,
+            now[0].abandoned
+        ),
+        ("n2/b", t2, 1, false)
+    );
+    // Once recovered, the old holder's hand-back finds another's claim.
+    assert_eq!(
+        hand_back(&c, "n1/a", &[back(1000, vec![attempt])]).await,
+        vec![false]
+    );
+    assert_eq!(open(&c, shard).await, now);
+}
+
+async fn a_tracked_lost_claim_is_handed_back_by_abandoning_its_own_entry(env: Env) {
+    let c = env.coord().await;
+    let v = c.put_job(&job("alo"), None).await.expect("put").version;
+    let shard = shard_of("alo", RING.shard_count);
+    let t = acquire(&c, shard, "n1/a").await;
+    let landed = first_attempt("alo", 1000, v, FireKind::Trigger).tracked();
+    let attempt = landed.attempt;
+    claim(&c, shard, "n1/a", t, vec![landed]).await;
+    let fire = HandBack {
+        shard,
+        job_id: "alo".into(),
+        scheduled_ms: 1000,
+        kind: FireKind::Trigger,
+        token: t,
+        lost_attempts: vec![attempt],
+    };
+    assert_eq!(hand_back(&c, "n1/a", &[fire]).await, vec![true]);
+    let seen = open(&c, shard).await;
+    assert_eq!(
+        (
+            seen[0].holder.as_str(),
+            seen[0].delivery,
+            seen[0].abandoned,
+            seen[0].kind
+        ),
+        ("n1/a", 1, true, FireKind::Trigger),
+        "the claim's own entry, abandoned"
+    );
+}
+
 conformance!(
+    a_lost_claim_is_handed_back_once_for_the_lease_holder_to_recover,
+    a_tracked_lost_claim_is_handed_back_by_abandoning_its_own_entry,
     a_stale_close_of_an_earlier_delivery_spares_a_later_one_of_the_same_holder,
     an_abandoned_fire_is_kept_for_the_lease_holder_and_recovered_once,
     a_tracked_claim_stays_open_until_its_holder_closes_it,

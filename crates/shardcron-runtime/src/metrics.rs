@@ -76,6 +76,10 @@ pub const FIRES_ABANDONED_TOTAL: &str = "shardcron_fires_abandoned_total";
 /// `at_least_once` fires this node took over from a holder that died or
 /// abandoned them, by what became of them (`run`, `misfired`, `cancelled`).
 pub const FIRES_RECOVERED_TOTAL: &str = "shardcron_fires_recovered_total";
+/// Fires whose claim reply was lost, handed back to the shard's lease holder
+/// once this node could no longer claim the shard, by whether the lost claim
+/// had landed (`handed_back`) or not (`never_landed`).
+pub const FIRES_HANDED_BACK_TOTAL: &str = "shardcron_fires_handed_back_total";
 
 /// Registers descriptions (call once per process, after installing a recorder).
 pub fn describe() {
@@ -87,6 +91,10 @@ pub fn describe() {
     describe_counter!(
         FIRES_RECOVERED_TOTAL,
         "at_least_once fires taken over from a dead or abandoning holder, by result."
+    );
+    describe_counter!(
+        FIRES_HANDED_BACK_TOTAL,
+        "Fires whose claim reply was lost, handed back to the shard's holder, by whether the claim had landed."
     );
     describe_histogram!(
         FIRE_LATENESS_SECONDS,

@@ -13,8 +13,9 @@
 //! 2. no fire is missed: every *required* fire (see [`required_fires`]) started,
 //!    or some node produced a visible record of it (`skipped_overlap`,
 //!    `misfired`, ...), or, for an `at_most_once` job only, its loss is a
-//!    documented limit: its claim applied but the reply was lost and never
-//!    resolved, or its node crashed between the claim reply and the start. An
+//!    documented limit: its claim applied but the reply was lost and its
+//!    process crashed before it could hand the fire back (or the run ended
+//!    first), or its node crashed between the claim reply and the start. An
 //!    `at_least_once` fire has neither excuse (except a crash in the last
 //!    20 s of the run, too late for the recovery to show), and a `cancelled`
 //!    record of it (given up for recovery) does not count as its record
@@ -600,6 +601,7 @@ fn missed_fires(obs: &Observed, info: &RunInfo, found: &mut Vec<Found>, stats: &
     let recorded: BTreeSet<(&str, i64)> = obs
         .records
         .iter()
+        .filter(|r| !gave_up_unresolved(r))
         .filter(|r| {
             !tracked(&r.job)
                 || r.outcome != RunOutcome::Cancelled
@@ -645,7 +647,15 @@ fn missed_fires(obs: &Observed, info: &RunInfo, found: &mut Vec<Found>, stats: &
                 return None;
             }
             match obs.fates.get(&c.call) {
-                Some((_, Fate::Lost)) | None => (!is_tracked).then_some(EXCUSE_LOST_REPLY),
+                // The claimant knows it never ran the fire and hands it
+                // back once it reaches the store again: the loss is
+                // excused only if that process crashed (its claims were
+                // all sent before; one may apply after), or the run ended
+                // before a hand-back could show.
+                Some((_, Fate::Lost)) | None => (!is_tracked
+                    && (c.t > info.end_ms - RECOVERY_MARGIN_MS
+                        || obs.crashes.iter().any(|(_, h)| h == &c.holder)))
+                .then_some(EXCUSE_LOST_REPLY),
                 Some((replied, Fate::Delivered)) => obs
                     .crashes
                     .iter()
@@ -674,6 +684,17 @@ fn missed_fires(obs: &Observed, info: &RunInfo, found: &mut Vec<Found>, stats: &
             ),
         });
     }
+}
+
+/// A record that admits a claim's fate was never learned (its reply was
+/// lost and the node gave up): it does not decide the fire, so it is not
+/// the fire's record; only the lost-reply excuse can cover the fire.
+fn gave_up_unresolved(r: &crate::history::RecordObs) -> bool {
+    r.outcome == RunOutcome::Cancelled
+        && r.error.as_deref().is_some_and(|e| {
+            e.starts_with("the claim's reply was lost")
+                || e.starts_with("the node stopped before it could learn")
+        })
 }
 
 /// What the history says about a missed fire, for the report.

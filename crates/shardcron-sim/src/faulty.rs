@@ -21,9 +21,9 @@ use async_trait::async_trait;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use shardcron_coord::{
-    BatchOutcome, ClaimBatch, CloseFire, CoordError, CoordEvent, CoordResult, Coordinator, JobPage,
-    LeaseGrant, LeaseInfo, MemberInfo, Membership, MemoryCoordinator, OpenFire, PlacementInputs,
-    QueuedTrigger, RecoverBatch, RecoverOutcome, RunRecord, ShardJobs, StoredJob,
+    BatchOutcome, ClaimBatch, CloseFire, CoordError, CoordEvent, CoordResult, Coordinator,
+    HandBack, JobPage, LeaseGrant, LeaseInfo, MemberInfo, Membership, MemoryCoordinator, OpenFire,
+    PlacementInputs, QueuedTrigger, RecoverBatch, RecoverOutcome, RunRecord, ShardJobs, StoredJob,
 };
 use shardcron_core::{JobSpec, PlacementRecord, RingConfig};
 use tokio::sync::{broadcast, watch};
@@ -538,6 +538,20 @@ impl Coordinator for FaultyCoordinator {
         let id = self.history.next_call();
         self.call("recover_fires", id, async move {
             c.recover_fires(&b, retention).await
+        })
+        .await
+    }
+
+    async fn hand_back_fires(
+        &self,
+        holder: &str,
+        fires: &[HandBack],
+        retention: Duration,
+    ) -> CoordResult<Vec<bool>> {
+        let (c, h, f) = (self.inner.clone(), holder.to_owned(), fires.to_vec());
+        let id = self.history.next_call();
+        self.call("hand_back_fires", id, async move {
+            c.hand_back_fires(&h, &f, retention).await
         })
         .await
     }

@@ -11,6 +11,9 @@
 //! * [`FaultMode::Blackhole`] keeps the sockets open but silently drops
 //!   everything in both directions, like a partition where packets vanish
 //!   (the client only notices through its own timeouts);
+//! * [`FaultMode::DropReplies`] forwards requests and drops replies: every
+//!   write applies and the client never learns it (a reply lost after the
+//!   write applied, for as long as the mode lasts);
 //! * [`FaultMode::Delay`] forwards every chunk after a fixed delay, keeping
 //!   order (added latency, not reduced bandwidth);
 //! * [`FaultMode::Refuse`] closes existing connections and closes new ones
@@ -54,6 +57,29 @@ pub enum FaultMode {
     Delay(Duration),
     /// Close existing connections; accept new ones and close them at once.
     Refuse,
+    /// Forward requests, drop replies: every write a client sends applies,
+    /// and the client never learns it (a reply lost after the write
+    /// applied). Replies dropped are *not* delivered when the mode changes
+    /// back; a close by the server is withheld until then.
+    DropReplies,
+}
+
+/// Which way a pump forwards.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Direction {
+    ToServer,
+    ToClient,
+}
+
+impl FaultMode {
+    /// Whether bytes going `direction` vanish in this mode.
+    fn drops(self, direction: Direction) -> bool {
+        match self {
+            FaultMode::Blackhole => true,
+            FaultMode::DropReplies => direction == Direction::ToClient,
+            FaultMode::Pass | FaultMode::Delay(_) | FaultMode::Refuse => false,
+        }
+    }
 }
 
 /// A fault-injecting TCP proxy on `127.0.0.1:<random port>` in front of one
@@ -248,8 +274,18 @@ async fn proxy_connection(
     let _ = upstream.set_nodelay(true);
     let (client_read, client_write) = client.into_split();
     let (upstream_read, upstream_write) = upstream.into_split();
-    let to_server = pump(client_read, upstream_write, mode.clone());
-    let to_client = pump(upstream_read, client_write, mode.clone());
+    let to_server = pump(
+        client_read,
+        upstream_write,
+        mode.clone(),
+        Direction::ToServer,
+    );
+    let to_client = pump(
+        upstream_read,
+        client_write,
+        mode.clone(),
+        Direction::ToClient,
+    );
     // The connection ends (both sockets closed) as soon as one direction is
     // finished, or when the proxy starts refusing.
     tokio::select! {
@@ -264,6 +300,7 @@ async fn pump(
     mut reader: OwnedReadHalf,
     mut writer: OwnedWriteHalf,
     mode: watch::Receiver<FaultMode>,
+    direction: Direction,
 ) {
     let (tx, mut rx) = mpsc::channel::<(Instant, Vec<u8>)>(IN_FLIGHT_CHUNKS);
     let mut read_mode = mode.clone();
@@ -276,27 +313,29 @@ async fn pump(
             };
             let now = Instant::now();
             let current = *read_mode.borrow();
+            if current.drops(direction) {
+                continue;
+            }
             let deadline = match current {
-                FaultMode::Pass => now,
                 FaultMode::Delay(delay) => now
                     .checked_add(delay)
                     .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365)),
-                FaultMode::Blackhole => continue,
                 FaultMode::Refuse => break,
+                FaultMode::Pass | FaultMode::Blackhole | FaultMode::DropReplies => now,
             };
             if tx.send((deadline, buf[..n].to_vec())).await.is_err() {
                 break;
             }
         }
         // A partition hides the close too: hold it until the mode changes.
-        let _ = read_mode.wait_for(|m| *m != FaultMode::Blackhole).await;
+        let _ = read_mode.wait_for(|m| !m.drops(direction)).await;
         drop(tx);
     };
     let write_side = async move {
         while let Some((deadline, chunk)) = rx.recv().await {
             tokio::time::sleep_until(deadline).await;
             // Data still in flight when a partition starts vanishes as well.
-            if *mode.borrow() == FaultMode::Blackhole {
+            if mode.borrow().drops(direction) {
                 continue;
             }
             if writer.write_all(&chunk).await.is_err() {

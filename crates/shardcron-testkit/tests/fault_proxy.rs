@@ -1,4 +1,5 @@
-//! FaultProxy against a real redis-server: pass, blackhole, delay, refuse, cut.
+//! FaultProxy against a real redis-server: pass, blackhole, dropped replies,
+//! delay, refuse, cut.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -112,6 +113,29 @@ async fn blackhole_applies_to_new_connections_and_hides_the_close() {
     // ... and delivered once the partition heals.
     proxy.set_mode(FaultMode::Pass);
     wait_for_count(&proxy, 0).await;
+}
+
+#[tokio::test]
+async fn dropped_replies_let_writes_apply_unseen() {
+    let (server, proxy) = setup().await;
+    let mut conn = TcpStream::connect(proxy.addr()).await.unwrap();
+    assert_eq!(ping(&mut conn, LONG).await, pong());
+    proxy.set_mode(FaultMode::DropReplies);
+    conn.write_all(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n")
+        .await
+        .unwrap();
+    assert_eq!(read_line(&mut conn, SHORT).await, Reply::TimedOut);
+    // The write applied: a direct connection reads it.
+    let mut direct = TcpStream::connect(server.addr()).await.unwrap();
+    direct
+        .write_all(b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n")
+        .await
+        .unwrap();
+    assert_eq!(read_line(&mut direct, LONG).await, Reply::Line("$1".into()));
+    assert_eq!(read_line(&mut direct, LONG).await, Reply::Line("v".into()));
+    // Back to pass: the dropped +OK never arrives, the next reply does.
+    proxy.set_mode(FaultMode::Pass);
+    assert_eq!(ping(&mut conn, LONG).await, pong());
 }
 
 #[tokio::test]

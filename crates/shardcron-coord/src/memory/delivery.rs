@@ -3,7 +3,7 @@
 //! `close.lua`, so the conformance suite holds both stores to one contract.
 
 use super::Shard;
-use crate::model::{CloseFire, OpenFire, RecoverBatch};
+use crate::model::{CloseFire, HandBack, OpenFire, RecoverBatch};
 
 impl Shard {
     /// The open entries, parsed, oldest fire first.
@@ -60,5 +60,60 @@ impl Shard {
                 true
             })
             .collect()
+    }
+
+    /// `hand_back.lua` for one fire: whether it is handed back (now, or by
+    /// an earlier call of the same holder), and whether this call wrote.
+    pub(super) fn hand_back(
+        &mut self,
+        holder: &str,
+        fire: &HandBack,
+        deadline: i64,
+    ) -> (bool, bool) {
+        let field = fire.field();
+        let Some((cur, _)) = self.claims.get(&field) else {
+            return (false, false);
+        };
+        let Some((rest, attempt)) = cur.rsplit_once('|') else {
+            return (false, false);
+        };
+        let Some((h, _token)) = rest.rsplit_once('|') else {
+            return (false, false);
+        };
+        if h != holder {
+            return (false, false);
+        }
+        if attempt == "h" {
+            return (true, false);
+        }
+        let landed = attempt
+            .parse::<u64>()
+            .is_ok_and(|a| fire.lost_attempts.contains(&a));
+        if !landed {
+            return (false, false);
+        }
+        let marker = format!("{holder}|{}|h", fire.token);
+        self.claims.insert(field.clone(), (marker, deadline));
+        match self.open.get_mut(&field) {
+            None => {
+                let entry = OpenFire {
+                    shard: 0,
+                    job_id: fire.job_id.clone(),
+                    scheduled_ms: fire.scheduled_ms,
+                    kind: fire.kind,
+                    holder: holder.to_owned(),
+                    token: fire.token,
+                    delivery: 0,
+                    abandoned: true,
+                };
+                self.open.insert(field, entry.value());
+            }
+            Some(value) => {
+                if value.starts_with(&format!("{holder}|")) && !value.ends_with('!') {
+                    value.push('!');
+                }
+            }
+        }
+        (true, true)
     }
 }

@@ -14,7 +14,7 @@ use redis::Pipeline;
 
 use super::RedisCoordinator;
 use crate::coordinator::CoordResult;
-use crate::model::{CloseFire, OpenFire, RecoverBatch, RecoverOutcome};
+use crate::model::{CloseFire, HandBack, OpenFire, RecoverBatch, RecoverOutcome};
 
 impl RedisCoordinator {
     /// Queues one `close.lua` call per shard of `closes` on `pipe`.
@@ -117,5 +117,51 @@ impl RedisCoordinator {
                 _ => RecoverOutcome::LeaseLost,
             })
             .collect())
+    }
+
+    /// One `hand_back.lua` call per shard of `fires`, one round trip;
+    /// per fire (in request order) whether it was handed back.
+    pub(super) async fn hand_back(
+        &self,
+        holder: &str,
+        fires: &[HandBack],
+        retention: Duration,
+    ) -> CoordResult<Vec<bool>> {
+        if fires.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut by_shard: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
+        for (i, fire) in fires.iter().enumerate() {
+            by_shard.entry(fire.shard).or_default().push(i);
+        }
+        let mut pipe = redis::pipe();
+        for (&shard, members) in &by_shard {
+            let keys = [self.keys.open_fires(shard), self.keys.shard_version(shard)];
+            let mut args = vec![
+                holder.to_owned(),
+                retention.as_millis().to_string(),
+                self.keys.claim_prefix(shard),
+                self.keys.events_channel(),
+                shard.to_string(),
+            ];
+            for &i in members {
+                let fire = &fires[i];
+                let lost: Vec<String> = fire.lost_attempts.iter().map(u64::to_string).collect();
+                args.push(fire.job_id.clone());
+                args.push(fire.scheduled_ms.to_string());
+                args.push(fire.kind.code().to_owned());
+                args.push(fire.token.to_string());
+                args.push(lost.join(","));
+            }
+            Self::evalsha(&mut pipe, &self.scripts.hand_back, &keys, &args);
+        }
+        let replies: Vec<Vec<i64>> = self.pipeline("hand back fires", &pipe).await?;
+        let mut out = vec![false; fires.len()];
+        for (members, codes) in by_shard.values().zip(replies) {
+            for (&i, code) in members.iter().zip(codes) {
+                out[i] = code == 1;
+            }
+        }
+        Ok(out)
     }
 }

@@ -64,6 +64,7 @@ impl Node {
         self.renew_held().await;
         self.release_idle_handoffs().await;
         self.acquire_missing().await;
+        self.hand_back_step().await;
         self.recovery_step().await;
     }
 

@@ -183,6 +183,10 @@ impl Node {
             Some(loaded) => {
                 for jobs in loaded {
                     if self.held.contains_key(&jobs.shard) {
+                        // A version move may be a fire handed back by a
+                        // node whose claim reply was lost: it waits as an
+                        // open entry.
+                        self.recovery.scan_soon(jobs.shard);
                         self.install_jobs(jobs, true);
                     }
                 }

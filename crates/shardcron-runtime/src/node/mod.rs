@@ -11,11 +11,13 @@
 //! The steps live in their own modules, one job each: [`control`] (heartbeat,
 //! ring, leases, handoffs), [`loading`] (jobs, triggers, version polls),
 //! [`firing`] (claims and their outcomes), [`pending`] (claims whose outcome
-//! is not known yet), [`recovery`] (`at_least_once` fires of dead or
+//! is not known yet), [`hand_back`] (those of shards this node cannot claim
+//! any more), [`recovery`] (`at_least_once` fires of dead or
 //! abandoning holders) and [`shutdown`] (leaving gracefully).
 
 mod control;
 mod firing;
+mod hand_back;
 mod loading;
 mod pending;
 mod placement;

@@ -139,6 +139,19 @@ impl PendingClaims {
         std::mem::take(&mut self.by_fire)
     }
 
+    /// Takes the uncertain entries of the shards `claimable` says this node
+    /// cannot claim now: only a hand-back resolves them.
+    pub(super) fn take_uncertain_unclaimable(
+        &mut self,
+        claimable: impl Fn(u32) -> bool,
+    ) -> Vec<(FireKey, Pending)> {
+        let (out, keep): (BTreeMap<_, _>, BTreeMap<_, _>) = std::mem::take(&mut self.by_fire)
+            .into_iter()
+            .partition(|((shard, _, _), p)| p.is_uncertain() && !claimable(*shard));
+        self.by_fire = keep;
+        out.into_iter().collect()
+    }
+
     /// Drops every entry that is not uncertain (leaving: triggers stay
     /// queued in the store for the next owner).
     pub(super) fn forget_all_certain(&mut self) {

@@ -27,6 +27,12 @@
 //! whose reply was lost is resolved by the next scan: an entry that reads
 //! exactly as the recovery would have written it is this node's.
 //!
+//! A fire handed back by a node whose claim reply was lost (`hand_back`)
+//! has an abandoned entry of delivery 0 and is recovered the same way,
+//! whatever its job's delivery; if that recovery does not reach a terminal
+//! state either, an `at_most_once` job's fire is closed as cancelled rather
+//! than run again.
+//!
 //! A recovered fire runs with the same fire id, delivery + 1, a new fencing
 //! token and attempt numbers above the earlier deliveries', if it is still
 //! within its job's misfire grace; past it, it is recorded as misfired (a
@@ -309,6 +315,18 @@ impl Node {
                 &claimed,
                 RunOutcome::Cancelled,
                 "recovered, but the job is paused",
+            );
+            return;
+        }
+        if fire.delivery > 1 && !entry.job.spec.delivery.tracks_fires() {
+            // Handed back (delivery 0), recovered once, and open again: the
+            // first recovery's run may have started. An at_most_once job
+            // does not run a fire twice.
+            m::fires_recovered("cancelled", 1);
+            self.executor.record_not_run(
+                &claimed,
+                RunOutcome::Cancelled,
+                "recovered, but the job is at_most_once and an earlier recovery of this fire may have started it",
             );
             return;
         }

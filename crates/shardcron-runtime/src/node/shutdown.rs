@@ -48,6 +48,9 @@ impl Node {
         loop {
             self.reap_finished();
             self.drop_invalid_leases();
+            // A lost claim of a shard no longer held goes back to the
+            // shard's holder; if the store does not answer, it is given up.
+            self.hand_back_step().await;
             self.record_unresolvable_at_shutdown();
             self.release_idle_handoffs().await;
             if self.held.is_empty() && self.executor.is_idle() {
@@ -96,6 +99,7 @@ impl Node {
         }
         let rest: Vec<u32> = self.held.keys().copied().collect();
         self.release(&rest).await;
+        self.hand_back_step().await;
         self.record_unresolvable_at_shutdown();
         self.records = None;
         drop(self.executor);
