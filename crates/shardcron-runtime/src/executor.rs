@@ -154,7 +154,6 @@ struct Finished {
 /// Starts claimed fires per overlap policy and tracks what is in flight.
 pub struct Executor {
     node_id: String,
-    handlers: HandlerRegistry,
     concurrency: usize,
     permits: Arc<Semaphore>,
     clock: ServerClock,
@@ -169,6 +168,9 @@ pub struct Executor {
     ahead: AheadLine,
     tasks: JoinSet<Finished>,
     hard_stop: CancellationToken,
+    /// What every run task shares, built once: a fire's task takes one
+    /// reference count instead of cloning each part.
+    run_task: Arc<RunTask>,
 }
 
 impl Executor {
@@ -181,11 +183,20 @@ impl Executor {
         clock: ServerClock,
         sink: EndSink,
     ) -> Self {
+        let permits = Arc::new(Semaphore::new(concurrency));
+        let hard_stop = CancellationToken::new();
+        let run_task = Arc::new(RunTask {
+            node_id: node_id.clone(),
+            handlers,
+            permits: permits.clone(),
+            clock: clock.clone(),
+            sink: sink.clone(),
+            hard_stop: hard_stop.clone(),
+        });
         Self {
             node_id,
-            handlers,
             concurrency,
-            permits: Arc::new(Semaphore::new(concurrency)),
+            permits,
             clock,
             sink,
             running: HashMap::new(),
@@ -196,7 +207,8 @@ impl Executor {
             per_shard: HashMap::new(),
             ahead: AheadLine::default(),
             tasks: JoinSet::new(),
-            hard_stop: CancellationToken::new(),
+            hard_stop,
+            run_task,
         }
     }
 
@@ -328,16 +340,16 @@ impl Executor {
             self.ahead.push(fire);
             return;
         }
-        let job_id = fire.job.id().to_owned();
-        let busy = self.running.get(&job_id).copied().unwrap_or(0) > 0;
-        if fire.catch_up {
-            self.catching_up.insert(job_id.clone());
+        let busy = self.running.get(fire.job.id()).copied().unwrap_or(0) > 0;
+        if fire.catch_up && !self.catching_up.contains(fire.job.id()) {
+            self.catching_up.insert(fire.job.id().to_owned());
         }
         if !busy {
             self.count_in(fire.shard);
             self.start(fire);
             return;
         }
+        let job_id = fire.job.id().to_owned();
         match fire.job.spec.overlap {
             OverlapPolicy::Allow => {
                 self.count_in(fire.shard);
@@ -409,16 +421,14 @@ impl Executor {
     }
 
     fn start(&mut self, fire: ClaimedFire) {
-        *self.running.entry(fire.job.id().to_owned()).or_default() += 1;
+        match self.running.get_mut(fire.job.id()) {
+            Some(n) => *n += 1,
+            None => {
+                self.running.insert(fire.job.id().to_owned(), 1);
+            }
+        }
         m::in_flight_add(1.0);
-        let run = RunTask {
-            node_id: self.node_id.clone(),
-            handlers: self.handlers.clone(),
-            permits: self.permits.clone(),
-            clock: self.clock.clone(),
-            sink: self.sink.clone(),
-            hard_stop: self.hard_stop.clone(),
-        };
+        let run = self.run_task.clone();
         let span = info_span!(
             "fire",
             job = %fire.job.id(),
@@ -611,7 +621,7 @@ impl RunTask {
     /// the job's next fire, so starting it would let two handlers of one job
     /// run at once. It is recorded as `cancelled` and counted in
     /// `shardcron_fires_lost_total`, never dropped silently.
-    async fn run(self, fire: ClaimedFire) {
+    async fn run(self: Arc<Self>, fire: ClaimedFire) {
         let job = fire.job.clone();
         let fire_id = FireId::new(job.id(), fire.scheduled_ms);
         let Ok(_permit) = self.permits.clone().acquire_owned().await else {
