@@ -24,38 +24,21 @@
 // the same whole-second instants, as shardcron's `@every 1s` jobs do.
 
 const { Queue } = require('bullmq');
+const { parseOptions, connectionOf } = require('./common');
 
 function parseArgs(argv) {
-  const args = {
-    host: '127.0.0.1',
-    port: 0,
-    queue: 'shardcron-peer',
+  return parseOptions(argv, {
     jobs: 1000,
     every: 1000,
     batch: 200,
     'keep-completed': 0,
     'start-ms': 0,
-  };
-  for (let i = 2; i < argv.length; i += 2) {
-    const key = argv[i].replace(/^--/, '');
-    const value = argv[i + 1];
-    if (!(key in args) || value === undefined) {
-      throw new Error(`unknown or incomplete option ${argv[i]}`);
-    }
-    args[key] = typeof args[key] === 'number' ? Number(value) : value;
-  }
-  if (!Number.isInteger(args.port) || args.port <= 0) {
-    throw new Error('--port is required');
-  }
-  if (args.port === 6379) {
-    throw new Error('refusing port 6379: run against a private redis-server');
-  }
-  return args;
+  });
 }
 
 async function main() {
   const args = parseArgs(process.argv);
-  const queue = new Queue(args.queue, { connection: { host: args.host, port: args.port } });
+  const queue = new Queue(args.queue, { connection: connectionOf(args) });
   await queue.waitUntilReady();
   const opts = args['keep-completed']
     ? {}

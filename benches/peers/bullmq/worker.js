@@ -80,31 +80,14 @@
 
 const fs = require('node:fs');
 const { Worker } = require('bullmq');
+const { parseOptions, connectionOf } = require('./common');
 
 function parseArgs(argv) {
-  const args = {
-    host: '127.0.0.1',
-    port: 0,
-    queue: 'shardcron-peer',
+  return parseOptions(argv, {
     concurrency: 100,
     out: '-',
     name: `w${process.pid}`,
-  };
-  for (let i = 2; i < argv.length; i += 2) {
-    const key = argv[i].replace(/^--/, '');
-    const value = argv[i + 1];
-    if (!(key in args) || value === undefined) {
-      throw new Error(`unknown or incomplete option ${argv[i]}`);
-    }
-    args[key] = typeof args[key] === 'number' ? Number(value) : value;
-  }
-  if (!Number.isInteger(args.port) || args.port <= 0) {
-    throw new Error('--port is required');
-  }
-  if (args.port === 6379) {
-    throw new Error('refusing port 6379: run against a private redis-server');
-  }
-  return args;
+  });
 }
 
 /** `repeat:<schedulerId>:<millis>` -> [schedulerId, millis] (ids may hold ':'). */
@@ -154,7 +137,7 @@ async function main() {
       }
     },
     {
-      connection: { host: args.host, port: args.port },
+      connection: connectionOf(args),
       concurrency: args.concurrency,
       name: args.name,
     },

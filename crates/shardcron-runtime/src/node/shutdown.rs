@@ -32,7 +32,10 @@ impl Node {
         self.reload.clear();
         self.pending.forget_all_certain();
         let t = Instant::now();
-        let left = self.coord.deregister(&self.info.id).await;
+        let (coord, id) = (self.coord.clone(), self.info.id.clone());
+        // Fires claimed ahead still start at their instant while a slow
+        // store holds this round trip up.
+        let left = self.store(async move { coord.deregister(&id).await }).await;
         self.coord_result("deregister", t, left);
         let now = Instant::now();
         for held in self.held.values_mut() {
