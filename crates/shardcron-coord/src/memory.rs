@@ -166,9 +166,16 @@ mod delivery;
 
 /// `holder|token|attempt` -> (holder, attempt).
 fn parse_claim_value(value: &str) -> Option<(&str, u64)> {
-    let (rest, attempt) = value.rsplit_once('|')?;
-    let (holder, _token) = rest.rsplit_once('|')?;
+    let (holder, attempt) = split_claim_value(value)?;
     Some((holder, attempt.parse().ok()?))
+}
+
+/// `holder|token|x` -> (holder, x): `x` is an attempt id, or `h` once the
+/// holder handed the fire back.
+fn split_claim_value(value: &str) -> Option<(&str, &str)> {
+    let (rest, last) = value.rsplit_once('|')?;
+    let (holder, _token) = rest.rsplit_once('|')?;
+    Some((holder, last))
 }
 
 /// One job's last runs (most recent first) and the hour of its last

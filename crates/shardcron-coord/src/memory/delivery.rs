@@ -71,13 +71,11 @@ impl Shard {
         deadline: i64,
     ) -> (bool, bool) {
         let field = fire.field();
-        let Some((cur, _)) = self.claims.get(&field) else {
-            return (false, false);
-        };
-        let Some((rest, attempt)) = cur.rsplit_once('|') else {
-            return (false, false);
-        };
-        let Some((h, _token)) = rest.rsplit_once('|') else {
+        let Some((h, attempt)) = self
+            .claims
+            .get(&field)
+            .and_then(|(cur, _)| super::split_claim_value(cur))
+        else {
             return (false, false);
         };
         if h != holder {
@@ -97,7 +95,7 @@ impl Shard {
         match self.open.get_mut(&field) {
             None => {
                 let entry = OpenFire {
-                    shard: 0,
+                    shard: fire.shard,
                     job_id: fire.job_id.clone(),
                     scheduled_ms: fire.scheduled_ms,
                     kind: fire.kind,
