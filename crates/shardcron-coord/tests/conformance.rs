@@ -296,6 +296,59 @@ async fn claims_are_exactly_once_and_fenced(env: Env) {
     );
 }
 
+/// A batch is decided fire by fire, in order: a watermark moved by an earlier
+/// fire of the batch binds the later ones, and every fire is checked against
+/// its own job's version, however large the batch (the Redis script reads
+/// and writes them in chunks).
+async fn a_large_batch_is_decided_fire_by_fire(env: Env) {
+    let c = env.coord().await;
+    let shard = shard_of("alpha", RING.shard_count);
+    let ids: Vec<String> = (0..10_000)
+        .map(|i| format!("job-{i}"))
+        .filter(|id| shard_of(id, RING.shard_count) == shard)
+        .take(50)
+        .collect();
+    assert_eq!(ids.len(), 50, "enough jobs in one shard");
+    let mut versions = Vec::new();
+    for id in &ids {
+        versions.push(c.put_job(&job(id), None).await.expect("put").version);
+    }
+    let token = acquire(&c, shard, "n1/x").await;
+    let rounds = 170;
+    let mut fires = Vec::new();
+    for r in 1..=rounds {
+        for (id, &v) in ids.iter().zip(&versions) {
+            fires.push(first_attempt(id, 1000 * r, v, FireKind::Scheduled));
+        }
+    }
+    for (id, &v) in ids.iter().zip(&versions) {
+        fires.push(first_attempt(id, 1500, v, FireKind::Scheduled));
+        fires.push(first_attempt(id, 999_000, v + 1, FireKind::Scheduled));
+    }
+    fires.push(first_attempt("ghost", 1000, 1, FireKind::Scheduled));
+    let claimed = fires.len() - 2 * ids.len() - 1;
+    let out = c
+        .claim_fires(
+            &one_batch(shard, "n1/x", token, fires),
+            Duration::from_secs(120),
+        )
+        .await
+        .expect("claim");
+    let mut expected = vec![ClaimOutcome::Claimed; claimed];
+    for _ in &ids {
+        expected.push(ClaimOutcome::AlreadyClaimed);
+        expected.push(ClaimOutcome::JobChanged);
+    }
+    expected.push(ClaimOutcome::JobChanged);
+    assert_eq!(out, vec![BatchOutcome::Claimed(expected)]);
+    let loaded = c.load_shards(&[shard]).await.expect("load");
+    let mut want: Vec<(String, i64)> = ids.iter().map(|id| (id.clone(), 1000 * rounds)).collect();
+    want.sort();
+    let mut got = loaded[0].last_fired.clone();
+    got.sort();
+    assert_eq!(got, want);
+}
+
 async fn job_store_versions_lists_and_rejects_bad_input(env: Env) {
     let c = env.coord().await;
     let mut events = c.subscribe();
@@ -823,6 +876,7 @@ conformance!(
     members_register_expire_and_leave,
     leases_fence_and_release_only_if_ours,
     claims_are_exactly_once_and_fenced,
+    a_large_batch_is_decided_fire_by_fire,
     job_store_versions_lists_and_rejects_bad_input,
     run_history_is_capped_and_per_job,
     triggers_stay_queued_until_their_claim,
