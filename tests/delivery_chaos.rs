@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::json;
-use shardcron_coord::Keyspace;
+use shardcron_coord::{claim_record, Keyspace};
 use shardcron_core::{shard_of, DEFAULT_SHARD_COUNT};
 
 /// Jobs of the kill scenarios, each firing every second.
@@ -559,7 +559,8 @@ fn at_least_once_sigstop_past_lease_ttl() {
 }
 
 /// Fires scheduled at `ats` that `node` holds the claim of and has not
-/// started: the claim keys, read in one MGET, against the start lines.
+/// started: the claim records (claim keys, read in one MGET, else the
+/// jobs' watermarks), against the start lines.
 fn claimed_not_started(f: &ProcFleet, node: &str, ats: &[i64]) -> BTreeSet<(String, i64)> {
     let keyspace = Keyspace::new(&f.cli.namespace);
     let fires: Vec<(String, i64)> = f
@@ -577,8 +578,27 @@ fn claimed_not_started(f: &ProcFleet, node: &str, ats: &[i64]) -> BTreeSet<(Stri
     let mut args = vec!["MGET"];
     args.extend(keys.iter().map(String::as_str));
     let reply = f.cli.redis.command(&args).expect("MGET claim keys");
-    let holders: Vec<&str> = reply.split('\n').collect();
-    assert_eq!(holders.len(), fires.len(), "MGET reply: {reply}");
+    let in_keys: Vec<&str> = reply.split('\n').collect();
+    assert_eq!(in_keys.len(), fires.len(), "MGET reply: {reply}");
+    let holders: Vec<String> = fires
+        .iter()
+        .zip(&in_keys)
+        .map(|((job, at), in_key)| {
+            let shard = shard_of(job, DEFAULT_SHARD_COUNT);
+            let watermark = f
+                .cli
+                .redis
+                .command(&["HGET", &keyspace.last_fired(shard), job])
+                .expect("HGET watermark");
+            let present = |v: &str| (v != "(nil)" && !v.is_empty()).then(|| v.to_owned());
+            claim_record(
+                present(in_key).as_deref(),
+                present(&watermark).as_deref(),
+                *at,
+            )
+            .unwrap_or_default()
+        })
+        .collect();
     let starts = read_starts(&f.out);
     let prefix = format!("{node}/");
     fires

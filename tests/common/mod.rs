@@ -140,7 +140,9 @@ pub fn audit_file(path: &Path, job_ids: &[String], from_ms: i64, to_ms: i64) -> 
     a
 }
 
-/// Who claimed a fire, read from its claim key in Redis.
+/// Who claimed a fire (`holder|token|attempt`), read from its claim
+/// record in Redis: its claim key, else its job's watermark when that is at
+/// the fire.
 pub fn claim_holder(
     redis: &RedisServer,
     ns: &str,
@@ -149,8 +151,15 @@ pub fn claim_holder(
     shard_count: u32,
 ) -> Option<String> {
     let shard = shardcron_core::shard_of(job, shard_count);
-    let key = format!("{{{ns}:{shard}}}:fire:{job}@{at}");
-    redis.command(&["GET", &key]).ok().filter(|v| v != "(nil)")
+    let keys = shardcron_coord::Keyspace::new(ns);
+    let key = format!("{}{job}@{at}", keys.claim_prefix(shard));
+    let present = |v: String| (v != "(nil)").then_some(v);
+    let key_value = redis.command(&["GET", &key]).ok().and_then(present);
+    let watermark = redis
+        .command(&["HGET", &keys.last_fired(shard), job])
+        .ok()
+        .and_then(present);
+    shardcron_coord::claim_record(key_value.as_deref(), watermark.as_deref(), at)
 }
 
 /// A fleet of worker processes running `@every 1s` exec jobs that append

@@ -141,7 +141,8 @@ impl Keyspace {
         self.shard(shard, "weights")
     }
 
-    /// Last scheduled fire claimed per job of a shard (id -> ms).
+    /// Watermark per job of a shard: the last scheduled fire claimed and
+    /// its claim record (id -> `ms|holder|token|attempt`).
     pub fn last_fired(&self, shard: u32) -> String {
         self.shard(shard, "last")
     }
@@ -169,6 +170,20 @@ impl Keyspace {
     }
 }
 
+/// The claim record (`holder|token|attempt`) of the fire at `at` of a job,
+/// from what Redis holds: the fire's claim key (`key`) when it exists, else
+/// the job's watermark field (`watermark`) when that is at `at`. `None`
+/// means no record is kept: nobody claimed the fire, or its holder claimed
+/// a later fire of the job after learning this one's outcome (see
+/// `claim.lua`). For outside audits; the scripts do the same lookup.
+pub fn claim_record(key: Option<&str>, watermark: Option<&str>, at: i64) -> Option<String> {
+    if let Some(value) = key {
+        return Some(value.to_owned());
+    }
+    let (ms, record) = watermark?.split_once('|')?;
+    (ms.parse::<i64>().ok()? == at).then(|| record.to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,6 +193,17 @@ mod tests {
         let k = Keyspace::new("prod");
         assert_eq!(k.lease(7), "{prod:7}:lease");
         assert_eq!(k.claim_prefix(7), "{prod:7}:fire:");
+        assert_eq!(
+            claim_record(Some("a/1|5|9"), Some("1000|b/2|6|3"), 1000).as_deref(),
+            Some("a/1|5|9")
+        );
+        assert_eq!(
+            claim_record(None, Some("1000|b/2|6|3"), 1000).as_deref(),
+            Some("b/2|6|3")
+        );
+        assert_eq!(claim_record(None, Some("2000|b/2|6|3"), 1000), None);
+        assert_eq!(claim_record(None, Some("1000"), 1000), None);
+        assert_eq!(claim_record(None, None, 1000), None);
         assert_eq!(k.members(), "{prod}:members");
     }
 

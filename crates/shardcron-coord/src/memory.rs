@@ -4,7 +4,7 @@
 //! tests of the runtime. It passes the same conformance suite as the Redis
 //! coordinator, so behaviour learned on it carries over.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -38,8 +38,14 @@ struct Shard {
     fence: u64,
     version: u64,
     jobs: BTreeMap<String, RawJob>,
-    last_fired: HashMap<String, i64>,
+    /// Per job, the last scheduled fire claimed and its claim record.
+    watermarks: HashMap<String, Watermark>,
+    /// Claim keys: `job@ms` → (record, deadline).
     claims: HashMap<String, (String, i64)>,
+    /// Every claim answered `Claimed`, kept as long as a claim key would be:
+    /// what an outside audit compares with the runs. The protocol never
+    /// reads it.
+    claim_log: HashMap<String, (String, i64)>,
     triggers: Vec<(String, i64)>,
     trigger_instants: HashMap<String, i64>,
     /// Load units per job (`weights.lua`'s per-shard hash).
@@ -99,42 +105,99 @@ impl Shard {
         self.jobs.get(job_id).map(|j| j.version)
     }
 
-    /// Claims one fire; the same rules, in the same order, as `claim.lua`.
+    /// The record of fire `key` (`job@ms`): its claim key, else the job's
+    /// watermark when that is at the fire's ms (`claim.lua`'s lookup).
+    fn record(&self, job_id: &str, at: i64, key: &str) -> Option<&str> {
+        if let Some((value, _)) = self.claims.get(key) {
+            return Some(value);
+        }
+        self.watermarks
+            .get(job_id)
+            .filter(|w| w.at == at)
+            .and_then(|w| w.record.as_deref())
+    }
+
+    /// Claims one batch's fires in order; the same rules, in the same
+    /// order, as `claim.lua`.
+    fn claim_batch(
+        &mut self,
+        batch: &ClaimBatch,
+        now: i64,
+        latest_ms: i64,
+        retention_ms: i64,
+    ) -> Vec<ClaimOutcome> {
+        let value_prefix = format!("{}|{}", batch.holder, batch.token);
+        // Jobs whose watermark this call wrote.
+        let mut here: HashSet<String> = HashSet::new();
+        batch
+            .fires
+            .iter()
+            .map(|fire| {
+                let outcome = self.claim_one(
+                    fire,
+                    &batch.holder,
+                    &value_prefix,
+                    latest_ms,
+                    &mut here,
+                    now + retention_ms,
+                );
+                if outcome == ClaimOutcome::Claimed {
+                    let key = format!("{}@{}", fire.job_id, fire.scheduled_ms);
+                    let value = format!("{value_prefix}|{}", fire.attempt);
+                    self.claim_log.insert(key, (value, now + retention_ms));
+                }
+                outcome
+            })
+            .collect()
+    }
+
     fn claim_one(
         &mut self,
         fire: &FireClaim,
         holder: &str,
         value_prefix: &str,
-        now: i64,
         latest_ms: i64,
-        retention_ms: i64,
+        here: &mut HashSet<String>,
+        deadline: i64,
     ) -> ClaimOutcome {
         let key = format!("{}@{}", fire.job_id, fire.scheduled_ms);
         let value = format!("{value_prefix}|{}", fire.attempt);
-        let taken_over = !fire.uncertain.is_empty()
-            && self.claims.get(&key).is_some_and(|(cur, _)| {
+        let at = fire.scheduled_ms;
+        let mut taken_over = false;
+        if !fire.uncertain.is_empty() {
+            let found = self.record(&fire.job_id, at, &key).and_then(|cur| {
                 parse_claim_value(cur)
-                    .is_some_and(|(h, attempt)| h == holder && fire.uncertain.contains(&attempt))
+                    .filter(|(h, attempt)| *h == holder && fire.uncertain.contains(attempt))
+                    .map(|_| ())
             });
+            if found.is_some() {
+                if self.claims.contains_key(&key) {
+                    self.claims.insert(key.clone(), (value.clone(), deadline));
+                }
+                if let Some(w) = self.watermarks.get_mut(&fire.job_id) {
+                    if w.at == at && w.record.is_some() {
+                        w.record = Some(value.clone());
+                        here.insert(fire.job_id.clone());
+                    }
+                }
+                taken_over = true;
+            }
+        }
         let outcome = if taken_over {
-            self.claims.insert(key.clone(), (value, now + retention_ms));
             ClaimOutcome::Claimed
         } else if self.job_version(&fire.job_id) != Some(fire.job_version) {
             ClaimOutcome::JobChanged
-        } else if fire.scheduled_ms > latest_ms {
+        } else if fire.kind == FireKind::Scheduled && at > latest_ms {
             ClaimOutcome::NotYetDue
+        } else if fire.kind == FireKind::Scheduled {
+            self.claim_scheduled(fire, holder, &key, value, here, deadline)
         } else {
-            let fresh = fire.kind == FireKind::Trigger
-                || self
-                    .last_fired
-                    .get(&fire.job_id)
-                    .is_none_or(|&last| fire.scheduled_ms > last);
-            if fresh && !self.claims.contains_key(&key) {
-                self.claims.insert(key.clone(), (value, now + retention_ms));
-                if fire.kind == FireKind::Scheduled {
-                    self.last_fired
-                        .insert(fire.job_id.clone(), fire.scheduled_ms);
-                }
+            let at_watermark = self
+                .watermarks
+                .get(&fire.job_id)
+                .is_some_and(|w| w.at == at && w.record.is_some());
+            if !at_watermark && !self.claims.contains_key(&key) {
+                self.claims.insert(key.clone(), (value, deadline));
                 ClaimOutcome::Claimed
             } else {
                 ClaimOutcome::AlreadyClaimed
@@ -160,6 +223,63 @@ impl Shard {
         }
         outcome
     }
+
+    /// Step 4 of `claim.lua` for a scheduled fire: later than the
+    /// watermark, and no key if a trigger of the job is at or after it; the
+    /// record the watermark held is kept in a key when another holder wrote
+    /// it or this call did.
+    fn claim_scheduled(
+        &mut self,
+        fire: &FireClaim,
+        holder: &str,
+        key: &str,
+        value: String,
+        here: &mut HashSet<String>,
+        deadline: i64,
+    ) -> ClaimOutcome {
+        let at = fire.scheduled_ms;
+        let current = self.watermarks.get(&fire.job_id);
+        if current.is_some_and(|w| at <= w.at) {
+            return ClaimOutcome::AlreadyClaimed;
+        }
+        let guard = self
+            .trigger_instants
+            .get(&fire.job_id)
+            .is_some_and(|&t| t >= at);
+        if guard && self.claims.contains_key(key) {
+            return ClaimOutcome::AlreadyClaimed;
+        }
+        if let Some(w) = current {
+            if let Some(record) = &w.record {
+                let written_by = split_claim_value(record).map(|(h, _)| h);
+                if written_by != Some(holder) || here.contains(&fire.job_id) {
+                    let old_key = format!("{}@{}", fire.job_id, w.at);
+                    let old = (record.clone(), deadline);
+                    self.claims.entry(old_key).or_insert(old);
+                }
+            }
+        }
+        if guard {
+            self.claims
+                .insert(key.to_owned(), (value.clone(), deadline));
+        }
+        self.watermarks.insert(
+            fire.job_id.clone(),
+            Watermark {
+                at,
+                record: Some(value),
+            },
+        );
+        here.insert(fire.job_id.clone());
+        ClaimOutcome::Claimed
+    }
+}
+
+/// A job's watermark: its last scheduled fire claimed, and that claim's
+/// record (`holder|token|attempt`), as `claim.lua` keeps it in one field.
+struct Watermark {
+    at: i64,
+    record: Option<String>,
 }
 
 mod delivery;
@@ -277,14 +397,16 @@ impl MemoryStore {
         );
     }
 
-    /// Every live claim key as `(job id, scheduled ms, holder)`, sorted: what
-    /// an outside audit compares with the runs (for tests and the simulator).
+    /// Every fire claimed within the claim retention as `(job id,
+    /// scheduled ms, holder)`, sorted: what an outside audit compares with
+    /// the runs (for tests). Kept beside the protocol's own records, which
+    /// hold only what the protocol needs.
     pub fn claimed_fires(&self) -> Vec<(String, i64, String)> {
         let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let mut out: Vec<(String, i64, String)> = state
             .shards
             .values()
-            .flat_map(|s| s.claims.iter())
+            .flat_map(|s| s.claim_log.iter())
             .filter_map(|(key, (value, _))| {
                 let (job, at) = key.rsplit_once('@')?;
                 let (holder, _) = parse_claim_value(value)?;
@@ -630,24 +752,9 @@ impl Coordinator for MemoryCoordinator {
             BatchOutcome::LeaseLost,
             |shard, batch, now| {
                 shard.claims.retain(|_, (_, deadline)| *deadline > now);
-                let value_prefix = format!("{}|{}", batch.holder, batch.token);
+                shard.claim_log.retain(|_, (_, deadline)| *deadline > now);
                 let latest = now + MAX_EARLY_CLAIM_MS + batch.ahead_ms.max(0);
-                BatchOutcome::Claimed(
-                    batch
-                        .fires
-                        .iter()
-                        .map(|fire| {
-                            shard.claim_one(
-                                fire,
-                                &batch.holder,
-                                &value_prefix,
-                                now,
-                                latest,
-                                ms(retention),
-                            )
-                        })
-                        .collect(),
-                )
+                BatchOutcome::Claimed(shard.claim_batch(batch, now, latest, ms(retention)))
             },
         ))
     }
@@ -745,7 +852,13 @@ impl Coordinator for MemoryCoordinator {
                 }
             }
             shard.jobs.remove(job_id);
-            shard.last_fired.remove(job_id);
+            // `delete_job.lua`: a watermark past the store's time (a fire
+            // claimed ahead) stays; the job's queued triggers go.
+            let now = self.store.now_ms();
+            if shard.watermarks.get(job_id).is_some_and(|w| w.at <= now) {
+                shard.watermarks.remove(job_id);
+            }
+            shard.triggers.retain(|(job, _)| job != job_id);
             shard.trigger_instants.remove(job_id);
             shard.version += 1;
             let old = shard.set_job_weight(job_id, 0);
@@ -765,10 +878,16 @@ impl Coordinator for MemoryCoordinator {
                 return Ok(None);
             }
             let now = self.store.now_ms();
-            let at = match shard.trigger_instants.get(job_id) {
+            let mut at = match shard.trigger_instants.get(job_id) {
                 Some(&prev) if prev >= now => prev + 1,
                 _ => now,
             };
+            // Past a scheduled fire claimed ahead (`trigger.lua`).
+            if let Some(w) = shard.watermarks.get(job_id) {
+                if w.at >= at {
+                    at = w.at + 1;
+                }
+            }
             shard.trigger_instants.insert(job_id.to_owned(), at);
             shard.triggers.push((job_id.to_owned(), at));
             shard.version += 1;
@@ -844,8 +963,11 @@ impl Coordinator for MemoryCoordinator {
                     let (jobs, unreadable) = decode_shard_jobs(
                         s.jobs.iter().map(|(id, j)| (id.clone(), j.json.clone())),
                     );
-                    let mut last_fired: Vec<(String, i64)> =
-                        s.last_fired.iter().map(|(k, v)| (k.clone(), *v)).collect();
+                    let mut last_fired: Vec<(String, i64)> = s
+                        .watermarks
+                        .iter()
+                        .map(|(k, w)| (k.clone(), w.at))
+                        .collect();
                     last_fired.sort();
                     ShardJobs {
                         shard: n,

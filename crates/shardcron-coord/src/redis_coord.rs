@@ -40,6 +40,9 @@ pub const JOB_RUN_HISTORY_CAP: usize = 100;
 /// How long the runs of a deleted job stay readable after its last run, in
 /// hours (those of a defined job stay as long as the job).
 pub const JOB_RUN_HISTORY_RETENTION_HOURS: i64 = 7 * 24;
+/// Most leases one `renew.lua` call extends (its keys are several shards'
+/// on one server; a Lua `unpack` limit is never reached).
+const RENEW_CHUNK: usize = 1024;
 /// Least record time between two steps of one coordinator's sweep of
 /// deleted jobs' history, ms.
 pub(crate) const HISTORY_SWEEP_EVERY_MS: u64 = 60_000;
@@ -554,17 +557,24 @@ impl Coordinator for RedisCoordinator {
         if leases.is_empty() {
             return Ok(Vec::new());
         }
+        // A node's renewals go in calls of up to RENEW_CHUNK leases (not one
+        // call per lease): each lease is still checked on its own.
         let mut pipe = redis::pipe();
-        for &(shard, token) in leases {
-            let args = [format!("{holder}|{token}"), ttl.as_millis().to_string()];
-            Self::evalsha(
-                &mut pipe,
-                &self.scripts.renew,
-                &[self.keys.lease(shard)],
-                &args,
-            );
+        for chunk in leases.chunks(RENEW_CHUNK) {
+            let keys: Vec<String> = chunk.iter().map(|&(s, _)| self.keys.lease(s)).collect();
+            let mut args = Vec::with_capacity(chunk.len() + 1);
+            args.push(ttl.as_millis().to_string());
+            args.extend(chunk.iter().map(|&(_, token)| format!("{holder}|{token}")));
+            Self::evalsha(&mut pipe, &self.scripts.renew, &keys, &args);
         }
-        let replies: Vec<i64> = self.pipeline("renew leases", &pipe).await?;
+        let replies: Vec<Vec<i64>> = self.pipeline("renew leases", &pipe).await?;
+        let replies: Vec<i64> = replies.into_iter().flatten().collect();
+        if replies.len() != leases.len() {
+            return Err(Self::corrupt(
+                "renew reply",
+                format!("{} answers for {} leases", replies.len(), leases.len()),
+            ));
+        }
         self.history.forget_shards(
             leases
                 .iter()
@@ -638,6 +648,7 @@ impl Coordinator for RedisCoordinator {
                 self.keys.job_versions(batch.shard),
                 self.keys.triggers(batch.shard),
                 self.keys.open_fires(batch.shard),
+                self.keys.trigger_instants(batch.shard),
             ];
             let mut args = self.lease_script_header(
                 batch.shard,
@@ -753,6 +764,7 @@ impl Coordinator for RedisCoordinator {
             self.keys.job_weights(shard),
             self.keys.live_weights(),
             self.keys.live_weights_version(),
+            self.keys.triggers(shard),
         ];
         let args = [
             job_id.to_owned(),
@@ -784,6 +796,7 @@ impl Coordinator for RedisCoordinator {
             self.keys.triggers(shard),
             self.keys.shard_version(shard),
             self.keys.trigger_instants(shard),
+            self.keys.last_fired(shard),
         ];
         let args = [
             job_id.to_owned(),
@@ -884,7 +897,7 @@ impl Coordinator for RedisCoordinator {
             pipe.cmd("HGETALL").arg(self.keys.jobs(shard));
             pipe.cmd("HGETALL").arg(self.keys.last_fired(shard));
         }
-        type Reply = (Option<u64>, Vec<(String, String)>, Vec<(String, i64)>);
+        type Reply = (Option<u64>, Vec<(String, String)>, Vec<(String, String)>);
         let replies: Vec<Reply> = {
             let flat: Vec<Value> = self.pipeline("load shards", &pipe).await?;
             let mut out = Vec::with_capacity(shards.len());
@@ -898,6 +911,14 @@ impl Coordinator for RedisCoordinator {
         let mut out = Vec::with_capacity(shards.len());
         for (&shard, (version, jobs, last_fired)) in shards.iter().zip(replies) {
             let (jobs, unreadable) = decode_shard_jobs(jobs);
+            let last_fired = last_fired
+                .into_iter()
+                .map(|(job, value)| {
+                    watermark_ms(&value)
+                        .map(|ms| (job, ms))
+                        .ok_or_else(|| Self::corrupt("watermark", value))
+                })
+                .collect::<CoordResult<Vec<_>>>()?;
             out.push(ShardJobs {
                 shard,
                 version: version.unwrap_or(0),
@@ -1006,6 +1027,13 @@ fn parse_weights(version: u64, reply: &Value) -> Result<ShardWeights, String> {
     Ok(ShardWeights::from_pairs(version, pairs))
 }
 
+/// The ms of a watermark field: `ms|holder|token|attempt` (the claim of the
+/// job's last scheduled fire, see `claim.lua`), or a bare `ms` as written
+/// before the watermark held the claim.
+fn watermark_ms(value: &str) -> Option<i64> {
+    value.split('|').next()?.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1020,5 +1048,12 @@ mod tests {
             redact_url("redis://127.0.0.1:6379"),
             "redis://127.0.0.1:6379"
         );
+    }
+
+    #[test]
+    fn watermarks_read_with_and_without_their_record() {
+        assert_eq!(watermark_ms("1000|n1/a|5|9"), Some(1000));
+        assert_eq!(watermark_ms("1000"), Some(1000));
+        assert_eq!(watermark_ms("x|n1/a|5|9"), None);
     }
 }

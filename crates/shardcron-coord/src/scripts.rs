@@ -1,8 +1,11 @@
 //! The Lua scripts, loaded once per process.
 //!
 //! Each per-shard script touches only keys of one shard's hash tag, so it runs
-//! atomically in one slot; fleet scripts touch only `{ns}` keys. The sources
-//! live in `lua/` next to this file so they can be read and reviewed as Lua.
+//! atomically in one slot; fleet scripts touch only `{ns}` keys. The one
+//! exception is `renew.lua`, which extends a node's leases of many shards in
+//! one call on one server: each lease is checked and extended on its own, so
+//! it needs no atomicity across shards. The sources live in `lua/` next to
+//! this file so they can be read and reviewed as Lua.
 
 use redis::Script;
 

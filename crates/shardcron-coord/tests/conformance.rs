@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use shardcron_coord::{
-    BatchOutcome, ClaimOutcome, CoordError, CoordEvent, Coordinator, FireClaim, FireKind,
+    BatchOutcome, ClaimOutcome, CoordError, CoordEvent, Coordinator, FireClaim, FireKind, HandBack,
     LeaseGrant, QueuedTrigger, RedisCoordinator, RunOutcome, RunRecord,
 };
 use shardcron_core::{shard_of, JobSpec, RingConfig, ShardMap, ShardWeights};
@@ -347,6 +347,288 @@ async fn a_large_batch_is_decided_fire_by_fire(env: Env) {
     let mut got = loaded[0].last_fired.clone();
     got.sort();
     assert_eq!(got, want);
+}
+
+/// Claims of one batch on `shard`, as codes (panics on a lost lease).
+async fn codes(
+    c: &Arc<dyn Coordinator>,
+    shard: u32,
+    holder: &str,
+    token: u64,
+    fires: Vec<FireClaim>,
+) -> Vec<ClaimOutcome> {
+    match c
+        .claim_fires(
+            &one_batch(shard, holder, token, fires),
+            Duration::from_secs(120),
+        )
+        .await
+        .expect("claim")
+        .remove(0)
+    {
+        BatchOutcome::Claimed(codes) => codes,
+        BatchOutcome::LeaseLost => panic!("lease lost"),
+    }
+}
+
+/// A scheduled fire's claim record is the job's watermark until the
+/// watermark moves on. The records a holder may still need survive the
+/// move: the one another holder wrote (its reply may have been lost, and
+/// only a hand-back can resolve it now), and one written earlier in the
+/// same call (that call's reply may be lost as a whole).
+async fn the_watermark_keeps_the_records_a_holder_may_still_need(env: Env) {
+    let c = env.coord().await;
+    let v = c.put_job(&job("wm"), None).await.expect("put").version;
+    let shard = shard_of("wm", RING.shard_count);
+    let retry = |at: i64, attempt: u64, uncertain: Vec<u64>| FireClaim {
+        uncertain,
+        ..FireClaim::new("wm", at, FireKind::Scheduled, v, attempt)
+    };
+    let t1 = acquire(&c, shard, "n1/a").await;
+    // Two fires of the job in one call; say its reply was lost. The retry
+    // names both attempts: both are this holder's, the first one too,
+    // although the watermark moved past it in the same call.
+    assert_eq!(
+        codes(
+            &c,
+            shard,
+            "n1/a",
+            t1,
+            vec![retry(1000, 11, vec![]), retry(2000, 12, vec![])]
+        )
+        .await,
+        vec![ClaimOutcome::Claimed, ClaimOutcome::Claimed]
+    );
+    assert_eq!(
+        codes(
+            &c,
+            shard,
+            "n1/a",
+            t1,
+            vec![retry(1000, 13, vec![11]), retry(2000, 14, vec![12])]
+        )
+        .await,
+        vec![ClaimOutcome::Claimed, ClaimOutcome::Claimed]
+    );
+    // A lineage is taken over once: 11 and 12 are spent.
+    assert_eq!(
+        codes(
+            &c,
+            shard,
+            "n1/a",
+            t1,
+            vec![retry(1000, 15, vec![11]), retry(2000, 16, vec![12])]
+        )
+        .await,
+        vec![ClaimOutcome::AlreadyClaimed, ClaimOutcome::AlreadyClaimed]
+    );
+    // Fire 3000 lands; its reply is lost, and the lease moves to n2, which
+    // claims 4000. n1 can no longer claim there, but its record of 3000
+    // survives the move, so its hand-back finds it.
+    assert_eq!(
+        codes(&c, shard, "n1/a", t1, vec![retry(3000, 17, vec![])]).await,
+        vec![ClaimOutcome::Claimed]
+    );
+    assert_eq!(
+        c.release_leases(&[(shard, t1)], "n1/a")
+            .await
+            .expect("release"),
+        vec![true]
+    );
+    let t2 = acquire(&c, shard, "n2/b").await;
+    assert_eq!(
+        codes(
+            &c,
+            shard,
+            "n2/b",
+            t2,
+            vec![first_attempt("wm", 4000, v, FireKind::Scheduled)]
+        )
+        .await,
+        vec![ClaimOutcome::Claimed]
+    );
+    let back = HandBack {
+        shard,
+        job_id: "wm".into(),
+        scheduled_ms: 3000,
+        kind: FireKind::Scheduled,
+        token: t1,
+        lost_attempts: vec![17],
+    };
+    assert_eq!(
+        c.hand_back_fires("n1/a", &[back], Duration::from_secs(120))
+            .await
+            .expect("hand back"),
+        vec![true]
+    );
+    let open = c.open_fires(&[shard]).await.expect("open");
+    assert_eq!(
+        open[0]
+            .iter()
+            .map(|f| (f.scheduled_ms, f.delivery, f.abandoned))
+            .collect::<Vec<_>>(),
+        vec![(3000, 0, true)]
+    );
+    // n2's own watermark record: a hand-back naming another holder's
+    // attempt finds nothing of n1 there.
+    let back = HandBack {
+        shard,
+        job_id: "wm".into(),
+        scheduled_ms: 4000,
+        kind: FireKind::Scheduled,
+        token: t1,
+        lost_attempts: vec![17],
+    };
+    assert_eq!(
+        c.hand_back_fires("n1/a", &[back], Duration::from_secs(120))
+            .await
+            .expect("hand back"),
+        vec![false]
+    );
+}
+
+/// A trigger and a scheduled fire never share a fire id by accident: a
+/// trigger's instant is moved past a scheduled fire claimed ahead, and a
+/// scheduled fire at a queued trigger's ms is one fire with it, whichever
+/// is claimed first.
+async fn a_trigger_and_a_scheduled_fire_of_one_ms_are_one_fire(env: Env) {
+    let c = env.coord().await;
+    let v = c.put_job(&job("tr"), None).await.expect("put").version;
+    let shard = shard_of("tr", RING.shard_count);
+    let t = acquire(&c, shard, "n1/a").await;
+    let now = c.server_time_ms().await.expect("time");
+    let ahead = |fires: Vec<FireClaim>| {
+        let mut b = one_batch(shard, "n1/a", t, fires);
+        b[0].ahead_ms = 60_000;
+        b
+    };
+    let r = Duration::from_secs(120);
+    let claimed = c
+        .claim_fires(
+            &ahead(vec![first_attempt(
+                "tr",
+                now + 30_000,
+                v,
+                FireKind::Scheduled,
+            )]),
+            r,
+        )
+        .await
+        .expect("claim");
+    assert_eq!(
+        claimed,
+        vec![BatchOutcome::Claimed(vec![ClaimOutcome::Claimed])]
+    );
+    let at = c
+        .trigger_job("tr")
+        .await
+        .expect("trigger")
+        .expect("job exists");
+    assert!(
+        at > now + 30_000,
+        "the trigger's instant {at} moved past the fire claimed ahead"
+    );
+    // The scheduled fire of the trigger's ms, claimed first, is the same
+    // fire: the trigger then finds it claimed and leaves the queue.
+    let claimed = c
+        .claim_fires(
+            &ahead(vec![first_attempt("tr", at, v, FireKind::Scheduled)]),
+            r,
+        )
+        .await
+        .expect("claim");
+    assert_eq!(
+        claimed,
+        vec![BatchOutcome::Claimed(vec![ClaimOutcome::Claimed])]
+    );
+    let claimed = c
+        .claim_fires(
+            &ahead(vec![first_attempt("tr", at, v, FireKind::Trigger)]),
+            r,
+        )
+        .await
+        .expect("claim");
+    assert_eq!(
+        claimed,
+        vec![BatchOutcome::Claimed(vec![ClaimOutcome::AlreadyClaimed])]
+    );
+    assert!(c
+        .read_triggers(&[(shard, t)], "n1/a")
+        .await
+        .expect("read")
+        .is_empty());
+    // The other order: the trigger is claimed first, the scheduled fire of
+    // its ms finds it.
+    let at = c
+        .trigger_job("tr")
+        .await
+        .expect("trigger")
+        .expect("job exists");
+    let claimed = c
+        .claim_fires(
+            &ahead(vec![first_attempt("tr", at, v, FireKind::Trigger)]),
+            r,
+        )
+        .await
+        .expect("claim");
+    assert_eq!(
+        claimed,
+        vec![BatchOutcome::Claimed(vec![ClaimOutcome::Claimed])]
+    );
+    let claimed = c
+        .claim_fires(
+            &ahead(vec![first_attempt("tr", at, v, FireKind::Scheduled)]),
+            r,
+        )
+        .await
+        .expect("claim");
+    assert_eq!(
+        claimed,
+        vec![BatchOutcome::Claimed(vec![ClaimOutcome::AlreadyClaimed])]
+    );
+}
+
+/// Deleting a job keeps a watermark past the store's time (a fire claimed
+/// ahead, whose only record it may be): the job re-created under the same
+/// id cannot claim that fire again. Its queued triggers go with it.
+async fn a_job_re_created_does_not_claim_a_fire_claimed_ahead_again(env: Env) {
+    let c = env.coord().await;
+    let v = c.put_job(&job("re"), None).await.expect("put").version;
+    let shard = shard_of("re", RING.shard_count);
+    let t = acquire(&c, shard, "n1/a").await;
+    let now = c.server_time_ms().await.expect("time");
+    let at = now + 30_000;
+    let mut b = one_batch(
+        shard,
+        "n1/a",
+        t,
+        vec![first_attempt("re", at, v, FireKind::Scheduled)],
+    );
+    b[0].ahead_ms = 60_000;
+    let r = Duration::from_secs(120);
+    assert_eq!(
+        c.claim_fires(&b, r).await.expect("claim"),
+        vec![BatchOutcome::Claimed(vec![ClaimOutcome::Claimed])]
+    );
+    c.trigger_job("re").await.expect("trigger");
+    assert!(c.delete_job("re", None).await.expect("delete"));
+    let v2 = c.put_job(&job("re"), None).await.expect("put").version;
+    assert!(c
+        .read_triggers(&[(shard, t)], "n1/a")
+        .await
+        .expect("read")
+        .is_empty());
+    let mut b = one_batch(
+        shard,
+        "n1/a",
+        t,
+        vec![first_attempt("re", at, v2, FireKind::Scheduled)],
+    );
+    b[0].ahead_ms = 60_000;
+    assert_eq!(
+        c.claim_fires(&b, r).await.expect("claim"),
+        vec![BatchOutcome::Claimed(vec![ClaimOutcome::AlreadyClaimed])]
+    );
 }
 
 async fn job_store_versions_lists_and_rejects_bad_input(env: Env) {
@@ -877,6 +1159,9 @@ conformance!(
     leases_fence_and_release_only_if_ours,
     claims_are_exactly_once_and_fenced,
     a_large_batch_is_decided_fire_by_fire,
+    the_watermark_keeps_the_records_a_holder_may_still_need,
+    a_trigger_and_a_scheduled_fire_of_one_ms_are_one_fire,
+    a_job_re_created_does_not_claim_a_fire_claimed_ahead_again,
     job_store_versions_lists_and_rejects_bad_input,
     run_history_is_capped_and_per_job,
     triggers_stay_queued_until_their_claim,

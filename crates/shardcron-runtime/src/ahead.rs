@@ -159,6 +159,7 @@ mod tests {
             version: 1,
             delivery: 1,
             tracked: false,
+            trigger: false,
         }
     }
 

@@ -75,6 +75,11 @@ pub struct ClaimedFire {
     /// its end closes the entry, or abandons it for recovery when the fire
     /// is given up without a terminal state.
     pub tracked: bool,
+    /// A manual trigger, not an instant of the job's schedule: a schedule
+    /// change does not withdraw it (its instant may be ahead of the
+    /// store's time when a scheduled fire was claimed ahead, see
+    /// `trigger.lua`).
+    pub trigger: bool,
 }
 
 impl ClaimedFire {

@@ -89,3 +89,26 @@ fn same_seed_same_trace() {
     };
     assert_eq!(summary(&a.outcome), summary(&b.outcome));
 }
+
+/// Seeds of the default scenario that once broke a guarantee, each with the
+/// length it failed at and what it found, so a regression fails here.
+const REGRESSIONS: &[(u64, f64, &str)] = &[(
+    281,
+    10.0,
+    "a trigger whose instant was moved past a scheduled fire claimed ahead \
+     waited in the ahead line, and a schedule change withdrew it as if it \
+     were an instant of the schedule",
+)];
+
+#[test]
+fn regression_seeds() {
+    for &(seed, minutes, what) in REGRESSIONS {
+        let cfg = SimConfig {
+            minutes,
+            ..SimConfig::default()
+        };
+        if let Err(f) = run_seed(seed, &cfg) {
+            panic!("seed {seed} ({what}): {}", f.summary());
+        }
+    }
+}

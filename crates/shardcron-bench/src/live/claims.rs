@@ -1,18 +1,77 @@
 //! Explaining missed fires: which ones were lost with a crashed worker.
 //!
-//! shardcron runs a fire at most once: a node claims it in Redis
-//! (`SET NX` on `{ns:shard}:fire:job@ms`, value `node/instance|token`)
-//! before starting it. A worker that crashes between the claim and the
-//! start takes those fires with it — nobody else may run them, which is the
-//! price of never running one twice. The test suite accepts exactly those
-//! misses, and so does the benchmark: every missed fire's claim key is read
+//! shardcron runs a fire at most once: a node claims it in Redis before
+//! starting it. A worker that crashes between the claim and the start takes
+//! those fires with it — nobody else may run them, which is the price of
+//! never running one twice. The test suite accepts exactly those misses,
+//! and so does the benchmark: every missed fire's claim record is read
 //! back, and a miss whose claim belongs to a crashed instance is counted as
 //! "lost with the crash" of that event. Any other miss (no claim at all, or
 //! a claim by a live or gracefully stopped worker) is unexplained and fails
 //! the run.
+//!
+//! A claim record is the fire's claim key, else its job's watermark when
+//! that is at the fire (`ms|holder|token|attempt`). A holder keeps no
+//! record of a fire once it claimed a later fire of the job itself, so with
+//! a claim-ahead window longer than the period a crash can lose fires whose
+//! record is gone; such a miss is put on the holder of the job's first
+//! record after it (the claim key the next holder wrote for it, or the
+//! watermark), the only worker that can have moved the watermark past it.
 
-use shardcron_coord::Keyspace;
+use shardcron_coord::{claim_record, Keyspace};
 use shardcron_core::shard_of;
+use shardcron_testkit::{RespConnection, RespValue};
+
+/// The claim record that explains the missed fire of `job-<job>` at `at`
+/// (`holder|token|attempt`): its own, else the first one after it (see the
+/// module docs); `None` if the job has none at or after `at`.
+pub fn claim_owner(
+    connection: &mut RespConnection,
+    keys: &Keyspace,
+    shard_count: u32,
+    job: u32,
+    at: i64,
+) -> Option<String> {
+    let job_id = format!("job-{job}");
+    let shard = shard_of(&job_id, shard_count);
+    let text = |v: RespValue| v.into_text().ok().filter(|t| t != "(nil)");
+    let own_key = connection
+        .query(&["GET", &claim_key(keys, shard_count, job, at)])
+        .ok()
+        .and_then(text);
+    let watermark = connection
+        .query(&["HGET", &keys.last_fired(shard), &job_id])
+        .ok()
+        .and_then(text);
+    if let Some(own) = claim_record(own_key.as_deref(), watermark.as_deref(), at) {
+        return Some(own);
+    }
+    let pattern = format!("{}{job_id}@*", keys.claim_prefix(shard));
+    let Ok(RespValue::Array(found)) = connection.query(&["KEYS", &pattern]) else {
+        return None;
+    };
+    let first_key_after = found
+        .into_iter()
+        .filter_map(text)
+        .filter_map(|key| {
+            let ms: i64 = key.rsplit_once('@')?.1.parse().ok()?;
+            (ms > at).then_some((ms, key))
+        })
+        .min();
+    let (watermark_ms, watermark_record) = watermark
+        .as_deref()
+        .and_then(|w| w.split_once('|'))
+        .and_then(|(ms, record)| Some((ms.parse::<i64>().ok()?, record.to_owned())))
+        .filter(|(ms, _)| *ms > at)
+        .unzip();
+    match (first_key_after, watermark_ms) {
+        (Some((ms, key)), w) if w.is_none_or(|w| ms < w) => {
+            connection.query(&["GET", &key]).ok().and_then(text)
+        }
+        (_, Some(_)) => watermark_record,
+        _ => None,
+    }
+}
 
 /// Redis key of the claim of `job-<job>` at `scheduled_ms`.
 pub fn claim_key(keys: &Keyspace, shard_count: u32, job: u32, scheduled_ms: i64) -> String {

@@ -15,7 +15,7 @@ use shardcron_testkit::RedisServer;
 use super::audit::Fire;
 use super::bar;
 use super::churn::{node_id, ChurnAction};
-use super::claims::{attribute, claim_key, Attribution, CrashedInstance};
+use super::claims::{attribute, claim_owner, Attribution, CrashedInstance};
 use super::driver::EventTiming;
 use super::fleet::NAMESPACE;
 use super::output::EventReport;
@@ -88,7 +88,7 @@ pub(super) fn explain_by_records(
     Ok(recorded)
 }
 
-/// Reads the claim key of every missed fire and attributes it to a crash.
+/// Reads the claim record of every missed fire and attributes it to a crash.
 pub(super) fn attribute_misses(
     server: &RedisServer,
     shard_count: u32,
@@ -130,12 +130,7 @@ pub(super) fn attribute_misses(
             return None;
         }
         progress.inc(1);
-        let key = claim_key(&keys, shard_count, job, at);
-        connection
-            .query(&["GET", &key])
-            .and_then(|reply| reply.into_text())
-            .ok()
-            .filter(|value| value != "(nil)")
+        claim_owner(&mut connection, &keys, shard_count, job, at)
     });
     progress.finish_and_clear();
     Ok(attribution)

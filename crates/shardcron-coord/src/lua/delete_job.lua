@@ -1,8 +1,12 @@
--- Remove a job, its index entry, its watermark and its share of its shard's
--- live weight, and announce it, in one atomic step.
--- KEYS: jobs hash, job-version hash, shard version counter, last-fired hash,
+-- Remove a job, its index entry, its queued triggers, its watermark and its
+-- share of its shard's live weight, and announce it, in one atomic step.
+-- KEYS: jobs hash, job-version hash, shard version counter, watermark hash,
 --   job index, trigger-instant hash, per-job weights hash, live weights hash,
---   live weights version counter.
+--   live weights version counter, trigger queue.
+-- A watermark past the server's time (a fire claimed ahead) stays: it may be
+-- that fire's only record, and a job re-created under the same id before
+-- that instant must not claim it again. Any other one goes: a re-created
+-- job fires only after its creation, past every earlier instant.
 -- ARGV: id, expected version ('' = any), events channel, shard.
 -- Returns 1 removed, 0 absent, -1 conflict.
 local current = redis.call('HGET', KEYS[2], ARGV[1])
@@ -10,7 +14,16 @@ if not current then return 0 end
 if ARGV[2] ~= '' and current ~= ARGV[2] then return -1 end
 redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[2], ARGV[1])
-redis.call('HDEL', KEYS[4], ARGV[1])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local w = tonumber(string.match(redis.call('HGET', KEYS[4], ARGV[1]) or '', '^(%-?%d+)'))
+if w and w <= now then redis.call('HDEL', KEYS[4], ARGV[1]) end
+local prefix = ARGV[1] .. '|'
+for _, item in ipairs(redis.call('LRANGE', KEYS[10], 0, -1)) do
+  if string.sub(item, 1, #prefix) == prefix and string.match(string.sub(item, #prefix + 1), '^%d+$') then
+    redis.call('LREM', KEYS[10], 0, item)
+  end
+end
 redis.call('HDEL', KEYS[6], ARGV[1])
 redis.call('INCR', KEYS[3])
 redis.call('ZREM', KEYS[5], ARGV[1])

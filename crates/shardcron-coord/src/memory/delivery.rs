@@ -63,7 +63,8 @@ impl Shard {
     }
 
     /// `hand_back.lua` for one fire: whether it is handed back (now, or by
-    /// an earlier call of the same holder), and whether this call wrote.
+    /// an earlier call of the same holder), and whether this call wrote. The
+    /// fire's record is its claim key, else the watermark at its ms.
     pub(super) fn hand_back(
         &mut self,
         holder: &str,
@@ -72,9 +73,8 @@ impl Shard {
     ) -> (bool, bool) {
         let field = fire.field();
         let Some((h, attempt)) = self
-            .claims
-            .get(&field)
-            .and_then(|(cur, _)| super::split_claim_value(cur))
+            .record(&fire.job_id, fire.scheduled_ms, &field)
+            .and_then(super::split_claim_value)
         else {
             return (false, false);
         };

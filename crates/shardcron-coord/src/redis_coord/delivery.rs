@@ -136,7 +136,11 @@ impl RedisCoordinator {
         }
         let mut pipe = redis::pipe();
         for (&shard, members) in &by_shard {
-            let keys = [self.keys.open_fires(shard), self.keys.shard_version(shard)];
+            let keys = [
+                self.keys.open_fires(shard),
+                self.keys.shard_version(shard),
+                self.keys.last_fired(shard),
+            ];
             let mut args = vec![
                 holder.to_owned(),
                 retention.as_millis().to_string(),

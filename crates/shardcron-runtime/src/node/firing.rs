@@ -381,6 +381,7 @@ impl Node {
             version: fire.job_version,
             delivery: 1,
             tracked: fire.track_open,
+            trigger: fire.kind == FireKind::Trigger,
         };
         self.executor.dispatch(claimed);
     }
@@ -399,6 +400,7 @@ impl Node {
             version: d.version,
             delivery: 1,
             tracked: false,
+            trigger: false,
         };
         let misfires = d.misfired.len() + usize::from(d.beyond_grace.is_some());
         if misfires > 0 {

@@ -103,7 +103,8 @@ impl Node {
 
     /// Fires of `shard` claimed ahead follow their job's reload: they run
     /// the job as it now stands, or not at all if at their instant it no
-    /// longer fires then (removed, paused, schedule changed).
+    /// longer fires then (removed, paused, schedule changed; a trigger is
+    /// not an instant of the schedule and stays).
     fn revise_claimed_ahead(&mut self, shard: u32) {
         let timetable = &self.timetable;
         self.executor.revise_ahead(shard, |fire| {
@@ -114,7 +115,9 @@ impl Node {
                 AheadRevision::Keep
             } else if entry.job.spec.paused {
                 AheadRevision::Withdraw("the job was paused after this fire was claimed ahead of its instant")
-            } else if entry.job.next_after(fire.scheduled_ms - 1) != Some(fire.scheduled_ms) {
+            } else if !fire.trigger
+                && entry.job.next_after(fire.scheduled_ms - 1) != Some(fire.scheduled_ms)
+            {
                 AheadRevision::Withdraw("the job's schedule changed after this fire was claimed ahead; it no longer fires at this instant")
             } else {
                 AheadRevision::Update {

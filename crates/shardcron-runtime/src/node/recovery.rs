@@ -308,6 +308,7 @@ impl Node {
             version: entry.version,
             delivery: fire.delivery,
             tracked: true,
+            trigger: fire.kind == shardcron_coord::FireKind::Trigger,
         };
         if entry.job.spec.paused {
             m::fires_recovered("cancelled", 1);

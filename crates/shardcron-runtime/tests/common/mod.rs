@@ -71,14 +71,20 @@ pub struct Fleet {
 }
 
 impl Fleet {
-    /// Who claimed a fire, from its claim key (`holder|token`), if anyone.
+    /// Who claimed a fire (`holder|token|attempt`), from its claim record:
+    /// its claim key, else its job's watermark when that is at the fire.
     pub fn claim_holder(&self, job: &str, scheduled_ms: i64) -> Option<String> {
         let shard = shardcron_core::shard_of(job, RING.shard_count);
-        let key = format!("{{{}:{shard}}}:fire:{job}@{scheduled_ms}", self.namespace);
-        self.redis
-            .command(&["GET", &key])
+        let keys = shardcron_coord::Keyspace::new(&self.namespace);
+        let key = format!("{}{job}@{scheduled_ms}", keys.claim_prefix(shard));
+        let present = |v: String| (v != "(nil)").then_some(v);
+        let key_value = self.redis.command(&["GET", &key]).ok().and_then(present);
+        let watermark = self
+            .redis
+            .command(&["HGET", &keys.last_fired(shard), job])
             .ok()
-            .filter(|v| v != "(nil)")
+            .and_then(present);
+        shardcron_coord::claim_record(key_value.as_deref(), watermark.as_deref(), scheduled_ms)
     }
 
     pub fn new(settings: WorkerSettings) -> Self {
