@@ -10,9 +10,10 @@
 //! * has its own cluster (`initdb`) in a fresh temporary directory, and runs
 //!   `postgres` on a free `127.0.0.1` port with its Unix socket directory
 //!   inside that temporary directory (never the system's socket directory);
-//! * runs in a process group of its own, so [`kill`](PostgresServer::kill),
-//!   [`pause`](PostgresServer::pause) and [`resume`](PostgresServer::resume)
-//!   reach the backends the postmaster forked, not only the postmaster;
+//! * signals the postmaster *and* every process it forked (each backend
+//!   is a session of its own, so a process group does not reach them), so
+//!   [`kill`](PostgresServer::kill), [`pause`](PostgresServer::pause) and
+//!   [`resume`](PostgresServer::resume) act on open connections too;
 //! * runs as the unprivileged `postgres` user when the tests run as root
 //!   (PostgreSQL refuses to run as root), the temporary directory handed
 //!   over to that user;
@@ -151,8 +152,10 @@ impl PostgresServer {
             return;
         };
         let pid = child.id();
-        signal_group(pid, libc::SIGINT);
+        // A stopped process only acts on a signal once continued; fast
+        // shutdown is SIGINT to the postmaster alone.
         signal_group(pid, libc::SIGCONT);
+        signal_only(pid, libc::SIGINT);
         let deadline = Instant::now() + STOP_TIMEOUT;
         loop {
             match child.try_wait() {
@@ -278,16 +281,48 @@ fn kill_group(state: &mut Option<Child>) {
     }
 }
 
-/// Sends `sig` to the process group led by `pid` (the child made itself the
-/// leader of a new group before exec).
+/// Sends `sig` to the postmaster `pid` and to every process it forked
+/// (backends and auxiliary processes, found in `/proc` by parent pid).
+/// SIGSTOP and SIGKILL go to the postmaster first, so it forks no child
+/// after the scan; SIGCONT goes to it last.
 fn signal_group(pid: u32, sig: libc::c_int) {
-    let Ok(pid) = libc::pid_t::try_from(pid) else {
-        return;
-    };
-    // SAFETY: kill(2) has no memory-safety preconditions.
-    unsafe {
-        libc::kill(-pid, sig);
+    let send = |pid: u32| signal_only(pid, sig);
+    if sig == libc::SIGSTOP || sig == libc::SIGKILL {
+        send(pid);
+        children(pid).into_iter().for_each(send);
+    } else {
+        children(pid).into_iter().for_each(send);
+        send(pid);
     }
+}
+
+/// Sends `sig` to `pid` alone.
+fn signal_only(pid: u32, sig: libc::c_int) {
+    if let Ok(pid) = libc::pid_t::try_from(pid) {
+        // SAFETY: kill(2) has no memory-safety preconditions.
+        unsafe {
+            libc::kill(pid, sig);
+        }
+    }
+}
+
+/// Processes whose parent is `pid`, from `/proc/<pid>/stat`.
+fn children(pid: u32) -> Vec<u32> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| {
+            let child: u32 = e.file_name().to_str()?.parse().ok()?;
+            let stat = fs::read_to_string(e.path().join("stat")).ok()?;
+            // The fields after the command name (which may hold spaces and
+            // parentheses): state, then the parent pid.
+            let after = stat.rsplit_once(')')?.1;
+            let ppid: u32 = after.split_whitespace().nth(1)?.parse().ok()?;
+            (ppid == pid).then_some(child)
+        })
+        .collect()
 }
 
 /// The directory holding `initdb` and `postgres`: `PATH` first, then the
