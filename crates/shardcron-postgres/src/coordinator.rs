@@ -5,8 +5,8 @@
 //! Each trait call is one statement (a function call or a plain query)
 //! on a pooled connection, inside a response timeout: a server that does
 //! not answer in time counts as unreachable, like Redis. The server also
-//! has a `statement_timeout` of the same length, so it stops work whose
-//! caller has given up.
+//! has a `statement_timeout` of three quarters of it, so it stops work
+//! before its caller gives up on it.
 
 use std::time::Duration;
 
@@ -39,7 +39,7 @@ pub struct PostgresOptions {
     /// Ring settings the namespace must have.
     pub ring: RingConfig,
     /// Longest wait for one reply before the server counts as unreachable;
-    /// also the server-side `statement_timeout`.
+    /// the server-side `statement_timeout` is three quarters of it.
     pub response_timeout: Duration,
     /// Longest wait to (re)connect.
     pub connect_timeout: Duration,
@@ -100,10 +100,13 @@ impl PostgresCoordinator {
             })?;
         config.connect_timeout(options.connect_timeout);
         config.application_name("shardcron");
+        // The server gives up on a statement before the client does, so a
+        // call the client reports as failed has rarely been left running
+        // on the server (a claim committing after its caller moved on).
+        let statement_ms = statement_timeout(options.response_timeout);
         config.options(format!(
-            "-c statement_timeout={} -c lock_timeout={}",
-            options.response_timeout.as_millis(),
-            options.response_timeout.as_millis()
+            "-c statement_timeout={statement_ms} -c lock_timeout={}",
+            statement_ms / 2
         ));
         let listen_config = config.clone();
         let manager = Manager::from_config(
@@ -144,10 +147,7 @@ impl PostgresCoordinator {
             // The connection goes back to the pool with the usual timeout,
             // or is dropped if it cannot be reset.
             let reset = client
-                .batch_execute(&format!(
-                    "SET statement_timeout = {}",
-                    options.response_timeout.as_millis()
-                ))
+                .batch_execute(&format!("SET statement_timeout = {statement_ms}"))
                 .await;
             if reset.is_err() {
                 let _ = deadpool_postgres::Object::take(client);
@@ -349,6 +349,12 @@ fn decode_shard_jobs(raw: Vec<(String, String)>) -> (Vec<StoredJob>, Vec<Unreada
     jobs.sort_by(|a, b| a.spec.id.cmp(&b.spec.id));
     unreadable.sort_by(|a, b| a.job_id.cmp(&b.job_id));
     (jobs, unreadable)
+}
+
+/// The server-side `statement_timeout` for a client response timeout:
+/// three quarters of it (at least 1 ms).
+fn statement_timeout(response: Duration) -> u128 {
+    (response.as_millis() * 3 / 4).max(1)
 }
 
 pub(crate) fn duration_ms(d: Duration) -> i64 {

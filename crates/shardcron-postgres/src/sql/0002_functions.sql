@@ -273,6 +273,11 @@ BEGIN
       CONTINUE;
     END IF;
     latest := v_now + (b->>'early')::bigint;
+    -- Lock the batch's job rows in id order before anything else, so two
+    -- claims of one shard (same holder, overlapping fires) never deadlock.
+    PERFORM 1 FROM __SCHEMA__.jobs j
+      WHERE j.job_id IN (SELECT x->>'job' FROM jsonb_array_elements(b->'fires') AS x)
+      ORDER BY j.job_id FOR UPDATE;
     codes := jsonb_build_array(1);
     FOR f IN SELECT * FROM jsonb_array_elements(b->'fires') LOOP
       v_job := f->>'job';
