@@ -1,0 +1,126 @@
+//! The real binary on the PostgreSQL store: `--store postgres://…` (winning
+//! over `--redis`) runs a fleet of two workers on a private PostgreSQL and
+//! every fire runs exactly once; an unknown scheme is a configuration error
+//! (exit 3) naming the supported schemes.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use shardcron_testkit::PostgresServer;
+
+fn shardcron(store: &str, namespace: &str) -> Command {
+    let mut c = Command::new(bin());
+    // --store wins over --redis (and over the environment's Redis URL).
+    c.args(["--redis", "redis://127.0.0.1:1", "--store", store])
+        .args(["--namespace", namespace])
+        .env_remove("SHARDCRON_STORE")
+        .env_remove("SHARDCRON_REDIS_URL")
+        .env_remove("SHARDCRON_NAMESPACE")
+        .stdin(Stdio::null());
+    c
+}
+
+#[test]
+fn an_unknown_store_scheme_exits_3_naming_the_supported_ones() {
+    let out = Command::new(bin())
+        .args(["--store", "mysql://u:secret@127.0.0.1:1/db", "status"])
+        .env_remove("SHARDCRON_STORE")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run shardcron");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("redis://, rediss://, postgres://, postgresql://"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("secret"), "{stderr}");
+}
+
+#[test]
+fn a_fleet_on_postgres_runs_every_fire_exactly_once() {
+    let server = PostgresServer::start().expect("start postgres");
+    let url = server.url();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("fires.log");
+    let config = dir.path().join("worker.toml");
+    std::fs::write(&config, FAST_CONFIG).expect("config");
+    let ids: Vec<String> = (0..20).map(|i| format!("tick-{i:02}")).collect();
+    let entries: Vec<serde_json::Value> = ids
+        .iter()
+        .map(|id| serde_json::json!({"id": id, "schedule": "@every 1s", "exec": exec_line(&out)}))
+        .collect();
+    let jobs = dir.path().join("jobs.json");
+    std::fs::write(&jobs, serde_json::to_string(&entries).expect("json")).expect("jobs");
+    let put = shardcron(&url, "pgfleet")
+        .args(["job", "put", "--file", jobs.to_str().expect("path")])
+        .output()
+        .expect("job put");
+    assert!(
+        put.status.success(),
+        "job put: {}",
+        String::from_utf8_lossy(&put.stderr)
+    );
+
+    let from = now_ms() + 3000;
+    let mut workers = Vec::new();
+    for node in ["p1", "p2"] {
+        let log = std::fs::File::create(dir.path().join(format!("{node}.log"))).expect("log");
+        let child = shardcron(&url, "pgfleet")
+            .args(["worker", "--node-id", node, "--config"])
+            .arg(&config)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn worker");
+        workers.push((node, child));
+    }
+    std::thread::sleep(Duration::from_secs(12));
+    let to = now_ms() - 2500;
+    for (_, child) in &workers {
+        signal(child, libc::SIGTERM);
+    }
+    for (node, child) in &mut workers {
+        let status = wait_exit(child, Duration::from_secs(20))
+            .unwrap_or_else(|| panic!("{node} did not stop after SIGTERM"));
+        let log =
+            std::fs::read_to_string(dir.path().join(format!("{node}.log"))).unwrap_or_default();
+        assert!(status.success(), "{node}: {status:?}\n{log}");
+    }
+
+    let a = audit_file(&out, &ids, from, to);
+    println!(
+        "postgres fleet audit: expected {} seen {} duplicates {} missing {} per node {:?}",
+        a.expected,
+        a.seen,
+        a.duplicates.len(),
+        a.missing.len(),
+        a.per_node
+    );
+    assert!(a.expected >= 20 * 5, "window too short: {}", a.expected);
+    assert!(a.duplicates.is_empty(), "ran twice: {:?}", a.duplicates);
+    assert!(a.missing.is_empty(), "never ran: {:?}", a.missing);
+    assert_eq!(
+        a.per_node.len(),
+        2,
+        "both workers ran a share: {:?}",
+        a.per_node
+    );
+
+    // The runs are in the store's history, read through the same flag.
+    let runs = shardcron(&url, "pgfleet")
+        .args(["runs", "--json", "--limit", "5"])
+        .output()
+        .expect("runs");
+    assert!(
+        runs.status.success(),
+        "{}",
+        String::from_utf8_lossy(&runs.stderr)
+    );
+    let runs: serde_json::Value = serde_json::from_slice(&runs.stdout).expect("runs json");
+    assert_eq!(runs.as_array().map(Vec::len), Some(5));
+}
