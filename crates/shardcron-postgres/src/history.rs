@@ -3,15 +3,17 @@
 //! A write (with the closes of `at_least_once` fires, see `fires`) is one
 //! call of `record_and_close()`, however many records and jobs it carries:
 //! it appends the records, moves each claimed fire's row to its run's
-//! outcome, and stamps each job's last record hour. The namespace list is
-//! the newest [`RUN_HISTORY_CAP`] rows, a job's history its newest
+//! outcome, stamps each job's last record hour, and deletes the written
+//! jobs' rows that are beyond both caps. The namespace list is the newest
+//! [`RUN_HISTORY_CAP`] rows, a job's history its newest
 //! [`JOB_RUN_HISTORY_CAP`] visible rows, so reads never depend on when
-//! rows beyond the caps are deleted. Housekeeping is a bounded step in
-//! the same call once a minute of record time per coordinator: the rows of
-//! jobs no longer defined whose last record is older than
+//! rows beyond the caps are deleted. Housekeeping (`sweep()`) is a bounded
+//! step in a round trip of its own once a minute of record time per
+//! coordinator, whose failure never fails the write: the rows of jobs no
+//! longer defined whose last record is older than
 //! [`JOB_RUN_HISTORY_RETENTION_HOURS`] leave their job's history (they stay
-//! in the namespace list while among its newest), rows beyond both caps
-//! are deleted, and so are expired fire rows.
+//! in the namespace list while among its newest, and are deleted after),
+//! and expired fire rows are deleted.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 
@@ -20,6 +22,7 @@ use shardcron_coord::redis_coord::{
     JOB_RUN_HISTORY_CAP, JOB_RUN_HISTORY_RETENTION_HOURS, RUN_HISTORY_CAP,
 };
 use shardcron_coord::{CloseFire, CoordResult, RunRecord};
+use tracing::debug;
 
 use crate::coordinator::PostgresCoordinator;
 use crate::error::{corrupt, map_pg};
@@ -92,25 +95,39 @@ impl PostgresCoordinator {
         );
         let newest = runs.iter().map(|r| r.finished_ms).fold(0, i64::max);
         let hour = newest.div_euclid(HOUR_MS);
-        let sweep = !runs.is_empty() && self.history.sweep_due(newest);
-        let cutoff = hour - JOB_RUN_HISTORY_RETENTION_HOURS;
         let records = Value::Array(records);
         self.query(
             op,
-            "SELECT __SCHEMA__.record_and_close($1, $2, $3, $4, $5, $6, $7, $8)",
+            "SELECT __SCHEMA__.record_and_close($1, $2, $3, $4, $5)",
             &[
                 &records,
                 &closes,
                 &hour,
-                &sweep,
-                &cutoff,
                 &(RUN_HISTORY_CAP as i32),
                 &(JOB_RUN_HISTORY_CAP as i32),
-                &SWEEP_BATCH,
             ],
         )
         .await?;
+        if !runs.is_empty() && self.history.sweep_due(newest) {
+            self.sweep_step(hour - JOB_RUN_HISTORY_RETENTION_HOURS)
+                .await;
+        }
         Ok(())
+    }
+
+    /// One housekeeping step, in a round trip of its own after a write:
+    /// a failure only waits for the next step, the write stands.
+    async fn sweep_step(&self, cutoff_hour: i64) {
+        if let Err(e) = self
+            .query(
+                "sweep history",
+                "SELECT __SCHEMA__.sweep($1, $2, $3)",
+                &[&cutoff_hour, &(RUN_HISTORY_CAP as i32), &SWEEP_BATCH],
+            )
+            .await
+        {
+            debug!(error = %e, "run history sweep step failed");
+        }
     }
 
     /// Most recent runs first, of the namespace or of one job.

@@ -127,6 +127,7 @@ CREATE TABLE __SCHEMA__.runs (
     job_visible boolean NOT NULL DEFAULT true
 );
 CREATE INDEX runs_by_job ON __SCHEMA__.runs (job_id, seq);
+CREATE INDEX runs_hidden ON __SCHEMA__.runs (seq) WHERE NOT job_visible;
 
 -- Per job with history: the record hour of its last write, for the
 -- retention of deleted jobs' history.

@@ -582,12 +582,11 @@ END $$;
 
 -- The run history write and close.lua in one call. p_runs: [{job, at,
 -- outcome, record}] oldest first; p_closes: [{shard, job, at, holder,
--- token, delivery, abandon}]; p_hour: the record hour of this write;
--- p_sweep: also hide the history of deleted jobs whose last write is
--- older than p_cutoff_hour, and trim rows beyond the caps (bounded).
+-- token, delivery, abandon}]; p_hour: the record hour of this write.
+-- Rows of the written jobs that are beyond both caps (older than the
+-- job's p_job_cap newest and than the namespace's p_ns_cap newest) go.
 CREATE OR REPLACE FUNCTION __SCHEMA__.record_and_close(
-  p_runs jsonb, p_closes jsonb, p_hour bigint, p_sweep boolean, p_cutoff_hour bigint,
-  p_ns_cap integer, p_job_cap integer, p_batch integer)
+  p_runs jsonb, p_closes jsonb, p_hour bigint, p_ns_cap integer, p_job_cap integer)
 RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
   c jsonb;
@@ -605,6 +604,18 @@ BEGIN
     INSERT INTO __SCHEMA__.job_history AS h (job_id, last_hour)
       SELECT DISTINCT e->>'job', p_hour FROM jsonb_array_elements(p_runs) AS a(e)
       ON CONFLICT (job_id) DO UPDATE SET last_hour = excluded.last_hour;
+    SELECT seq INTO oldest_kept FROM __SCHEMA__.runs
+      ORDER BY seq DESC OFFSET p_ns_cap - 1 LIMIT 1;
+    IF oldest_kept IS NOT NULL THEN
+      DELETE FROM __SCHEMA__.runs r
+        USING (
+          SELECT w.job, (SELECT k.seq FROM __SCHEMA__.runs k
+                         WHERE k.job_id = w.job AND k.job_visible
+                         ORDER BY k.seq DESC OFFSET p_job_cap - 1 LIMIT 1) AS keep_from
+          FROM (SELECT DISTINCT e->>'job' AS job FROM jsonb_array_elements(p_runs) AS a(e)) w
+        ) t
+        WHERE r.job_id = t.job AND r.seq < t.keep_from AND r.seq < oldest_kept;
+    END IF;
   END IF;
   FOR c IN SELECT * FROM jsonb_array_elements(p_closes) LOOP
     SELECT * INTO o FROM __SCHEMA__.open_fires e
@@ -621,30 +632,34 @@ BEGIN
         WHERE e.shard = o.shard AND e.job_id = o.job_id AND e.at_ms = o.at_ms;
     END IF;
   END LOOP;
-  IF p_sweep THEN
-    WITH gone AS (
-      DELETE FROM __SCHEMA__.job_history h
-      WHERE h.job_id IN (
-        SELECT g.job_id FROM __SCHEMA__.job_history g
-        WHERE g.last_hour < p_cutoff_hour
-          AND NOT EXISTS (SELECT 1 FROM __SCHEMA__.jobs j WHERE j.job_id = g.job_id)
-        LIMIT p_batch)
-      RETURNING h.job_id)
-    UPDATE __SCHEMA__.runs r SET job_visible = false
-      FROM gone WHERE r.job_id = gone.job_id AND r.job_visible;
-    SELECT seq INTO oldest_kept FROM __SCHEMA__.runs ORDER BY seq DESC OFFSET p_ns_cap - 1 LIMIT 1;
-    IF oldest_kept IS NOT NULL THEN
-      DELETE FROM __SCHEMA__.runs WHERE seq IN (
-        SELECT r.seq FROM __SCHEMA__.runs r
-        WHERE r.seq < oldest_kept
-          AND (NOT r.job_visible OR r.seq < (
-            SELECT k.seq FROM __SCHEMA__.runs k
-            WHERE k.job_id = r.job_id AND k.job_visible
-            ORDER BY k.seq DESC OFFSET p_job_cap - 1 LIMIT 1))
-        ORDER BY r.seq
-        LIMIT p_batch);
-    END IF;
-    DELETE FROM __SCHEMA__.fires WHERE ctid = ANY (ARRAY(
-      SELECT ctid FROM __SCHEMA__.fires WHERE expires_ms <= __SCHEMA__.now_ms() LIMIT p_batch));
+END $$;
+
+-- sweep_history.lua's counterpart plus retention, one bounded step: the
+-- history of jobs no longer defined whose last write is older than
+-- p_cutoff_hour leaves their job's history (at most p_batch jobs); such
+-- rows go once they are not among the namespace's p_ns_cap newest either
+-- (at most p_batch rows); expired fire rows go (at most p_batch).
+CREATE OR REPLACE FUNCTION __SCHEMA__.sweep(p_cutoff_hour bigint, p_ns_cap integer, p_batch integer)
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+  oldest_kept bigint;
+BEGIN
+  WITH gone AS (
+    DELETE FROM __SCHEMA__.job_history h
+    WHERE h.job_id IN (
+      SELECT g.job_id FROM __SCHEMA__.job_history g
+      WHERE g.last_hour < p_cutoff_hour
+        AND NOT EXISTS (SELECT 1 FROM __SCHEMA__.jobs j WHERE j.job_id = g.job_id)
+      LIMIT p_batch)
+    RETURNING h.job_id)
+  UPDATE __SCHEMA__.runs r SET job_visible = false
+    FROM gone WHERE r.job_id = gone.job_id AND r.job_visible;
+  SELECT seq INTO oldest_kept FROM __SCHEMA__.runs ORDER BY seq DESC OFFSET p_ns_cap - 1 LIMIT 1;
+  IF oldest_kept IS NOT NULL THEN
+    DELETE FROM __SCHEMA__.runs WHERE seq = ANY (ARRAY(
+      SELECT seq FROM __SCHEMA__.runs
+      WHERE NOT job_visible AND seq < oldest_kept ORDER BY seq LIMIT p_batch));
   END IF;
+  DELETE FROM __SCHEMA__.fires WHERE ctid = ANY (ARRAY(
+    SELECT ctid FROM __SCHEMA__.fires WHERE expires_ms <= __SCHEMA__.now_ms() LIMIT p_batch));
 END $$;
