@@ -284,10 +284,10 @@ BEGIN
       v_at := (f->>'at')::bigint;
       v_kind := (f->>'kind')::"char";
       v_attempt := f->>'attempt';
-      SELECT coalesce(array_agg(x), ARRAY[]::text[]) INTO uncertain
-        FROM jsonb_array_elements_text(f->'uncertain') AS x;
       code := -1;
-      IF array_length(uncertain, 1) IS NOT NULL THEN
+      IF jsonb_array_length(f->'uncertain') > 0 THEN
+        SELECT array_agg(x) INTO uncertain
+          FROM jsonb_array_elements_text(f->'uncertain') AS x;
         SELECT r.holder, r.attempt INTO cur_holder, cur_attempt FROM __SCHEMA__.fires r
           WHERE r.job_id = v_job AND r.at_ms = v_at AND r.expires_ms > v_now FOR UPDATE;
         IF FOUND AND cur_holder = v_holder AND cur_attempt = ANY (uncertain) THEN
@@ -298,8 +298,9 @@ BEGIN
         END IF;
       END IF;
       IF code = -1 THEN
+        -- Locked above with the batch's other job rows.
         SELECT j.version, j.last_fired_ms INTO jv, v_last FROM __SCHEMA__.jobs j
-          WHERE j.job_id = v_job FOR UPDATE;
+          WHERE j.job_id = v_job;
         found_job := FOUND;
         IF NOT found_job OR jv <> (f->>'version')::bigint THEN
           code := 2;
