@@ -29,6 +29,9 @@ pub mod error;
 mod events;
 mod fires;
 mod history;
+mod jobs;
+mod leases;
+mod members;
 pub mod migrate;
 pub mod schema;
 
