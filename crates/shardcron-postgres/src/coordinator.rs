@@ -21,7 +21,7 @@ use shardcron_coord::{
 use shardcron_core::{shard_of, JobSpec, PlacementRecord, RingConfig};
 use tokio::sync::broadcast;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{NoTls, Row};
+use tokio_postgres::Row;
 
 use crate::error::{corrupt, map_pg, map_pool, timed_out};
 use crate::events::spawn_listener;
@@ -108,10 +108,14 @@ impl PostgresCoordinator {
             "-c statement_timeout={statement_ms} -c lock_timeout={}",
             statement_ms / 2
         ));
+        let tls = crate::tls::connector().map_err(|e| CoordError::Unreachable {
+            url: url.clone(),
+            message: format!("TLS setup: {e}"),
+        })?;
         let listen_config = config.clone();
         let manager = Manager::from_config(
             config,
-            NoTls,
+            tls.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -158,6 +162,7 @@ impl PostgresCoordinator {
         let (ready, listening) = tokio::sync::oneshot::channel();
         let listener = spawn_listener(
             listen_config,
+            tls,
             schema.name().to_owned(),
             events.clone(),
             options.connect_timeout,

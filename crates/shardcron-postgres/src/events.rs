@@ -11,7 +11,8 @@ use std::time::Duration;
 use futures::{stream, StreamExt};
 use shardcron_coord::CoordEvent;
 use tokio::sync::{broadcast, mpsc, oneshot};
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
+use tokio_postgres_rustls::MakeRustlsConnect;
 use tracing::{debug, info, warn};
 
 /// Spawns the listener task; it runs until aborted. `ready` is told once
@@ -19,6 +20,7 @@ use tracing::{debug, info, warn};
 /// first write (events of writes before it would be missed).
 pub(crate) fn spawn_listener(
     config: tokio_postgres::Config,
+    tls: MakeRustlsConnect,
     channel: String,
     events: broadcast::Sender<CoordEvent>,
     connect_timeout: Duration,
@@ -29,7 +31,7 @@ pub(crate) fn spawn_listener(
         let mut backoff = Duration::from_millis(100);
         let mut was_connected = true;
         loop {
-            match tokio::time::timeout(connect_timeout, config.connect(NoTls)).await {
+            match tokio::time::timeout(connect_timeout, config.connect(tls.clone())).await {
                 Ok(Ok((client, mut connection))) => {
                     let (tx, mut rx) = mpsc::unbounded_channel();
                     let driver = tokio::spawn(async move {

@@ -34,6 +34,7 @@ mod leases;
 mod members;
 pub mod migrate;
 pub mod schema;
+mod tls;
 
 pub use coordinator::{PostgresCoordinator, PostgresOptions};
 pub use migrate::SCHEMA_VERSION;

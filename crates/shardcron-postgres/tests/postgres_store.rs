@@ -1,7 +1,7 @@
 //! What the conformance suite does not cover about the PostgreSQL store:
 //! schema migration (concurrent first connects, a schema newer than the
-//! binary), namespaces sharing a database, and a server that is down,
-//! paused or restarted.
+//! binary), namespaces sharing a database, `sslmode`, and a server that is
+//! down, paused or restarted.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -108,6 +108,22 @@ async fn an_unreachable_server_is_a_clear_error() {
     .await
     .err()
     .expect("must fail");
+    assert!(err.is_unreachable(), "{err}");
+}
+
+#[tokio::test]
+async fn tls_is_used_when_the_url_asks_for_it() {
+    let server = PostgresServer::start().expect("start postgres");
+    // The test server offers no TLS: `prefer` (the default) falls back to
+    // plain TCP, `require` refuses it.
+    PostgresCoordinator::connect(&format!("{}?sslmode=prefer", server.url()), "tls", RING)
+        .await
+        .expect("prefer falls back");
+    let err =
+        PostgresCoordinator::connect(&format!("{}?sslmode=require", server.url()), "tls", RING)
+            .await
+            .err()
+            .expect("require refuses a server without TLS");
     assert!(err.is_unreachable(), "{err}");
 }
 
