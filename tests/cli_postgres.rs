@@ -152,6 +152,49 @@ fn a_worker_losing_replies_then_cut_off_from_postgres_loses_and_doubles_nothing(
     assert!(a.missing.is_empty(), "never ran: {:?}", a.missing);
 }
 
+/// PostgreSQL is killed (SIGKILL of every server process), stays down 5 s
+/// and restarts from its WAL: the workers ride the outage out and catch up,
+/// and every fire still runs exactly once.
+#[test]
+fn postgres_killed_and_restarted_after_five_seconds_loses_and_doubles_nothing() {
+    let server = PostgresServer::start().expect("start postgres");
+    let url = server.url();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (out, config, ids) = put_jobs(&url, "pgrestart", dir.path());
+    let mut workers = vec![
+        (
+            "a",
+            start_worker(&url, "pgrestart", "a", &config, dir.path()),
+        ),
+        (
+            "b",
+            start_worker(&url, "pgrestart", "b", &config, dir.path()),
+        ),
+    ];
+    std::thread::sleep(Duration::from_secs(6));
+    let from = now_ms();
+    std::thread::sleep(Duration::from_secs(2));
+    server.kill();
+    std::thread::sleep(Duration::from_secs(5));
+    server.restart().expect("restart postgres");
+    std::thread::sleep(Duration::from_secs(10));
+    let to = now_ms() - 2500;
+    stop_workers(&mut workers, dir.path());
+
+    let a = audit_file(&out, &ids, from, to);
+    println!(
+        "postgres restart audit: expected {} seen {} duplicates {} missing {} per node {:?}",
+        a.expected,
+        a.seen,
+        a.duplicates.len(),
+        a.missing.len(),
+        a.per_node
+    );
+    assert!(a.expected >= 20 * 10, "window too short: {}", a.expected);
+    assert!(a.duplicates.is_empty(), "ran twice: {:?}", a.duplicates);
+    assert!(a.missing.is_empty(), "never ran: {:?}", a.missing);
+}
+
 #[test]
 fn a_fleet_on_postgres_runs_every_fire_exactly_once() {
     let server = PostgresServer::start().expect("start postgres");
