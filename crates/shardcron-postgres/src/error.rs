@@ -7,9 +7,9 @@
 //! statement. So everything that says the server is gone, starting,
 //! shutting down, overloaded or too slow (connection errors, SQLSTATE
 //! classes 08 and 57, 53xxx, statement timeouts, a client-side timeout) is
-//! `Unreachable`, and so are deadlocks and serialisation failures (40xxx):
-//! their transaction rolled back, so retrying is right. Anything else is
-//! `Store`.
+//! `Unreachable`, and so are deadlocks and serialisation failures (40xxx)
+//! and lock timeouts (55P03): their transaction rolled back, so retrying is
+//! right. Anything else is `Store`.
 
 use shardcron_coord::CoordError;
 
@@ -23,6 +23,7 @@ pub(crate) fn map_pg(url: &str, op: &'static str, e: &tokio_postgres::Error) -> 
                 || code.starts_with("57")
                 || code.starts_with("53")
                 || code.starts_with("40")
+                || code == "55P03"
         }
     };
     if transient {

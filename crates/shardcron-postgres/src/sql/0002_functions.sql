@@ -2,8 +2,11 @@
 -- atomically is one call of one of these, so it costs one round trip and
 -- runs in one transaction. They mirror the Redis store's Lua scripts case
 -- for case (each says which); row locks take the place of Redis's
--- single-threaded script execution, always in the same order (lease row,
--- then job rows, then fire rows) so concurrent calls do not deadlock.
+-- single-threaded script execution. Every function takes its row locks
+-- in one global order, each table's rows in key order and up front:
+-- lease rows, shard version rows, job rows, fire rows, open entries (the
+-- state row and member rows are only ever locked alone, the ring settings
+-- under an advisory lock), so concurrent calls never deadlock.
 -- Events go out with pg_notify on the namespace's channel (__CHANNEL__),
 -- delivered when the transaction commits.
 
@@ -41,8 +44,9 @@ BEGIN
       RETURN ARRAY[]::text[];
     END IF;
     IF pass = 1 THEN
-      -- Something to write: serialise writers, then look again.
-      PERFORM 1 FROM __SCHEMA__.state FOR UPDATE;
+      -- Something to write: serialise writers, then look again. An
+      -- advisory lock, not a row lock: it orders after nothing else.
+      PERFORM pg_advisory_xact_lock(hashtext('__CHANNEL__:config'));
     END IF;
   END LOOP;
   INSERT INTO __SCHEMA__.config (field, value)
@@ -203,6 +207,8 @@ DECLARE
   now_ms bigint := __SCHEMA__.now_ms();
   s integer;
 BEGIN
+  -- Lock in shard order, as every writer of lease rows does.
+  PERFORM 1 FROM __SCHEMA__.leases WHERE shard = ANY (p_shards) ORDER BY shard FOR UPDATE;
   FOR s IN
     UPDATE __SCHEMA__.leases l SET holder = NULL, deadline_ms = 0
     FROM unnest(p_shards, p_tokens) AS u(shard, token)
@@ -264,6 +270,26 @@ DECLARE
   found_job boolean;
   landed boolean;
 BEGIN
+  -- All the call's lease rows, shared, in shard order before any batch:
+  -- lease writers lock them exclusively in the same order, so a claim and
+  -- a renewal of overlapping shards never deadlock.
+  PERFORM 1 FROM __SCHEMA__.leases
+    WHERE shard IN (SELECT (x->>'shard')::integer FROM jsonb_array_elements(p_batches) AS x)
+    ORDER BY shard FOR SHARE;
+  -- Then all the call's job rows, exclusive, in id order, so two claims
+  -- with overlapping fires never deadlock either.
+  PERFORM 1 FROM __SCHEMA__.jobs j
+    WHERE j.job_id IN (
+      SELECT y->>'job' FROM jsonb_array_elements(p_batches) AS x,
+        jsonb_array_elements(x->'fires') AS y)
+    ORDER BY j.job_id FOR UPDATE;
+  -- Then the fire rows that exist, in key order: every function that
+  -- touches a fire's open entry holds its fire row first.
+  PERFORM 1 FROM __SCHEMA__.fires r
+    WHERE (r.job_id, r.at_ms) IN (
+      SELECT y->>'job', (y->>'at')::bigint FROM jsonb_array_elements(p_batches) AS x,
+        jsonb_array_elements(x->'fires') AS y)
+    ORDER BY r.job_id, r.at_ms FOR UPDATE;
   FOR b IN SELECT * FROM jsonb_array_elements(p_batches) LOOP
     v_shard := (b->>'shard')::integer;
     v_holder := b->>'holder';
@@ -273,11 +299,6 @@ BEGIN
       CONTINUE;
     END IF;
     latest := v_now + (b->>'early')::bigint;
-    -- Lock the batch's job rows in id order before anything else, so two
-    -- claims of one shard (same holder, overlapping fires) never deadlock.
-    PERFORM 1 FROM __SCHEMA__.jobs j
-      WHERE j.job_id IN (SELECT x->>'job' FROM jsonb_array_elements(b->'fires') AS x)
-      ORDER BY j.job_id FOR UPDATE;
     codes := jsonb_build_array(1);
     FOR f IN SELECT * FROM jsonb_array_elements(b->'fires') LOOP
       v_job := f->>'job';
@@ -298,7 +319,7 @@ BEGIN
         END IF;
       END IF;
       IF code = -1 THEN
-        -- Locked above with the batch's other job rows.
+        -- Locked above with the call's other job rows.
         SELECT j.version, j.last_fired_ms INTO jv, v_last FROM __SCHEMA__.jobs j
           WHERE j.job_id = v_job;
         found_job := FOUND;
@@ -454,6 +475,8 @@ DECLARE
   now_ms bigint := __SCHEMA__.now_ms();
   i integer;
 BEGIN
+  -- Lease rows shared in shard order first, as in claim().
+  PERFORM 1 FROM __SCHEMA__.leases l WHERE l.shard = ANY (p_shards) ORDER BY l.shard FOR SHARE;
   FOR i IN 1 .. coalesce(array_length(p_shards, 1), 0) LOOP
     CONTINUE WHEN NOT __SCHEMA__.lease_is(p_shards[i], p_holder, p_tokens[i], now_ms);
     DELETE FROM __SCHEMA__.triggers t
@@ -484,6 +507,16 @@ DECLARE
   o __SCHEMA__.open_fires%ROWTYPE;
   code integer;
 BEGIN
+  -- Lease rows shared in shard order first, as in claim(), then the fire
+  -- rows in key order, before any open entry.
+  PERFORM 1 FROM __SCHEMA__.leases
+    WHERE shard IN (SELECT (x->>'shard')::integer FROM jsonb_array_elements(p_batches) AS x)
+    ORDER BY shard FOR SHARE;
+  PERFORM 1 FROM __SCHEMA__.fires r
+    WHERE (r.job_id, r.at_ms) IN (
+      SELECT y->>'job', (y->>'at')::bigint FROM jsonb_array_elements(p_batches) AS x,
+        jsonb_array_elements(x->'fires') AS y)
+    ORDER BY r.job_id, r.at_ms FOR UPDATE;
   FOR b IN SELECT * FROM jsonb_array_elements(p_batches) LOOP
     v_shard := (b->>'shard')::integer;
     v_holder := b->>'holder';
@@ -542,6 +575,18 @@ DECLARE
   lost text[];
   code integer;
 BEGIN
+  -- Lock order: shard version rows, then fire rows, each in key order,
+  -- then open entries.
+  INSERT INTO __SCHEMA__.shard_versions (shard)
+    SELECT DISTINCT (x->>'shard')::integer FROM jsonb_array_elements(p_fires) AS x ORDER BY 1
+    ON CONFLICT DO NOTHING;
+  PERFORM 1 FROM __SCHEMA__.shard_versions v
+    WHERE v.shard IN (SELECT (x->>'shard')::integer FROM jsonb_array_elements(p_fires) AS x)
+    ORDER BY v.shard FOR UPDATE;
+  PERFORM 1 FROM __SCHEMA__.fires c
+    WHERE (c.job_id, c.at_ms) IN (
+      SELECT x->>'job', (x->>'at')::bigint FROM jsonb_array_elements(p_fires) AS x)
+    ORDER BY c.job_id, c.at_ms FOR UPDATE;
   FOR f IN SELECT * FROM jsonb_array_elements(p_fires) LOOP
     s := (f->>'shard')::integer;
     job := f->>'job';
@@ -574,8 +619,7 @@ BEGIN
     v_out := v_out || to_jsonb(code);
   END LOOP;
   FOREACH s IN ARRAY moved LOOP
-    INSERT INTO __SCHEMA__.shard_versions (shard, version) VALUES (s, 1)
-      ON CONFLICT (shard) DO UPDATE SET version = __SCHEMA__.shard_versions.version + 1;
+    UPDATE __SCHEMA__.shard_versions v SET version = v.version + 1 WHERE v.shard = s;
     PERFORM pg_notify('__CHANNEL__', 'jobs:' || s);
   END LOOP;
   RETURN v_out;
@@ -594,6 +638,13 @@ DECLARE
   o __SCHEMA__.open_fires%ROWTYPE;
   oldest_kept bigint;
 BEGIN
+  -- The fire rows this call touches, in key order, before any open entry.
+  PERFORM 1 FROM __SCHEMA__.fires r
+    WHERE (r.job_id, r.at_ms) IN (
+      SELECT e->>'job', (e->>'at')::bigint FROM jsonb_array_elements(p_runs) AS a(e)
+      UNION
+      SELECT e->>'job', (e->>'at')::bigint FROM jsonb_array_elements(p_closes) AS a(e))
+    ORDER BY r.job_id, r.at_ms FOR UPDATE;
   IF jsonb_array_length(p_runs) > 0 THEN
     INSERT INTO __SCHEMA__.runs (job_id, record)
       SELECT e->>'job', e->>'record'
