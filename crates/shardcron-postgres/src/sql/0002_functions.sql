@@ -4,9 +4,9 @@
 -- for case (each says which); row locks take the place of Redis's
 -- single-threaded script execution. Every function takes its row locks
 -- in one global order, each table's rows in key order and up front:
--- lease rows, shard version rows, job rows, fire rows, open entries (the
--- state row and member rows are only ever locked alone, the ring settings
--- under an advisory lock), so concurrent calls never deadlock.
+-- lease rows, shard version rows, job rows, fire rows, open entries; member
+-- rows (in id order) before the state row, which is always taken last; the
+-- ring settings under an advisory lock. So concurrent calls never deadlock.
 -- Events go out with pg_notify on the namespace's channel (__CHANNEL__),
 -- delivered when the transaction commits.
 
@@ -113,6 +113,9 @@ DECLARE
   v_placement text := '';
   v_members jsonb;
 BEGIN
+  -- Expired members locked in id order first: two nodes listing at once
+  -- never deadlock over them.
+  PERFORM 1 FROM __SCHEMA__.members WHERE deadline_ms <= v_now ORDER BY node_id FOR UPDATE;
   FOR gone IN
     DELETE FROM __SCHEMA__.members WHERE deadline_ms <= v_now RETURNING node_id
   LOOP
