@@ -54,6 +54,9 @@ const DEBIAN_LIB_DIR: &str = "/usr/lib/postgresql";
 /// The unprivileged user the server runs as when the tests run as root.
 const SERVER_USER: &str = "postgres";
 
+/// Where the temporary directory goes when the server runs as another user.
+const SHARED_TMP: &str = "/tmp";
+
 const LOG_FILE: &str = "postgres.log";
 const DATA_DIR: &str = "data";
 
@@ -77,10 +80,15 @@ impl PostgresServer {
     pub fn start() -> Result<PostgresServer, TestkitError> {
         let bin = resolve_bin_dir()?;
         let user = server_user()?;
-        let dir = tempfile::Builder::new()
-            .prefix("shardcron-pg-")
-            .tempdir()
-            .map_err(|e| TestkitError::io("creating a temporary directory", e))?;
+        let mut builder = tempfile::Builder::new();
+        builder.prefix("shardcron-pg-");
+        // The server user must reach the directory: under root, a TMPDIR
+        // inside a private home would not do, /tmp does.
+        let dir = match user {
+            Some(_) if Path::new(SHARED_TMP).is_dir() => builder.tempdir_in(SHARED_TMP),
+            _ => builder.tempdir(),
+        }
+        .map_err(|e| TestkitError::io("creating a temporary directory", e))?;
         if let Some((uid, gid)) = user {
             chown(dir.path(), uid, gid)?;
         }
