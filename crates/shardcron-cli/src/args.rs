@@ -25,7 +25,18 @@ pub const DEFAULT_NAMESPACE: &str = "shardcron";
 #[derive(Debug, Parser)]
 #[command(name = "shardcron", version, after_help = exit_codes_help())]
 pub struct Cli {
-    /// Redis URL of the coordination store.
+    /// URL of the coordination store: redis://, rediss://, postgres:// or
+    /// postgresql:// (wins over --redis).
+    #[arg(
+        long,
+        env = "SHARDCRON_STORE",
+        global = true,
+        help_heading = "Global options"
+    )]
+    pub store: Option<String>,
+
+    /// Redis URL of the coordination store (an alias of --store, which
+    /// wins when both are given).
     #[arg(long, env = "SHARDCRON_REDIS_URL", default_value = DEFAULT_REDIS_URL, global = true, help_heading = "Global options")]
     pub redis: String,
 
@@ -320,6 +331,21 @@ mod tests {
         let err = Cli::try_parse_from(["shardcron", "job", "put", "--file", "f", "--id", "x"])
             .expect_err("file conflicts with flags");
         assert_eq!(err.exit_code(), 2);
+    }
+
+    #[test]
+    fn store_is_a_global_flag_beside_the_redis_alias() {
+        let cli = Cli::try_parse_from([
+            "shardcron",
+            "--redis",
+            "redis://h:1",
+            "status",
+            "--store",
+            "postgres://u@h/db",
+        ])
+        .expect("parse");
+        assert_eq!(cli.store.as_deref(), Some("postgres://u@h/db"));
+        assert_eq!(cli.redis, "redis://h:1");
     }
 
     #[test]

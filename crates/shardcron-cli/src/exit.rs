@@ -146,6 +146,15 @@ impl From<CoordError> for CliError {
     }
 }
 
+impl From<shardcron_store::OpenError> for CliError {
+    fn from(error: shardcron_store::OpenError) -> Self {
+        match error {
+            shardcron_store::OpenError::Coord(e) => e.into(),
+            other => Self::config(other.to_string()),
+        }
+    }
+}
+
 impl From<shardcron_core::JobValidationError> for CliError {
     fn from(error: shardcron_core::JobValidationError) -> Self {
         Self::config(error.to_string())

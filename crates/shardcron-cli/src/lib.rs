@@ -54,7 +54,7 @@ pub fn main() -> ExitCode {
         }
     };
     let from_command_line = |id: &str| matches.value_source(id) == Some(ValueSource::CommandLine);
-    let redis_explicit = from_command_line("redis");
+    let redis_explicit = from_command_line("redis") || from_command_line("store");
     let namespace_explicit = from_command_line("namespace");
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
@@ -101,9 +101,12 @@ pub async fn run(cli: Cli, redis_explicit: bool, namespace_explicit: bool) -> Re
         )));
     }
     let target = Target {
-        redis: cli.redis,
+        url: cli.store.unwrap_or(cli.redis),
         namespace: cli.namespace,
     };
+    // An unknown scheme is a configuration error, found before anything
+    // starts (exit 3, naming the supported schemes).
+    shardcron_store::store_kind(&target.url)?;
     match cli.command {
         Command::Worker(args) => cmd::worker::run(&target, args).await,
         Command::Job(command) => cmd::job::run(&target, command).await,

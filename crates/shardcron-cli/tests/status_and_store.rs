@@ -247,7 +247,7 @@ async fn one_shot_commands_adopt_the_namespace_ring_settings() {
         .expect("get")
         .expect("found in the same shard");
     assert_eq!(stored.spec.id, "j");
-    let report = collect(&coord).await.expect("status");
+    let report = collect(coord.as_ref()).await.expect("status");
     assert_eq!(
         (report.shard_count, report.vnodes, report.jobs),
         (64, 40, 1)

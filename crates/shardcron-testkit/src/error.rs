@@ -30,6 +30,51 @@ pub enum TestkitError {
         origin: &'static str,
     },
 
+    /// Neither `initdb` and `postgres` on `PATH` nor a server under
+    /// `/usr/lib/postgresql/*/bin`.
+    #[error(
+        "PostgreSQL server binaries (initdb, postgres) not found on PATH nor under /usr/lib/postgresql/*/bin: install them (apt-get install postgresql)"
+    )]
+    PostgresNotFound,
+
+    /// Running as root, and there is no `postgres` user to run the server
+    /// as (PostgreSQL refuses to run as root).
+    #[error(
+        "running as root, but there is no `postgres` system user to run PostgreSQL as (it refuses to run as root): install the postgresql package, which creates it, or run the tests as another user"
+    )]
+    NoServerUser,
+
+    /// `initdb` failed.
+    #[error("initdb failed ({status}); output:\n{log_tail}")]
+    InitdbFailed {
+        /// The exit status, rendered.
+        status: String,
+        /// The tail of its output.
+        log_tail: String,
+    },
+
+    /// postgres exited before it accepted connections.
+    #[error("postgres on port {port} exited during startup ({status}); output:\n{log_tail}")]
+    PostgresExited {
+        /// The port the server was asked to listen on.
+        port: u16,
+        /// The exit status, rendered.
+        status: String,
+        /// The tail of the server log.
+        log_tail: String,
+    },
+
+    /// postgres did not accept connections in time.
+    #[error("postgres on port {port} was not ready within {timeout:?}; output:\n{log_tail}")]
+    PostgresStartTimeout {
+        /// The port the server was asked to listen on.
+        port: u16,
+        /// How long the test kit waited.
+        timeout: Duration,
+        /// The tail of the server log.
+        log_tail: String,
+    },
+
     /// An operating-system level I/O error.
     #[error("{context}: {source}")]
     Io {

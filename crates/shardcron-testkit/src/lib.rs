@@ -13,6 +13,9 @@
 //!   (with optional AOF so acknowledged writes survive a crash). It also has a
 //!   tiny synchronous [`command`](RedisServer::command) helper for setup and
 //!   assertions without a Redis client.
+//! * [`PostgresServer`]: the same for PostgreSQL (`initdb` + `postgres` in a
+//!   temporary directory, run as the `postgres` user when the tests run as
+//!   root), for the PostgreSQL store's tests.
 //! * [`FaultProxy`]: a TCP proxy to put in front of the server for *one*
 //!   client, to black-hole, delay, refuse or cut its traffic.
 //!
@@ -38,6 +41,7 @@
 
 mod error;
 pub mod fault_proxy;
+pub mod postgres_server;
 pub mod redis_server;
 pub mod resp;
 
@@ -45,6 +49,7 @@ use std::net::{Ipv4Addr, TcpListener};
 
 pub use error::TestkitError;
 pub use fault_proxy::{FaultMode, FaultProxy};
+pub use postgres_server::PostgresServer;
 pub use redis_server::{RedisServer, RedisServerBuilder, REDIS_SERVER_ENV};
 pub use resp::{RespConnection, RespValue};
 

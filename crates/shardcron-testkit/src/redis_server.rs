@@ -440,7 +440,7 @@ fn resolve_binary(explicit: Option<&Path>) -> Result<PathBuf, TestkitError> {
 
 /// Resolves `name` like a shell would: paths with a separator are checked
 /// directly, bare names are searched on `PATH`.
-fn find_executable(name: &Path) -> Option<PathBuf> {
+pub(crate) fn find_executable(name: &Path) -> Option<PathBuf> {
     if name.components().count() > 1 || name.is_absolute() {
         return is_executable(name).then(|| name.to_owned());
     }
@@ -450,7 +450,7 @@ fn find_executable(name: &Path) -> Option<PathBuf> {
         .find(|candidate| is_executable(candidate))
 }
 
-fn is_executable(path: &Path) -> bool {
+pub(crate) fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     fs::metadata(path)
         .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
@@ -496,7 +496,7 @@ impl LogOffsets {
     }
 }
 
-fn read_from(path: &Path, offset: u64) -> String {
+pub(crate) fn read_from(path: &Path, offset: u64) -> String {
     let mut buf = Vec::new();
     let res = File::open(path).and_then(|mut f| {
         f.seek(SeekFrom::Start(offset))?;
@@ -508,7 +508,7 @@ fn read_from(path: &Path, offset: u64) -> String {
     }
 }
 
-fn tail_lines(text: &str, n: usize) -> String {
+pub(crate) fn tail_lines(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
@@ -536,6 +536,8 @@ fn launch(binary: &Path, args: &[OsString], dir: &Path, port: u16) -> Result<Chi
         args: args.to_vec(),
         stdout: console,
         stderr: console_err,
+        user: None,
+        new_group: false,
     })
     .map_err(|e| TestkitError::io(format!("spawning {}", binary.display()), e))?;
 
@@ -633,18 +635,23 @@ fn verify_pid(
 /// process, and test harnesses run each test (and tokio its blocking calls) on
 /// short-lived threads; so all spawns go through one dedicated thread that
 /// lives as long as the process.
-mod spawn {
+pub(crate) mod spawn {
     use std::ffi::OsString;
     use std::fs::File;
     use std::io;
     use std::path::PathBuf;
     use std::process::{Child, Command, Stdio};
 
-    pub(super) struct SpawnSpec {
-        pub(super) program: PathBuf,
-        pub(super) args: Vec<OsString>,
-        pub(super) stdout: File,
-        pub(super) stderr: File,
+    pub(crate) struct SpawnSpec {
+        pub(crate) program: PathBuf,
+        pub(crate) args: Vec<OsString>,
+        pub(crate) stdout: File,
+        pub(crate) stderr: File,
+        /// Run as this `(uid, gid)` instead of the caller's user.
+        pub(crate) user: Option<(libc::uid_t, libc::gid_t)>,
+        /// Put the child in a process group of its own, so signals can
+        /// reach the processes it forks.
+        pub(crate) new_group: bool,
     }
 
     fn command(spec: SpawnSpec, death_signal: bool) -> io::Result<Child> {
@@ -653,13 +660,39 @@ mod spawn {
             .stdin(Stdio::null())
             .stdout(Stdio::from(spec.stdout))
             .stderr(Stdio::from(spec.stderr));
+        let (user, new_group) = (spec.user, spec.new_group);
+        if user.is_some() || new_group {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: the closure runs between fork and exec and only calls
+            // async-signal-safe functions (setpgid, setgroups, setgid,
+            // setuid) and builds an io::Error from a raw errno, which does
+            // not allocate.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if new_group && libc::setpgid(0, 0) != 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                    if let Some((uid, gid)) = user {
+                        if libc::setgroups(0, std::ptr::null()) != 0
+                            || libc::setgid(gid) != 0
+                            || libc::setuid(uid) != 0
+                        {
+                            return Err(io::Error::last_os_error());
+                        }
+                    }
+                    Ok(())
+                });
+            }
+        }
         #[cfg(target_os = "linux")]
         if death_signal {
             use std::os::unix::process::CommandExt;
             let parent = libc::pid_t::try_from(std::process::id()).unwrap_or(0);
-            // SAFETY: the closure runs between fork and exec and only calls
-            // async-signal-safe functions (prctl, getppid) and builds an
-            // io::Error from a raw errno, which does not allocate.
+            // SAFETY: the closure runs between fork and exec (after the one
+            // above, so after any change of user, which clears the death
+            // signal) and only calls async-signal-safe functions (prctl,
+            // getppid) and builds an io::Error from a raw errno, which does
+            // not allocate.
             unsafe {
                 cmd.pre_exec(move || {
                     if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
@@ -679,7 +712,7 @@ mod spawn {
     }
 
     #[cfg(target_os = "linux")]
-    pub(super) fn spawn(spec: SpawnSpec) -> io::Result<Child> {
+    pub(crate) fn spawn(spec: SpawnSpec) -> io::Result<Child> {
         use std::sync::mpsc;
         use std::sync::OnceLock;
 
@@ -711,7 +744,7 @@ mod spawn {
     }
 
     #[cfg(not(target_os = "linux"))]
-    pub(super) fn spawn(spec: SpawnSpec) -> io::Result<Child> {
+    pub(crate) fn spawn(spec: SpawnSpec) -> io::Result<Child> {
         command(spec, false)
     }
 }

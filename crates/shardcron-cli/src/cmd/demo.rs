@@ -23,7 +23,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use serde::Serialize;
-use shardcron_coord::{Coordinator, MemoryStore, RedisCoordinator};
+use shardcron_coord::{Coordinator, MemoryStore};
 use shardcron_core::{JobSpec, RingConfig};
 use shardcron_handlers::{ExecArgs, ExecHandler};
 use shardcron_runtime::{
@@ -259,7 +259,7 @@ impl Backend {
     ) -> Result<Arc<dyn Coordinator>, CliError> {
         Ok(match self {
             Self::Memory(store) => Arc::new(store.coordinator(namespace, ring)?),
-            Self::Redis(url) => Arc::new(RedisCoordinator::connect(url, namespace, ring).await?),
+            Self::Redis(url) => shardcron_store::open_store(url, namespace, ring).await?,
         })
     }
 }
@@ -789,7 +789,7 @@ pub async fn run_cli(
         options.rejoin_at = at;
     }
     if redis_explicit {
-        options.redis = Some(target.redis.clone());
+        options.redis = Some(target.url.clone());
     }
     if namespace_explicit {
         options.namespace = target.namespace.clone();

@@ -35,7 +35,7 @@ pub async fn run(target: &Target, command: JobCommand) -> Result<(), CliError> {
         JobCommand::Put(args) => put(target, *args).await,
         JobCommand::Get(a) => {
             let coord = target.connect().await?;
-            let job = get_existing(&coord, &a.id).await?;
+            let job = get_existing(coord.as_ref(), &a.id).await?;
             print(&json(&job)?)
         }
         JobCommand::Rm(a) => {
@@ -43,24 +43,24 @@ pub async fn run(target: &Target, command: JobCommand) -> Result<(), CliError> {
             if coord.delete_job(&a.id, None).await? {
                 print(&format!("removed job {:?}", a.id))
             } else {
-                Err(not_found(&coord, &a.id))
+                Err(not_found(coord.as_ref(), &a.id))
             }
         }
         JobCommand::Pause(a) => {
             let coord = target.connect().await?;
-            let job = set_paused(&coord, &a.id, true).await?;
+            let job = set_paused(coord.as_ref(), &a.id, true).await?;
             print(&json(&job)?)
         }
         JobCommand::Resume(a) => {
             let coord = target.connect().await?;
-            let job = set_paused(&coord, &a.id, false).await?;
+            let job = set_paused(coord.as_ref(), &a.id, false).await?;
             print(&json(&job)?)
         }
         JobCommand::Trigger(a) => {
             let coord = target.connect().await?;
             match coord.trigger_job(&a.id).await? {
                 Some(ms) => print(&FireId::new(a.id, ms).to_string()),
-                None => Err(not_found(&coord, &a.id)),
+                None => Err(not_found(coord.as_ref(), &a.id)),
             }
         }
         JobCommand::Ls(a) => ls(target, a).await,
@@ -205,8 +205,8 @@ pub async fn all_ids(coord: &dyn Coordinator, prefix: &str) -> Result<Vec<String
 
 async fn ls(target: &Target, args: JobLsArgs) -> Result<(), CliError> {
     let coord = target.connect().await?;
-    let ids = all_ids(&coord, &args.prefix).await?;
-    let coord_ref: &dyn Coordinator = &coord;
+    let ids = all_ids(coord.as_ref(), &args.prefix).await?;
+    let coord_ref: &dyn Coordinator = coord.as_ref();
     let jobs: Vec<Option<StoredJob>> = futures::stream::iter(ids)
         .map(|id| async move { coord_ref.get_job(&id).await })
         .buffered(LS_CONCURRENCY)

@@ -13,7 +13,8 @@ const ERROR_WIDTH: usize = 80;
 pub async fn run(target: &Target, args: RunsArgs) -> Result<(), CliError> {
     let coord = target.connect().await?;
     let runs =
-        shardcron_coord::Coordinator::recent_runs(&coord, args.job.as_deref(), args.limit).await?;
+        shardcron_coord::Coordinator::recent_runs(coord.as_ref(), args.job.as_deref(), args.limit)
+            .await?;
     if args.json {
         print(&json(&runs)?)
     } else {

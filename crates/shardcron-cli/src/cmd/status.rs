@@ -12,7 +12,7 @@ const CHURN_SHOWN: usize = 10;
 /// Runs `status`.
 pub async fn run(target: &Target, args: StatusArgs) -> Result<(), CliError> {
     let coord = target.connect().await?;
-    let report = collect(&coord).await?;
+    let report = collect(coord.as_ref()).await?;
     if args.json {
         print(&json(&report)?)
     } else {

@@ -23,7 +23,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use shardcron_coord::{redact_url, CoordError, Coordinator, RedisCoordinator, RedisOptions};
+use shardcron_coord::{redact_url, CoordError, Coordinator};
 use shardcron_core::{JobSpec, RingConfig};
 use shardcron_runtime::{default_node_id, Worker, WorkerStatus};
 use tokio::sync::watch;
@@ -127,7 +127,7 @@ pub async fn run(target: &Target, args: WorkerArgs) -> Result<(), CliError> {
     info!(
         node = %node_id,
         namespace = %target.namespace,
-        redis = %redact_url(&target.redis),
+        store = %redact_url(&target.url),
         shard_count = config.ring.shard_count,
         static_jobs = static_jobs.len(),
         "starting worker"
@@ -136,7 +136,6 @@ pub async fn run(target: &Target, args: WorkerArgs) -> Result<(), CliError> {
         info!("stopped before Redis was reachable");
         return Ok(());
     };
-    let coord: Arc<dyn Coordinator> = Arc::new(coord);
     api.connect(Arc::clone(&coord));
     if !upsert_static_jobs(coord.as_ref(), &static_jobs, &shutdown).await? {
         info!("stopped while storing static jobs");
@@ -218,23 +217,23 @@ pub async fn connect_with_retry(
     target: &Target,
     ring: RingConfig,
     shutdown: &CancellationToken,
-) -> Result<Option<RedisCoordinator>, CliError> {
+) -> Result<Option<Arc<dyn Coordinator>>, CliError> {
     let mut backoff = INITIAL_BACKOFF;
     let mut state: Option<&'static str> = None;
     loop {
-        let options = RedisOptions::new(target.redis.clone(), target.namespace.clone(), ring);
         let attempt = tokio::select! {
             () = shutdown.cancelled() => return Ok(None),
-            result = RedisCoordinator::connect_with(options) => result,
+            result = shardcron_store::open_store(&target.url, &target.namespace, ring) => result,
         };
         let error = match attempt {
             Ok(coord) => {
                 if state.is_some() {
-                    info!(redis = %redact_url(&target.redis), "Redis is reachable again");
+                    info!(store = %redact_url(&target.url), "the store is reachable again");
                 }
                 return Ok(Some(coord));
             }
-            Err(e) => e,
+            Err(shardcron_store::OpenError::Coord(e)) => e,
+            Err(other) => return Err(other.into()),
         };
         let Some(now) = transient(&error) else {
             return Err(error.into());

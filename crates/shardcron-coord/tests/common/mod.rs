@@ -1,7 +1,7 @@
-//! The harness both conformance suites share: the two stores (the
-//! in-memory one and a real `redis-server` started by the test kit), raw
-//! access to them, small builders, and the macro that runs every case on
-//! both.
+//! The harness the conformance suites share: the three stores (the
+//! in-memory one, a real `redis-server` and a real PostgreSQL, both
+//! started by the test kit), raw access to them, small builders, and the
+//! macro that runs every case on each.
 
 #![allow(dead_code)]
 
@@ -13,12 +13,14 @@ use shardcron_coord::{
     RedisCoordinator,
 };
 use shardcron_core::{JobSpec, RingConfig};
-use shardcron_testkit::RedisServer;
+use shardcron_postgres::{NamespaceSchema, PostgresCoordinator};
+use shardcron_testkit::{PostgresServer, RedisServer};
 
 /// The store a case runs against.
 pub enum Env {
     Memory(MemoryStore),
     Redis(RedisServer),
+    Postgres(PostgresServer),
 }
 
 pub const RING: RingConfig = RingConfig::new(64, 40);
@@ -32,11 +34,18 @@ impl Env {
         Env::Redis(RedisServer::start().expect("start redis-server"))
     }
 
+    pub fn postgres() -> Self {
+        Env::Postgres(PostgresServer::start().expect("start postgres"))
+    }
+
     pub async fn coord_with(&self, ring: RingConfig) -> Result<Arc<dyn Coordinator>, CoordError> {
         Ok(match self {
             Env::Memory(store) => Arc::new(store.coordinator("conf", ring)?),
             Env::Redis(server) => {
                 Arc::new(RedisCoordinator::connect(&server.url(), "conf", ring).await?)
+            }
+            Env::Postgres(server) => {
+                Arc::new(PostgresCoordinator::connect(&server.url(), "conf", ring).await?)
             }
         })
     }
@@ -51,6 +60,9 @@ impl Env {
             Env::Memory(store) => store.forget_config(),
             Env::Redis(server) => {
                 let () = raw_redis(server, ::redis::cmd("DEL").arg("{conf}:config")).await;
+            }
+            Env::Postgres(server) => {
+                raw_pg(server, &format!("DELETE FROM {}", pg_table("config")), &[]).await;
             }
         }
     }
@@ -77,6 +89,15 @@ impl Env {
                 )
                 .await;
             }
+            Env::Postgres(server) => {
+                let sql = format!(
+                    "INSERT INTO {} (job_id, shard, version, record) VALUES ($1, $2, 999999, $3)
+                     ON CONFLICT (job_id) DO UPDATE SET record = excluded.record,
+                         version = excluded.version",
+                    pg_table("jobs")
+                );
+                raw_pg(server, &sql, &[&id, &(shard as i32), &json]).await;
+            }
         }
     }
 }
@@ -89,6 +110,27 @@ pub async fn raw_redis<T: ::redis::FromRedisValue>(server: &RedisServer, cmd: &:
         .expect("connect");
     let value: ::redis::Value = cmd.query_async(&mut conn).await.expect("raw command");
     ::redis::from_redis_value(value).unwrap_or_else(|e| panic!("reply: {e}"))
+}
+
+/// A table of the conformance namespace on PostgreSQL, quoted.
+pub fn pg_table(table: &str) -> String {
+    NamespaceSchema::new("conf").object(table)
+}
+
+/// Runs one statement on the private PostgreSQL, outside any coordinator.
+pub async fn raw_pg(
+    server: &PostgresServer,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Vec<tokio_postgres::Row> {
+    let (client, connection) = tokio_postgres::connect(&server.url(), tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    let driver = tokio::spawn(connection);
+    let rows = client.query(sql, params).await.expect("raw statement");
+    drop(client);
+    let _ = driver.await;
+    rows
 }
 
 pub fn member(id: &str) -> MemberInfo {
@@ -142,6 +184,9 @@ macro_rules! conformance {
         }
         mod redis {
             $( #[tokio::test] async fn $name() { super::$name(super::Env::redis()).await } )*
+        }
+        mod postgres {
+            $( #[tokio::test] async fn $name() { super::$name(super::Env::postgres()).await } )*
         }
     };
 }

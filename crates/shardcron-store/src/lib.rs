@@ -1,0 +1,118 @@
+//! One entry point that opens any shardcron coordination store from a URL.
+//!
+//! Commands, the daemon and embedders should not care which store a fleet
+//! runs on: the URL's scheme picks it (`redis://`/`rediss://`: Redis,
+//! `postgres://`/`postgresql://`: PostgreSQL), and every caller gets the
+//! same [`Coordinator`] behind an `Arc`. It lives in a crate of its own
+//! because it depends on every store crate, which the coordination crate
+//! (that defines the contract) cannot.
+
+#![warn(missing_docs)]
+
+use std::sync::Arc;
+
+use shardcron_coord::{redact_url, CoordError, Coordinator, RedisCoordinator};
+use shardcron_core::RingConfig;
+use shardcron_postgres::PostgresCoordinator;
+
+/// The URL schemes [`open_store`] accepts, as written before `://`.
+pub const SUPPORTED_SCHEMES: &[&str] = &["redis", "rediss", "postgres", "postgresql"];
+
+/// Which store a URL names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreKind {
+    /// Redis (`redis://`, `rediss://`).
+    Redis,
+    /// PostgreSQL (`postgres://`, `postgresql://`).
+    Postgres,
+}
+
+/// Why a store could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The URL's scheme names no store this build supports.
+    #[error(
+        "unsupported store URL {url:?}: the scheme must be one of {}",
+        supported_list()
+    )]
+    UnsupportedScheme {
+        /// The URL, without any password.
+        url: String,
+    },
+    /// The store answered, or could not be reached.
+    #[error(transparent)]
+    Coord(#[from] CoordError),
+}
+
+fn supported_list() -> String {
+    SUPPORTED_SCHEMES
+        .iter()
+        .map(|s| format!("{s}://"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The store `url` names, by its scheme (case-insensitive).
+pub fn store_kind(url: &str) -> Result<StoreKind, OpenError> {
+    let scheme = url
+        .split_once("://")
+        .map(|(scheme, _)| scheme.to_ascii_lowercase());
+    match scheme.as_deref() {
+        Some("redis" | "rediss") => Ok(StoreKind::Redis),
+        Some("postgres" | "postgresql") => Ok(StoreKind::Postgres),
+        _ => Err(OpenError::UnsupportedScheme {
+            url: redact_url(url),
+        }),
+    }
+}
+
+/// Connects to the store `url` names, in `namespace`, checking the ring
+/// settings (and on PostgreSQL creating or migrating the namespace's
+/// schema), with each store's default timeouts.
+pub async fn open_store(
+    url: &str,
+    namespace: &str,
+    ring: RingConfig,
+) -> Result<Arc<dyn Coordinator>, OpenError> {
+    Ok(match store_kind(url)? {
+        StoreKind::Redis => Arc::new(RedisCoordinator::connect(url, namespace, ring).await?),
+        StoreKind::Postgres => Arc::new(PostgresCoordinator::connect(url, namespace, ring).await?),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schemes_pick_the_store() {
+        assert_eq!(store_kind("redis://h:1").ok(), Some(StoreKind::Redis));
+        assert_eq!(store_kind("rediss://h:1").ok(), Some(StoreKind::Redis));
+        assert_eq!(
+            store_kind("postgres://u@h/db").ok(),
+            Some(StoreKind::Postgres)
+        );
+        assert_eq!(
+            store_kind("PostgreSQL://u@h/db").ok(),
+            Some(StoreKind::Postgres)
+        );
+        for bad in ["mysql://u:secret@h/db", "h:6379", ""] {
+            let err = store_kind(bad).expect_err(bad).to_string();
+            assert!(
+                err.contains("redis://, rediss://, postgres://, postgresql://"),
+                "{err}"
+            );
+            assert!(!err.contains("secret"), "{err}");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unknown_scheme_connects_to_nothing() {
+        let err = open_store("memcached://127.0.0.1:1", "x", RingConfig::default())
+            .await
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("unsupported store URL"), "{err}");
+    }
+}
