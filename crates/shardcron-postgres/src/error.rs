@@ -26,18 +26,19 @@ pub(crate) fn map_pg(url: &str, op: &'static str, e: &tokio_postgres::Error) -> 
                 || code == "55P03"
         }
     };
+    let detail = match e.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => e.to_string(),
+    };
     if transient {
         CoordError::Unreachable {
             url: url.to_owned(),
-            message: format!("{op}: {e}"),
+            message: format!("{op}: {detail}"),
         }
     } else {
         CoordError::Store {
             op,
-            message: match e.as_db_error() {
-                Some(db) => format!("{} ({})", db.message(), db.code().code()),
-                None => e.to_string(),
-            },
+            message: detail,
         }
     }
 }

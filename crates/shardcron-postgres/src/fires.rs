@@ -2,9 +2,14 @@
 //! whether a fire runs, each batch of them one function call.
 //!
 //! `claim()`, `recover()` and `hand_back()` (sql/0002_functions.sql) take
-//! the whole request as one JSON document, so a call of any size is one
-//! round trip and one transaction: its lease check (a shared lock on the
-//! lease row, held to commit) covers every write of its batch.
+//! the whole request as one JSON document, so a call is one round trip and
+//! one transaction: its lease check (a shared lock on the lease row, held
+//! to commit) covers every write of its batch. A claim of more than
+//! [`MAX_FIRES_PER_CALL`] fires is split into calls made one after the
+//! other, so that no call runs into the statement timeout (a claim's row
+//! writes cost about 70 µs per fire); a batch split across calls whose
+//! lease ended between them is answered like a lost reply (see
+//! [`PostgresCoordinator::claim`]).
 
 use std::time::Duration;
 
@@ -17,9 +22,84 @@ use shardcron_coord::{
 use crate::coordinator::{duration_ms, PostgresCoordinator};
 use crate::error::{corrupt, map_pg};
 
+/// Most fires one `claim()` call carries.
+pub const MAX_FIRES_PER_CALL: usize = 1000;
+
+/// The answer of a batch so far joined with the answer of its next part.
+fn join_parts(so_far: Option<BatchOutcome>, next: BatchOutcome) -> CoordResult<BatchOutcome> {
+    match (so_far, next) {
+        (None, next) => Ok(next),
+        (Some(BatchOutcome::LeaseLost), BatchOutcome::LeaseLost) => Ok(BatchOutcome::LeaseLost),
+        (Some(BatchOutcome::Claimed(mut codes)), BatchOutcome::Claimed(more)) => {
+            codes.extend(more);
+            Ok(BatchOutcome::Claimed(codes))
+        }
+        _ => Err(shardcron_coord::CoordError::Store {
+            op: "claim fires",
+            message: "the lease ended between the parts of a batch split across calls; \
+                      its claims are resolved as after a lost reply"
+                .to_owned(),
+        }),
+    }
+}
+
 impl PostgresCoordinator {
-    /// `claim()`: all batches, one round trip.
+    /// `claim()`: the batches in calls of at most [`MAX_FIRES_PER_CALL`]
+    /// fires, one round trip each (one in all for a step of ordinary size).
+    /// A batch larger than that goes in parts, each with its own lease
+    /// check; the parts' answers are joined. If the lease ended between two
+    /// parts (some claimed, the rest refused), the call fails as if its
+    /// reply were lost: the node then holds every fire of the batch as
+    /// uncertain with its attempt, and resolves the claimed ones by taking
+    /// its own attempts over or handing them back, as after any lost reply.
     pub(crate) async fn claim(
+        &self,
+        batches: &[ClaimBatch],
+        retention: Duration,
+    ) -> CoordResult<Vec<BatchOutcome>> {
+        // (index of the original batch, part)
+        let mut parts: Vec<(usize, ClaimBatch)> = Vec::new();
+        for (i, batch) in batches.iter().enumerate() {
+            if batch.fires.len() <= MAX_FIRES_PER_CALL {
+                parts.push((i, batch.clone()));
+                continue;
+            }
+            for fires in batch.fires.chunks(MAX_FIRES_PER_CALL) {
+                parts.push((
+                    i,
+                    ClaimBatch {
+                        fires: fires.to_vec(),
+                        ..batch.clone()
+                    },
+                ));
+            }
+        }
+        let mut answers: Vec<Option<BatchOutcome>> = vec![None; batches.len()];
+        let mut call: Vec<ClaimBatch> = Vec::new();
+        let mut owners: Vec<usize> = Vec::new();
+        let mut size = 0;
+        let last = parts.len();
+        for (n, (owner, part)) in parts.into_iter().enumerate() {
+            size += part.fires.len();
+            call.push(part);
+            owners.push(owner);
+            if size >= MAX_FIRES_PER_CALL || n + 1 == last {
+                let outcomes = self.claim_call(&call, retention).await?;
+                for (owner, outcome) in owners.drain(..).zip(outcomes) {
+                    answers[owner] = Some(join_parts(answers[owner].take(), outcome)?);
+                }
+                call.clear();
+                size = 0;
+            }
+        }
+        answers
+            .into_iter()
+            .map(|a| a.ok_or_else(|| corrupt("claim reply", "a batch without an answer")))
+            .collect()
+    }
+
+    /// One `claim()` call: the given batches, one round trip.
+    async fn claim_call(
         &self,
         batches: &[ClaimBatch],
         retention: Duration,
@@ -229,5 +309,28 @@ impl PostgresCoordinator {
             return Err(corrupt("hand back reply", format!("{codes:?}")));
         }
         Ok(codes.into_iter().map(|c| c == 1).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parts_of_a_batch_join_or_fail_like_a_lost_reply() {
+        let claimed = |codes: &[ClaimOutcome]| BatchOutcome::Claimed(codes.to_vec());
+        let one = join_parts(None, claimed(&[ClaimOutcome::Claimed])).expect("first");
+        let two = join_parts(Some(one), claimed(&[ClaimOutcome::AlreadyClaimed])).expect("join");
+        assert_eq!(
+            two,
+            claimed(&[ClaimOutcome::Claimed, ClaimOutcome::AlreadyClaimed])
+        );
+        let lost = join_parts(None, BatchOutcome::LeaseLost).expect("first");
+        assert_eq!(
+            join_parts(Some(lost), BatchOutcome::LeaseLost).expect("join"),
+            BatchOutcome::LeaseLost
+        );
+        assert!(join_parts(Some(two), BatchOutcome::LeaseLost).is_err());
+        assert!(join_parts(Some(BatchOutcome::LeaseLost), claimed(&[])).is_err());
     }
 }

@@ -328,7 +328,8 @@ BEGIN
         found_job := FOUND;
         IF NOT found_job OR jv <> (f->>'version')::bigint THEN
           code := 2;
-        ELSIF v_at > latest THEN
+        ELSIF v_kind = 's' AND v_at > latest THEN
+          -- A trigger's ms is the store's own (trigger_job), never early.
           code := 3;
         ELSE
           code := 0;
@@ -438,6 +439,10 @@ BEGIN
     RETURN -1;
   END IF;
   DELETE FROM __SCHEMA__.jobs WHERE job_id = p_id;
+  -- Its queued triggers go with it (delete_job.lua); its fire rows stay
+  -- until they expire, so a job re-created under the same id never claims
+  -- one of them again.
+  DELETE FROM __SCHEMA__.triggers WHERE shard = p_shard AND job_id = p_id;
   UPDATE __SCHEMA__.shard_versions SET version = version + 1 WHERE shard = p_shard;
   IF prev.weight > 0 THEN
     UPDATE __SCHEMA__.state SET live_weights_version = live_weights_version + 1;
@@ -447,21 +452,24 @@ BEGIN
 END $$;
 
 -- trigger.lua: queues an extra fire of a job now (past the job's previous
--- trigger if that had the same or a later ms). Returns its ms, or -1 if
--- the job is absent.
+-- trigger if that had the same or a later ms, and past a scheduled fire
+-- claimed ahead). Returns its ms, or -1 if the job is absent.
 CREATE OR REPLACE FUNCTION __SCHEMA__.trigger_job(p_id text, p_shard integer)
 RETURNS bigint LANGUAGE plpgsql AS $$
 DECLARE
   prev bigint;
+  wm bigint;
   at bigint;
 BEGIN
   INSERT INTO __SCHEMA__.shard_versions (shard) VALUES (p_shard) ON CONFLICT DO NOTHING;
   PERFORM 1 FROM __SCHEMA__.shard_versions WHERE shard = p_shard FOR UPDATE;
-  SELECT last_trigger_ms INTO prev FROM __SCHEMA__.jobs WHERE job_id = p_id FOR UPDATE;
+  SELECT last_trigger_ms, last_fired_ms INTO prev, wm FROM __SCHEMA__.jobs WHERE job_id = p_id FOR UPDATE;
   IF NOT FOUND THEN
     RETURN -1;
   END IF;
-  at := greatest(__SCHEMA__.now_ms(), prev + 1);
+  -- Past the previous trigger and past a scheduled fire claimed ahead
+  -- (greatest() skips NULLs), as trigger.lua.
+  at := greatest(__SCHEMA__.now_ms(), prev + 1, wm + 1);
   UPDATE __SCHEMA__.jobs SET last_trigger_ms = at WHERE job_id = p_id;
   INSERT INTO __SCHEMA__.triggers (shard, job_id, at_ms) VALUES (p_shard, p_id, at);
   UPDATE __SCHEMA__.shard_versions SET version = version + 1 WHERE shard = p_shard;
