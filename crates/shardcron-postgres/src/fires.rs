@@ -6,8 +6,8 @@
 //! one transaction: its lease check (a shared lock on the lease row, held
 //! to commit) covers every write of its batch. A claim of more than
 //! [`MAX_FIRES_PER_CALL`] fires is split into calls made one after the
-//! other, so that no call runs into the statement timeout (a claim's row
-//! writes cost about 70 µs per fire); a batch split across calls whose
+//! other, so that no call runs into the statement timeout (each fire is a
+//! row write); a batch split across calls whose
 //! lease ended between them is answered like a lost reply (see
 //! [`PostgresCoordinator::claim`]).
 

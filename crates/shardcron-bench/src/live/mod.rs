@@ -287,6 +287,7 @@ pub fn measure(args: &LiveArgs) -> Result<LiveReport, BenchError> {
     let wait = Duration::from_millis(u64::try_from(count_from_ms - now_ms()).unwrap_or(0));
     runtime.block_on(async { tokio::time::sleep(wait).await });
     let before = counters(&server)?;
+    let window_memory_before = used_memory(&server)?;
     let reads_before = driver.verify_reads();
     // Every worker that is part of the fleet at some point of the window.
     let window_workers: BTreeSet<String> = driver
@@ -301,6 +302,7 @@ pub fn measure(args: &LiveArgs) -> Result<LiveReport, BenchError> {
     );
     runtime.block_on(driver.run_window(&plan.events, from_ms, to_ms, &progress, &recorder))?;
     let after = counters(&server)?;
+    let window_memory_after = used_memory(&server)?;
     let reads_in_window = driver.verify_reads() - reads_before;
     progress.finish_and_clear();
     // Events still settling are followed past the window (not measured).
@@ -345,6 +347,8 @@ pub fn measure(args: &LiveArgs) -> Result<LiveReport, BenchError> {
         heartbeat_ms: millis(plan.settings.heartbeat),
         claim_ahead_ms: millis(plan.settings.claim_ahead),
         redis_bytes_per_job,
+        redis_memory_growth_bytes: i64::try_from(window_memory_after).unwrap_or(i64::MAX)
+            - i64::try_from(window_memory_before).unwrap_or(i64::MAX),
         worker_rss_mib_per_10k_jobs,
         ttl_ms: (
             millis(plan.settings.lease_ttl),

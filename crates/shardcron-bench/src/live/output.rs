@@ -70,6 +70,10 @@ pub struct LiveReport {
     /// Redis `used_memory` growth from registering the jobs, per job
     /// (the job, its index entry, version and weight; before any fire).
     pub redis_bytes_per_job: f64,
+    /// Redis `used_memory` at the end of the measured window minus at its
+    /// start, bytes: what the fires themselves leave in Redis (claim
+    /// records, history) while the jobs stay the same.
+    pub redis_memory_growth_bytes: i64,
     /// Growth of this process's resident memory while the workers loaded
     /// their jobs, MiB per 10,000 jobs (all workers run in this process).
     pub worker_rss_mib_per_10k_jobs: Option<f64>,
@@ -153,6 +157,12 @@ pub fn summary_text(r: &LiveReport) -> String {
         r.redis_bytes_per_job,
         r.worker_rss_mib_per_10k_jobs
             .map_or_else(|| "unknown".to_owned(), |m| format!("{m:.1} MiB"))
+    );
+    let _ = writeln!(
+        out,
+        "redis memory in window     {:>+12.1} MiB ({:.1} bytes per fire)",
+        r.redis_memory_growth_bytes as f64 / 1_048_576.0,
+        r.redis_memory_growth_bytes as f64 / (r.audit.fired.max(1)) as f64
     );
     let _ = writeln!(out, "fires/s                    {:>12.1}", r.fires_per_s);
     out.push_str(&fires_per_node_text(&r.fires_per_node));
