@@ -26,4 +26,4 @@ pub use model::{
     PlacementInputs, QueuedTrigger, RecoverBatch, RecoverOutcome, RunOutcome, RunRecord, ShardJobs,
     StoredJob, StoredPlacement, UnreadableJob, MAX_EARLY_CLAIM_MS,
 };
-pub use redis_coord::{redact_url, RedisCoordinator, RedisOptions};
+pub use redis_coord::{decode_shard_jobs, redact_url, RedisCoordinator, RedisOptions};

@@ -353,8 +353,9 @@ fn parse_stored_job(raw: &str) -> Result<StoredJob, serde_json::Error> {
 
 /// Decodes a shard's `id -> stored JSON` entries one by one: an entry that
 /// does not decode (or whose spec id is not its field) is reported, never
-/// fatal for the others.
-pub(crate) fn decode_shard_jobs(
+/// fatal for the others. Every store keeps a job as this JSON text, so
+/// every store decodes a shard's jobs with this.
+pub fn decode_shard_jobs(
     raw: impl IntoIterator<Item = (String, String)>,
 ) -> (Vec<StoredJob>, Vec<UnreadableJob>) {
     let mut jobs = Vec::new();

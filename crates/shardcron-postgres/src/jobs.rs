@@ -3,7 +3,7 @@
 //! claim of their fire.
 
 use shardcron_coord::{
-    CoordError, CoordResult, JobPage, QueuedTrigger, ShardJobs, StoredJob, UnreadableJob,
+    decode_shard_jobs, CoordError, CoordResult, JobPage, QueuedTrigger, ShardJobs, StoredJob,
 };
 use shardcron_core::JobSpec;
 
@@ -266,26 +266,3 @@ impl PostgresCoordinator {
 
 /// A shard's version, `(id, record)` rows and `(id, watermark)` pairs.
 type ShardRows = (u64, Vec<(String, String)>, Vec<(String, i64)>);
-
-/// Decodes a shard's `(id, record)` rows one by one: a record that does not
-/// decode (or names another id) is reported, never fatal for the others.
-fn decode_shard_jobs(raw: Vec<(String, String)>) -> (Vec<StoredJob>, Vec<UnreadableJob>) {
-    let mut jobs = Vec::new();
-    let mut unreadable = Vec::new();
-    for (id, raw) in raw {
-        match serde_json::from_str::<StoredJob>(&raw) {
-            Ok(job) if job.spec.id == id => jobs.push(job),
-            Ok(job) => unreadable.push(UnreadableJob {
-                job_id: id,
-                error: format!("stored under another id ({:?})", job.spec.id),
-            }),
-            Err(e) => unreadable.push(UnreadableJob {
-                job_id: id,
-                error: e.to_string(),
-            }),
-        }
-    }
-    jobs.sort_by(|a, b| a.spec.id.cmp(&b.spec.id));
-    unreadable.sort_by(|a, b| a.job_id.cmp(&b.job_id));
-    (jobs, unreadable)
-}

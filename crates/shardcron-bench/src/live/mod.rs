@@ -112,6 +112,17 @@ struct Counters {
     process_cpu_s: f64,
 }
 
+/// Keys in the Redis database.
+fn key_count(server: &RedisServer) -> Result<i64, BenchError> {
+    let reply = server
+        .command(&["DBSIZE"])
+        .map_err(|e| BenchError::live("reading DBSIZE", e))?;
+    reply
+        .trim()
+        .parse()
+        .map_err(|e| BenchError::live("reading DBSIZE", format!("{reply:?}: {e}")))
+}
+
 /// Redis `used_memory`, bytes.
 fn used_memory(server: &RedisServer) -> Result<u64, BenchError> {
     let info = server
@@ -288,6 +299,7 @@ pub fn measure(args: &LiveArgs) -> Result<LiveReport, BenchError> {
     runtime.block_on(async { tokio::time::sleep(wait).await });
     let before = counters(&server)?;
     let window_memory_before = used_memory(&server)?;
+    let window_keys_before = key_count(&server)?;
     let reads_before = driver.verify_reads();
     // Every worker that is part of the fleet at some point of the window.
     let window_workers: BTreeSet<String> = driver
@@ -303,6 +315,7 @@ pub fn measure(args: &LiveArgs) -> Result<LiveReport, BenchError> {
     runtime.block_on(driver.run_window(&plan.events, from_ms, to_ms, &progress, &recorder))?;
     let after = counters(&server)?;
     let window_memory_after = used_memory(&server)?;
+    let window_keys_after = key_count(&server)?;
     let reads_in_window = driver.verify_reads() - reads_before;
     progress.finish_and_clear();
     // Events still settling are followed past the window (not measured).
@@ -349,6 +362,7 @@ pub fn measure(args: &LiveArgs) -> Result<LiveReport, BenchError> {
         redis_bytes_per_job,
         redis_memory_growth_bytes: i64::try_from(window_memory_after).unwrap_or(i64::MAX)
             - i64::try_from(window_memory_before).unwrap_or(i64::MAX),
+        redis_key_growth: window_keys_after - window_keys_before,
         worker_rss_mib_per_10k_jobs,
         ttl_ms: (
             millis(plan.settings.lease_ttl),

@@ -74,6 +74,8 @@ pub struct LiveReport {
     /// start, bytes: what the fires themselves leave in Redis (claim
     /// records, history) while the jobs stay the same.
     pub redis_memory_growth_bytes: i64,
+    /// Redis keys at the end of the measured window minus at its start.
+    pub redis_key_growth: i64,
     /// Growth of this process's resident memory while the workers loaded
     /// their jobs, MiB per 10,000 jobs (all workers run in this process).
     pub worker_rss_mib_per_10k_jobs: Option<f64>,
@@ -160,9 +162,10 @@ pub fn summary_text(r: &LiveReport) -> String {
     );
     let _ = writeln!(
         out,
-        "redis memory in window     {:>+12.1} MiB ({:.1} bytes per fire)",
+        "redis memory in window     {:>+12.1} MiB ({:.1} bytes per fire), {:+} keys",
         r.redis_memory_growth_bytes as f64 / 1_048_576.0,
-        r.redis_memory_growth_bytes as f64 / (r.audit.fired.max(1)) as f64
+        r.redis_memory_growth_bytes as f64 / (r.audit.fired.max(1)) as f64,
+        r.redis_key_growth
     );
     let _ = writeln!(out, "fires/s                    {:>12.1}", r.fires_per_s);
     out.push_str(&fires_per_node_text(&r.fires_per_node));
