@@ -2,9 +2,14 @@
 //! with the terminal-state writes of `at_least_once` fires in the same
 //! round trip.
 //!
-//! History is best effort: a store outage must not block firing, so records
-//! are buffered (bounded) and written by their own task; when the buffer is
-//! full the oldest records are dropped and counted. The open-entry changes
+//! History is best effort only against an outage: a store outage must not
+//! block firing, so records are buffered (bounded) and written by their own
+//! task; when the buffer is full while writes fail, the oldest records are
+//! dropped and counted. While the store answers nothing is dropped: a burst
+//! of ends larger than one write ([`WRITE_AT_ONCE`]) is written in writes of
+//! that size back to back, the rest waiting in the channel meanwhile (a
+//! 100,000-fire burst on four nodes used to lose all but each node's newest
+//! 10,000 records, bounded as if the store were down). The open-entry changes
 //! of tracked fires (close on a terminal state, abandon when given up) are
 //! never dropped: a lost close would leave a finished fire open, to be run
 //! again when its node dies. They are few (at most the fires that were in
@@ -39,6 +44,10 @@ use tracing::warn;
 
 /// Most records buffered while the store is unreachable.
 const MAX_BUFFERED: usize = 10_000;
+
+/// Records a write carries at most; a buffer holding this many is written
+/// at once rather than on the timer.
+const WRITE_AT_ONCE: usize = 5_000;
 
 /// Longest a run record waits in the buffer before it is written. The
 /// write's cost is a few commands whatever it carries, so a node's history
@@ -165,11 +174,16 @@ impl Buffer {
         }
     }
 
-    fn clear(&mut self) {
-        self.records.clear();
+    /// Forgets what a successful write carried: the first `records`
+    /// records and every close. Records left over (a burst larger than one
+    /// write) keep their time, so they are written at once or on it.
+    fn written(&mut self, records: usize) {
+        self.records.drain(..records);
         self.closes.clear();
-        self.records_since = None;
         self.closes_since = None;
+        if self.records.is_empty() {
+            self.records_since = None;
+        }
     }
 }
 
@@ -218,9 +232,15 @@ fn spawn_with<S: Sink>(
             if !open && buffer.is_empty() {
                 return;
             }
-            // When to write: on the buffer's timers, at once once the
-            // sender is gone; never before a failed write's retry time.
-            let wake = if open {
+            // While writes succeed, a full write's worth is written at once
+            // and the rest waits in the channel; only while the store fails
+            // does the buffer take everything, up to its bound.
+            let limit = retry_at.is_none().then_some(WRITE_AT_ONCE);
+            let full = limit.is_some_and(|l| buffer.records.len() >= l);
+            // When to write: on the buffer's timers, at once when a write's
+            // worth is buffered or the sender is gone; never before a failed
+            // write's retry time.
+            let wake = if open && !full {
                 buffer.due()
             } else {
                 Some(Instant::now())
@@ -232,24 +252,19 @@ fn spawn_with<S: Sink>(
                 biased;
                 () = sleep_until_opt(wake) => {}
                 () = unwritten.hurry.notified(), if hurry => {}
-                end = rx.recv(), if open => {
+                end = rx.recv(), if open && !full => {
                     match end {
                         Some(end) => {
                             let now = Instant::now();
                             buffer.take(end, now);
-                            while let Ok(end) = rx.try_recv() {
-                                buffer.take(end, now);
-                            }
+                            drain(&mut rx, &mut buffer, now, limit);
                         }
                         None => open = false,
                     }
                     continue;
                 }
             }
-            let now = Instant::now();
-            while let Ok(end) = rx.try_recv() {
-                buffer.take(end, now);
-            }
+            drain(&mut rx, &mut buffer, Instant::now(), limit);
             if buffer.dropped > 0 {
                 warn!(
                     dropped = buffer.dropped,
@@ -258,10 +273,11 @@ fn spawn_with<S: Sink>(
                 buffer.dropped = 0;
             }
             let records = buffer.records.make_contiguous();
-            match sink.write(records, &buffer.closes).await {
+            let part = records.len().min(WRITE_AT_ONCE);
+            match sink.write(&records[..part], &buffer.closes).await {
                 Ok(()) => {
                     unwritten.written(&buffer.closes);
-                    buffer.clear();
+                    buffer.written(part);
                     retry_at = None;
                 }
                 Err(e) => {
@@ -276,6 +292,23 @@ fn spawn_with<S: Sink>(
             }
         }
     })
+}
+
+/// Moves ends waiting in the channel into the buffer, until it holds
+/// `limit` records (no limit: all of them, dropping the oldest past the
+/// buffer's bound).
+fn drain(
+    rx: &mut mpsc::UnboundedReceiver<FireEnd>,
+    buffer: &mut Buffer,
+    now: Instant,
+    limit: Option<usize>,
+) {
+    while limit.is_none_or(|l| buffer.records.len() < l) {
+        match rx.try_recv() {
+            Ok(end) => buffer.take(end, now),
+            Err(_) => break,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -466,6 +499,27 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_burst_of_ends_is_written_whole_while_the_store_answers() {
+        // 25,000 fires of one node ending together (a burst claimed ahead
+        // whose lease ended, or a top-of-the-minute burst): none may be
+        // dropped while every write succeeds.
+        let h = Harness::start();
+        let burst = 5 * WRITE_AT_ONCE as i64;
+        for i in 0..burst {
+            h.end(i, None);
+        }
+        h.at(1000).await;
+        let writes = h.store.writes();
+        let written: usize = writes.iter().map(|w| w.1).sum();
+        assert_eq!(written, burst as usize, "{writes:?}");
+        assert!(
+            writes.iter().all(|w| w.1 <= WRITE_AT_ONCE && w.3),
+            "{writes:?}"
+        );
+        assert_eq!(writes[0].0, 0, "a full write goes at once: {writes:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn failures_retry_keep_closes_and_drop_the_oldest_records() {
         let mut h = Harness::start();
         h.store.failing.store(true, Ordering::SeqCst);
@@ -476,13 +530,23 @@ mod tests {
         h.at(800).await;
         h.store.failing.store(false, Ordering::SeqCst);
         h.at(2000).await;
-        let n = MAX_BUFFERED;
+        // The first write goes at once (a full write's worth); once it
+        // failed the buffer takes everything up to its bound, and writes
+        // carry at most a write's worth each.
+        let n = WRITE_AT_ONCE;
         assert_eq!(
             h.store.writes(),
-            vec![(50, n, 1, false), (550, n, 1, false), (1050, n, 1, true)]
+            vec![
+                (0, n, 1, false),
+                (500, n, 1, false),
+                (1000, n, 1, true),
+                (1000, n, 0, true)
+            ]
         );
         let first = h.store.writes.lock().expect("writes")[2].records[0];
         assert_eq!(first, 4, "the five oldest records were dropped");
+        let written: usize = h.store.writes()[2..].iter().map(|w| w.1).sum();
+        assert_eq!(written, MAX_BUFFERED, "the bound is kept, no more");
         assert!(!h.unwritten.pending(5));
         // Failing at shutdown: one last attempt, at the retry time.
         h.store.failing.store(true, Ordering::SeqCst);
@@ -491,7 +555,7 @@ mod tests {
         h.tx = None;
         h.task.await.expect("recorder ends");
         assert_eq!(
-            h.store.writes()[3..],
+            h.store.writes()[4..],
             [(2250, 1, 0, false), (2750, 1, 0, false)]
         );
     }
