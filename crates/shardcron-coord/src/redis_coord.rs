@@ -20,16 +20,17 @@ use crate::error::CoordError;
 use crate::events::spawn_subscriber;
 use crate::keyspace::Keyspace;
 use crate::model::{
-    BatchOutcome, ClaimBatch, ClaimOutcome, CloseFire, CoordEvent, HandBack, JobPage, LeaseGrant,
-    LeaseInfo, MemberInfo, Membership, OpenFire, PlacementInputs, QueuedTrigger, RecoverBatch,
-    RecoverOutcome, RunRecord, ShardJobs, StoredJob, StoredPlacement, UnreadableJob,
-    MAX_EARLY_CLAIM_MS,
+    BatchOutcome, ClaimBatch, CloseFire, CoordEvent, HandBack, JobPage, LeaseGrant, LeaseInfo,
+    MemberInfo, Membership, OpenFire, PlacementInputs, QueuedTrigger, RecoverBatch, RecoverOutcome,
+    RunRecord, ShardJobs, StoredJob, StoredPlacement, UnreadableJob, MAX_EARLY_CLAIM_MS,
 };
 use crate::scripts::Scripts;
 
+mod claim_calls;
 mod delivery;
 mod history;
 
+use claim_calls::{claim_calls, split_claim_reply};
 use history::HistoryState;
 pub(crate) use history::{newest_finish, HOUR_MS};
 
@@ -641,59 +642,50 @@ impl Coordinator for RedisCoordinator {
         if batches.is_empty() {
             return Ok(Vec::new());
         }
+        let calls = claim_calls(batches);
         let mut pipe = redis::pipe();
-        for batch in batches {
-            let keys = [
-                self.keys.lease(batch.shard),
-                self.keys.last_fired(batch.shard),
-                self.keys.job_versions(batch.shard),
-                self.keys.triggers(batch.shard),
-                self.keys.open_fires(batch.shard),
-                self.keys.trigger_instants(batch.shard),
-            ];
-            let mut args = self.lease_script_header(
-                batch.shard,
-                &batch.holder,
-                batch.token,
-                retention,
-                1 + batch.fires.len() * 7,
-            );
-            args.push((MAX_EARLY_CLAIM_MS + batch.ahead_ms.max(0)).to_string());
-            for fire in &batch.fires {
-                args.push(fire.job_id.clone());
-                args.push(fire.scheduled_ms.to_string());
-                args.push(fire.kind.code().to_owned());
-                args.push(fire.job_version.to_string());
-                args.push(fire.attempt.to_string());
-                args.push(
-                    fire.uncertain
-                        .iter()
-                        .map(u64::to_string)
-                        .collect::<Vec<_>>()
-                        .join(","),
-                );
-                args.push(if fire.track_open { "1" } else { "" }.to_owned());
+        for call in &calls {
+            let mut keys = Vec::with_capacity(call.len() * 6);
+            let fires: usize = call.iter().map(|b| b.fires.len()).sum();
+            let mut args = Vec::with_capacity(1 + call.len() * 4 + fires * 7);
+            args.push(retention.as_millis().to_string());
+            for batch in call.iter() {
+                keys.extend([
+                    self.keys.lease(batch.shard),
+                    self.keys.last_fired(batch.shard),
+                    self.keys.job_versions(batch.shard),
+                    self.keys.triggers(batch.shard),
+                    self.keys.open_fires(batch.shard),
+                    self.keys.trigger_instants(batch.shard),
+                ]);
+                args.push(format!("{}|{}", batch.holder, batch.token));
+                args.push(self.keys.claim_prefix(batch.shard));
+                args.push((MAX_EARLY_CLAIM_MS + batch.ahead_ms.max(0)).to_string());
+                args.push(batch.fires.len().to_string());
+                for fire in &batch.fires {
+                    args.push(fire.job_id.clone());
+                    args.push(fire.scheduled_ms.to_string());
+                    args.push(fire.kind.code().to_owned());
+                    args.push(fire.job_version.to_string());
+                    args.push(fire.attempt.to_string());
+                    args.push(
+                        fire.uncertain
+                            .iter()
+                            .map(u64::to_string)
+                            .collect::<Vec<_>>()
+                            .join(","),
+                    );
+                    args.push(if fire.track_open { "1" } else { "" }.to_owned());
+                }
             }
             Self::evalsha(&mut pipe, &self.scripts.claim, &keys, &args);
         }
         let replies: Vec<Vec<i64>> = self.pipeline("claim fires", &pipe).await?;
-        Ok(replies
-            .into_iter()
-            .map(|codes| match codes.first() {
-                Some(1) => BatchOutcome::Claimed(
-                    codes[1..]
-                        .iter()
-                        .map(|c| match c {
-                            1 => ClaimOutcome::Claimed,
-                            2 => ClaimOutcome::JobChanged,
-                            3 => ClaimOutcome::NotYetDue,
-                            _ => ClaimOutcome::AlreadyClaimed,
-                        })
-                        .collect(),
-                ),
-                _ => BatchOutcome::LeaseLost,
-            })
-            .collect())
+        let mut outcomes = Vec::with_capacity(batches.len());
+        for (call, codes) in calls.iter().zip(&replies) {
+            split_claim_reply(call, codes, &mut outcomes)?;
+        }
+        Ok(outcomes)
     }
 
     async fn put_job(

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use shardcron_coord::{
-    BatchOutcome, ClaimOutcome, CoordError, CoordEvent, Coordinator, FireClaim, FireKind, HandBack,
-    LeaseGrant, QueuedTrigger, RedisCoordinator, RunOutcome, RunRecord,
+    BatchOutcome, ClaimBatch, ClaimOutcome, CoordError, CoordEvent, Coordinator, FireClaim,
+    FireKind, HandBack, LeaseGrant, QueuedTrigger, RedisCoordinator, RunOutcome, RunRecord,
 };
 use shardcron_core::{shard_of, JobSpec, RingConfig, ShardMap, ShardWeights};
 
@@ -347,6 +347,75 @@ async fn a_large_batch_is_decided_fire_by_fire(env: Env) {
     let mut got = loaded[0].last_fired.clone();
     got.sort();
     assert_eq!(got, want);
+}
+
+/// The batches of one `claim_fires` call are decided each on its own: a
+/// lost lease fails only its batch, an empty batch is answered as empty,
+/// and every outcome comes back in its batch's place, however many fires
+/// the call carries (the Redis store packs batches into script calls of a
+/// bounded size).
+async fn the_batches_of_one_call_are_decided_each_on_its_own(env: Env) {
+    let c = env.coord().await;
+    let mut by_shard: std::collections::BTreeMap<u32, (String, u64)> = Default::default();
+    for i in 0..2_000 {
+        let id = format!("multi-{i}");
+        let shard = shard_of(&id, RING.shard_count);
+        if by_shard.len() < 12 && !by_shard.contains_key(&shard) {
+            let v = c.put_job(&job(&id), None).await.expect("put").version;
+            by_shard.insert(shard, (id, v));
+        }
+    }
+    assert_eq!(by_shard.len(), 12, "enough shards");
+    let mut batches = Vec::new();
+    let mut expected = Vec::new();
+    for (i, (&shard, (id, v))) in by_shard.iter().enumerate() {
+        let token = acquire(&c, shard, "n1/x").await;
+        // Every third batch presents a stale token; every fourth is empty;
+        // the others carry 300 fires (3,600 in all, past one script call).
+        let stale = i % 3 == 1;
+        let fires: Vec<FireClaim> = if i % 4 == 3 {
+            Vec::new()
+        } else {
+            (1..=300)
+                .map(|r| first_attempt(id, 1000 * r, *v, FireKind::Scheduled))
+                .collect()
+        };
+        expected.push(if stale {
+            BatchOutcome::LeaseLost
+        } else {
+            BatchOutcome::Claimed(vec![ClaimOutcome::Claimed; fires.len()])
+        });
+        batches.push(ClaimBatch {
+            shard,
+            holder: "n1/x".into(),
+            token: if stale { token + 1 } else { token },
+            fires,
+            ahead_ms: 0,
+        });
+    }
+    let out = c
+        .claim_fires(&batches, Duration::from_secs(120))
+        .await
+        .expect("claim");
+    assert_eq!(out, expected);
+    // The stale batches wrote nothing: their fires are still free.
+    for (i, batch) in batches.iter().enumerate().filter(|(i, _)| i % 3 == 1) {
+        let token = batch.token - 1;
+        let again = ClaimBatch {
+            token,
+            ..batch.clone()
+        };
+        let out = c
+            .claim_fires(&[again], Duration::from_secs(120))
+            .await
+            .expect("claim");
+        let n = batch.fires.len();
+        assert_eq!(
+            out,
+            vec![BatchOutcome::Claimed(vec![ClaimOutcome::Claimed; n])],
+            "batch {i}"
+        );
+    }
 }
 
 /// Claims of one batch on `shard`, as codes (panics on a lost lease).
@@ -1159,6 +1228,7 @@ conformance!(
     leases_fence_and_release_only_if_ours,
     claims_are_exactly_once_and_fenced,
     a_large_batch_is_decided_fire_by_fire,
+    the_batches_of_one_call_are_decided_each_on_its_own,
     the_watermark_keeps_the_records_a_holder_may_still_need,
     a_trigger_and_a_scheduled_fire_of_one_ms_are_one_fire,
     a_job_re_created_does_not_claim_a_fire_claimed_ahead_again,

@@ -1,10 +1,12 @@
--- Claim a batch of fires of one shard, atomically with the lease check.
--- KEYS: lease, watermark hash, job-version hash, trigger queue, open fires,
---   trigger-instant hash.
--- ARGV: holder|token, retention ms, claim key prefix, max early ms, then per
---   fire: job id, scheduled ms, kind ('s' scheduled, 't' trigger), job
---   version, attempt id, uncertain attempts (comma-separated, '' if none),
---   track ('1' for delivery at_least_once, else '').
+-- Claim fires of one or more shards, each batch atomically with its lease
+-- check; the batches are independent (one lost lease fails only its own).
+-- KEYS: per batch (6 each): lease, watermark hash, job-version hash,
+--   trigger queue, open fires, trigger-instant hash.
+-- ARGV: retention ms, then per batch: holder|token, claim key prefix, max
+--   early ms, fire count n, then per fire (7 each): job id, scheduled ms,
+--   kind ('s' scheduled, 't' trigger), job version, attempt id, uncertain
+--   attempts (comma-separated, '' if none), track ('1' for delivery
+--   at_least_once, else '').
 --
 -- The claim record of a fire is holder|token|attempt. It lives in the
 -- fire's claim key (prefix .. job@ms) when that exists, else in the job's
@@ -31,7 +33,7 @@
 --   4. a scheduled fire must be later than the watermark and, if a trigger
 --      of the job is at or after it, have no key; a trigger must have no key
 --      and not be the watermark's ms.
--- The batch's job versions, watermarks and trigger instants are read with
+-- A batch's job versions, watermarks and trigger instants are read with
 -- one HMGET each and the watermarks it moved are written with one HSET at
 -- the end; later fires of the batch see the watermark the earlier ones left.
 -- A trigger that was claimed, or found claimed, leaves the trigger queue here
@@ -39,125 +41,156 @@
 -- fire this call claims gets its open entry (field job@at, value
 -- holder|token|1|kind), kept until a terminal record closes it or a
 -- recovery rewrites it; an untracked one writes nothing more.
--- Returns {-1} if the lease is not ours, else {1, r1, r2, ...} with per fire:
---   1 claimed, 0 already claimed (or not after the watermark), 2 job changed,
---   3 not yet due by the server's clock.
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {-1} end
-local holder = string.match(ARGV[1], '^(.*)|%d+$')
+-- Returns, per batch in order: -1 if the lease is not its holder's, else 1
+-- followed by one code per fire: 1 claimed, 0 already claimed (or not after
+-- the watermark), 2 job changed, 3 not yet due by the server's clock.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local latest = now + tonumber(ARGV[4])
-local retention = ARGV[2]
+local retention = ARGV[1]
+local out = {}
 -- unpack() takes at most ~8000 values: read and write in chunks.
 local CHUNK = 4000
 local function hmget(key, fields)
-  local out = {}
+  if #fields == 0 then return {} end
+  if #fields <= CHUNK then return redis.call('HMGET', key, unpack(fields)) end
+  local all = {}
   for from = 1, #fields, CHUNK do
     local part = redis.call('HMGET', key, unpack(fields, from, math.min(from + CHUNK - 1, #fields)))
-    for i = 1, #part do out[#out + 1] = part[i] end
+    for i = 1, #part do all[#all + 1] = part[i] end
   end
-  return out
+  return all
 end
-local jobs = {}
-for i = 5, #ARGV, 7 do jobs[#jobs + 1] = ARGV[i] end
-local versions = hmget(KEYS[3], jobs)
-local stored = hmget(KEYS[2], jobs)
-local trig = hmget(KEYS[6], jobs)
--- Per job: watermark ms (number or false), its ms as written, its record
--- (nil for an old plain-ms watermark), whether this call wrote it.
-local w_at, w_ms, w_rec, w_here = {}, {}, {}, {}
-local dirty, dirty_order = {}, {}
-for k, job in ipairs(jobs) do
-  if w_at[job] == nil then
-    local v = stored[k]
-    if v then
-      local ms, rec = string.match(v, '^(%-?%d+)|(.+)$')
-      if ms then
-        w_at[job], w_ms[job], w_rec[job] = tonumber(ms), ms, rec
-      else
-        w_at[job], w_ms[job] = tonumber(v), v
-      end
-    else
-      w_at[job] = false
-    end
+
+-- One batch: keys from KEYS[k + 1], arguments from ARGV[a] (its holder|token).
+local function claim(k, a, n)
+  local lease, wm_key, ver_key = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]
+  local queue_key, open_key, trig_key = KEYS[k + 4], KEYS[k + 5], KEYS[k + 6]
+  local holder_token, prefix = ARGV[a], ARGV[a + 1]
+  if redis.call('GET', lease) ~= holder_token then
+    out[#out + 1] = -1
+    return
   end
-end
-local function set_watermark(job, at, rec)
-  w_at[job], w_ms[job], w_rec[job], w_here[job] = tonumber(at), at, rec, true
-  if not dirty[job] then
-    dirty[job] = true
-    dirty_order[#dirty_order + 1] = job
-  end
-end
-local out = {1}
-local k = 0
-for i = 5, #ARGV, 7 do
-  k = k + 1
-  local job, at, kind, version = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
-  local attempt, uncertain, track = ARGV[i + 4], ARGV[i + 5], ARGV[i + 6]
-  local key = ARGV[3] .. job .. '@' .. at
-  local value = ARGV[1] .. '|' .. attempt
-  local at_n = tonumber(at)
-  local at_watermark = w_at[job] and w_at[job] == at_n and w_rec[job] ~= nil
-  local code = -1
-  if uncertain ~= '' then
-    local cur = redis.call('GET', key)
-    local in_key = cur ~= false and cur ~= nil
-    if not in_key and at_watermark then cur = w_rec[job] end
-    if cur then
-      local h, a = string.match(cur, '^(.*)|%d+|(%d+)$')
-      if h == holder and string.find(',' .. uncertain .. ',', ',' .. a .. ',', 1, true) then
-        if in_key then redis.call('SET', key, value, 'PX', retention) end
-        if at_watermark then set_watermark(job, at, value) end
-        code = 1
-      end
-    end
-  end
-  if code == -1 then
-    if versions[k] ~= version then
-      code = 2
-    elseif kind == 's' and at_n > latest then
-      code = 3
-    elseif kind == 's' then
-      code = 0
-      local l = w_at[job]
-      local fresh = (not l) or at_n > l
-      local guard = fresh and trig[k] and tonumber(trig[k]) >= at_n
-      if guard and redis.call('EXISTS', key) == 1 then fresh = false end
-      if fresh then
-        if l and w_rec[job] then
-          local h = string.match(w_rec[job], '^(.*)|%d+|[^|]+$')
-          if h ~= holder or w_here[job] then
-            redis.call('SET', ARGV[3] .. job .. '@' .. w_ms[job], w_rec[job], 'NX', 'PX', retention)
-          end
+  out[#out + 1] = 1
+  local holder = string.match(holder_token, '^(.*)|%d+$')
+  local holder_bar = holder .. '|'
+  local latest = now + tonumber(ARGV[a + 2])
+  local first, last = a + 4, a + 4 + 7 * (n - 1)
+  local jobs = {}
+  for i = first, last, 7 do jobs[#jobs + 1] = ARGV[i] end
+  local versions = hmget(ver_key, jobs)
+  local stored = hmget(wm_key, jobs)
+  local trig = hmget(trig_key, jobs)
+  -- Per job: watermark ms (number or false), its ms as written, its record
+  -- (nil for an old plain-ms watermark), whether this call wrote it.
+  local w_at, w_ms, w_rec, w_here = {}, {}, {}, {}
+  local dirty_order = {}
+  for j = 1, #jobs do
+    local job = jobs[j]
+    if w_at[job] == nil then
+      local v = stored[j]
+      if v then
+        local ms, rec = string.match(v, '^(%-?%d+)|(.+)$')
+        if ms then
+          w_at[job], w_ms[job], w_rec[job] = tonumber(ms), ms, rec
+        else
+          w_at[job], w_ms[job] = tonumber(v), v
         end
-        set_watermark(job, at, value)
-        if guard then redis.call('SET', key, value, 'PX', retention) end
-        code = 1
-      end
-    else
-      code = 0
-      if not at_watermark and redis.call('SET', key, value, 'NX', 'PX', retention) then
-        code = 1
+      else
+        w_at[job] = false
       end
     end
   end
-  if code == 1 and track == '1' then
-    redis.call('HSET', KEYS[5], job .. '@' .. at, ARGV[1] .. '|1|' .. kind)
+  local function set_watermark(job, at, at_n, rec)
+    if not w_here[job] then dirty_order[#dirty_order + 1] = job end
+    w_at[job], w_ms[job], w_rec[job], w_here[job] = at_n, at, rec, true
   end
-  if kind == 't' and (code == 0 or code == 1) then
-    redis.call('LREM', KEYS[4], 1, job .. '|' .. at)
+  -- Whether a record (holder|token|attempt) is this call's holder's.
+  local function own(rec)
+    return string.sub(rec, 1, #holder_bar) == holder_bar
+      and string.find(rec, '^%d+|[^|]+$', #holder_bar + 1) ~= nil
   end
-  out[#out + 1] = code
+  local j = 0
+  for i = first, last, 7 do
+    j = j + 1
+    local job, at, kind = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+    local uncertain = ARGV[i + 5]
+    local at_n = tonumber(at)
+    local at_watermark = w_at[job] == at_n and w_rec[job] ~= nil
+    local key = nil
+    local code = -1
+    if uncertain ~= '' then
+      key = prefix .. job .. '@' .. at
+      local cur = redis.call('GET', key)
+      local in_key = cur ~= false and cur ~= nil
+      if not in_key and at_watermark then cur = w_rec[job] end
+      if cur then
+        local h, a2 = string.match(cur, '^(.*)|%d+|(%d+)$')
+        if h == holder and string.find(',' .. uncertain .. ',', ',' .. a2 .. ',', 1, true) then
+          local value = holder_token .. '|' .. ARGV[i + 4]
+          if in_key then redis.call('SET', key, value, 'PX', retention) end
+          if at_watermark then set_watermark(job, at, at_n, value) end
+          code = 1
+        end
+      end
+    end
+    if code == -1 then
+      if versions[j] ~= ARGV[i + 3] then
+        code = 2
+      elseif kind == 's' and at_n > latest then
+        code = 3
+      elseif kind == 's' then
+        code = 0
+        local l = w_at[job]
+        local fresh = (not l) or at_n > l
+        local guard = fresh and trig[j] and tonumber(trig[j]) >= at_n
+        if guard then
+          key = key or (prefix .. job .. '@' .. at)
+          if redis.call('EXISTS', key) == 1 then fresh = false end
+        end
+        if fresh then
+          local rec = w_rec[job]
+          if l and rec and (w_here[job] or not own(rec)) then
+            redis.call('SET', prefix .. job .. '@' .. w_ms[job], rec, 'NX', 'PX', retention)
+          end
+          local value = holder_token .. '|' .. ARGV[i + 4]
+          set_watermark(job, at, at_n, value)
+          if guard then redis.call('SET', key, value, 'PX', retention) end
+          code = 1
+        end
+      else
+        code = 0
+        key = key or (prefix .. job .. '@' .. at)
+        if not at_watermark
+          and redis.call('SET', key, holder_token .. '|' .. ARGV[i + 4], 'NX', 'PX', retention) then
+          code = 1
+        end
+      end
+    end
+    if code == 1 and ARGV[i + 6] == '1' then
+      redis.call('HSET', open_key, job .. '@' .. at, holder_token .. '|1|' .. kind)
+    end
+    if kind == 't' and (code == 0 or code == 1) then
+      redis.call('LREM', queue_key, 1, job .. '|' .. at)
+    end
+    out[#out + 1] = code
+  end
+  local fields = {}
+  for _, job in ipairs(dirty_order) do
+    fields[#fields + 1] = job
+    fields[#fields + 1] = w_ms[job] .. '|' .. w_rec[job]
+    if #fields >= CHUNK then
+      redis.call('HSET', wm_key, unpack(fields))
+      fields = {}
+    end
+  end
+  if #fields > 0 then redis.call('HSET', wm_key, unpack(fields)) end
 end
-local fields = {}
-for _, job in ipairs(dirty_order) do
-  fields[#fields + 1] = job
-  fields[#fields + 1] = w_ms[job] .. '|' .. w_rec[job]
-  if #fields >= CHUNK then
-    redis.call('HSET', KEYS[2], unpack(fields))
-    fields = {}
-  end
+
+local k, a = 0, 2
+while a <= #ARGV do
+  local n = tonumber(ARGV[a + 3])
+  claim(k, a, n)
+  k = k + 6
+  a = a + 4 + 7 * n
 end
-if #fields > 0 then redis.call('HSET', KEYS[2], unpack(fields)) end
 return out
