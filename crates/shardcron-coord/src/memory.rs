@@ -118,17 +118,17 @@ impl Shard {
     }
 
     /// Claims one batch's fires in order; the same rules, in the same
-    /// order, as `claim.lua`.
+    /// order, as `claim.lua`. `here` holds the jobs of this shard whose
+    /// watermark this call wrote, in this batch or an earlier one.
     fn claim_batch(
         &mut self,
         batch: &ClaimBatch,
         now: i64,
         latest_ms: i64,
         retention_ms: i64,
+        here: &mut HashSet<String>,
     ) -> Vec<ClaimOutcome> {
         let value_prefix = format!("{}|{}", batch.holder, batch.token);
-        // Jobs whose watermark this call wrote.
-        let mut here: HashSet<String> = HashSet::new();
         batch
             .fires
             .iter()
@@ -138,7 +138,7 @@ impl Shard {
                     &batch.holder,
                     &value_prefix,
                     latest_ms,
-                    &mut here,
+                    here,
                     now + retention_ms,
                 );
                 if outcome == ClaimOutcome::Claimed {
@@ -746,6 +746,9 @@ impl Coordinator for MemoryCoordinator {
         retention: Duration,
     ) -> CoordResult<Vec<BatchOutcome>> {
         let lease = |b: &ClaimBatch| (b.shard, b.holder.clone(), b.token);
+        // Per shard, the jobs whose watermark this call wrote: batches of
+        // one shard in one call count as one call, as in `claim.lua`.
+        let mut here: HashMap<u32, HashSet<String>> = HashMap::new();
         Ok(self.under_lease(
             batches,
             lease,
@@ -754,7 +757,8 @@ impl Coordinator for MemoryCoordinator {
                 shard.claims.retain(|_, (_, deadline)| *deadline > now);
                 shard.claim_log.retain(|_, (_, deadline)| *deadline > now);
                 let latest = now + MAX_EARLY_CLAIM_MS + batch.ahead_ms.max(0);
-                BatchOutcome::Claimed(shard.claim_batch(batch, now, latest, ms(retention)))
+                let here = here.entry(batch.shard).or_default();
+                BatchOutcome::Claimed(shard.claim_batch(batch, now, latest, ms(retention), here))
             },
         ))
     }

@@ -538,6 +538,33 @@ async fn the_watermark_keeps_the_records_a_holder_may_still_need(env: Env) {
             .collect::<Vec<_>>(),
         vec![(3000, 0, true)]
     );
+    // Two batches of the one shard in one call count as one call: the
+    // record the first wrote survives the second moving the watermark on
+    // (the reply of the whole call may be lost), so the retry finds both.
+    let two = |a: FireClaim, b: FireClaim| {
+        let mut batches = one_batch(shard, "n2/b", t2, vec![a]);
+        batches.extend(one_batch(shard, "n2/b", t2, vec![b]));
+        batches
+    };
+    let claimed = BatchOutcome::Claimed(vec![ClaimOutcome::Claimed]);
+    assert_eq!(
+        c.claim_fires(
+            &two(retry(5000, 21, vec![]), retry(6000, 22, vec![])),
+            Duration::from_secs(120)
+        )
+        .await
+        .expect("claim"),
+        vec![claimed.clone(), claimed.clone()]
+    );
+    assert_eq!(
+        c.claim_fires(
+            &two(retry(5000, 23, vec![21]), retry(6000, 24, vec![22])),
+            Duration::from_secs(120)
+        )
+        .await
+        .expect("claim"),
+        vec![claimed.clone(), claimed]
+    );
     // n2's own watermark record: a hand-back naming another holder's
     // attempt finds nothing of n1 there.
     let back = HandBack {

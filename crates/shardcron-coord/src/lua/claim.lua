@@ -36,6 +36,8 @@
 -- A batch's job versions, watermarks and trigger instants are read with
 -- one HMGET each and the watermarks it moved are written with one HSET at
 -- the end; later fires of the batch see the watermark the earlier ones left.
+-- Two batches of one shard in one call count as one call: a record the
+-- first wrote is "written earlier in this same call" for the second.
 -- A trigger that was claimed, or found claimed, leaves the trigger queue here
 -- and nowhere else, so reading the queue never loses a trigger. A tracked
 -- fire this call claims gets its open entry (field job@at, value
@@ -48,6 +50,8 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local retention = ARGV[1]
 local out = {}
+-- Per watermark hash, the jobs whose watermark this call wrote.
+local here = {}
 -- unpack() takes at most ~8000 values: read and write in chunks.
 local CHUNK = 4000
 local function hmget(key, fields)
@@ -82,8 +86,15 @@ local function claim(k, a, n)
   local trig = hmget(trig_key, jobs)
   -- Per job: watermark ms (number or false), its ms as written, its record
   -- (nil for an old plain-ms watermark), whether this call wrote it.
-  local w_at, w_ms, w_rec, w_here = {}, {}, {}, {}
-  local dirty_order = {}
+  local w_at, w_ms, w_rec = {}, {}, {}
+  -- Jobs whose watermark this call wrote, in this batch or an earlier one
+  -- of the same shard: batches of one shard in one call count as one call.
+  local w_here = here[wm_key]
+  if not w_here then
+    w_here = {}
+    here[wm_key] = w_here
+  end
+  local dirty, dirty_order = {}, {}
   for j = 1, #jobs do
     local job = jobs[j]
     if w_at[job] == nil then
@@ -101,7 +112,10 @@ local function claim(k, a, n)
     end
   end
   local function set_watermark(job, at, at_n, rec)
-    if not w_here[job] then dirty_order[#dirty_order + 1] = job end
+    if not dirty[job] then
+      dirty[job] = true
+      dirty_order[#dirty_order + 1] = job
+    end
     w_at[job], w_ms[job], w_rec[job], w_here[job] = at_n, at, rec, true
   end
   -- Whether a record (holder|token|attempt) is this call's holder's.
