@@ -3,211 +3,36 @@
 //! row of the table in docs/RELIABILITY.md.
 
 mod common;
+mod scenarios;
 
 use std::time::{Duration, Instant};
 
 use common::*;
+use scenarios::{row, settle_time, JOBS};
 use shardcron_testkit::{FaultMode, FaultProxy, RedisServer};
 
-const JOBS: usize = 40;
-
-/// Time until every shard is leased by its ring owner among `members` live members.
-fn settle_time(f: &ProcFleet, members: usize, limit: Duration) -> Duration {
-    wait_for(limit, || fleet_settled(&f.status(), members))
-        .unwrap_or_else(|| panic!("fleet did not settle: {}", f.status()))
-}
-
-fn row(name: &str, f: &ProcFleet, from: i64, to: i64, dead: &[&str], reaction: Option<Duration>) {
-    let a = f.audit(from, to);
-    let (lost, unclaimed) = f.split_missing(&a, dead);
-    let lateness = f.max_lateness_ms(from, to);
-    println!(
-        "| {name} | {} | {} | {} | {} | {} ms | {} |",
-        a.expected,
-        a.duplicates.len(),
-        unclaimed.len(),
-        lost,
-        lateness,
-        reaction.map_or("-".to_owned(), |d| format!("{} ms", d.as_millis()))
-    );
-    assert!(
-        a.expected >= JOBS * 4,
-        "{name}: window too short ({})",
-        a.expected
-    );
-    for (job, at) in unclaimed.iter().take(3) {
-        let holder = claim_holder(&f.cli.redis, &f.cli.namespace, job, *at, 1024);
-        let runs = f.cli.run(&["runs", "--job", job, "--limit", "40"]);
-        println!(
-            "{name}: missed {job}@{at}, claim {holder:?}; runs:\n{}",
-            String::from_utf8_lossy(&runs.stdout)
-        );
-    }
-    assert_exactly_once(name, &a, &unclaimed, dead.len());
-}
-
+/// Every worker of three stopped with SIGTERM and restarted in turn.
 #[test]
 fn rolling_restart_of_every_worker() {
-    let mut f = ProcFleet::new("chaos-rolling", JOBS);
-    for n in ["a", "b", "c"] {
-        f.start(n);
-    }
-    settle_time(&f, 3, Duration::from_secs(15));
-    let from = now_ms() + 1000;
-    let mut worst = Duration::ZERO;
-    for n in ["a", "b", "c"] {
-        std::thread::sleep(Duration::from_secs(2));
-        let t = Instant::now();
-        f.stop(n);
-        settle_time(&f, 2, Duration::from_secs(10));
-        worst = worst.max(t.elapsed());
-        f.start(n);
-        settle_time(&f, 3, Duration::from_secs(10));
-    }
-    std::thread::sleep(Duration::from_secs(5));
-    let to = now_ms() - 2000;
-    f.stop_all();
-    row(
-        "rolling restart (3 workers, SIGTERM each in turn)",
-        &f,
-        from,
-        to,
-        &[],
-        Some(worst),
-    );
+    scenarios::rolling_restart_of_every_worker(StoreKind::Redis);
 }
 
+/// One worker SIGKILLed, then restarted.
 #[test]
 fn kill_dash_nine_and_restart() {
-    let mut f = ProcFleet::new("chaos-kill", JOBS);
-    for n in ["a", "b", "c"] {
-        f.start(n);
-    }
-    settle_time(&f, 3, Duration::from_secs(15));
-    let from = now_ms() + 1000;
-    std::thread::sleep(Duration::from_secs(3));
-    let t = Instant::now();
-    f.kill("b");
-    let takeover = settle_time(&f, 2, Duration::from_secs(15)) + Duration::ZERO;
-    let takeover = takeover.max(t.elapsed().min(takeover + Duration::from_millis(50)));
-    std::thread::sleep(Duration::from_secs(1));
-    f.start("b");
-    settle_time(&f, 3, Duration::from_secs(15));
-    std::thread::sleep(Duration::from_secs(5));
-    let to = now_ms() - 2000;
-    f.stop_all();
-    row(
-        "kill -9 of one worker, restarted",
-        &f,
-        from,
-        to,
-        &["b"],
-        Some(takeover),
-    );
+    scenarios::kill_dash_nine_and_restart(StoreKind::Redis);
 }
 
+/// One worker paused past its lease TTL, then resumed.
 #[test]
 fn sigstop_past_the_lease_ttl_then_sigcont() {
-    let mut f = ProcFleet::new("chaos-stop", JOBS);
-    let marks = f.cli.path("long.log");
-    let long = format!(
-        "echo START $SHARDCRON_NODE_ID >> {m}; trap 'echo CANCELLED $SHARDCRON_NODE_ID >> {m}; exit 1' TERM; sleep 60 & wait",
-        m = marks.display()
-    );
-    let put = f.cli.run(&[
-        "job",
-        "put",
-        "--id",
-        "long",
-        "--schedule",
-        "@every 1s",
-        "--exec",
-        &long,
-    ]);
-    assert!(
-        put.status.success(),
-        "{}",
-        String::from_utf8_lossy(&put.stderr)
-    );
-    for n in ["a", "b", "c"] {
-        f.start(n);
-    }
-    settle_time(&f, 3, Duration::from_secs(15));
-    let from = now_ms() + 1000;
-    let owner = wait_for(Duration::from_secs(10), || {
-        std::fs::read_to_string(&marks).is_ok_and(|t| t.contains("START"))
-    })
-    .map(|_| {
-        let t = std::fs::read_to_string(&marks).unwrap_or_default();
-        t.split_whitespace().nth(1).unwrap_or("a").to_owned()
-    })
-    .expect("long job started");
-    std::thread::sleep(Duration::from_secs(2));
-    f.signal(&owner, libc::SIGSTOP);
-    let t = Instant::now();
-    // Longer than the 1.5 s lease TTL and the member TTL.
-    std::thread::sleep(Duration::from_secs(4));
-    f.signal(&owner, libc::SIGCONT);
-    let cancelled = wait_for(Duration::from_secs(10), || {
-        std::fs::read_to_string(&marks).is_ok_and(|t| t.contains(&format!("CANCELLED {owner}")))
-    });
-    assert!(
-        cancelled.is_some(),
-        "the paused node's running handler must see cancellation"
-    );
-    settle_time(&f, 3, Duration::from_secs(15));
-    let rejoin = t.elapsed();
-    std::thread::sleep(Duration::from_secs(3));
-    let to = now_ms() - 2000;
-    f.stop_all();
-    // Fires the paused node had claimed but not started when it stopped are
-    // not run by anyone: it must not run them late from a stale lease.
-    row(
-        "SIGSTOP 4 s (> lease TTL 1.5 s), SIGCONT",
-        &f,
-        from,
-        to,
-        &[owner.as_str()],
-        Some(rejoin),
-    );
+    scenarios::sigstop_past_the_lease_ttl_then_sigcont(StoreKind::Redis);
 }
 
+/// Three workers joining a fleet of three, then leaving.
 #[test]
 fn scale_out_three_to_six_and_back() {
-    let mut f = ProcFleet::new("chaos-scale", JOBS);
-    for n in ["a", "b", "c"] {
-        f.start(n);
-    }
-    settle_time(&f, 3, Duration::from_secs(15));
-    let from = now_ms() + 1000;
-    std::thread::sleep(Duration::from_secs(2));
-    let t = Instant::now();
-    for n in ["d", "e", "f"] {
-        f.start(n);
-    }
-    let out = settle_time(&f, 6, Duration::from_secs(20)).max(t.elapsed());
-    std::thread::sleep(Duration::from_secs(3));
-    let t = Instant::now();
-    for n in ["d", "e", "f"] {
-        f.stop(n);
-    }
-    let scale_in = t.elapsed() + settle_time(&f, 3, Duration::from_secs(15));
-    std::thread::sleep(Duration::from_secs(3));
-    let to = now_ms() - 2000;
-    f.stop_all();
-    println!(
-        "scale-out settled in {} ms, scale-in in {} ms",
-        out.as_millis(),
-        scale_in.as_millis()
-    );
-    row(
-        "scale-out 3→6, scale-in 6→3",
-        &f,
-        from,
-        to,
-        &[],
-        Some(out.max(scale_in)),
-    );
+    scenarios::scale_out_three_to_six_and_back(StoreKind::Redis);
 }
 
 #[test]
@@ -216,11 +41,7 @@ fn redis_restart_with_a_five_second_outage() {
         .appendonly(true)
         .start()
         .expect("redis");
-    let cli = Cli {
-        redis,
-        namespace: "chaos-redis".into(),
-        dir: tempfile::tempdir().expect("tempdir"),
-    };
+    let cli = Cli::with_store(Store::Redis(redis), "chaos-redis");
     let mut f = ProcFleet::with_cli(cli, JOBS);
     for n in ["a", "b", "c"] {
         f.start(n);
@@ -228,10 +49,10 @@ fn redis_restart_with_a_five_second_outage() {
     settle_time(&f, 3, Duration::from_secs(15));
     let from = now_ms() + 1000;
     std::thread::sleep(Duration::from_secs(3));
-    f.cli.redis.kill();
+    f.cli.redis().kill();
     std::thread::sleep(Duration::from_secs(5));
     let t = Instant::now();
-    f.cli.redis.restart().expect("restart redis");
+    f.cli.redis().restart().expect("restart redis");
     let recovered = settle_time(&f, 3, Duration::from_secs(20)) + Duration::ZERO;
     let recovered = recovered.min(t.elapsed());
     std::thread::sleep(Duration::from_secs(5));
@@ -292,9 +113,9 @@ fn one_worker_partitioned(name: &str, replies_lost: Duration, label: &str) {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let mut f = ProcFleet::new(name, JOBS);
     let proxy = rt
-        .block_on(FaultProxy::start(f.cli.redis.addr()))
+        .block_on(FaultProxy::start(f.cli.redis().addr()))
         .expect("proxy");
-    f.redis_url.insert("c".into(), proxy.url());
+    f.store_url.insert("c".into(), proxy.url());
     for n in ["a", "b", "c"] {
         f.start(n);
     }

@@ -2,7 +2,10 @@
 //! over `--redis`) runs a fleet of workers on a private PostgreSQL and
 //! every fire runs exactly once, also when one worker's replies are lost
 //! and it is then cut off past its leases; an unknown scheme is a
-//! configuration error (exit 3) naming the supported schemes.
+//! configuration error (exit 3) naming the supported schemes; bad input
+//! (a malformed URL, no server, a role without privileges, a schema from a
+//! newer version) gets a clear error, its documented exit code, and changes
+//! nothing.
 
 mod common;
 
@@ -247,4 +250,263 @@ fn a_fleet_on_postgres_runs_every_fire_exactly_once() {
     );
     let runs: serde_json::Value = serde_json::from_slice(&runs.stdout).expect("runs json");
     assert_eq!(runs.as_array().map(Vec::len), Some(5));
+}
+
+/// Stores one job `keep` in `namespace`; returns what `job get keep`
+/// prints.
+fn put_kept_job(url: &str, namespace: &str) -> Vec<u8> {
+    let put = shardcron(url, namespace)
+        .args(["job", "put", "--id", "keep", "--schedule", "0 0 * * * *"])
+        .args(["--exec", "true"])
+        .output()
+        .expect("job put");
+    assert!(
+        put.status.success(),
+        "job put: {}",
+        String::from_utf8_lossy(&put.stderr)
+    );
+    job_get_keep(url, namespace)
+}
+
+fn job_get_keep(url: &str, namespace: &str) -> Vec<u8> {
+    let get = shardcron(url, namespace)
+        .args(["job", "get", "keep"])
+        .output()
+        .expect("job get");
+    assert!(
+        get.status.success(),
+        "job get: {}",
+        String::from_utf8_lossy(&get.stderr)
+    );
+    get.stdout
+}
+
+/// Runs a command to completion within `limit`; panics if it hangs.
+fn run_within(mut cmd: Command, limit: Duration) -> (Option<i32>, String, Duration) {
+    let start = std::time::Instant::now();
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn shardcron");
+    let Some(status) = wait_exit(&mut child, limit) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("the command did not exit within {limit:?}");
+    };
+    let elapsed = start.elapsed();
+    let mut stderr = String::new();
+    if let Some(mut pipe) = child.stderr.take() {
+        use std::io::Read;
+        let _ = pipe.read_to_string(&mut stderr);
+    }
+    (status.code(), stderr, elapsed)
+}
+
+/// The namespace's rows of `table`, as `psql` prints them.
+fn rows(server: &PostgresServer, namespace: &str, table: &str, order: &str) -> String {
+    let table = shardcron_postgres::NamespaceSchema::new(namespace).object(table);
+    server
+        .psql(&format!("SELECT * FROM {table} ORDER BY {order}"))
+        .expect("read table")
+}
+
+/// A PostgreSQL URL its client cannot parse is a configuration error
+/// (exit 3) naming what is wrong, not an unreachable server, and the
+/// command touches nothing; the password is never printed.
+#[test]
+fn a_malformed_postgres_url_exits_3_naming_the_fault_and_changes_nothing() {
+    let server = PostgresServer::start().expect("start postgres");
+    let url = server.url();
+    let before = put_kept_job(&url, "pgbadurl");
+    let jobs_before = rows(&server, "pgbadurl", "jobs", "job_id");
+
+    let bad_port = "postgres://postgres:secret@127.0.0.1:notaport/postgres".to_owned();
+    let bad_option = format!("{url}?sslmode=sometimes");
+    for (bad, names) in [
+        (bad_port.as_str(), "invalid value for option `port`"),
+        (bad_option.as_str(), "invalid value for option `sslmode`"),
+    ] {
+        for args in [
+            &["job", "rm", "keep"][..],
+            &[
+                "job",
+                "put",
+                "--id",
+                "new",
+                "--schedule",
+                "@every 1s",
+                "--exec",
+                "true",
+            ][..],
+            &["status"][..],
+        ] {
+            let mut cmd = shardcron(bad, "pgbadurl");
+            cmd.args(args);
+            let (code, stderr, _) = run_within(cmd, Duration::from_secs(20));
+            assert_eq!(code, Some(3), "{args:?} with {bad}: {stderr}");
+            if args == ["status"] {
+                print!("malformed URL, exit 3: {stderr}");
+            }
+            assert!(stderr.contains("invalid store URL"), "{stderr}");
+            assert!(stderr.contains(names), "{stderr}");
+            assert!(!stderr.contains("secret"), "{stderr}");
+        }
+    }
+    assert_eq!(job_get_keep(&url, "pgbadurl"), before);
+    assert_eq!(rows(&server, "pgbadurl", "jobs", "job_id"), jobs_before);
+}
+
+/// Nothing listening on the port, or a server that accepts connections
+/// and never answers: the command exits promptly with exit 4 naming
+/// PostgreSQL and the URL (password hidden), instead of hanging.
+#[test]
+fn an_unreachable_postgres_exits_4_promptly() {
+    let port = shardcron_testkit::free_port().expect("free port");
+    let closed = format!("postgres://postgres:secret@127.0.0.1:{port}/postgres");
+    let mut cmd = shardcron(&closed, "pgdown");
+    cmd.args(["job", "ls"]);
+    let (code, stderr, took) = run_within(cmd, Duration::from_secs(30));
+    print!(
+        "nothing listening: exit {code:?} after {} ms: {stderr}",
+        took.as_millis()
+    );
+    assert_eq!(code, Some(4), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "PostgreSQL unreachable at postgres://***@127.0.0.1:{port}/postgres"
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("Connection refused"), "{stderr}");
+    assert!(!stderr.contains("secret"), "{stderr}");
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+
+    let server = PostgresServer::start().expect("start postgres");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let proxy = rt
+        .block_on(FaultProxy::start(server.addr()))
+        .expect("proxy");
+    proxy.set_mode(FaultMode::Blackhole);
+    let silent = format!("postgres://postgres@{}/postgres", proxy.addr());
+    let mut cmd = shardcron(&silent, "pgdown");
+    cmd.args(["job", "ls"]);
+    let (code, stderr, took) = run_within(cmd, Duration::from_secs(30));
+    print!(
+        "silent server: exit {code:?} after {} ms: {stderr}",
+        took.as_millis()
+    );
+    assert_eq!(code, Some(4), "{stderr}");
+    assert!(stderr.contains("PostgreSQL unreachable at"), "{stderr}");
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+}
+
+/// A role without the privileges the namespace needs (it may not create
+/// the namespace's schema, nor use the one that exists): every command
+/// fails with exit 1 and a store error saying permission was denied, and
+/// the stored jobs are unchanged.
+#[test]
+fn a_role_without_privileges_exits_1_saying_permission_denied_and_changes_nothing() {
+    let server = PostgresServer::start().expect("start postgres");
+    let url = server.url();
+    let before = put_kept_job(&url, "pgpriv");
+    let jobs_before = rows(&server, "pgpriv", "jobs", "job_id");
+    server
+        .psql("CREATE ROLE shardcron_reader LOGIN")
+        .expect("create role");
+    let limited = format!(
+        "postgres://shardcron_reader@127.0.0.1:{}/postgres",
+        server.port()
+    );
+    for args in [
+        &["job", "rm", "keep"][..],
+        &[
+            "job",
+            "put",
+            "--id",
+            "new",
+            "--schedule",
+            "@every 1s",
+            "--exec",
+            "true",
+        ][..],
+        &["job", "ls"][..],
+    ] {
+        let mut cmd = shardcron(&limited, "pgpriv");
+        cmd.args(args);
+        let (code, stderr, _) = run_within(cmd, Duration::from_secs(20));
+        assert_eq!(code, Some(1), "{args:?}: {stderr}");
+        print!("role without privileges, {args:?}, exit 1: {stderr}");
+        assert!(stderr.contains("store error during"), "{stderr}");
+        assert!(stderr.contains("permission denied"), "{stderr}");
+        assert!(stderr.contains("42501"), "{stderr}");
+    }
+    assert_eq!(job_get_keep(&url, "pgpriv"), before);
+    assert_eq!(rows(&server, "pgpriv", "jobs", "job_id"), jobs_before);
+}
+
+/// A namespace whose schema was migrated by a newer shardcron: commands
+/// and workers refuse it with exit 3 and a message naming both versions,
+/// and nothing is changed (jobs, migration rows).
+#[test]
+fn a_schema_newer_than_the_binary_exits_3_and_changes_nothing() {
+    let server = PostgresServer::start().expect("start postgres");
+    let url = server.url();
+    let before = put_kept_job(&url, "pgnewer");
+    let newer = shardcron_postgres::SCHEMA_VERSION + 7;
+    let migrations =
+        shardcron_postgres::NamespaceSchema::new("pgnewer").object("schema_migrations");
+    server
+        .psql(&format!(
+            "INSERT INTO {migrations} (version) VALUES ({newer})"
+        ))
+        .expect("bump schema version");
+    let versions_before = rows(&server, "pgnewer", "schema_migrations", "version");
+    let jobs_before = rows(&server, "pgnewer", "jobs", "job_id");
+    assert!(
+        versions_before.contains(&format!("{newer}|")),
+        "{versions_before}"
+    );
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("worker.toml");
+    std::fs::write(&config, FAST_CONFIG).expect("config");
+    let config = config.to_str().expect("path").to_owned();
+    for args in [
+        &["job", "rm", "keep"][..],
+        &[
+            "job",
+            "put",
+            "--id",
+            "new",
+            "--schedule",
+            "@every 1s",
+            "--exec",
+            "true",
+        ][..],
+        &["status"][..],
+        &["worker", "--node-id", "w", "--config", &config][..],
+    ] {
+        let mut cmd = shardcron(&url, "pgnewer");
+        cmd.args(args);
+        let (code, stderr, _) = run_within(cmd, Duration::from_secs(20));
+        assert_eq!(code, Some(3), "{args:?}: {stderr}");
+        print!("newer schema, {:?}, exit 3: {stderr}", args[0]);
+        assert!(
+            stderr.contains(&format!(
+                "store schema version {newer}, newer than this binary's {}",
+                shardcron_postgres::SCHEMA_VERSION
+            )),
+            "{stderr}"
+        );
+        assert!(stderr.contains("upgrade shardcron"), "{stderr}");
+    }
+    assert_eq!(
+        rows(&server, "pgnewer", "schema_migrations", "version"),
+        versions_before
+    );
+    assert_eq!(rows(&server, "pgnewer", "jobs", "job_id"), jobs_before);
+    // Read straight from the table: a command would refuse the schema.
+    assert!(jobs_before.contains("keep|"), "{jobs_before}");
+    assert!(!before.is_empty());
 }

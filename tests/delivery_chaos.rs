@@ -577,7 +577,7 @@ fn claimed_not_started(f: &ProcFleet, node: &str, ats: &[i64]) -> BTreeSet<(Stri
         .collect();
     let mut args = vec!["MGET"];
     args.extend(keys.iter().map(String::as_str));
-    let reply = f.cli.redis.command(&args).expect("MGET claim keys");
+    let reply = f.cli.redis().command(&args).expect("MGET claim keys");
     let in_keys: Vec<&str> = reply.split('\n').collect();
     assert_eq!(in_keys.len(), fires.len(), "MGET reply: {reply}");
     let holders: Vec<String> = fires
@@ -587,7 +587,7 @@ fn claimed_not_started(f: &ProcFleet, node: &str, ats: &[i64]) -> BTreeSet<(Stri
             let shard = shard_of(job, DEFAULT_SHARD_COUNT);
             let watermark = f
                 .cli
-                .redis
+                .redis()
                 .command(&["HGET", &keyspace.last_fired(shard), job])
                 .expect("HGET watermark");
             let present = |v: &str| (v != "(nil)" && !v.is_empty()).then(|| v.to_owned());
@@ -625,7 +625,7 @@ fn open_fires_of(f: &ProcFleet, node: &str) -> BTreeSet<(String, i64)> {
         .collect();
     let mut conn = f
         .cli
-        .redis
+        .redis()
         .connect(Duration::from_secs(5))
         .expect("connect to redis");
     let prefix = format!("{node}/");

@@ -880,13 +880,16 @@ fn dashboards_and_alerts_evaluate_against_real_prometheus() {
         .map_or(shardcron_core::DEFAULT_SHARD_COUNT, |n| n as u32);
     let shard = shardcron_core::shard_of("skipper", shard_count);
     let lease_key = shardcron_coord::Keyspace::new(NAMESPACE).lease(shard);
-    let holder = cli.redis.command(&["GET", &lease_key]).expect("GET lease");
+    let holder = cli
+        .redis()
+        .command(&["GET", &lease_key])
+        .expect("GET lease");
     let victim = holder.split('/').next().unwrap_or("").to_owned();
     assert!(
         NODES.contains(&victim.as_str()),
         "lease {lease_key} held by {holder:?}"
     );
-    cli.redis
+    cli.redis()
         .command(&[
             "EVAL",
             "redis.call('DEL', KEYS[1]); redis.call('RPUSH', KEYS[1], 'fault'); return 1",
@@ -895,7 +898,7 @@ fn dashboards_and_alerts_evaluate_against_real_prometheus() {
         ])
         .expect("corrupt lease key");
     std::thread::sleep(Duration::from_millis(3500));
-    cli.redis
+    cli.redis()
         .command(&["DEL", &lease_key])
         .expect("restore lease key");
     wait_settled(&cli, 3, "after the lease fault");

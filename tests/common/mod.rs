@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use shardcron_testkit::RedisServer;
+use shardcron_testkit::{PostgresServer, RedisServer};
 
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_shardcron")
@@ -32,18 +32,94 @@ handoff_timeout = "2s"
 poll_interval = "2s"
 "#;
 
+/// Which store a test's fleet runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreKind {
+    Redis,
+    Postgres,
+}
+
+impl StoreKind {
+    /// The store's name, as a label of printed rows.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Redis => "Redis",
+            Self::Postgres => "PostgreSQL",
+        }
+    }
+}
+
+/// A private store server: the commands and workers reach it with
+/// `--store <url>`.
+pub enum Store {
+    Redis(RedisServer),
+    Postgres(PostgresServer),
+}
+
+impl Store {
+    /// Starts a private server of `kind`.
+    pub fn start(kind: StoreKind) -> Self {
+        match kind {
+            StoreKind::Redis => Self::Redis(RedisServer::start().expect("redis-server")),
+            StoreKind::Postgres => Self::Postgres(PostgresServer::start().expect("postgres")),
+        }
+    }
+
+    pub fn kind(&self) -> StoreKind {
+        match self {
+            Self::Redis(_) => StoreKind::Redis,
+            Self::Postgres(_) => StoreKind::Postgres,
+        }
+    }
+
+    /// The URL commands and workers are given with `--store`.
+    pub fn url(&self) -> String {
+        match self {
+            Self::Redis(r) => r.url(),
+            Self::Postgres(p) => p.url(),
+        }
+    }
+
+    /// The server's address (for a fault proxy in front of it).
+    pub fn addr(&self) -> std::net::SocketAddr {
+        match self {
+            Self::Redis(r) => r.addr(),
+            Self::Postgres(p) => p.addr(),
+        }
+    }
+}
+
 pub struct Cli {
-    pub redis: RedisServer,
+    pub store: Store,
     pub namespace: String,
     pub dir: tempfile::TempDir,
 }
 
 impl Cli {
+    /// A namespace on a private Redis.
     pub fn new(namespace: &str) -> Self {
+        Self::on(StoreKind::Redis, namespace)
+    }
+
+    /// A namespace on a private server of `kind`.
+    pub fn on(kind: StoreKind, namespace: &str) -> Self {
+        Self::with_store(Store::start(kind), namespace)
+    }
+
+    /// A namespace on a server already started.
+    pub fn with_store(store: Store, namespace: &str) -> Self {
         Self {
-            redis: RedisServer::start().expect("redis-server"),
+            store,
             namespace: namespace.to_owned(),
             dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    /// The Redis server of a Redis-only test.
+    pub fn redis(&self) -> &RedisServer {
+        match &self.store {
+            Store::Redis(r) => r,
+            Store::Postgres(_) => panic!("this test needs Redis, not PostgreSQL"),
         }
     }
 
@@ -53,10 +129,11 @@ impl Cli {
 
     pub fn command(&self) -> Command {
         let mut c = Command::new(bin());
-        c.arg("--redis")
-            .arg(self.redis.url())
+        c.arg("--store")
+            .arg(self.store.url())
             .arg("--namespace")
             .arg(&self.namespace)
+            .env_remove("SHARDCRON_STORE")
             .env_remove("SHARDCRON_REDIS_URL")
             .env_remove("SHARDCRON_NAMESPACE")
             .stdin(Stdio::null());
@@ -140,26 +217,40 @@ pub fn audit_file(path: &Path, job_ids: &[String], from_ms: i64, to_ms: i64) -> 
     a
 }
 
-/// Who claimed a fire (`holder|token|attempt`), read from its claim
-/// record in Redis: its claim key, else its job's watermark when that is at
-/// the fire.
+/// Who claimed a fire (`holder|token|attempt`), read from the store's own
+/// claim record: on Redis its claim key, else its job's watermark when that
+/// is at the fire; on PostgreSQL its row in the namespace's `fires` table.
 pub fn claim_holder(
-    redis: &RedisServer,
+    store: &Store,
     ns: &str,
     job: &str,
     at: i64,
     shard_count: u32,
 ) -> Option<String> {
-    let shard = shardcron_core::shard_of(job, shard_count);
-    let keys = shardcron_coord::Keyspace::new(ns);
-    let key = format!("{}{job}@{at}", keys.claim_prefix(shard));
-    let present = |v: String| (v != "(nil)").then_some(v);
-    let key_value = redis.command(&["GET", &key]).ok().and_then(present);
-    let watermark = redis
-        .command(&["HGET", &keys.last_fired(shard), job])
-        .ok()
-        .and_then(present);
-    shardcron_coord::claim_record(key_value.as_deref(), watermark.as_deref(), at)
+    match store {
+        Store::Redis(redis) => {
+            let shard = shardcron_core::shard_of(job, shard_count);
+            let keys = shardcron_coord::Keyspace::new(ns);
+            let key = format!("{}{job}@{at}", keys.claim_prefix(shard));
+            let present = |v: String| (v != "(nil)").then_some(v);
+            let key_value = redis.command(&["GET", &key]).ok().and_then(present);
+            let watermark = redis
+                .command(&["HGET", &keys.last_fired(shard), job])
+                .ok()
+                .and_then(present);
+            shardcron_coord::claim_record(key_value.as_deref(), watermark.as_deref(), at)
+        }
+        Store::Postgres(pg) => {
+            let table = shardcron_postgres::NamespaceSchema::new(ns).object("fires");
+            let job = job.replace('\'', "''");
+            let sql = format!(
+                "SELECT holder || '|' || token || '|' || attempt FROM {table} \
+                 WHERE job_id = '{job}' AND at_ms = {at}"
+            );
+            let value = pg.psql(&sql).expect("read the fires table");
+            (!value.is_empty()).then_some(value)
+        }
+    }
 }
 
 /// A fleet of worker processes running `@every 1s` exec jobs that append
@@ -172,8 +263,8 @@ pub struct ProcFleet {
     pub workers: BTreeMap<String, Child>,
     /// Extra environment per node (e.g. a clock skew).
     pub env: BTreeMap<String, Vec<(String, String)>>,
-    /// Redis URL per node when it differs (e.g. through a fault proxy).
-    pub redis_url: BTreeMap<String, String>,
+    /// Store URL per node when it differs (e.g. through a fault proxy).
+    pub store_url: BTreeMap<String, String>,
 }
 
 pub fn exec_line(out: &Path) -> String {
@@ -186,6 +277,11 @@ pub fn exec_line(out: &Path) -> String {
 impl ProcFleet {
     pub fn new(namespace: &str, jobs: usize) -> Self {
         Self::with_cli(Cli::new(namespace), jobs)
+    }
+
+    /// A fleet of `jobs` `@every 1s` jobs on a private server of `store`.
+    pub fn new_on(store: StoreKind, namespace: &str, jobs: usize) -> Self {
+        Self::with_cli(Cli::on(store, namespace), jobs)
     }
 
     pub fn with_cli(cli: Cli, jobs: usize) -> Self {
@@ -237,7 +333,7 @@ impl ProcFleet {
             jobs,
             workers: BTreeMap::new(),
             env: BTreeMap::new(),
-            redis_url: BTreeMap::new(),
+            store_url: BTreeMap::new(),
         }
     }
 
@@ -248,12 +344,12 @@ impl ProcFleet {
             .open(self.cli.path(&format!("{node}.log")))
             .expect("log file");
         let mut cmd = Command::new(bin());
-        cmd.arg("--redis")
+        cmd.arg("--store")
             .arg(
-                self.redis_url
+                self.store_url
                     .get(node)
                     .cloned()
-                    .unwrap_or_else(|| self.cli.redis.url()),
+                    .unwrap_or_else(|| self.cli.store.url()),
             )
             .arg("--namespace")
             .arg(&self.cli.namespace)
@@ -263,6 +359,8 @@ impl ProcFleet {
             .arg("--config")
             .arg(&self.config)
             .env("RUST_LOG", "info")
+            .env_remove("SHARDCRON_STORE")
+            .env_remove("SHARDCRON_REDIS_URL")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log);
@@ -368,7 +466,7 @@ impl ProcFleet {
         let mut lost = 0;
         let mut unclaimed = Vec::new();
         for (job, at) in &a.missing {
-            let holder = claim_holder(&self.cli.redis, &self.cli.namespace, job, *at, 1024);
+            let holder = claim_holder(&self.cli.store, &self.cli.namespace, job, *at, 1024);
             if holder
                 .as_ref()
                 .is_some_and(|h| dead.iter().any(|d| h.starts_with(&format!("{d}/"))))

@@ -21,7 +21,7 @@ pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
 pub const DEFAULT_NAMESPACE: &str = "shardcron";
 
 /// `shardcron`: cron-scheduled jobs on a fleet of workers coordinated through
-/// Redis; every fire runs exactly once.
+/// Redis or PostgreSQL; every fire runs exactly once.
 #[derive(Debug, Parser)]
 #[command(name = "shardcron", version, after_help = exit_codes_help())]
 pub struct Cli {
@@ -321,7 +321,10 @@ mod tests {
     fn help_ends_with_exit_codes() {
         let help = Cli::command().render_help().to_string();
         assert!(help.contains("Exit codes:"), "{help}");
-        assert!(help.contains("4  Redis unreachable"), "{help}");
+        assert!(
+            help.contains("4  store unreachable (Redis or PostgreSQL)"),
+            "{help}"
+        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Exit codes and the error type every command returns.
 //!
-//! Scripts and supervisors act on *why* a command failed (retry when Redis is
-//! unreachable, fix the file on a validation error, re-read on a conflict), so
+//! Scripts and supervisors act on *why* a command failed (retry when the
+//! store is unreachable, fix the file on a validation error, re-read on a conflict), so
 //! the kind of failure is part of the contract, not just the message. Every
 //! error is built with its [`ExitKind`] at the place that knows what went
 //! wrong, and [`EXIT_CODES`] is the single table that `--help` prints and tests
@@ -23,7 +23,7 @@ pub enum ExitKind {
     Usage,
     /// Invalid configuration or job definition.
     Config,
-    /// Redis could not be reached.
+    /// The store (Redis or PostgreSQL) could not be reached.
     Unreachable,
     /// The named job (or other object) does not exist.
     NotFound,
@@ -54,14 +54,18 @@ impl ExitKind {
 /// The exit codes of `shardcron`: `(code, kind, meaning)`, in code order.
 pub const EXIT_CODES: &[(u8, ExitKind, &str)] = &[
     (0, ExitKind::Ok, "success"),
-    (1, ExitKind::Failure, "runtime failure"),
+    (
+        1,
+        ExitKind::Failure,
+        "runtime failure (also the store refusing a statement, e.g. a role without the privileges it needs)",
+    ),
     (2, ExitKind::Usage, "usage error (bad flags or arguments)"),
     (
         3,
         ExitKind::Config,
-        "config or validation error (bad cron, unknown zone, missing exec/http, duplicate ids, unknown config keys, mismatched shard count)",
+        "config or validation error (bad cron, unknown zone, missing exec/http, duplicate ids, unknown config keys, mismatched shard count, malformed store URL, store schema newer than this binary)",
     ),
-    (4, ExitKind::Unreachable, "Redis unreachable"),
+    (4, ExitKind::Unreachable, "store unreachable (Redis or PostgreSQL)"),
     (5, ExitKind::NotFound, "not found (unknown job id)"),
     (6, ExitKind::Conflict, "conflict (the job changed concurrently)"),
 ];
@@ -140,9 +144,40 @@ pub fn coord_error_kind(error: &CoordError) -> ExitKind {
     }
 }
 
+/// The store a (redacted) URL names, by its scheme, for messages.
+pub fn store_name(url: &str) -> &'static str {
+    match shardcron_store::store_kind(url) {
+        Ok(shardcron_store::StoreKind::Redis) => "Redis",
+        Ok(shardcron_store::StoreKind::Postgres) => "PostgreSQL",
+        Err(_) => "the store",
+    }
+}
+
+/// The user-facing text of a coordination error: an unreachable store is
+/// named by its URL's scheme, a refused statement is a store error, a schema
+/// newer than this binary says to upgrade; anything else is the error's own
+/// text.
+pub fn coord_error_message(error: &CoordError) -> String {
+    match error {
+        CoordError::Unreachable { url, message } => {
+            format!("{} unreachable at {url}: {message}", store_name(url))
+        }
+        CoordError::Store { op, message } => format!("store error during {op}: {message}"),
+        CoordError::ConfigMismatch {
+            namespace,
+            field,
+            stored,
+            given,
+        } if field == "schema_version" => format!(
+            "namespace {namespace:?} has store schema version {stored}, newer than this binary's {given}; upgrade shardcron (nothing was changed)"
+        ),
+        other => other.to_string(),
+    }
+}
+
 impl From<CoordError> for CliError {
     fn from(error: CoordError) -> Self {
-        Self::new(coord_error_kind(&error), error.to_string())
+        Self::new(coord_error_kind(&error), coord_error_message(&error))
     }
 }
 

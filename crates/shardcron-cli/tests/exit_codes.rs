@@ -1,6 +1,6 @@
 //! Every error kind maps to its documented exit code.
 
-use shardcron_cli::exit::{coord_error_kind, exit_codes_help};
+use shardcron_cli::exit::{coord_error_kind, coord_error_message, exit_codes_help};
 use shardcron_cli::{CliError, ExitKind, EXIT_CODES};
 use shardcron_coord::CoordError;
 use shardcron_core::JobSpec;
@@ -71,10 +71,11 @@ fn coordination_errors_map_to_their_codes() {
     ];
     for (error, code) in cases {
         assert_eq!(coord_error_kind(&error).code(), code, "{error}");
-        let message = error.to_string();
+        let message = coord_error_message(&error);
+        assert!(!message.contains("Redis error"), "{message}");
         let cli: CliError = error.into();
         assert_eq!(cli.kind.code(), code);
-        assert_eq!(cli.message, message, "the message is kept as is");
+        assert_eq!(cli.message, message);
     }
 }
 
@@ -89,6 +90,43 @@ fn unreachable_message_names_the_url() {
         cli.to_string(),
         "Redis unreachable at redis://127.0.0.1:1: Connection refused"
     );
+    let cli: CliError = CoordError::Unreachable {
+        url: "postgres://***@127.0.0.1:1/db".into(),
+        message: "Connection refused".into(),
+    }
+    .into();
+    assert_eq!(
+        cli.to_string(),
+        "PostgreSQL unreachable at postgres://***@127.0.0.1:1/db: Connection refused"
+    );
+}
+
+#[test]
+fn a_refused_statement_is_a_store_error_not_a_redis_one() {
+    let cli: CliError = CoordError::Store {
+        op: "migrate schema",
+        message: "permission denied for database postgres (42501)".into(),
+    }
+    .into();
+    assert_eq!(cli.kind, ExitKind::Failure);
+    assert_eq!(
+        cli.to_string(),
+        "store error during migrate schema: permission denied for database postgres (42501)"
+    );
+}
+
+#[test]
+fn a_newer_schema_says_to_upgrade() {
+    let cli: CliError = CoordError::ConfigMismatch {
+        namespace: "ns".into(),
+        field: "schema_version".into(),
+        stored: "9".into(),
+        given: "2".into(),
+    }
+    .into();
+    assert_eq!(cli.kind, ExitKind::Config);
+    assert!(cli.message.contains("schema version 9"), "{}", cli.message);
+    assert!(cli.message.contains("upgrade shardcron"), "{}", cli.message);
 }
 
 #[test]

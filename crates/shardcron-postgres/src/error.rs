@@ -28,7 +28,7 @@ pub(crate) fn map_pg(url: &str, op: &'static str, e: &tokio_postgres::Error) -> 
     };
     let detail = match e.as_db_error() {
         Some(db) => format!("{} ({})", db.message(), db.code().code()),
-        None => e.to_string(),
+        None => with_causes(e),
     };
     if transient {
         CoordError::Unreachable {
@@ -41,6 +41,19 @@ pub(crate) fn map_pg(url: &str, op: &'static str, e: &tokio_postgres::Error) -> 
             message: detail,
         }
     }
+}
+
+/// An error's text followed by its causes' (`error connecting to server:
+/// Connection refused`): the client's own text says only which step failed.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }
 
 /// The pool could not hand out a connection.

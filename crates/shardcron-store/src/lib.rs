@@ -39,6 +39,15 @@ pub enum OpenError {
         /// The URL, without any password.
         url: String,
     },
+    /// The URL names a supported store but cannot be parsed (a bad port,
+    /// an unknown option...): a configuration error, not worth retrying.
+    #[error("invalid store URL {url:?}: {message}")]
+    InvalidUrl {
+        /// The URL, without any password.
+        url: String,
+        /// What is wrong with it.
+        message: String,
+    },
     /// The store answered, or could not be reached.
     #[error(transparent)]
     Coord(#[from] CoordError),
@@ -76,8 +85,34 @@ pub async fn open_store(
 ) -> Result<Arc<dyn Coordinator>, OpenError> {
     Ok(match store_kind(url)? {
         StoreKind::Redis => Arc::new(RedisCoordinator::connect(url, namespace, ring).await?),
-        StoreKind::Postgres => Arc::new(PostgresCoordinator::connect(url, namespace, ring).await?),
+        StoreKind::Postgres => {
+            check_postgres_url(url)?;
+            Arc::new(PostgresCoordinator::connect(url, namespace, ring).await?)
+        }
     })
+}
+
+/// Refuses a PostgreSQL URL its client cannot parse, before any connection
+/// is tried: a typo in the URL is not an unreachable server.
+fn check_postgres_url(url: &str) -> Result<(), OpenError> {
+    url.parse::<tokio_postgres::Config>()
+        .map(|_| ())
+        .map_err(|e| OpenError::InvalidUrl {
+            url: redact_url(url),
+            message: with_causes(&e),
+        })
+}
+
+/// An error's text followed by its causes' (`error: cause: cause`).
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }
 
 #[cfg(test)]
@@ -104,6 +139,21 @@ mod tests {
             );
             assert!(!err.contains("secret"), "{err}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_malformed_postgres_url_is_invalid_not_unreachable() {
+        let err = open_store(
+            "postgres://u:secret@127.0.0.1:notaport/db",
+            "x",
+            RingConfig::default(),
+        )
+        .await
+        .err();
+        assert!(matches!(err, Some(OpenError::InvalidUrl { .. })), "{err:?}");
+        let text = err.map(|e| e.to_string()).unwrap_or_default();
+        assert!(text.contains("invalid value for option `port`"), "{text}");
+        assert!(!text.contains("secret"), "{text}");
     }
 
     #[tokio::test]

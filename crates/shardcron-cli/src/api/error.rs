@@ -113,7 +113,7 @@ impl From<CoordError> for ApiError {
             CoordError::Unreachable { .. } | CoordError::Store { .. } => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
-                error.to_string(),
+                crate::exit::coord_error_message(&error),
             ),
             CoordError::VersionConflict {
                 job_id,

@@ -97,7 +97,7 @@ fn busy(id: &str) -> ApiError {
         (status = 412, description = "Precondition failed; `current_version` says where the job is", body = ErrorBody),
         (status = 413, description = "Body over 64 KiB", body = ErrorBody),
         (status = 415, description = "Body not declared as JSON", body = ErrorBody),
-        (status = 503, description = "Redis unreachable, or this node has not reached it yet", body = ErrorBody,
+        (status = 503, description = "store unreachable, or this node has not reached it yet", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
     ),
     security(("bearer" = []))
@@ -185,7 +185,7 @@ pub async fn put_job(
         (status = 429, description = "Too many failed authentications from this address; see `Retry-After`", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
         (status = 404, description = "No such job", body = ErrorBody),
-        (status = 503, description = "Redis unreachable, or this node has not reached it yet", body = ErrorBody,
+        (status = 503, description = "store unreachable, or this node has not reached it yet", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
     ),
     security(("bearer" = []))
@@ -216,7 +216,7 @@ pub async fn get_job(
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
         (status = 404, description = "No such job", body = ErrorBody),
         (status = 412, description = "The job is at another version", body = ErrorBody),
-        (status = 503, description = "Redis unreachable, or this node has not reached it yet", body = ErrorBody,
+        (status = 503, description = "store unreachable, or this node has not reached it yet", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
     ),
     security(("bearer" = []))
@@ -305,7 +305,7 @@ async fn set_paused(
         (status = 404, description = "No such job", body = ErrorBody),
         (status = 409, description = "The job kept changing; retry", body = ErrorBody),
         (status = 412, description = "The job is at another version", body = ErrorBody),
-        (status = 503, description = "Redis unreachable, or this node has not reached it yet", body = ErrorBody,
+        (status = 503, description = "store unreachable, or this node has not reached it yet", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
     ),
     security(("bearer" = []))
@@ -337,7 +337,7 @@ pub async fn pause_job(
         (status = 404, description = "No such job", body = ErrorBody),
         (status = 409, description = "The job kept changing; retry", body = ErrorBody),
         (status = 412, description = "The job is at another version", body = ErrorBody),
-        (status = 503, description = "Redis unreachable, or this node has not reached it yet", body = ErrorBody,
+        (status = 503, description = "store unreachable, or this node has not reached it yet", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
     ),
     security(("bearer" = []))
@@ -363,7 +363,7 @@ pub async fn resume_job(
         (status = 429, description = "Too many failed authentications from this address; see `Retry-After`", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
         (status = 404, description = "No such job", body = ErrorBody),
-        (status = 503, description = "Redis unreachable, or this node has not reached it yet", body = ErrorBody,
+        (status = 503, description = "store unreachable, or this node has not reached it yet", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
     ),
     security(("bearer" = []))
@@ -406,7 +406,7 @@ pub async fn trigger_job(
         (status = 403, description = "Wrong token, or reads not open", body = ErrorBody),
         (status = 429, description = "Too many failed authentications from this address; see `Retry-After`", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 503, description = "Redis unreachable, or this node has not reached it yet", body = ErrorBody,
+        (status = 503, description = "store unreachable, or this node has not reached it yet", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
     ),
     security(("bearer" = []))

@@ -123,13 +123,13 @@ impl ApiState {
         let _ = self.inner.coord.set(coord);
     }
 
-    /// The store, or 503 while the worker is still waiting for Redis.
+    /// The store, or 503 while the worker is still waiting for it.
     pub fn coord(&self) -> ApiResult<Arc<dyn Coordinator>> {
         self.inner.coord.get().cloned().ok_or_else(|| {
             ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
-                "this node has not reached Redis yet",
+                "this node has not reached the store yet",
             )
         })
     }

@@ -31,7 +31,7 @@ pub const DEFAULT_RUNS: usize = 20;
         (status = 403, description = "Wrong token, or reads not open", body = ErrorBody),
         (status = 429, description = "Too many failed authentications from this address; see `Retry-After`", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 503, description = "Redis unreachable, or this node has not reached it yet", body = ErrorBody,
+        (status = 503, description = "store unreachable, or this node has not reached it yet", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
     ),
     security(("bearer" = []))
@@ -64,7 +64,7 @@ pub async fn list_runs(
         (status = 403, description = "Wrong token, or reads not open", body = ErrorBody),
         (status = 429, description = "Too many failed authentications from this address; see `Retry-After`", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 503, description = "Redis unreachable, or this node has not reached it yet", body = ErrorBody,
+        (status = 503, description = "store unreachable, or this node has not reached it yet", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
     ),
     security(("bearer" = []))

@@ -35,7 +35,7 @@ use crate::api::{ApiAuth, ApiState};
 use crate::args::WorkerArgs;
 use crate::config::{self, WorkerConfig};
 use crate::connect::Target;
-use crate::exit::CliError;
+use crate::exit::{coord_error_message, CliError};
 use crate::jobs_input::builtin_registry;
 use crate::signals::shutdown_on_signals;
 
@@ -133,7 +133,7 @@ pub async fn run(target: &Target, args: WorkerArgs) -> Result<(), CliError> {
         "starting worker"
     );
     let Some(coord) = connect_with_retry(target, config.ring, &shutdown).await? else {
-        info!("stopped before Redis was reachable");
+        info!("stopped before the store was reachable");
         return Ok(());
     };
     api.connect(Arc::clone(&coord));
@@ -200,9 +200,9 @@ async fn pause(delay: Duration, shutdown: &CancellationToken) -> bool {
     }
 }
 
-/// Errors worth waiting out: Redis unreachable, or answering with an error
-/// (e.g. `LOADING` while it restarts). A namespace with other ring settings
-/// or a corrupt value is not.
+/// Errors worth waiting out: the store unreachable, or answering with an
+/// error (e.g. Redis's `LOADING` while it restarts). A namespace with other
+/// ring settings or a corrupt value is not.
 fn transient(error: &CoordError) -> Option<&'static str> {
     match error {
         CoordError::Unreachable { .. } => Some("unreachable"),
@@ -211,7 +211,7 @@ fn transient(error: &CoordError) -> Option<&'static str> {
     }
 }
 
-/// Connects, retrying with exponential backoff while Redis is unreachable
+/// Connects, retrying with exponential backoff while the store is unreachable
 /// (logging once per change of state). `Ok(None)`: shutdown came first.
 pub async fn connect_with_retry(
     target: &Target,
@@ -239,10 +239,10 @@ pub async fn connect_with_retry(
             return Err(error.into());
         };
         if state != Some(now) {
-            warn!(error = %error, "Redis {now}; retrying with backoff (up to {MAX_BACKOFF:?})");
+            warn!(error = %coord_error_message(&error), "store {now}; retrying with backoff (up to {MAX_BACKOFF:?})");
             state = Some(now);
         } else {
-            debug!(error = %error, "still waiting for Redis");
+            debug!(error = %coord_error_message(&error), "still waiting for the store");
         }
         if !pause(backoff, shutdown).await {
             return Ok(None);
@@ -252,7 +252,7 @@ pub async fn connect_with_retry(
 }
 
 /// Stores every static job that differs from its stored version, riding out
-/// Redis outages. Returns false if shutdown came first.
+/// store outages. Returns false if shutdown came first.
 pub async fn upsert_static_jobs(
     coord: &dyn Coordinator,
     jobs: &[JobSpec],
@@ -270,7 +270,7 @@ pub async fn upsert_static_jobs(
                 return Err(CliError::from(error).context(format!("static job {:?}", spec.id)));
             };
             if state != Some(now) {
-                warn!(error = %error, job = %spec.id, "cannot store static job yet (Redis {now}); retrying");
+                warn!(error = %coord_error_message(&error), job = %spec.id, "cannot store static job yet (store {now}); retrying");
                 state = Some(now);
             }
             if !pause(backoff, shutdown).await {
