@@ -144,25 +144,12 @@ pub fn coord_error_kind(error: &CoordError) -> ExitKind {
     }
 }
 
-/// The store a (redacted) URL names, by its scheme, for messages.
-pub fn store_name(url: &str) -> &'static str {
-    match shardcron_store::store_kind(url) {
-        Ok(shardcron_store::StoreKind::Redis) => "Redis",
-        Ok(shardcron_store::StoreKind::Postgres) => "PostgreSQL",
-        Err(_) => "the store",
-    }
-}
-
 /// The user-facing text of a coordination error: an unreachable store is
 /// named by its URL's scheme, a refused statement is a store error, a schema
 /// newer than this binary says to upgrade; anything else is the error's own
 /// text.
 pub fn coord_error_message(error: &CoordError) -> String {
     match error {
-        CoordError::Unreachable { url, message } => {
-            format!("{} unreachable at {url}: {message}", store_name(url))
-        }
-        CoordError::Store { op, message } => format!("store error during {op}: {message}"),
         CoordError::ConfigMismatch {
             namespace,
             field,

@@ -4,7 +4,7 @@
 #[derive(Debug, thiserror::Error)]
 pub enum CoordError {
     /// The store could not be reached or did not answer in time.
-    #[error("Redis unreachable at {url}: {message}")]
+    #[error("{} unreachable at {url}: {message}", store_name(url))]
     Unreachable {
         /// Redacted URL of the server.
         url: String,
@@ -12,7 +12,7 @@ pub enum CoordError {
         message: String,
     },
     /// The store answered with an error.
-    #[error("Redis error during {op}: {message}")]
+    #[error("store error during {op}: {message}")]
     Store {
         /// Operation that failed.
         op: &'static str,
@@ -58,5 +58,16 @@ impl CoordError {
     /// True when the store was unreachable (worth retrying later).
     pub fn is_unreachable(&self) -> bool {
         matches!(self, Self::Unreachable { .. })
+    }
+}
+
+/// The store a (redacted) URL names, by its scheme, for messages:
+/// `Redis`, `PostgreSQL`, else `the store`.
+pub fn store_name(url: &str) -> &'static str {
+    let scheme = url.split_once("://").map_or("", |(scheme, _)| scheme);
+    match scheme.to_ascii_lowercase().as_str() {
+        "redis" | "rediss" => "Redis",
+        "postgres" | "postgresql" => "PostgreSQL",
+        _ => "the store",
     }
 }

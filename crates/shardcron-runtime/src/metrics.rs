@@ -35,7 +35,7 @@ pub const JOBS_OWNED: &str = "shardcron_jobs_owned";
 pub const LEASE_ACQUISITIONS_TOTAL: &str = "shardcron_lease_acquisitions_total";
 /// Leases lost (renewal refused, local validity expired, claim refused).
 pub const LEASE_LOSSES_TOTAL: &str = "shardcron_lease_losses_total";
-/// Renewal round trips that failed (Redis unreachable).
+/// Renewal round trips that failed (store unreachable).
 pub const LEASE_RENEWAL_FAILURES_TOTAL: &str = "shardcron_lease_renewal_failures_total";
 /// Ring recomputations that changed this node's shards.
 pub const REBALANCES_TOTAL: &str = "shardcron_rebalances_total";
