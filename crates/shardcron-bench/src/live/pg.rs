@@ -19,7 +19,9 @@
 //!   counts autovacuum's transactions and the few of the stats reads
 //!   themselves;
 //! * server-side function calls: `pg_stat_user_functions` of the
-//!   namespace's schema (nested calls included);
+//!   namespace's schema (nested calls included; the statistics do not say
+//!   who called, so with `--churn` the benchmark's own placement reads are
+//!   in them);
 //! * CPU: user + system time of the postmaster and every process below it
 //!   from `/proc`, plus the postmaster's `cutime + cstime` (its exited
 //!   children: backends that ended, autovacuum workers);
