@@ -272,8 +272,17 @@ pub struct LiveArgs {
     /// fire when it is due.
     #[arg(long, value_parser = parse_duration)]
     pub claim_ahead: Option<Duration>,
+    /// The store the workers coordinate through, on a private server the
+    /// run starts and removes: `redis` (redis-server on a free loopback
+    /// port) or `postgres` (initdb and postgres in a temporary directory on
+    /// a free loopback port, with `pg_stat_statements` and
+    /// `track_functions=all`, so statements, transactions and function
+    /// calls per fire can be counted; the binaries are taken from `PATH`,
+    /// else the newest `/usr/lib/postgresql/*/bin`).
+    #[arg(long, value_enum, default_value_t = LiveStore::Redis)]
+    pub store: LiveStore,
     /// The redis-server binary to start (default: `SHARDCRON_REDIS_SERVER`,
-    /// else `redis-server` on `PATH`).
+    /// else `redis-server` on `PATH`). Only with `--store redis`.
     #[arg(long)]
     pub redis_server: Option<PathBuf>,
     /// Output directory for live.json, live.csv (churn events), lateness.csv
@@ -283,6 +292,25 @@ pub struct LiveArgs {
     /// Skip drawing the chart.
     #[arg(long)]
     pub no_charts: bool,
+}
+
+/// The store `live` runs its workers on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LiveStore {
+    /// A private redis-server.
+    Redis,
+    /// A private PostgreSQL server.
+    Postgres,
+}
+
+impl LiveStore {
+    /// The name used on the command line and in the output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LiveStore::Redis => "redis",
+            LiveStore::Postgres => "postgres",
+        }
+    }
 }
 
 /// Options of `peer`.

@@ -13,10 +13,11 @@
 //! earlier one as overlapped: both settle at the same instant.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use indicatif::ProgressBar;
-use shardcron_coord::{Coordinator, RedisCoordinator};
+use shardcron_coord::Coordinator;
 use shardcron_core::ShardMap;
 
 use super::audit::Recorder;
@@ -49,7 +50,7 @@ pub struct EventTiming {
 /// The churn driver; owns the fleet while the window runs.
 pub struct Driver {
     fleet: Fleet,
-    verifier: RedisCoordinator,
+    verifier: Arc<dyn Coordinator>,
     shards: Vec<u32>,
     map: ShardMap,
     known: BTreeMap<String, String>,
@@ -63,7 +64,7 @@ pub struct Driver {
 
 impl Driver {
     /// A driver for `fleet`, reading lease keys through `verifier`.
-    pub fn new(fleet: Fleet, verifier: RedisCoordinator) -> Self {
+    pub fn new(fleet: Fleet, verifier: Arc<dyn Coordinator>) -> Self {
         let map = fleet.expected_map();
         Driver {
             fleet,
@@ -95,7 +96,10 @@ impl Driver {
     pub async fn confirm_settled(&mut self, limit: Duration) -> Result<(), BenchError> {
         let deadline = Instant::now() + limit;
         loop {
-            self.map = self.fleet.expected_map_from_store(&self.verifier).await;
+            self.map = self
+                .fleet
+                .expected_map_from_store(self.verifier.as_ref())
+                .await;
             if self.fleet.settled_on(&self.map) && self.verify().await {
                 return Ok(());
             }
@@ -199,7 +203,10 @@ impl Driver {
                 }
             }
         }
-        self.map = self.fleet.expected_map_from_store(&self.verifier).await;
+        self.map = self
+            .fleet
+            .expected_map_from_store(self.verifier.as_ref())
+            .await;
         self.pending.push(self.timings.len());
         self.timings.push(EventTiming {
             event: event.clone(),
@@ -216,7 +223,10 @@ impl Driver {
             return;
         }
         let observed_ms = now_ms();
-        self.map = self.fleet.expected_map_from_store(&self.verifier).await;
+        self.map = self
+            .fleet
+            .expected_map_from_store(self.verifier.as_ref())
+            .await;
         if !self.fleet.settled_on(&self.map) {
             return;
         }

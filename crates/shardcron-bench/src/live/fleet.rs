@@ -4,7 +4,8 @@
 //! the expected weighted placement ([`super::weights`]).
 //!
 //! Workers are kept by name so a churn script can address them; each runs
-//! as its own tokio task on its own Redis connection, exactly as a worker
+//! as its own tokio task on its own store connection (any store
+//! `shardcron_store::open_store` opens from a URL), exactly as a worker
 //! process would, so a crash is an `abort` of that task (no release, no
 //! deregister: the peers must wait out the member and lease TTLs) and a
 //! graceful leave resolves its shutdown future.
@@ -13,7 +14,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use shardcron_coord::{Coordinator, RedisCoordinator};
+use shardcron_coord::Coordinator;
 use shardcron_core::{Delivery, JobSpec, RingConfig, ShardMap, ShardWeights};
 use shardcron_runtime::{
     FireContext, FnHandler, RunOutput, Worker, WorkerError, WorkerReport, WorkerSettings,
@@ -49,7 +50,7 @@ pub async fn put_jobs(
     schedule: &str,
     delivery: Delivery,
 ) -> Result<(), BenchError> {
-    let coordinator = Arc::new(connect(url, ring).await?);
+    let coordinator = connect(url, ring).await?;
     let mut tasks = JoinSet::new();
     for task in 0..PUT_TASKS {
         let coordinator = Arc::clone(&coordinator);
@@ -73,11 +74,12 @@ pub async fn put_jobs(
     Ok(())
 }
 
-/// A coordinator on its own connection, in [`NAMESPACE`].
-pub async fn connect(url: &str, ring: RingConfig) -> Result<RedisCoordinator, BenchError> {
-    RedisCoordinator::connect(url, NAMESPACE, ring)
+/// A coordinator on its own connection to the store `url` names, in
+/// [`NAMESPACE`].
+pub async fn connect(url: &str, ring: RingConfig) -> Result<Arc<dyn Coordinator>, BenchError> {
+    shardcron_store::open_store(url, NAMESPACE, ring)
         .await
-        .map_err(|e| BenchError::live("connecting to redis", e))
+        .map_err(|e| BenchError::live("connecting to the store", e))
 }
 
 type RunTask = JoinHandle<Result<WorkerReport, WorkerError>>;
@@ -125,7 +127,7 @@ impl Fleet {
 
     /// Starts worker `name` (node id `bench-<name>`) with the counting handler.
     pub async fn join(&mut self, name: &str) -> Result<(), BenchError> {
-        let coordinator: Arc<dyn Coordinator> = Arc::new(connect(&self.url, self.ring).await?);
+        let coordinator = connect(&self.url, self.ring).await?;
         let recorder = self.recorder.clone();
         let worker_name = name.to_owned();
         let worker = Worker::builder(coordinator)
@@ -214,7 +216,7 @@ impl Fleet {
     /// workers' own rule, sticky across joins and leaves), over exactly the
     /// running workers. A fresh `ShardMap::place` ([`Fleet::expected_map`])
     /// when the store cannot be read.
-    pub async fn expected_map_from_store(&self, store: &RedisCoordinator) -> ShardMap {
+    pub async fn expected_map_from_store(&self, store: &dyn Coordinator) -> ShardMap {
         let read = store
             .placement_inputs(None, None, self.settings.rebalance_interval)
             .await;
@@ -234,7 +236,8 @@ impl Fleet {
     /// owner: every running
     /// worker is registered, not stopping, sees exactly the running workers
     /// as members, wants the shards `map` gives it and holds them all, and
-    /// together they hold every shard. Reads only local state (no Redis).
+    /// together they hold every shard. Reads only local state (no store
+    /// call).
     pub fn settled_on(&self, map: &ShardMap) -> bool {
         let live = self.live_nodes();
         let mut owned = 0usize;
@@ -255,7 +258,7 @@ impl Fleet {
         let store = connect(&self.url, self.ring).await?;
         let deadline = Instant::now() + limit;
         loop {
-            let map = self.expected_map_from_store(&store).await;
+            let map = self.expected_map_from_store(store.as_ref()).await;
             if self.settled_on(&map) {
                 return Ok(u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX));
             }

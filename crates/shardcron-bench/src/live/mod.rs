@@ -1,5 +1,6 @@
-//! `live`: in-process workers on a private redis-server, measured — in
-//! steady state or through a scripted churn timeline.
+//! `live`: in-process workers on a private redis-server (or, with `--store
+//! postgres`, a private PostgreSQL server), measured — in steady state or
+//! through a scripted churn timeline.
 //!
 //! The simulation answers *where* work goes; this answers *what it costs*
 //! end to end and *whether it stays correct* while the fleet changes:
@@ -21,6 +22,9 @@
 //!   renewals and job polls included — they are part of the cost),
 //! * CPU seconds per 1,000 fires of this process (all workers, `getrusage`)
 //!   and of redis-server (`INFO cpu`),
+//! * on PostgreSQL instead of the Redis figures: statements (one round trip
+//!   each), transactions and server-side function calls per fire, and the
+//!   server's CPU seconds per 1,000 fires ([`pg`]),
 //! * with `--churn`, per event: the time until every shard is held by its
 //!   expected owner again (handoff after a leave or join, takeover after a
 //!   crash) and how many fires were late meanwhile,
@@ -43,6 +47,7 @@ mod files;
 mod fleet;
 pub mod output;
 pub mod per_node;
+pub mod pg;
 mod results;
 pub mod settle;
 pub mod stats;
@@ -58,13 +63,14 @@ use shardcron_core::{RingConfig, DEFAULT_VNODES};
 use shardcron_runtime::WorkerSettings;
 use shardcron_testkit::RedisServer;
 
-use crate::cli::LiveArgs;
+use crate::cli::{LiveArgs, LiveStore};
 use crate::error::BenchError;
 use audit::Recorder;
 use churn::{initial_name, ChurnEvent};
 use driver::Driver;
 use fleet::{now_ms, Fleet};
 pub use output::{EventReport, LiveReport};
+use pg::{PgCounters, PgStore};
 
 /// Runs `live` and prints its results; exit code 0 when every fire of the
 /// window ran exactly once (fires lost with a crash excepted), 1 otherwise
@@ -154,6 +160,79 @@ pub(crate) fn bar(len: u64, prefix: &'static str, template: &str) -> ProgressBar
     progress
 }
 
+/// The private server of the run.
+enum StoreServer {
+    Redis(RedisServer),
+    Postgres(PgStore),
+}
+
+impl StoreServer {
+    fn start(args: &LiveArgs) -> Result<StoreServer, BenchError> {
+        match args.store {
+            LiveStore::Redis => {
+                let mut builder = RedisServer::builder();
+                if let Some(binary) = &args.redis_server {
+                    builder = builder.binary(binary);
+                }
+                let server = builder
+                    .start()
+                    .map_err(|e| BenchError::live("starting redis-server", e))?;
+                Ok(StoreServer::Redis(server))
+            }
+            LiveStore::Postgres => Ok(StoreServer::Postgres(PgStore::start()?)),
+        }
+    }
+
+    /// URL of the workers' connections.
+    fn url(&self) -> String {
+        match self {
+            StoreServer::Redis(server) => server.url(),
+            StoreServer::Postgres(store) => store.url(),
+        }
+    }
+
+    /// URL of the benchmark's own lease reads.
+    fn verifier_url(&self) -> String {
+        match self {
+            StoreServer::Redis(server) => server.url(),
+            StoreServer::Postgres(store) => store.verifier_url(),
+        }
+    }
+
+    /// Bytes the store holds (Redis `used_memory`, `pg_database_size`).
+    fn memory(&self) -> Result<u64, BenchError> {
+        match self {
+            StoreServer::Redis(server) => used_memory(server),
+            StoreServer::Postgres(store) => store.db_size(),
+        }
+    }
+
+    /// Keys in Redis (0 on PostgreSQL).
+    fn key_count(&self) -> Result<i64, BenchError> {
+        match self {
+            StoreServer::Redis(server) => key_count(server),
+            StoreServer::Postgres(_) => Ok(0),
+        }
+    }
+
+    fn counters(&self) -> Result<WindowCounters, BenchError> {
+        match self {
+            StoreServer::Redis(server) => Ok(WindowCounters::Redis(counters(server)?)),
+            StoreServer::Postgres(store) => Ok(WindowCounters::Postgres(
+                store.counters()?,
+                stats::process_cpu_seconds(),
+            )),
+        }
+    }
+}
+
+/// Counters around the window, by store.
+enum WindowCounters {
+    Redis(Counters),
+    /// The server's counters and this process's CPU seconds.
+    Postgres(PgCounters, f64),
+}
+
 /// Checked arguments of one run.
 struct Plan {
     every_ms: i64,
@@ -220,13 +299,7 @@ fn plan(args: &LiveArgs) -> Result<Plan, BenchError> {
 pub fn measure(args: &LiveArgs) -> Result<LiveReport, BenchError> {
     let plan = plan(args)?;
     let ring = plan.ring;
-    let mut builder = RedisServer::builder();
-    if let Some(binary) = &args.redis_server {
-        builder = builder.binary(binary);
-    }
-    let server = builder
-        .start()
-        .map_err(|e| BenchError::live("starting redis-server", e))?;
+    let server = StoreServer::start(args)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -235,10 +308,14 @@ pub fn measure(args: &LiveArgs) -> Result<LiveReport, BenchError> {
     let recorder = Recorder::default();
     let schedule = plan.schedule.clone();
     let url = server.url();
+    let store_version = match &server {
+        StoreServer::Redis(_) => None,
+        StoreServer::Postgres(store) => Some(store.version.clone()),
+    };
 
     let weights = weights::shard_weights(args.jobs, &schedule, ring.shard_count)?;
     eprintln!("registering {} jobs ({schedule}) on {url}", args.jobs);
-    let memory_before = used_memory(&server)?;
+    let memory_before = server.memory()?;
     runtime.block_on(fleet::put_jobs(
         &url,
         ring,
@@ -246,7 +323,7 @@ pub fn measure(args: &LiveArgs) -> Result<LiveReport, BenchError> {
         &schedule,
         args.delivery,
     ))?;
-    let memory_after = used_memory(&server)?;
+    let memory_after = server.memory()?;
     let redis_bytes_per_job =
         memory_after.saturating_sub(memory_before) as f64 / f64::from(args.jobs);
     let rss_before = stats::process_rss_bytes();
@@ -259,7 +336,7 @@ pub fn measure(args: &LiveArgs) -> Result<LiveReport, BenchError> {
     let worker_rss_mib_per_10k_jobs = rss_before.zip(rss_after).map(|(before, after)| {
         after.saturating_sub(before) as f64 / 1_048_576.0 * 10_000.0 / f64::from(args.jobs)
     });
-    let verifier = runtime.block_on(fleet::connect(&url, ring))?;
+    let verifier = runtime.block_on(fleet::connect(&server.verifier_url(), ring))?;
     let mut driver = Driver::new(fleet, verifier);
     runtime.block_on(driver.confirm_settled(Duration::from_secs(30)))?;
     eprintln!(
@@ -297,9 +374,9 @@ pub fn measure(args: &LiveArgs) -> Result<LiveReport, BenchError> {
     };
     let wait = Duration::from_millis(u64::try_from(count_from_ms - now_ms()).unwrap_or(0));
     runtime.block_on(async { tokio::time::sleep(wait).await });
-    let before = counters(&server)?;
-    let window_memory_before = used_memory(&server)?;
-    let window_keys_before = key_count(&server)?;
+    let before = server.counters()?;
+    let window_memory_before = server.memory()?;
+    let window_keys_before = server.key_count()?;
     let reads_before = driver.verify_reads();
     // Every worker that is part of the fleet at some point of the window.
     let window_workers: BTreeSet<String> = driver
@@ -313,9 +390,9 @@ pub fn measure(args: &LiveArgs) -> Result<LiveReport, BenchError> {
         "{prefix:>9} [{elapsed_precise}] {wide_bar} {pos}/{len}s {msg}",
     );
     runtime.block_on(driver.run_window(&plan.events, from_ms, to_ms, &progress, &recorder))?;
-    let after = counters(&server)?;
-    let window_memory_after = used_memory(&server)?;
-    let window_keys_after = key_count(&server)?;
+    let after = server.counters()?;
+    let window_memory_after = server.memory()?;
+    let window_keys_after = server.key_count()?;
     let reads_in_window = driver.verify_reads() - reads_before;
     progress.finish_and_clear();
     // Events still settling are followed past the window (not measured).
@@ -334,20 +411,74 @@ pub fn measure(args: &LiveArgs) -> Result<LiveReport, BenchError> {
         per_node::fires_per_node(&fires, &recorder.workers(), &window_workers, from_ms, to_ms);
     let audit = audit::audit_at(&fires, args.jobs, &instants, from_ms, to_ms);
     let missing = audit::missing_at(&fires, args.jobs, &instants, from_ms, to_ms);
-    let mut attribution = results::attribute_misses(&server, ring.shard_count, &missing, &timings)?;
-    let recorded_not_run = results::explain_by_records(&server, &mut attribution)?;
+    let (attribution, recorded_not_run) = match &server {
+        StoreServer::Redis(redis) => {
+            let mut attribution =
+                results::attribute_misses(redis, ring.shard_count, &missing, &timings)?;
+            let recorded = results::explain_by_records(redis, &mut attribution)?;
+            (attribution, recorded)
+        }
+        StoreServer::Postgres(store) => {
+            store.attribute_misses(&missing, timings.len(), &results::crashes(&timings))?
+        }
+    };
     drop(server);
 
-    let mut deltas = stats::command_deltas(&before.commands, &after.commands);
-    let bench_gets_excluded = reads_in_window * u64::from(ring.shard_count);
-    if let Some(gets) = deltas.get_mut("get") {
-        *gets = gets.saturating_sub(bench_gets_excluded);
-    }
-    deltas.retain(|_, calls| *calls > 0);
-    let redis_commands: u64 = deltas.values().sum();
     let fired = audit.fired.max(1);
-    let process_cpu_s = after.process_cpu_s - before.process_cpu_s;
-    let redis_cpu_s = after.redis_cpu_s - before.redis_cpu_s;
+    let store_figures = match (&before, &after) {
+        (WindowCounters::Redis(before), WindowCounters::Redis(after)) => {
+            let mut deltas = stats::command_deltas(&before.commands, &after.commands);
+            let bench_gets_excluded = reads_in_window * u64::from(ring.shard_count);
+            if let Some(gets) = deltas.get_mut("get") {
+                *gets = gets.saturating_sub(bench_gets_excluded);
+            }
+            deltas.retain(|_, calls| *calls > 0);
+            StoreFigures {
+                redis_commands: deltas.values().sum(),
+                bench_gets_excluded,
+                deltas,
+                process_cpu_s: after.process_cpu_s - before.process_cpu_s,
+                redis_cpu_s: after.redis_cpu_s - before.redis_cpu_s,
+                postgres: None,
+            }
+        }
+        (
+            WindowCounters::Postgres(before, cpu_before),
+            WindowCounters::Postgres(after, cpu_after),
+        ) => {
+            let version = match &store_version {
+                Some(version) => version.as_str(),
+                None => "",
+            };
+            let mut report = before.report(after, audit.fired, version);
+            report.db_bytes_per_job = redis_bytes_per_job;
+            report.db_growth_bytes = i64::try_from(window_memory_after).unwrap_or(i64::MAX)
+                - i64::try_from(window_memory_before).unwrap_or(i64::MAX);
+            StoreFigures {
+                redis_commands: 0,
+                bench_gets_excluded: 0,
+                deltas: BTreeMap::new(),
+                process_cpu_s: cpu_after - cpu_before,
+                redis_cpu_s: 0.0,
+                postgres: Some(report),
+            }
+        }
+        _ => {
+            return Err(BenchError::live(
+                "reading the store's counters",
+                "counters of two different stores",
+            ))
+        }
+    };
+    let StoreFigures {
+        redis_commands,
+        bench_gets_excluded,
+        deltas,
+        process_cpu_s,
+        redis_cpu_s,
+        postgres,
+    } = store_figures;
+    let on_redis = postgres.is_none();
     let churn = results::event_reports(&timings, &attribution, &fires, from_ms, to_ms);
     let report = LiveReport {
         workers: args.workers,
@@ -359,9 +490,13 @@ pub fn measure(args: &LiveArgs) -> Result<LiveReport, BenchError> {
         settings: if args.fast { "fast" } else { "default" },
         heartbeat_ms: millis(plan.settings.heartbeat),
         claim_ahead_ms: millis(plan.settings.claim_ahead),
-        redis_bytes_per_job,
-        redis_memory_growth_bytes: i64::try_from(window_memory_after).unwrap_or(i64::MAX)
-            - i64::try_from(window_memory_before).unwrap_or(i64::MAX),
+        redis_bytes_per_job: if on_redis { redis_bytes_per_job } else { 0.0 },
+        redis_memory_growth_bytes: if on_redis {
+            i64::try_from(window_memory_after).unwrap_or(i64::MAX)
+                - i64::try_from(window_memory_before).unwrap_or(i64::MAX)
+        } else {
+            0
+        },
         redis_key_growth: window_keys_after - window_keys_before,
         worker_rss_mib_per_10k_jobs,
         ttl_ms: (
@@ -402,9 +537,20 @@ pub fn measure(args: &LiveArgs) -> Result<LiveReport, BenchError> {
         churn,
         lateness_per_second: timeline::per_second(&fires, from_ms, to_ms),
         audit,
+        postgres,
     };
     files::write_outputs(args, &report)?;
     Ok(report)
+}
+
+/// The store's share of the report.
+struct StoreFigures {
+    redis_commands: u64,
+    bench_gets_excluded: u64,
+    deltas: BTreeMap<String, u64>,
+    process_cpu_s: f64,
+    redis_cpu_s: f64,
+    postgres: Option<pg::PgReport>,
 }
 
 /// Waits until no fire has started for 3 s (at most 90 s): the late tail of

@@ -14,6 +14,7 @@ use serde::Serialize;
 use super::audit::Audit;
 use super::churn::ChurnEvent;
 use super::per_node::NodeFires;
+use super::pg::PgReport;
 use super::timeline::{SecondLateness, SpanLateness, LATE_MS};
 use crate::report::csv_field;
 
@@ -127,6 +128,10 @@ pub struct LiveReport {
     pub churn: Vec<EventReport>,
     /// Lateness per second of the window.
     pub lateness_per_second: Vec<SecondLateness>,
+    /// With `--store postgres`: the server's figures (the `redis_*` and
+    /// command fields are then 0 and empty). Absent on Redis.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub postgres: Option<PgReport>,
 }
 
 impl LiveReport {
@@ -141,9 +146,13 @@ impl LiveReport {
 pub fn summary_text(r: &LiveReport) -> String {
     let a = &r.audit;
     let mut out = String::new();
+    let store = match &r.postgres {
+        None => String::new(),
+        Some(pg) => format!(" (store postgres, PostgreSQL {})", pg.server_version),
+    };
     let _ = writeln!(
         out,
-        "live: {} workers, {} jobs {}, {} shards, {} settings, claim ahead {} ms, window {:.1} s (settled in {} ms)",
+        "live{store}: {} workers, {} jobs {}, {} shards, {} settings, claim ahead {} ms, window {:.1} s (settled in {} ms)",
         r.workers,
         r.jobs,
         r.schedule,
@@ -153,20 +162,38 @@ pub fn summary_text(r: &LiveReport) -> String {
         (r.window.1 - r.window.0) as f64 / 1000.0,
         r.settle_ms
     );
-    let _ = writeln!(
-        out,
-        "memory                     {:>12.0} Redis bytes per stored job, {} worker RSS per 10k owned jobs",
-        r.redis_bytes_per_job,
-        r.worker_rss_mib_per_10k_jobs
-            .map_or_else(|| "unknown".to_owned(), |m| format!("{m:.1} MiB"))
-    );
-    let _ = writeln!(
-        out,
-        "redis memory in window     {:>+12.1} MiB ({:.1} bytes per fire), {:+} keys",
-        r.redis_memory_growth_bytes as f64 / 1_048_576.0,
-        r.redis_memory_growth_bytes as f64 / (r.audit.fired.max(1)) as f64,
-        r.redis_key_growth
-    );
+    let rss = r
+        .worker_rss_mib_per_10k_jobs
+        .map_or_else(|| "unknown".to_owned(), |m| format!("{m:.1} MiB"));
+    match &r.postgres {
+        None => {
+            let _ = writeln!(
+                out,
+                "memory                     {:>12.0} Redis bytes per stored job, {rss} worker RSS per 10k owned jobs",
+                r.redis_bytes_per_job,
+            );
+            let _ = writeln!(
+                out,
+                "redis memory in window     {:>+12.1} MiB ({:.1} bytes per fire), {:+} keys",
+                r.redis_memory_growth_bytes as f64 / 1_048_576.0,
+                r.redis_memory_growth_bytes as f64 / (r.audit.fired.max(1)) as f64,
+                r.redis_key_growth
+            );
+        }
+        Some(pg) => {
+            let _ = writeln!(
+                out,
+                "memory                     {:>12.0} database bytes per stored job, {rss} worker RSS per 10k owned jobs",
+                pg.db_bytes_per_job,
+            );
+            let _ = writeln!(
+                out,
+                "database size in window    {:>+12.1} MiB ({:.1} bytes per fire)",
+                pg.db_growth_bytes as f64 / 1_048_576.0,
+                pg.db_growth_bytes as f64 / (r.audit.fired.max(1)) as f64,
+            );
+        }
+    }
     let _ = writeln!(out, "fires/s                    {:>12.1}", r.fires_per_s);
     out.push_str(&fires_per_node_text(&r.fires_per_node));
     let _ = writeln!(
@@ -189,21 +216,26 @@ pub fn summary_text(r: &LiveReport) -> String {
         "lateness p50 / p99 / max   {:>8} / {} / {} ms",
         a.lateness.p50_ms, a.lateness.p99_ms, a.lateness.max_ms
     );
-    let _ = writeln!(
-        out,
-        "redis commands per fire    {:>12.3}  ({} commands)",
-        r.commands_per_fire, r.redis_commands
-    );
-    let mut top: Vec<(&String, &f64)> = r.per_command_per_fire.iter().collect();
-    top.sort_by(|x, y| y.1.total_cmp(x.1));
-    for (name, per_fire) in top.into_iter().take(6) {
-        let _ = writeln!(out, "  {name:<24} {per_fire:>12.3} per fire");
+    match &r.postgres {
+        None => {
+            let _ = writeln!(
+                out,
+                "redis commands per fire    {:>12.3}  ({} commands)",
+                r.commands_per_fire, r.redis_commands
+            );
+            let mut top: Vec<(&String, &f64)> = r.per_command_per_fire.iter().collect();
+            top.sort_by(|x, y| y.1.total_cmp(x.1));
+            for (name, per_fire) in top.into_iter().take(6) {
+                let _ = writeln!(out, "  {name:<24} {per_fire:>12.3} per fire");
+            }
+            let _ = writeln!(
+                out,
+                "CPU s per 1000 fires       {:>12.4} workers (this process), {:.4} redis-server",
+                r.process_cpu_s_per_1000_fires, r.redis_cpu_s_per_1000_fires
+            );
+        }
+        Some(pg) => out.push_str(&postgres_text(r, pg)),
     }
-    let _ = writeln!(
-        out,
-        "CPU s per 1000 fires       {:>12.4} workers (this process), {:.4} redis-server",
-        r.process_cpu_s_per_1000_fires, r.redis_cpu_s_per_1000_fires
-    );
     let crashed = r
         .churn
         .iter()
@@ -218,6 +250,49 @@ pub fn summary_text(r: &LiveReport) -> String {
         } else {
             ""
         }
+    );
+    out
+}
+
+/// The PostgreSQL lines of the summary: statements (= round trips),
+/// transactions and function calls per fire, server CPU.
+fn postgres_text(r: &LiveReport, pg: &PgReport) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "statements per fire        {:>12.3}  ({} top-level statements, pg_stat_statements calls; one client round trip each; {} of the benchmark's own lease reads left out)",
+        pg.statements_per_fire, pg.statements, pg.bench_statements_excluded
+    );
+    let mut top: Vec<(&String, &f64)> = pg.per_statement_per_fire.iter().collect();
+    top.sort_by(|x, y| y.1.total_cmp(x.1));
+    for (text, per_fire) in top.into_iter().take(6) {
+        let _ = writeln!(out, "  {per_fire:>8.3} per fire  {text}");
+    }
+    let _ = writeln!(
+        out,
+        "transactions per fire      {:>12.3}  ({} xact_commit + xact_rollback, pg_stat_database)",
+        pg.transactions_per_fire, pg.transactions
+    );
+    let mut functions: Vec<(&String, &f64)> = pg.function_calls_per_fire.iter().collect();
+    functions.sort_by(|x, y| y.1.total_cmp(x.1));
+    let listed: Vec<String> = functions
+        .into_iter()
+        .take(8)
+        .map(|(name, per_fire)| format!("{name} {per_fire:.3}"))
+        .collect();
+    let _ = writeln!(
+        out,
+        "function calls per fire    {}  (pg_stat_user_functions, nested calls included)",
+        if listed.is_empty() {
+            "none".to_owned()
+        } else {
+            listed.join(", ")
+        }
+    );
+    let _ = writeln!(
+        out,
+        "CPU s per 1000 fires       {:>12.4} workers (this process), {:.4} postgres (postmaster and all its processes, exited ones included)",
+        r.process_cpu_s_per_1000_fires, pg.server_cpu_s_per_1000_fires
     );
     out
 }

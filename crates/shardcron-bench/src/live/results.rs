@@ -88,14 +88,10 @@ pub(super) fn explain_by_records(
     Ok(recorded)
 }
 
-/// Reads the claim record of every missed fire and attributes it to a crash.
-pub(super) fn attribute_misses(
-    server: &RedisServer,
-    shard_count: u32,
-    missing: &[(u32, i64)],
-    timings: &[EventTiming],
-) -> Result<Attribution, BenchError> {
-    let crashes: Vec<CrashedInstance> = timings
+/// The crashes of a timeline, with the holder string each crashed
+/// instance's claims start with.
+pub(super) fn crashes(timings: &[EventTiming]) -> Vec<CrashedInstance> {
+    timings
         .iter()
         .enumerate()
         .filter(|(_, t)| t.event.action == ChurnAction::Crash)
@@ -106,7 +102,17 @@ pub(super) fn attribute_misses(
                 t.crashed_holder.as_deref(),
             )
         })
-        .collect();
+        .collect()
+}
+
+/// Reads the claim record of every missed fire and attributes it to a crash.
+pub(super) fn attribute_misses(
+    server: &RedisServer,
+    shard_count: u32,
+    missing: &[(u32, i64)],
+    timings: &[EventTiming],
+) -> Result<Attribution, BenchError> {
+    let crashes = crashes(timings);
     if missing.is_empty() {
         return Ok(Attribution {
             lost_per_event: vec![0; timings.len()],
