@@ -510,3 +510,57 @@ fn a_schema_newer_than_the_binary_exits_3_and_changes_nothing() {
     assert!(jobs_before.contains("keep|"), "{jobs_before}");
     assert!(!before.is_empty());
 }
+
+/// A fire's row in the store follows the fire through the real binary:
+/// `running` while its command runs, then the outcome of its run.
+#[test]
+fn a_fire_row_is_running_while_its_command_runs_then_succeeded() {
+    let server = PostgresServer::start().expect("start postgres");
+    let url = server.url();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("worker.toml");
+    std::fs::write(&config, FAST_CONFIG).expect("config");
+    let jobs = dir.path().join("jobs.json");
+    let entry = serde_json::json!([{"id": "slow", "schedule": "@every 10s", "exec": "sleep 3"}]);
+    std::fs::write(&jobs, entry.to_string()).expect("jobs");
+    let put = shardcron(&url, "pgstate")
+        .args(["job", "put", "--file", jobs.to_str().expect("path")])
+        .output()
+        .expect("job put");
+    assert!(
+        put.status.success(),
+        "{}",
+        String::from_utf8_lossy(&put.stderr)
+    );
+    let mut workers = vec![(
+        "s1",
+        start_worker(&url, "pgstate", "s1", &config, dir.path()),
+    )];
+    let table = shardcron_postgres::NamespaceSchema::new("pgstate").object("fires");
+    let state = |sql_filter: &str| {
+        server
+            .psql(&format!(
+                "SELECT at_ms || ' ' || status FROM {table} WHERE job_id = 'slow' {sql_filter} ORDER BY at_ms LIMIT 1"
+            ))
+            .unwrap_or_default()
+    };
+    let running = wait_for(Duration::from_secs(20), || {
+        state("AND status = 'running'").ends_with("running")
+    });
+    let seen = state("AND status = 'running'");
+    assert!(
+        running.is_some(),
+        "no fire row went running: {}",
+        rows(&server, "pgstate", "fires", "at_ms")
+    );
+    let at = seen.split(' ').next().unwrap_or_default().to_owned();
+    let done = wait_for(Duration::from_secs(10), || {
+        state(&format!("AND at_ms = {at}")).ends_with("succeeded")
+    });
+    stop_workers(&mut workers, dir.path());
+    assert!(
+        done.is_some(),
+        "fire {at} did not end succeeded: {}",
+        rows(&server, "pgstate", "fires", "at_ms")
+    );
+}

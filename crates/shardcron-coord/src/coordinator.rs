@@ -17,7 +17,7 @@ use crate::error::CoordError;
 use crate::model::{
     BatchOutcome, ClaimBatch, CloseFire, CoordEvent, HandBack, JobPage, LeaseGrant, LeaseInfo,
     MemberInfo, Membership, OpenFire, PlacementInputs, QueuedTrigger, RecoverBatch, RecoverOutcome,
-    RunRecord, ShardJobs, StoredJob,
+    RunRecord, ShardJobs, StartedFire, StoredJob,
 };
 
 /// Result type of the coordination layer.
@@ -201,6 +201,23 @@ pub trait Coordinator: Send + Sync + 'static {
     async fn record_and_close(&self, runs: &[RunRecord], closes: &[CloseFire]) -> CoordResult<()> {
         self.record_runs(runs).await?;
         self.close_fires(closes).await
+    }
+
+    /// Moves fires from `claimed` to `running`, where the store keeps a
+    /// state per fire: only a fire still `claimed` under the given holder
+    /// and token changes, so a late notice never undoes an outcome already
+    /// written. One round trip. The default does nothing: the Redis and
+    /// in-memory stores keep no state per fire beyond its claim record.
+    async fn mark_running(&self, fires: &[StartedFire]) -> CoordResult<()> {
+        let _ = fires;
+        Ok(())
+    }
+
+    /// Whether the store keeps a state per fire, so that the runtime
+    /// reports starts to [`Coordinator::mark_running`]. A store that does
+    /// not (the default) costs the runtime nothing for them.
+    fn keeps_fire_states(&self) -> bool {
+        false
     }
 
     /// The open entries of `at_least_once` fires of several shards (claimed

@@ -24,6 +24,6 @@ pub use model::{
     node_of_holder, BatchOutcome, ClaimBatch, ClaimOutcome, CloseFire, CoordEvent, FireClaim,
     FireKind, HandBack, JobPage, LeaseGrant, LeaseInfo, MemberInfo, Membership, OpenFire,
     PlacementInputs, QueuedTrigger, RecoverBatch, RecoverOutcome, RunOutcome, RunRecord, ShardJobs,
-    StoredJob, StoredPlacement, UnreadableJob, MAX_EARLY_CLAIM_MS,
+    StartedFire, StoredJob, StoredPlacement, UnreadableJob, MAX_EARLY_CLAIM_MS,
 };
 pub use redis_coord::{decode_shard_jobs, redact_url, RedisCoordinator, RedisOptions};

@@ -346,6 +346,26 @@ pub struct CloseFire {
     pub abandon: bool,
 }
 
+/// A claimed fire whose handler has started, for stores that keep a state
+/// per fire (`claimed → running → outcome`): written in batches by the
+/// recorder, off the start path, and only for fires whose end was not
+/// ready to be written in the same batch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StartedFire {
+    /// Shard of the job.
+    pub shard: u32,
+    /// Job id.
+    pub job_id: String,
+    /// Scheduled instant, Unix ms.
+    pub scheduled_ms: i64,
+    /// Holder string of the node running it.
+    pub holder: String,
+    /// Fencing token under which it runs.
+    pub token: u64,
+    /// When the handler started, Unix ms.
+    pub started_ms: i64,
+}
+
 /// Outcome of claiming one fire.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

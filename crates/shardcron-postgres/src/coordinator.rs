@@ -16,7 +16,8 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use shardcron_coord::{
     redact_url, BatchOutcome, ClaimBatch, CloseFire, CoordError, CoordEvent, CoordResult,
     Coordinator, HandBack, JobPage, LeaseGrant, LeaseInfo, MemberInfo, Membership, OpenFire,
-    PlacementInputs, QueuedTrigger, RecoverBatch, RecoverOutcome, RunRecord, ShardJobs, StoredJob,
+    PlacementInputs, QueuedTrigger, RecoverBatch, RecoverOutcome, RunRecord, ShardJobs,
+    StartedFire, StoredJob,
 };
 use shardcron_core::{shard_of, JobSpec, PlacementRecord, RingConfig};
 use tokio::sync::broadcast;
@@ -391,6 +392,14 @@ impl Coordinator for PostgresCoordinator {
 
     async fn close_fires(&self, closes: &[CloseFire]) -> CoordResult<()> {
         self.record_and_close(&[], closes).await
+    }
+
+    async fn mark_running(&self, fires: &[StartedFire]) -> CoordResult<()> {
+        self.set_running(fires).await
+    }
+
+    fn keeps_fire_states(&self) -> bool {
+        true
     }
 
     async fn record_and_close(&self, runs: &[RunRecord], closes: &[CloseFire]) -> CoordResult<()> {

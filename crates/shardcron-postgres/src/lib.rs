@@ -33,6 +33,7 @@ mod jobs;
 mod leases;
 mod members;
 pub mod migrate;
+mod running;
 pub mod schema;
 mod tls;
 

@@ -314,3 +314,92 @@ async fn concurrent_claims_and_renewals_in_any_order_neither_deadlock_nor_double
     // Per job the watermark lets a round's fire through at most once.
     assert!(all.len() >= jobs.len(), "{}", all.len());
 }
+
+/// A fire row follows the seed's state machine: `claimed` at the claim,
+/// `running` once its node reports the start (only under the claim's own
+/// holder and token), then the outcome its run record reports; a start
+/// notice arriving after the outcome changes nothing.
+#[tokio::test]
+async fn a_fire_row_moves_claimed_running_outcome_and_never_back() {
+    let server = PostgresServer::start().expect("start postgres");
+    let c = PostgresCoordinator::connect(&server.url(), "states", RING)
+        .await
+        .expect("connect");
+    let v = c.put_job(&job("st"), None).await.expect("put").version;
+    let shard = shard_of("st", RING.shard_count);
+    let token = match c
+        .acquire_leases(&[shard], "n/1", Duration::from_secs(60))
+        .await
+        .expect("acquire")[0]
+    {
+        shardcron_coord::LeaseGrant::Granted { token } => token,
+        ref other => panic!("{other:?}"),
+    };
+    let at = c.server_time_ms().await.expect("time") - 1_000;
+    let out = c
+        .claim_fires(
+            &[shardcron_coord::ClaimBatch {
+                shard,
+                holder: "n/1".into(),
+                token,
+                fires: vec![FireClaim::new("st", at, FireKind::Scheduled, v, 1)],
+                ahead_ms: 0,
+            }],
+            Duration::from_secs(600),
+        )
+        .await
+        .expect("claim");
+    assert_eq!(
+        out,
+        vec![shardcron_coord::BatchOutcome::Claimed(vec![
+            shardcron_coord::ClaimOutcome::Claimed
+        ])]
+    );
+    let schema = NamespaceSchema::new("states");
+    let status = || {
+        server
+            .psql(&format!(
+                "SELECT status FROM {} WHERE job_id = 'st' AND at_ms = {at}",
+                schema.object("fires")
+            ))
+            .expect("status")
+    };
+    assert_eq!(status(), "claimed");
+    let started = |holder: &str, token: u64| shardcron_coord::StartedFire {
+        shard,
+        job_id: "st".into(),
+        scheduled_ms: at,
+        holder: holder.into(),
+        token,
+        started_ms: at + 5,
+    };
+    // Another holder's or token's notice is not this claim's.
+    c.mark_running(&[started("n/2", token), started("n/1", token + 1)])
+        .await
+        .expect("mark");
+    assert_eq!(status(), "claimed");
+    c.mark_running(&[started("n/1", token)])
+        .await
+        .expect("mark");
+    assert_eq!(status(), "running");
+    let record = shardcron_coord::RunRecord {
+        job_id: "st".into(),
+        fire_id: format!("st@{at}"),
+        node_id: "n".into(),
+        shard,
+        fencing_token: token,
+        scheduled_ms: at,
+        started_ms: at + 5,
+        finished_ms: at + 9,
+        attempts: 1,
+        outcome: shardcron_coord::RunOutcome::Succeeded,
+        error: None,
+        detail: None,
+    };
+    c.record_and_close(&[record], &[]).await.expect("record");
+    assert_eq!(status(), "succeeded");
+    c.mark_running(&[started("n/1", token)])
+        .await
+        .expect("late mark");
+    assert_eq!(status(), "succeeded", "a late start notice changes nothing");
+}

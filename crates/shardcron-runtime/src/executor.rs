@@ -31,7 +31,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
-use shardcron_coord::{CloseFire, RunOutcome, RunRecord};
+use shardcron_coord::{CloseFire, RunOutcome, RunRecord, StartedFire};
 use shardcron_core::{FireId, Job, OverlapPolicy};
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
@@ -43,7 +43,7 @@ use crate::clock::ServerClock;
 use crate::handler::{FireContext, HandlerError, HandlerRegistry};
 use crate::lease_watch::LeaseGuard;
 use crate::metrics as m;
-use crate::recorder::{FireEnd, UnwrittenCloses};
+use crate::recorder::{FireEnd, Note, UnwrittenCloses};
 
 /// How long a cancelled or timed-out handler gets to observe its
 /// cancellation before it is dropped.
@@ -106,21 +106,26 @@ pub enum EntryChange {
 pub struct EndSink {
     node_id: String,
     holder: String,
-    tx: mpsc::UnboundedSender<FireEnd>,
+    /// Whether starts are reported (the store keeps a state per fire).
+    report_starts: bool,
+    tx: mpsc::UnboundedSender<Note>,
     unwritten: Arc<UnwrittenCloses>,
 }
 
 impl EndSink {
-    /// A sink for the node `node_id`, holder `holder` (`node/instance`).
+    /// A sink for the node `node_id`, holder `holder` (`node/instance`);
+    /// starts are reported only with `report_starts`.
     pub fn new(
         node_id: String,
         holder: String,
-        tx: mpsc::UnboundedSender<FireEnd>,
+        report_starts: bool,
+        tx: mpsc::UnboundedSender<Note>,
         unwritten: Arc<UnwrittenCloses>,
     ) -> Self {
         Self {
             node_id,
             holder,
+            report_starts,
             tx,
             unwritten,
         }
@@ -144,8 +149,31 @@ impl EndSink {
             }
             self.unwritten.add(close.shard);
         }
-        if self.tx.send(FireEnd { record, open_entry }).is_err() {
+        if self
+            .tx
+            .send(Note::Ended(FireEnd { record, open_entry }))
+            .is_err()
+        {
             debug!("recorder gone; record not written");
+        }
+    }
+
+    /// Reports that `fire`'s handler started at `started_ms` (stores that
+    /// keep a state per fire move it to `running`).
+    fn started(&self, fire: &ClaimedFire, started_ms: i64) {
+        if !self.report_starts {
+            return;
+        }
+        let start = StartedFire {
+            shard: fire.shard,
+            job_id: fire.job.id().to_owned(),
+            scheduled_ms: fire.scheduled_ms,
+            holder: self.holder.clone(),
+            token: fire.token,
+            started_ms,
+        };
+        if self.tx.send(Note::Started(start)).is_err() {
+            debug!("recorder gone; start not reported");
         }
     }
 }
@@ -680,6 +708,7 @@ impl RunTask {
             );
             return;
         };
+        self.sink.started(&fire, started_ms);
         let began = Instant::now();
         let mut attempt = 1u32;
         // Attempt numbers never repeat for one fire id: a recovered delivery

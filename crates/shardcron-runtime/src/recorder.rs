@@ -32,12 +32,12 @@
 //! asks for them ([`UnwrittenCloses::pending`]), so a handoff never waits
 //! for the timer.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use shardcron_coord::{CloseFire, CoordResult, Coordinator, RunRecord};
+use shardcron_coord::{CloseFire, CoordResult, Coordinator, RunRecord, StartedFire};
 use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
 use tracing::warn;
@@ -76,6 +76,15 @@ pub struct FireEnd {
     pub record: RunRecord,
     /// Close (terminal state) or abandon (given up) the fire's open entry.
     pub open_entry: Option<CloseFire>,
+}
+
+/// What the executor tells the recorder, in the order it happened.
+#[derive(Clone, Debug)]
+pub enum Note {
+    /// A fire's handler started (for stores that keep a state per fire).
+    Started(StartedFire),
+    /// A fire ended or was given up.
+    Ended(FireEnd),
 }
 
 /// Per shard, the open-entry changes sent to the recorder and not yet
@@ -138,6 +147,9 @@ impl UnwrittenCloses {
 /// the oldest open-entry change.
 #[derive(Default)]
 struct Buffer {
+    /// Fires started since the last write; a start whose end is written in
+    /// the same write is not reported (the outcome says more).
+    started: Vec<StartedFire>,
     records: VecDeque<RunRecord>,
     closes: Vec<CloseFire>,
     records_since: Option<Instant>,
@@ -147,7 +159,18 @@ struct Buffer {
 }
 
 impl Buffer {
-    fn take(&mut self, end: FireEnd, now: Instant) {
+    fn take(&mut self, note: Note, now: Instant) {
+        let end = match note {
+            Note::Started(start) => {
+                // Informational: past the bound, starts are not kept.
+                if self.started.len() < MAX_BUFFERED {
+                    self.started.push(start);
+                    self.records_since.get_or_insert(now);
+                }
+                return;
+            }
+            Note::Ended(end) => end,
+        };
         if self.records.len() >= MAX_BUFFERED {
             self.records.pop_front();
             self.dropped += 1;
@@ -161,7 +184,24 @@ impl Buffer {
     }
 
     fn is_empty(&self) -> bool {
-        self.records.is_empty() && self.closes.is_empty()
+        self.records.is_empty() && self.closes.is_empty() && self.started.is_empty()
+    }
+
+    /// The starts to report with a write of `records`: those whose end is
+    /// not among them.
+    fn starts_without_end(&self, records: &[RunRecord]) -> Vec<StartedFire> {
+        if self.started.is_empty() {
+            return Vec::new();
+        }
+        let ended: HashSet<(&str, i64)> = records
+            .iter()
+            .map(|r| (r.job_id.as_str(), r.scheduled_ms))
+            .collect();
+        self.started
+            .iter()
+            .filter(|f| !ended.contains(&(f.job_id.as_str(), f.scheduled_ms)))
+            .cloned()
+            .collect()
     }
 
     /// When the buffer is to be written by the timers (`None` if empty).
@@ -179,6 +219,7 @@ impl Buffer {
     /// write) keep their time, so they are written at once or on it.
     fn written(&mut self, records: usize) {
         self.records.drain(..records);
+        self.started.clear();
         self.closes.clear();
         self.closes_since = None;
         if self.records.is_empty() {
@@ -198,13 +239,25 @@ async fn sleep_until_opt(at: Option<Instant>) {
 trait Sink: Send + Sync + 'static {
     fn write(
         &self,
+        started: &[StartedFire],
         runs: &[RunRecord],
         closes: &[CloseFire],
     ) -> impl Future<Output = CoordResult<()>> + Send;
 }
 
 impl Sink for Arc<dyn Coordinator> {
-    async fn write(&self, runs: &[RunRecord], closes: &[CloseFire]) -> CoordResult<()> {
+    async fn write(
+        &self,
+        started: &[StartedFire],
+        runs: &[RunRecord],
+        closes: &[CloseFire],
+    ) -> CoordResult<()> {
+        if !started.is_empty() {
+            self.mark_running(started).await?;
+        }
+        if runs.is_empty() && closes.is_empty() {
+            return Ok(());
+        }
         self.record_and_close(runs, closes).await
     }
 }
@@ -214,7 +267,7 @@ impl Sink for Arc<dyn Coordinator> {
 pub fn spawn_recorder(
     coordinator: Arc<dyn Coordinator>,
     unwritten: Arc<UnwrittenCloses>,
-    rx: mpsc::UnboundedReceiver<FireEnd>,
+    rx: mpsc::UnboundedReceiver<Note>,
 ) -> tokio::task::JoinHandle<()> {
     spawn_with(coordinator, unwritten, rx)
 }
@@ -222,7 +275,7 @@ pub fn spawn_recorder(
 fn spawn_with<S: Sink>(
     sink: S,
     unwritten: Arc<UnwrittenCloses>,
-    mut rx: mpsc::UnboundedReceiver<FireEnd>,
+    mut rx: mpsc::UnboundedReceiver<Note>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut buffer = Buffer::default();
@@ -272,9 +325,11 @@ fn spawn_with<S: Sink>(
                 );
                 buffer.dropped = 0;
             }
-            let records = buffer.records.make_contiguous();
-            let part = records.len().min(WRITE_AT_ONCE);
-            match sink.write(&records[..part], &buffer.closes).await {
+            let part = buffer.records.len().min(WRITE_AT_ONCE);
+            buffer.records.make_contiguous();
+            let records = &buffer.records.as_slices().0[..part];
+            let started = buffer.starts_without_end(records);
+            match sink.write(&started, records, &buffer.closes).await {
                 Ok(()) => {
                     unwritten.written(&buffer.closes);
                     buffer.written(part);
@@ -298,7 +353,7 @@ fn spawn_with<S: Sink>(
 /// `limit` records (no limit: all of them, dropping the oldest past the
 /// buffer's bound).
 fn drain(
-    rx: &mut mpsc::UnboundedReceiver<FireEnd>,
+    rx: &mut mpsc::UnboundedReceiver<Note>,
     buffer: &mut Buffer,
     now: Instant,
     limit: Option<usize>,
@@ -327,6 +382,8 @@ mod tests {
         records: Vec<i64>,
         closes: Vec<u32>,
         ok: bool,
+        /// Scheduled instants of the starts reported.
+        started: Vec<i64>,
     }
 
     #[derive(Clone)]
@@ -356,7 +413,12 @@ mod tests {
     }
 
     impl Sink for FakeStore {
-        async fn write(&self, runs: &[RunRecord], closes: &[CloseFire]) -> CoordResult<()> {
+        async fn write(
+            &self,
+            started: &[StartedFire],
+            runs: &[RunRecord],
+            closes: &[CloseFire],
+        ) -> CoordResult<()> {
             let ok = !self.failing.load(Ordering::SeqCst);
             self.writes
                 .lock()
@@ -366,6 +428,7 @@ mod tests {
                     records: runs.iter().map(|r| r.scheduled_ms).collect(),
                     closes: closes.iter().map(|c| c.shard).collect(),
                     ok,
+                    started: started.iter().map(|f| f.scheduled_ms).collect(),
                 });
             if ok {
                 Ok(())
@@ -381,7 +444,7 @@ mod tests {
     struct Harness {
         store: FakeStore,
         unwritten: Arc<UnwrittenCloses>,
-        tx: Option<mpsc::UnboundedSender<FireEnd>>,
+        tx: Option<mpsc::UnboundedSender<Note>>,
         task: tokio::task::JoinHandle<()>,
     }
 
@@ -429,8 +492,23 @@ mod tests {
                 self.unwritten.add(shard);
             }
             if let Some(tx) = &self.tx {
-                tx.send(FireEnd { record, open_entry })
+                tx.send(Note::Ended(FireEnd { record, open_entry }))
                     .expect("recorder alive");
+            }
+        }
+
+        /// Sends the start of the fire scheduled at `at`.
+        fn begin(&self, at: i64) {
+            let start = StartedFire {
+                shard: 0,
+                job_id: format!("job-{at}"),
+                scheduled_ms: at,
+                holder: "n1/i".into(),
+                token: 1,
+                started_ms: at,
+            };
+            if let Some(tx) = &self.tx {
+                tx.send(Note::Started(start)).expect("recorder alive");
             }
         }
 
@@ -496,6 +574,32 @@ mod tests {
         h.tx = None;
         h.task.await.expect("recorder ends");
         assert_eq!(h.store.writes(), vec![(10, 2, 0, true)]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_start_is_reported_only_when_its_end_is_not_in_the_same_write() {
+        let h = Harness::start();
+        h.begin(1);
+        h.begin(2);
+        h.at(100).await;
+        h.end(1, None);
+        h.at(1000).await;
+        // Fire 1 ended within the interval: its outcome says more. Fire 2
+        // still runs: it is reported, with the next write after its start.
+        let started: Vec<Vec<i64>> = h
+            .store
+            .writes
+            .lock()
+            .expect("writes")
+            .iter()
+            .map(|w| w.started.clone())
+            .collect();
+        assert_eq!(started, vec![vec![2]]);
+        assert_eq!(h.store.writes(), vec![(250, 1, 0, true)]);
+        h.begin(3);
+        h.at(2000).await;
+        assert_eq!(h.store.writes()[1..], [(1250, 0, 0, true)]);
+        assert_eq!(h.store.writes.lock().expect("writes")[1].started, vec![3]);
     }
 
     #[tokio::test(start_paused = true)]

@@ -41,7 +41,7 @@ use crate::executor::{EndSink, Executor};
 use crate::handler::HandlerRegistry;
 use crate::lease_watch::LeaseWatch;
 use crate::metrics as m;
-use crate::recorder::{spawn_recorder, FireEnd, UnwrittenCloses};
+use crate::recorder::{spawn_recorder, Note, UnwrittenCloses};
 use crate::settings::WorkerSettings;
 use crate::status::{WorkerReport, WorkerStatus};
 use crate::timetable::Timetable;
@@ -97,7 +97,7 @@ pub(crate) struct Node {
     held: BTreeMap<u32, Held>,
     timetable: Timetable,
     executor: Executor,
-    records: Option<mpsc::UnboundedSender<FireEnd>>,
+    records: Option<mpsc::UnboundedSender<Note>>,
     recorder: tokio::task::JoinHandle<()>,
     /// Open-entry changes of tracked fires not yet written, per shard: a
     /// shard is released only once its are.
@@ -165,6 +165,7 @@ impl Node {
             EndSink::new(
                 info.id.clone(),
                 holder.clone(),
+                coord.keeps_fire_states(),
                 records.clone(),
                 unwritten.clone(),
             ),
