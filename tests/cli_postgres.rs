@@ -303,6 +303,23 @@ fn run_within(mut cmd: Command, limit: Duration) -> (Option<i32>, String, Durati
     (status.code(), stderr, elapsed)
 }
 
+/// Commands the bad-input tests run against a store they must not change:
+/// a delete, a write and a read.
+const ONE_SHOT_COMMANDS: [&[&str]; 3] = [
+    &["job", "rm", "keep"],
+    &[
+        "job",
+        "put",
+        "--id",
+        "new",
+        "--schedule",
+        "@every 1s",
+        "--exec",
+        "true",
+    ],
+    &["status"],
+];
+
 /// The namespace's rows of `table`, as `psql` prints them.
 fn rows(server: &PostgresServer, namespace: &str, table: &str, order: &str) -> String {
     let table = shardcron_postgres::NamespaceSchema::new(namespace).object(table);
@@ -327,20 +344,7 @@ fn a_malformed_postgres_url_exits_3_naming_the_fault_and_changes_nothing() {
         (bad_port.as_str(), "invalid value for option `port`"),
         (bad_option.as_str(), "invalid value for option `sslmode`"),
     ] {
-        for args in [
-            &["job", "rm", "keep"][..],
-            &[
-                "job",
-                "put",
-                "--id",
-                "new",
-                "--schedule",
-                "@every 1s",
-                "--exec",
-                "true",
-            ][..],
-            &["status"][..],
-        ] {
+        for args in ONE_SHOT_COMMANDS {
             let mut cmd = shardcron(bad, "pgbadurl");
             cmd.args(args);
             let (code, stderr, _) = run_within(cmd, Duration::from_secs(20));
@@ -472,21 +476,8 @@ fn a_schema_newer_than_the_binary_exits_3_and_changes_nothing() {
     let config = dir.path().join("worker.toml");
     std::fs::write(&config, FAST_CONFIG).expect("config");
     let config = config.to_str().expect("path").to_owned();
-    for args in [
-        &["job", "rm", "keep"][..],
-        &[
-            "job",
-            "put",
-            "--id",
-            "new",
-            "--schedule",
-            "@every 1s",
-            "--exec",
-            "true",
-        ][..],
-        &["status"][..],
-        &["worker", "--node-id", "w", "--config", &config][..],
-    ] {
+    let worker: &[&str] = &["worker", "--node-id", "w", "--config", &config];
+    for args in ONE_SHOT_COMMANDS.into_iter().chain([worker]) {
         let mut cmd = shardcron(&url, "pgnewer");
         cmd.args(args);
         let (code, stderr, _) = run_within(cmd, Duration::from_secs(20));
