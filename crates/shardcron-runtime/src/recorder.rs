@@ -7,7 +7,8 @@
 //! task; when the buffer is full while writes fail, the oldest records are
 //! dropped and counted. While the store answers nothing is dropped: a burst
 //! of ends larger than one write ([`WRITE_AT_ONCE`]) is written in writes of
-//! that size back to back, the rest waiting in the channel meanwhile (a
+//! that size back to back from the timer on, the rest waiting in the
+//! channel meanwhile (a
 //! 100,000-fire burst on four nodes used to lose all but each node's newest
 //! 10,000 records, bounded as if the store were down). The open-entry changes
 //! of tracked fires (close on a terminal state, abandon when given up) are
@@ -45,8 +46,8 @@ use tracing::warn;
 /// Most records buffered while the store is unreachable.
 const MAX_BUFFERED: usize = 10_000;
 
-/// Records a write carries at most; a buffer holding this many is written
-/// at once rather than on the timer.
+/// Records a write carries at most; a buffer holding this many takes no
+/// more ends until it is written (the rest wait in the channel).
 const WRITE_AT_ONCE: usize = 5_000;
 
 /// Longest a run record waits in the buffer before it is written. The
@@ -156,6 +157,9 @@ struct Buffer {
     closes_since: Option<Instant>,
     /// Records dropped (buffer full) since the last warning.
     dropped: usize,
+    /// The buffer stopped taking ends at a write's worth: more may wait in
+    /// the channel, due as soon as this write is done.
+    backlog: bool,
 }
 
 impl Buffer {
@@ -222,7 +226,7 @@ impl Buffer {
         self.started.clear();
         self.closes.clear();
         self.closes_since = None;
-        if self.records.is_empty() {
+        if self.records.is_empty() && !std::mem::take(&mut self.backlog) {
             self.records_since = None;
         }
     }
@@ -285,15 +289,16 @@ fn spawn_with<S: Sink>(
             if !open && buffer.is_empty() {
                 return;
             }
-            // While writes succeed, a full write's worth is written at once
-            // and the rest waits in the channel; only while the store fails
-            // does the buffer take everything, up to its bound.
+            // While writes succeed, the buffer takes a write's worth and the
+            // rest waits in the channel (written back to back after it, on
+            // the same timer: a burst's history is not written in the middle
+            // of the burst's starts); only while the store fails does the
+            // buffer take everything, up to its bound.
             let limit = retry_at.is_none().then_some(WRITE_AT_ONCE);
             let full = limit.is_some_and(|l| buffer.records.len() >= l);
-            // When to write: on the buffer's timers, at once when a write's
-            // worth is buffered or the sender is gone; never before a failed
-            // write's retry time.
-            let wake = if open && !full {
+            // When to write: on the buffer's timers, at once once the
+            // sender is gone; never before a failed write's retry time.
+            let wake = if open {
                 buffer.due()
             } else {
                 Some(Instant::now())
@@ -318,6 +323,12 @@ fn spawn_with<S: Sink>(
                 }
             }
             drain(&mut rx, &mut buffer, Instant::now(), limit);
+            if buffer.is_empty() {
+                // A backlog that turned out empty: nothing to write.
+                buffer.records_since = None;
+                buffer.backlog = false;
+                continue;
+            }
             if buffer.dropped > 0 {
                 warn!(
                     dropped = buffer.dropped,
@@ -358,10 +369,14 @@ fn drain(
     now: Instant,
     limit: Option<usize>,
 ) {
-    while limit.is_none_or(|l| buffer.records.len() < l) {
+    loop {
+        if limit.is_some_and(|l| buffer.records.len() >= l) {
+            buffer.backlog = true;
+            return;
+        }
         match rx.try_recv() {
             Ok(end) => buffer.take(end, now),
-            Err(_) => break,
+            Err(_) => return,
         }
     }
 }
@@ -620,7 +635,11 @@ mod tests {
             writes.iter().all(|w| w.1 <= WRITE_AT_ONCE && w.3),
             "{writes:?}"
         );
-        assert_eq!(writes[0].0, 0, "a full write goes at once: {writes:?}");
+        assert!(
+            writes.iter().all(|w| w.0 == 250),
+            "on the timer, then back to back: {writes:?}"
+        );
+        assert_eq!(writes.len(), 5, "{writes:?}");
     }
 
     #[tokio::test(start_paused = true)]
@@ -634,17 +653,17 @@ mod tests {
         h.at(800).await;
         h.store.failing.store(false, Ordering::SeqCst);
         h.at(2000).await;
-        // The first write goes at once (a full write's worth); once it
-        // failed the buffer takes everything up to its bound, and writes
-        // carry at most a write's worth each.
+        // The first write goes after the close delay with a write's worth;
+        // once it failed the buffer takes everything up to its bound, and
+        // writes carry at most a write's worth each.
         let n = WRITE_AT_ONCE;
         assert_eq!(
             h.store.writes(),
             vec![
-                (0, n, 1, false),
-                (500, n, 1, false),
-                (1000, n, 1, true),
-                (1000, n, 0, true)
+                (50, n, 1, false),
+                (550, n, 1, false),
+                (1050, n, 1, true),
+                (1050, n, 0, true)
             ]
         );
         let first = h.store.writes.lock().expect("writes")[2].records[0];
