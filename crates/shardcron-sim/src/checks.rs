@@ -17,7 +17,8 @@
 //!    process crashed before it could hand the fire back (or the run ended
 //!    first), or its node crashed between the claim reply and the start. An
 //!    `at_least_once` fire has neither excuse (except a crash in the last
-//!    20 s of the run, too late for the recovery to show), and a `cancelled`
+//!    20 s of the run, too late for the recovery to show, of its claimant or
+//!    of a node that recovered it), and a `cancelled`
 //!    record of it (given up for recovery) does not count as its record
 //!    unless written in those last 20 s;
 //! 3. no two handlers of a job with overlap `skip` or `queue_one` run at once;
@@ -430,6 +431,8 @@ const RECOVERY_MARGIN_MS: i64 = 20_000;
 /// Excuse categories of required fires that did not run.
 const EXCUSE_LOST_REPLY: &str = "claim applied but its reply was lost and never resolved";
 const EXCUSE_CRASH: &str = "claiming node crashed between the claim reply and the start";
+const EXCUSE_RECOVERER_CRASH: &str =
+    "recovering node crashed in the run's last 20 s, too late for the next recovery to show";
 const COVER_BEYOND_GRACE: &str = "covered by one beyond-grace misfire record";
 const COVER_CAPPED: &str = "covered by a capped batch of misfire records";
 const NOT_REQUIRED_SHARED_ID: &str = "trigger on a scheduled fire's millisecond (shares its id)";
@@ -666,6 +669,22 @@ fn missed_fires(obs: &Observed, info: &RunInfo, found: &mut Vec<Found>, stats: &
                     })
                     .then_some(EXCUSE_CRASH),
             }
+        });
+        // The same for the node that last recovered it: a recovered fire
+        // waits on its recoverer, and a recoverer that crashed too close to
+        // the end leaves it for a recovery the run does not show.
+        let excuse = excuse.or_else(|| {
+            (is_tracked
+                && obs
+                    .recoveries
+                    .iter()
+                    .filter(|r| r.job == req.job && r.sched == req.at)
+                    .any(|r| {
+                        obs.crashes.iter().any(|(t, h)| {
+                            h == &r.holder && *t >= r.t && *t > info.end_ms - RECOVERY_MARGIN_MS
+                        })
+                    }))
+            .then_some(EXCUSE_RECOVERER_CRASH)
         });
         if let Some(why) = excuse {
             *stats.excused.entry(why.to_owned()).or_default() += 1;

@@ -535,9 +535,13 @@ impl Coordinator for FaultyCoordinator {
         retention: Duration,
     ) -> CoordResult<Vec<RecoverOutcome>> {
         let (c, b) = (self.inner.clone(), batches.to_vec());
-        let id = self.history.next_call();
+        let (id, hist) = (self.history.next_call(), self.history.clone());
         self.call("recover_fires", id, async move {
-            c.recover_fires(&b, retention).await
+            let r = c.recover_fires(&b, retention).await;
+            if let Ok(out) = &r {
+                hist.recoveries_applied(id, &b, out);
+            }
+            r
         })
         .await
     }

@@ -11,7 +11,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use shardcron_coord::{
     node_of_holder, BatchOutcome, ClaimBatch, ClaimOutcome, FireKind, LeaseGrant, QueuedTrigger,
-    RunOutcome, RunRecord,
+    RecoverBatch, RecoverOutcome, RunOutcome, RunRecord,
 };
 use shardcron_core::JobSpec;
 
@@ -74,6 +74,16 @@ pub struct ClaimObs {
     pub outcome: Option<ClaimOutcome>,
 }
 
+/// One fire an applied recovery made a node's to run.
+#[derive(Clone, Debug)]
+pub struct RecoveryObs {
+    pub call: u64,
+    pub t: i64,
+    pub holder: String,
+    pub job: String,
+    pub sched: i64,
+}
+
 /// What became of a call's reply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Fate {
@@ -134,6 +144,8 @@ pub struct Observed {
     pub events: Vec<Event>,
     pub starts: Vec<StartObs>,
     pub claims: Vec<ClaimObs>,
+    /// Fires recovered, as the store applied the recoveries.
+    pub recoveries: Vec<RecoveryObs>,
     pub fates: BTreeMap<u64, (i64, Fate)>,
     pub grants: Vec<GrantObs>,
     pub records: Vec<RecordObs>,
@@ -261,6 +273,38 @@ impl History {
                     sched: f.scheduled_ms,
                     kind: f.kind,
                     outcome,
+                });
+            }
+        }
+    }
+
+    /// Records the fires a recovery call made its caller's, as the store
+    /// applied it.
+    pub fn recoveries_applied(&self, call: u64, batches: &[RecoverBatch], out: &[RecoverOutcome]) {
+        let t = self.now();
+        for (b, o) in batches.iter().zip(out) {
+            let RecoverOutcome::Recovered(taken) = o else {
+                continue;
+            };
+            for (f, _) in b.fires.iter().zip(taken).filter(|(_, ok)| **ok) {
+                self.log(
+                    Some(node_of_holder(&b.holder)),
+                    Some(&f.job_id),
+                    Some(b.shard),
+                    format!(
+                        "{}: recover#{call} shard {} token {} {} -> recovered",
+                        b.holder,
+                        b.shard,
+                        b.token,
+                        fire(&f.job_id, f.scheduled_ms)
+                    ),
+                );
+                self.lock().recoveries.push(RecoveryObs {
+                    call,
+                    t,
+                    holder: b.holder.clone(),
+                    job: f.job_id.clone(),
+                    sched: f.scheduled_ms,
                 });
             }
         }
