@@ -164,35 +164,15 @@ async fn a_server_down_or_paused_is_unreachable_and_its_return_is_noticed() {
     );
 
     // Claims work again on the restarted server.
-    let shard = shard_of("j", RING.shard_count);
-    let token = match &c
-        .acquire_leases(&[shard], "n/1", Duration::from_secs(5))
-        .await
-        .expect("acquire")[0]
-    {
-        shardcron_coord::LeaseGrant::Granted { token } => *token,
-        other => panic!("{other:?}"),
-    };
-    let now = c.server_time_ms().await.expect("time");
-    let out = c
-        .claim_fires(
-            &[shardcron_coord::ClaimBatch {
-                shard,
-                holder: "n/1".into(),
-                token,
-                fires: vec![FireClaim::new("j", now, FireKind::Scheduled, v, 1)],
-                ahead_ms: 0,
-            }],
-            Duration::from_secs(60),
-        )
-        .await
-        .expect("claim");
-    assert_eq!(
-        out,
-        vec![shardcron_coord::BatchOutcome::Claimed(vec![
-            shardcron_coord::ClaimOutcome::Claimed
-        ])]
-    );
+    claim_one_fire(
+        &c,
+        "j",
+        v,
+        0,
+        Duration::from_secs(5),
+        Duration::from_secs(60),
+    )
+    .await;
 }
 
 /// Claims, renewals and acquisitions of one holder over the same shards,
@@ -326,35 +306,15 @@ async fn a_fire_row_moves_claimed_running_outcome_and_never_back() {
         .await
         .expect("connect");
     let v = c.put_job(&job("st"), None).await.expect("put").version;
-    let shard = shard_of("st", RING.shard_count);
-    let token = match c
-        .acquire_leases(&[shard], "n/1", Duration::from_secs(60))
-        .await
-        .expect("acquire")[0]
-    {
-        shardcron_coord::LeaseGrant::Granted { token } => token,
-        ref other => panic!("{other:?}"),
-    };
-    let at = c.server_time_ms().await.expect("time") - 1_000;
-    let out = c
-        .claim_fires(
-            &[shardcron_coord::ClaimBatch {
-                shard,
-                holder: "n/1".into(),
-                token,
-                fires: vec![FireClaim::new("st", at, FireKind::Scheduled, v, 1)],
-                ahead_ms: 0,
-            }],
-            Duration::from_secs(600),
-        )
-        .await
-        .expect("claim");
-    assert_eq!(
-        out,
-        vec![shardcron_coord::BatchOutcome::Claimed(vec![
-            shardcron_coord::ClaimOutcome::Claimed
-        ])]
-    );
+    let (shard, token, at) = claim_one_fire(
+        &c,
+        "st",
+        v,
+        1_000,
+        Duration::from_secs(60),
+        Duration::from_secs(600),
+    )
+    .await;
     let schema = NamespaceSchema::new("states");
     let status = || {
         server
@@ -402,4 +362,47 @@ async fn a_fire_row_moves_claimed_running_outcome_and_never_back() {
         .await
         .expect("late mark");
     assert_eq!(status(), "succeeded", "a late start notice changes nothing");
+}
+
+/// Acquires the shard of `job` for holder `n/1` (lease `ttl`) and claims
+/// the job's fire `back_ms` before server time, asserting it is claimed;
+/// returns the shard, the token and the fire's instant.
+async fn claim_one_fire(
+    c: &PostgresCoordinator,
+    job: &str,
+    version: u64,
+    back_ms: i64,
+    ttl: Duration,
+    retention: Duration,
+) -> (u32, u64, i64) {
+    let shard = shard_of(job, RING.shard_count);
+    let token = match c
+        .acquire_leases(&[shard], "n/1", ttl)
+        .await
+        .expect("acquire")[0]
+    {
+        shardcron_coord::LeaseGrant::Granted { token } => token,
+        ref other => panic!("{other:?}"),
+    };
+    let at = c.server_time_ms().await.expect("time") - back_ms;
+    let out = c
+        .claim_fires(
+            &[shardcron_coord::ClaimBatch {
+                shard,
+                holder: "n/1".into(),
+                token,
+                fires: vec![FireClaim::new(job, at, FireKind::Scheduled, version, 1)],
+                ahead_ms: 0,
+            }],
+            retention,
+        )
+        .await
+        .expect("claim");
+    assert_eq!(
+        out,
+        vec![shardcron_coord::BatchOutcome::Claimed(vec![
+            shardcron_coord::ClaimOutcome::Claimed
+        ])]
+    );
+    (shard, token, at)
 }
