@@ -126,8 +126,10 @@ impl Keyspace {
         self.shard(shard, "jobs")
     }
 
-    /// Job versions of a shard (id -> version).
-    pub fn job_versions(&self, shard: u32) -> String {
+    /// Job versions of a shard (id -> version) as versions before the
+    /// job-state hash kept them; only read now, by the migration that moves
+    /// them into [`Self::last_fired`] (field `id|v`).
+    pub fn legacy_job_versions(&self, shard: u32) -> String {
         self.shard(shard, "jobver")
     }
 
@@ -141,15 +143,19 @@ impl Keyspace {
         self.shard(shard, "weights")
     }
 
-    /// Watermark per job of a shard: the last scheduled fire claimed and
-    /// its claim record (id -> `ms|holder|token|attempt`).
+    /// The job-state hash of a shard: per job, field `id` is its watermark
+    /// (the last scheduled fire claimed and its claim record,
+    /// `ms|holder|token|attempt`), `id|v` its version and `id|t` the ms of
+    /// its last manual trigger (`|` cannot occur in a job id). One hash, so
+    /// a claim batch reads all three for all its jobs with one `HMGET`.
     pub fn last_fired(&self, shard: u32) -> String {
         self.shard(shard, "last")
     }
 
-    /// Instant of the last manual trigger per job of a shard (id -> ms), so
-    /// two triggers of one job never share a fire id.
-    pub fn trigger_instants(&self, shard: u32) -> String {
+    /// Instant of the last manual trigger per job of a shard (id -> ms) as
+    /// versions before the job-state hash kept them; only read now, by the
+    /// migration that moves them into [`Self::last_fired`] (field `id|t`).
+    pub fn legacy_trigger_instants(&self, shard: u32) -> String {
         self.shard(shard, "trigger_at")
     }
 

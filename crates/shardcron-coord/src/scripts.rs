@@ -9,6 +9,18 @@
 
 use redis::Script;
 
+/// The source of a script that touches a shard's job versions or trigger
+/// instants, with the prelude that moves them from the old layout's hashes
+/// into the job-state hash (`lua/migrate_job_state.lua`) in front.
+macro_rules! with_migration {
+    ($path:literal) => {
+        concat!(
+            include_str!("lua/migrate_job_state.lua"),
+            include_str!($path)
+        )
+    };
+}
+
 /// Every script the Redis coordinator runs.
 pub struct Scripts {
     /// Register/refresh a member.
@@ -55,14 +67,14 @@ impl Scripts {
             heartbeat: Script::new(include_str!("lua/heartbeat.lua")),
             members: Script::new(include_str!("lua/members.lua")),
             deregister: Script::new(include_str!("lua/deregister.lua")),
-            acquire: Script::new(include_str!("lua/acquire.lua")),
+            acquire: Script::new(with_migration!("lua/acquire.lua")),
             renew: Script::new(include_str!("lua/renew.lua")),
             release: Script::new(include_str!("lua/release.lua")),
             claim: Script::new(include_str!("lua/claim.lua")),
-            put_job: Script::new(include_str!("lua/put_job.lua")),
-            delete_job: Script::new(include_str!("lua/delete_job.lua")),
+            put_job: Script::new(with_migration!("lua/put_job.lua")),
+            delete_job: Script::new(with_migration!("lua/delete_job.lua")),
             ensure_config: Script::new(include_str!("lua/ensure_config.lua")),
-            trigger: Script::new(include_str!("lua/trigger.lua")),
+            trigger: Script::new(with_migration!("lua/trigger.lua")),
             read_triggers: Script::new(include_str!("lua/read_triggers.lua")),
             store_placement: Script::new(include_str!("lua/store_placement.lua")),
             recover: Script::new(include_str!("lua/recover.lua")),
@@ -78,14 +90,14 @@ impl Scripts {
             include_str!("lua/heartbeat.lua"),
             include_str!("lua/members.lua"),
             include_str!("lua/deregister.lua"),
-            include_str!("lua/acquire.lua"),
+            with_migration!("lua/acquire.lua"),
             include_str!("lua/renew.lua"),
             include_str!("lua/release.lua"),
             include_str!("lua/claim.lua"),
-            include_str!("lua/put_job.lua"),
-            include_str!("lua/delete_job.lua"),
+            with_migration!("lua/put_job.lua"),
+            with_migration!("lua/delete_job.lua"),
             include_str!("lua/ensure_config.lua"),
-            include_str!("lua/trigger.lua"),
+            with_migration!("lua/trigger.lua"),
             include_str!("lua/read_triggers.lua"),
             include_str!("lua/store_placement.lua"),
             include_str!("lua/recover.lua"),

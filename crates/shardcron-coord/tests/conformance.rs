@@ -117,8 +117,19 @@ async fn leases_fence_and_release_only_if_ours(env: Env) {
         c.release_leases(&[(3, t3)], "n2/y").await.expect("release"),
         vec![false]
     );
+    // The refused renewals left the lease exactly as it was, and a renewal
+    // of a lease that does not exist creates none.
+    assert_eq!(
+        c.renew_leases(&[(5, t3)], "n1/x", ttl)
+            .await
+            .expect("renew"),
+        vec![false]
+    );
     let holders = c.lease_holders(&[3, 5]).await.expect("holders");
-    assert_eq!(holders[0].as_ref().map(|l| l.node_id()), Some("n1"));
+    assert_eq!(
+        holders[0].as_ref().map(|l| (l.holder.as_str(), l.token)),
+        Some(("n1/x", t3))
+    );
     assert!(holders[1].is_none());
     assert_eq!(
         c.release_leases(&[(3, t3)], "n1/x").await.expect("release"),

@@ -1,10 +1,12 @@
--- Acquire a shard lease. KEYS: lease, fence counter. ARGV: holder, ttl ms.
+-- Acquire a shard lease. KEYS: lease, fence counter, job-state hash, and
+-- the two hashes of the old layout (see the prelude). ARGV: holder, ttl ms.
 -- A free lease gets a new fencing token: one more than the counter, and at
 -- least the server time in microseconds, so tokens keep increasing even if
 -- the store lost the counter (AOF everysec, an asynchronous failover) as long
 -- as its clock does not go back. A lease already held by this holder is
 -- refreshed and keeps its token.
 -- Returns {token, ""} on success, {-1, current_value} when held by another.
+migrate_job_state(KEYS[3], KEYS[4], KEYS[5])
 local cur = redis.call('GET', KEYS[1])
 if cur then
   local holder, token = string.match(cur, '^(.*)|(%d+)$')

@@ -1,7 +1,8 @@
 -- Claim fires of one or more shards, each batch atomically with its lease
 -- check; the batches are independent (one lost lease fails only its own).
--- KEYS: per batch (6 each): lease, watermark hash, job-version hash,
---   trigger queue, open fires, trigger-instant hash.
+-- KEYS: per batch (4 each): lease, job-state hash (field job: the
+--   watermark, job|v: the job's version, job|t: its last trigger's ms),
+--   trigger queue, open fires.
 -- ARGV: retention ms, then per batch: holder|token, claim key prefix, max
 --   early ms, fire count n, then per fire (7 each): job id, scheduled ms,
 --   kind ('s' scheduled, 't' trigger), job version, attempt id, uncertain
@@ -34,8 +35,8 @@
 --      of the job is at or after it, have no key; a trigger must have no key
 --      and not be the watermark's ms.
 -- A batch's job versions, watermarks and trigger instants are read with
--- one HMGET each and the watermarks it moved are written with one HSET at
--- the end; later fires of the batch see the watermark the earlier ones left.
+-- one HMGET of the job-state hash and the watermarks it moved are written
+-- with one HSET at the end; later fires of the batch see the watermark the earlier ones left.
 -- Two batches of one shard in one call count as one call: a record the
 -- first wrote is "written earlier in this same call" for the second.
 -- A trigger that was claimed, or found claimed, leaves the trigger queue here
@@ -67,8 +68,8 @@ end
 
 -- One batch: keys from KEYS[k + 1], arguments from ARGV[a] (its holder|token).
 local function claim(k, a, n)
-  local lease, wm_key, ver_key = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]
-  local queue_key, open_key, trig_key = KEYS[k + 4], KEYS[k + 5], KEYS[k + 6]
+  local lease, wm_key = KEYS[k + 1], KEYS[k + 2]
+  local queue_key, open_key = KEYS[k + 3], KEYS[k + 4]
   local holder_token, prefix = ARGV[a], ARGV[a + 1]
   if redis.call('GET', lease) ~= holder_token then
     out[#out + 1] = -1
@@ -79,11 +80,17 @@ local function claim(k, a, n)
   local holder_bar = holder .. '|'
   local latest = now + tonumber(ARGV[a + 2])
   local first, last = a + 4, a + 4 + 7 * (n - 1)
-  local jobs = {}
-  for i = first, last, 7 do jobs[#jobs + 1] = ARGV[i] end
-  local versions = hmget(ver_key, jobs)
-  local stored = hmget(wm_key, jobs)
-  local trig = hmget(trig_key, jobs)
+  local jobs, wanted = {}, {}
+  for i = first, last, 7 do
+    local job = ARGV[i]
+    jobs[#jobs + 1] = job
+    wanted[#wanted + 1] = job
+    wanted[#wanted + 1] = job .. '|v'
+    wanted[#wanted + 1] = job .. '|t'
+  end
+  -- Per job j: state[3j - 2] watermark, state[3j - 1] version, state[3j]
+  -- last trigger.
+  local state = hmget(wm_key, wanted)
   -- Per job: watermark ms (number or false), its ms as written, its record
   -- (nil for an old plain-ms watermark), whether this call wrote it.
   local w_at, w_ms, w_rec = {}, {}, {}
@@ -98,7 +105,7 @@ local function claim(k, a, n)
   for j = 1, #jobs do
     local job = jobs[j]
     if w_at[job] == nil then
-      local v = stored[j]
+      local v = state[3 * j - 2]
       if v then
         local ms, rec = string.match(v, '^(%-?%d+)|(.+)$')
         if ms then
@@ -148,7 +155,7 @@ local function claim(k, a, n)
       end
     end
     if code == -1 then
-      if versions[j] ~= ARGV[i + 3] then
+      if state[3 * j - 1] ~= ARGV[i + 3] then
         code = 2
       elseif kind == 's' and at_n > latest then
         code = 3
@@ -156,7 +163,8 @@ local function claim(k, a, n)
         code = 0
         local l = w_at[job]
         local fresh = (not l) or at_n > l
-        local guard = fresh and trig[j] and tonumber(trig[j]) >= at_n
+        local trig = state[3 * j]
+        local guard = fresh and trig and tonumber(trig) >= at_n
         if guard then
           key = key or (prefix .. job .. '@' .. at)
           if redis.call('EXISTS', key) == 1 then fresh = false end
@@ -204,7 +212,7 @@ local k, a = 0, 2
 while a <= #ARGV do
   local n = tonumber(ARGV[a + 3])
   claim(k, a, n)
-  k = k + 6
+  k = k + 4
   a = a + 4 + 7 * n
 end
 return out

@@ -1,7 +1,9 @@
 -- Create or replace a job, index it, update its shard's live weight and
 -- announce it, in one atomic step.
--- KEYS: jobs hash, job-version hash, shard version counter, job index,
---   per-job weights hash, live weights hash, live weights version counter.
+-- KEYS: jobs hash, job-state hash (the version is field `id|v`), shard
+--   version counter, job index, per-job weights hash, live weights hash,
+--   live weights version counter, and the two hashes of the old layout
+--   (see the prelude).
 -- ARGV: id, spec json, expected version ('' = any, '0' = must not exist),
 --   paused ('1' or '0'), events channel, shard, job weight (load units).
 -- The job's version is the shard counter after this write, so a version is
@@ -11,7 +13,9 @@
 -- minus the one stored for it, so the sum stays exact; its version moves
 -- only when a weight did.
 -- Returns {version, updated_ms, active_since_ms} or {-1, current_version_or_0}.
-local current = redis.call('HGET', KEYS[2], ARGV[1])
+migrate_job_state(KEYS[2], KEYS[8], KEYS[9])
+local vfield = ARGV[1] .. '|v'
+local current = redis.call('HGET', KEYS[2], vfield)
 if ARGV[3] ~= '' and (current or '0') ~= ARGV[3] then
   return {-1, tonumber(current or '0')}
 end
@@ -31,7 +35,7 @@ if prev_raw then
   end
 end
 local version = redis.call('INCR', KEYS[3])
-redis.call('HSET', KEYS[2], ARGV[1], version)
+redis.call('HSET', KEYS[2], vfield, version)
 redis.call('HSET', KEYS[1], ARGV[1], '{"version":' .. version .. ',"updated_ms":' ..
   string.format('%d', now) .. ',"active_since_ms":' .. string.format('%d', since) ..
   ',"spec":' .. ARGV[2] .. '}')

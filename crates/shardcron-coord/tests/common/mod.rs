@@ -83,8 +83,8 @@ impl Env {
                 let () = raw_redis(
                     server,
                     ::redis::cmd("HSET")
-                        .arg(format!("{{conf:{shard}}}:jobver"))
-                        .arg(id)
+                        .arg(format!("{{conf:{shard}}}:last"))
+                        .arg(format!("{id}|v"))
                         .arg(999_999),
                 )
                 .await;
