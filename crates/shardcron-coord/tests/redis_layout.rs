@@ -89,6 +89,13 @@ async fn a_shard_of_the_old_layout_is_moved_by_its_first_script() {
     )
     .await;
     assert_eq!(t, Some((now + 5).to_string()));
+    let latest: Option<String> =
+        raw_redis(server, ::redis::cmd("HGET").arg(state_key(shard)).arg("|t")).await;
+    assert_eq!(
+        latest,
+        Some((now + 5).to_string()),
+        "the shard's latest trigger"
+    );
     let claim = |at: i64, v: u64| {
         one_batch(
             shard,

@@ -1,8 +1,8 @@
 -- Claim fires of one or more shards, each batch atomically with its lease
 -- check; the batches are independent (one lost lease fails only its own).
 -- KEYS: per batch (4 each): lease, job-state hash (field job: the
---   watermark, job|v: the job's version, job|t: its last trigger's ms),
---   trigger queue, open fires.
+--   watermark, job|v: the job's version, job|t: its last trigger's ms,
+--   |t: the latest of the shard's), trigger queue, open fires.
 -- ARGV: retention ms, then per batch: holder|token, claim key prefix, max
 --   early ms, fire count n, then per fire (7 each): job id, scheduled ms,
 --   kind ('s' scheduled, 't' trigger), job version, attempt id, uncertain
@@ -81,19 +81,35 @@ local function claim(k, a, n)
   local latest = now + tonumber(ARGV[a + 2])
   local first, last = a + 4, a + 4 + 7 * (n - 1)
   local jobs, wanted = {}, {}
+  local earliest = math.huge
   for i = first, last, 7 do
     local job = ARGV[i]
     jobs[#jobs + 1] = job
     wanted[#wanted + 1] = job
     wanted[#wanted + 1] = job .. '|v'
-    wanted[#wanted + 1] = job .. '|t'
+    local at_n = tonumber(ARGV[i + 1])
+    if at_n < earliest then earliest = at_n end
   end
-  -- Per job j: state[3j - 2] watermark, state[3j - 1] version, state[3j]
-  -- last trigger.
+  -- The shard's latest trigger instant, at or after every job's own.
+  wanted[#wanted + 1] = '|t'
+  -- Per job j: state[2j - 1] watermark, state[2j] version.
   local state = hmget(wm_key, wanted)
-  -- Per job: watermark ms (number or false), its ms as written, its record
-  -- (nil for an old plain-ms watermark), whether this call wrote it.
-  local w_at, w_ms, w_rec = {}, {}, {}
+  -- Per job j, its last trigger's ms, read only when the shard has a
+  -- trigger at or after the batch's earliest fire: otherwise no job of
+  -- the batch has one at or after any of its fires.
+  local trigs = {}
+  local shard_trig = state[#wanted]
+  if shard_trig and tonumber(shard_trig) >= earliest then
+    local fields = {}
+    for j = 1, #jobs do fields[j] = jobs[j] .. '|t' end
+    trigs = hmget(wm_key, fields)
+  end
+  -- Per job: the watermark's ms (a number, or false when there is none),
+  -- the watermark as stored, and the position of the '|' that ends its ms
+  -- (nil for an old plain-ms watermark, which has no record). The record
+  -- (holder|token|attempt) is cut out of the stored value only where it is
+  -- needed: most fires only compare ms and check whose the record is.
+  local w_at, w_raw, w_sep = {}, {}, {}
   -- Jobs whose watermark this call wrote, in this batch or an earlier one
   -- of the same shard: batches of one shard in one call count as one call.
   local w_here = here[wm_key]
@@ -105,30 +121,39 @@ local function claim(k, a, n)
   for j = 1, #jobs do
     local job = jobs[j]
     if w_at[job] == nil then
-      local v = state[3 * j - 2]
+      local v = state[2 * j - 1]
       if v then
-        local ms, rec = string.match(v, '^(%-?%d+)|(.+)$')
-        if ms then
-          w_at[job], w_ms[job], w_rec[job] = tonumber(ms), ms, rec
+        local sep = string.find(v, '|', 1, true)
+        if sep and sep < #v then
+          w_at[job], w_raw[job], w_sep[job] = tonumber(string.sub(v, 1, sep - 1)), v, sep
         else
-          w_at[job], w_ms[job] = tonumber(v), v
+          w_at[job], w_raw[job] = tonumber(v), v
         end
       else
         w_at[job] = false
       end
     end
   end
-  local function set_watermark(job, at, at_n, rec)
+  -- The record of job's watermark (nil when it has none).
+  local function record(job)
+    local sep = w_sep[job]
+    return sep and string.sub(w_raw[job], sep + 1)
+  end
+  -- raw is `at|holder|token|attempt`, at the ms string of at_n.
+  local function set_watermark(job, at, at_n, raw)
     if not dirty[job] then
       dirty[job] = true
       dirty_order[#dirty_order + 1] = job
     end
-    w_at[job], w_ms[job], w_rec[job], w_here[job] = at_n, at, rec, true
+    w_at[job], w_raw[job], w_sep[job], w_here[job] = at_n, raw, #at + 1, true
   end
-  -- Whether a record (holder|token|attempt) is this call's holder's.
-  local function own(rec)
-    return string.sub(rec, 1, #holder_bar) == holder_bar
-      and string.find(rec, '^%d+|[^|]+$', #holder_bar + 1) ~= nil
+  -- Whether job's watermark record (holder|token|attempt) is this call's
+  -- holder's, read in place.
+  local function own(job)
+    local from = w_sep[job] + 1
+    local v = w_raw[job]
+    return string.find(v, holder_bar, from, true) == from
+      and string.find(v, '^%d+|[^|]+$', from + #holder_bar) ~= nil
   end
   local j = 0
   for i = first, last, 7 do
@@ -136,26 +161,26 @@ local function claim(k, a, n)
     local job, at, kind = ARGV[i], ARGV[i + 1], ARGV[i + 2]
     local uncertain = ARGV[i + 5]
     local at_n = tonumber(at)
-    local at_watermark = w_at[job] == at_n and w_rec[job] ~= nil
+    local at_watermark = w_at[job] == at_n and w_sep[job] ~= nil
     local key = nil
     local code = -1
     if uncertain ~= '' then
       key = prefix .. job .. '@' .. at
       local cur = redis.call('GET', key)
       local in_key = cur ~= false and cur ~= nil
-      if not in_key and at_watermark then cur = w_rec[job] end
+      if not in_key and at_watermark then cur = record(job) end
       if cur then
         local h, a2 = string.match(cur, '^(.*)|%d+|(%d+)$')
         if h == holder and string.find(',' .. uncertain .. ',', ',' .. a2 .. ',', 1, true) then
           local value = holder_token .. '|' .. ARGV[i + 4]
           if in_key then redis.call('SET', key, value, 'PX', retention) end
-          if at_watermark then set_watermark(job, at, at_n, value) end
+          if at_watermark then set_watermark(job, at, at_n, at .. '|' .. value) end
           code = 1
         end
       end
     end
     if code == -1 then
-      if state[3 * j - 1] ~= ARGV[i + 3] then
+      if state[2 * j] ~= ARGV[i + 3] then
         code = 2
       elseif kind == 's' and at_n > latest then
         code = 3
@@ -163,20 +188,22 @@ local function claim(k, a, n)
         code = 0
         local l = w_at[job]
         local fresh = (not l) or at_n > l
-        local trig = state[3 * j]
+        local trig = trigs[j]
         local guard = fresh and trig and tonumber(trig) >= at_n
         if guard then
           key = key or (prefix .. job .. '@' .. at)
           if redis.call('EXISTS', key) == 1 then fresh = false end
         end
         if fresh then
-          local rec = w_rec[job]
-          if l and rec and (w_here[job] or not own(rec)) then
-            redis.call('SET', prefix .. job .. '@' .. w_ms[job], rec, 'NX', 'PX', retention)
+          local sep = w_sep[job]
+          if l and sep and (w_here[job] or not own(job)) then
+            local raw = w_raw[job]
+            redis.call('SET', prefix .. job .. '@' .. string.sub(raw, 1, sep - 1),
+              string.sub(raw, sep + 1), 'NX', 'PX', retention)
           end
-          local value = holder_token .. '|' .. ARGV[i + 4]
-          set_watermark(job, at, at_n, value)
-          if guard then redis.call('SET', key, value, 'PX', retention) end
+          local raw = at .. '|' .. holder_token .. '|' .. ARGV[i + 4]
+          set_watermark(job, at, at_n, raw)
+          if guard then redis.call('SET', key, string.sub(raw, #at + 2), 'PX', retention) end
           code = 1
         end
       else
@@ -199,7 +226,7 @@ local function claim(k, a, n)
   local fields = {}
   for _, job in ipairs(dirty_order) do
     fields[#fields + 1] = job
-    fields[#fields + 1] = w_ms[job] .. '|' .. w_rec[job]
+    fields[#fields + 1] = w_raw[job]
     if #fields >= CHUNK then
       redis.call('HSET', wm_key, unpack(fields))
       fields = {}

@@ -9,7 +9,9 @@
 -- claimed: that fire's record may be the watermark alone, which a later
 -- scheduled claim can move on (see claim.lua). A scheduled fire claimed
 -- later at a trigger's ms finds the trigger through the job's `id|t` field
--- and its key.
+-- and its key; the shard's `|t` field keeps the latest trigger instant of
+-- any of its jobs, so a claim batch whose fires are all later than it need
+-- not read the jobs' own.
 -- Returns the trigger's scheduled ms, or -1 if the job is absent.
 migrate_job_state(KEYS[5], KEYS[1], KEYS[4])
 if not redis.call('HGET', KEYS[5], ARGV[1] .. '|v') then return -1 end
@@ -20,7 +22,12 @@ if prev >= now then now = prev + 1 end
 local w = tonumber(string.match(redis.call('HGET', KEYS[5], ARGV[1]) or '', '^(%-?%d+)'))
 if w and w >= now then now = w + 1 end
 local at = string.format('%d', now)
-redis.call('HSET', KEYS[5], ARGV[1] .. '|t', at)
+local shard_latest = tonumber(redis.call('HGET', KEYS[5], '|t') or '0')
+if now > shard_latest then
+  redis.call('HSET', KEYS[5], ARGV[1] .. '|t', at, '|t', at)
+else
+  redis.call('HSET', KEYS[5], ARGV[1] .. '|t', at)
+end
 redis.call('RPUSH', KEYS[2], ARGV[1] .. '|' .. at)
 redis.call('INCR', KEYS[3])
 redis.call('PUBLISH', ARGV[2], 'jobs:' .. ARGV[3])
