@@ -3,9 +3,8 @@
 //!
 //! Every request is bounded by the response timeout (no reply in time is
 //! `Unreachable`, like a lost Redis reply), and batched reads and writes
-//! are split so that no transaction exceeds [`MAX_OPS`] operations: the
-//! store requires etcd's `--max-txn-ops` to be at least that (the default
-//! is 128).
+//! are split so that no transaction exceeds [`MAX_OPS`] operations, etcd's
+//! default `--max-txn-ops`: the store needs no server setting.
 
 use std::future::Future;
 use std::time::Duration;
@@ -17,7 +16,7 @@ use crate::error::{map_err, timed_out};
 use crate::keys::prefix_end;
 
 /// Operations per transaction the store sends at most (reads and writes
-/// alike). etcd must allow this many (`--max-txn-ops`, default 128).
+/// alike): etcd's default `--max-txn-ops`.
 pub const MAX_OPS: usize = 128;
 
 /// A connected client and how to reach it.
@@ -56,10 +55,23 @@ impl Etcd {
         }
     }
 
-    /// One transaction.
+    /// One transaction. A request that never reached a member (the
+    /// connection to the member the client picked could not be made: a
+    /// dead member of a cluster) is sent again, up to twice, which the
+    /// client routes to another member; a request that may have reached
+    /// one is never repeated here (its fate is the caller's to resolve).
     pub(crate) async fn txn(&self, op: &'static str, txn: Txn) -> CoordResult<TxnResponse> {
-        let mut client = self.client();
-        self.call(op, client.txn(txn)).await
+        let mut tries = 0;
+        loop {
+            let mut client = self.client();
+            match self.call(op, client.txn(txn.clone())).await {
+                Err(e) if tries < 2 && never_sent(&e) => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Reads `keys` (at most [`MAX_OPS`] per transaction; each transaction is
@@ -104,19 +116,50 @@ impl Etcd {
             options = options.with_keys_only();
         }
         let key = start.unwrap_or_else(|| prefix.as_bytes().to_vec());
-        let mut client = self.client();
-        let mut response = self.call(op, client.get(key, Some(options))).await?;
-        Ok(response.take_kvs())
+        let txn = Txn::new().and_then([TxnOp::get(key, Some(options))]);
+        let response = self.txn(op, txn).await?;
+        match response.op_responses().into_iter().next() {
+            Some(TxnOpResponse::Get(mut get)) => Ok(get.take_kvs()),
+            _ => Err(unexpected(op)),
+        }
     }
 
     /// Sends `txns` (each with its own compares) nested in as few outer
     /// transactions as [`MAX_OPS`] allows; per inner transaction, whether
-    /// its compares held (and so its writes applied).
+    /// its compares held (and so its writes applied). etcd counts a nested
+    /// transaction's operations against what its parent leaves of the
+    /// limit, so an outer transaction carries at most half the limit, and
+    /// each inner one (a few compares and writes) fits in the other half.
     pub(crate) async fn txns(&self, op: &'static str, txns: Vec<Txn>) -> CoordResult<Vec<bool>> {
+        self.txns_sized(op, txns.into_iter().map(|t| (t, 0)).collect())
+            .await
+    }
+
+    /// [`Self::txns`] for transactions of known payload sizes (bytes
+    /// written): an outer transaction also stays under [`MAX_TXN_BYTES`],
+    /// well within etcd's default request limit (1.5 MiB).
+    pub(crate) async fn txns_sized(
+        &self,
+        op: &'static str,
+        txns: Vec<(Txn, usize)>,
+    ) -> CoordResult<Vec<bool>> {
         let mut out = Vec::with_capacity(txns.len());
         let mut rest = txns.into_iter().peekable();
         while rest.peek().is_some() {
-            let chunk: Vec<TxnOp> = rest.by_ref().take(MAX_OPS).map(TxnOp::txn).collect();
+            let mut chunk: Vec<TxnOp> = Vec::new();
+            let mut bytes = 0;
+            while let Some((_, size)) = rest.peek() {
+                let full = chunk.len() >= MAX_OPS / 2
+                    || (!chunk.is_empty() && bytes + size > MAX_TXN_BYTES);
+                if full {
+                    break;
+                }
+                let Some((txn, size)) = rest.next() else {
+                    break;
+                };
+                bytes += size;
+                chunk.push(TxnOp::txn(txn));
+            }
             let response = self.txn(op, Txn::new().and_then(chunk)).await?;
             for r in response.op_responses() {
                 match r {
@@ -127,6 +170,16 @@ impl Etcd {
         }
         Ok(out)
     }
+}
+
+/// Bytes written per outer transaction at most (a single larger write
+/// still goes alone).
+pub(crate) const MAX_TXN_BYTES: usize = 1024 * 1024;
+
+/// Whether a request failed before any member could have received it.
+pub(crate) fn never_sent(error: &CoordError) -> bool {
+    matches!(error, CoordError::Unreachable { message, .. }
+        if message.contains("tcp connect error") || message.contains("Connection refused"))
 }
 
 /// A reply of a shape the request cannot produce.

@@ -4,9 +4,11 @@
 //! * **Acquire.** A free shard's key `e/lease/<n>` = `holder|token` is
 //!   created in a transaction that compares its mod revision with 0 (the key
 //!   does not exist) and the fence key's with the revision read, and writes
-//!   both; the key is attached to the holder's etcd lease. Two nodes racing
-//!   for a shard: one transaction applies, the other's compare fails and it
-//!   reads the winner.
+//!   both; the key is attached to the holder's etcd lease, which is first
+//!   extended by a keep-alive (or granted), so the key lives at least the
+//!   TTL from when the request was sent, as the runtime counts. Two nodes
+//!   racing for a shard: one transaction applies, the other's compare
+//!   fails and it reads the winner.
 //! * **Fencing token** = `max(fence + 1, node clock in µs)`, and `fence/<n>`
 //!   is set to it in the same transaction. The fence key is never deleted
 //!   and only moves by compare-and-set, so tokens strictly increase per
@@ -35,21 +37,42 @@ use std::time::{Duration, Instant};
 use etcd_client::{Compare, CompareOp, PutOptions, Txn, TxnOp};
 use shardcron_coord::{CoordResult, LeaseGrant, LeaseInfo};
 
-use crate::client::{now_ms, text, ttl_secs, MAX_OPS};
+use crate::client::{never_sent, now_ms, text, ttl_secs};
 use crate::coordinator::{EtcdLease, Inner};
 use crate::error::is_lease_not_found;
 use crate::shards::{parse_lease, read_leases};
 
 impl Inner {
     /// Grants an etcd lease of `ttl` seconds.
+    /// A grant that never reached a member is asked again (an extra
+    /// lease granted by a lost reply only expires unused).
     pub(crate) async fn grant(&self, op: &'static str, ttl: i64) -> CoordResult<i64> {
-        let mut client = self.etcd.client();
-        let granted = self.etcd.call(op, client.lease_grant(ttl, None)).await?;
-        Ok(granted.id())
+        let mut tries = 0;
+        loop {
+            let mut client = self.etcd.client();
+            match self.etcd.call(op, client.lease_grant(ttl, None)).await {
+                Err(e) if tries < 2 && never_sent(&e) => tries += 1,
+                other => return other.map(|granted| granted.id()),
+            }
+        }
     }
 
-    /// One keep-alive of an etcd lease; its TTL afterwards (≤ 0: gone).
+    /// One keep-alive of an etcd lease; its TTL afterwards (≤ 0: gone,
+    /// which etcd also reports as "lease not found").
     pub(crate) async fn keep_alive_once(&self, op: &'static str, id: i64) -> CoordResult<i64> {
+        let mut tries = 0;
+        loop {
+            match self.try_keep_alive(op, id).await {
+                Err(e) if e.to_string().contains("lease not found") => return Ok(0),
+                // Never reached a member: ask another (a keep-alive is
+                // idempotent anyway).
+                Err(e) if tries < 2 && never_sent(&e) => tries += 1,
+                other => return other,
+            }
+        }
+    }
+
+    async fn try_keep_alive(&self, op: &'static str, id: i64) -> CoordResult<i64> {
         let mut client = self.etcd.client();
         let (mut keeper, mut stream) = self.etcd.call(op, client.lease_keep_alive(id)).await?;
         self.etcd.call(op, keeper.keep_alive()).await?;
@@ -87,10 +110,18 @@ impl Inner {
         };
     }
 
-    /// The holder's etcd lease of `ttl` seconds: the known one, else a new one.
+    /// The holder's etcd lease of `ttl` seconds, freshly extended: the
+    /// known one after a keep-alive, else a new one.
+    ///
+    /// Why the keep-alive: the runtime counts a new grant valid from the
+    /// moment it sent the request plus the TTL. A key attached to an etcd
+    /// lease last extended earlier would be revoked before that; extended
+    /// (or granted) after the request was sent, it lives at least as long.
     async fn ensure_holder_lease(&self, holder: &str, ttl: i64) -> CoordResult<EtcdLease> {
         if let Some(l) = self.holder_lease(holder).filter(|l| l.ttl == ttl) {
-            return Ok(l);
+            if self.keep_alive_once("acquire leases", l.id).await? > 0 {
+                return Ok(l);
+            }
         }
         let lease = EtcdLease {
             id: self.grant("acquire leases", ttl).await?,
@@ -313,19 +344,9 @@ impl Inner {
                 _ => answers.push(Some(false)),
             }
         }
-        for chunk_start in (0..moves.len()).step_by(MAX_OPS) {
-            let chunk: Vec<Txn> = moves
-                .iter()
-                .skip(chunk_start)
-                .take(MAX_OPS)
-                .cloned()
-                .collect();
-            let applied = self.etcd.txns(OP, chunk).await?;
-            for (j, ok) in applied.into_iter().enumerate() {
-                if let Some(&i) = moved_index.get(chunk_start + j) {
-                    answers[i] = Some(ok);
-                }
-            }
+        let applied = self.etcd.txns(OP, moves).await?;
+        for (&i, ok) in moved_index.iter().zip(applied) {
+            answers[i] = Some(ok);
         }
         self.expire_unnamed(holder, leases, &ours, ttl).await?;
         if let Some(old) = replaced {

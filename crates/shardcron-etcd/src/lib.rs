@@ -34,8 +34,9 @@
 //!   fire is still claimed once. Clocks of nodes should agree (NTP) for
 //!   fires to run on time, not for them to run once.
 //!
-//! Requirements: etcd v3.4 or newer (nested transactions) with
-//! `--max-txn-ops` ≥ [`MAX_OPS`] (etcd's default is exactly 128). A shard's
+//! Requirements: etcd v3.4 or newer (nested transactions); the store keeps
+//! every transaction within etcd's default `--max-txn-ops` ([`MAX_OPS`]),
+//! so no server setting is needed. A shard's
 //! state is one value: keep it under etcd's request limit (1.5 MiB by
 //! default), i.e. up to about 5,000 jobs per shard.
 

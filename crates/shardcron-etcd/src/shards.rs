@@ -177,6 +177,7 @@ pub(crate) async fn update_shards<T>(
                     l.mod_revision,
                 ));
             }
+            let size = after.len();
             let mut ops = vec![TxnOp::put(keys.shard(n), after, None::<PutOptions>)];
             if state.version() != version {
                 ops.push(TxnOp::put(
@@ -185,10 +186,10 @@ pub(crate) async fn update_shards<T>(
                     None::<PutOptions>,
                 ));
             }
-            writes.push(Txn::new().when(compares).and_then(ops));
+            writes.push((Txn::new().when(compares).and_then(ops), size));
             answers.push((n, answer));
         }
-        let applied = etcd.txns(op, writes).await?;
+        let applied = etcd.txns_sized(op, writes).await?;
         pending.clear();
         for ((n, answer), ok) in answers.into_iter().zip(applied) {
             if ok {

@@ -6,8 +6,8 @@
 //! never touch a machine's own etcd on port 2379. Raft timing is shortened
 //! (`--heartbeat-interval 10 --election-timeout 100`) so a member starts and
 //! elects itself in well under a second and leases can be as short as etcd
-//! allows (1 s); `--max-txn-ops` is raised to the value the etcd store
-//! documents as its requirement ([`MAX_TXN_OPS`]).
+//! allows (1 s); `--max-txn-ops` is set explicitly to etcd's default
+//! ([`MAX_TXN_OPS`]), so the tests prove the store needs no more.
 //!
 //! [`EtcdServer::kill`], [`stop`](EtcdServer::stop),
 //! [`pause`](EtcdServer::pause), [`resume`](EtcdServer::resume) and
@@ -31,9 +31,9 @@ use crate::{free_port, TestkitError};
 /// Environment variable naming the `etcd` binary to use instead of `PATH`'s.
 pub const ETCD_ENV: &str = "SHARDCRON_ETCD";
 
-/// `--max-txn-ops` of the test servers: the etcd store needs at least this
-/// many operations per transaction (etcd's default is 128).
-pub const MAX_TXN_OPS: u32 = 1024;
+/// `--max-txn-ops` of the test servers: etcd's default, which the etcd
+/// store keeps every transaction within.
+pub const MAX_TXN_OPS: u32 = 128;
 
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
