@@ -377,3 +377,87 @@ async fn a_cluster_survives_a_member_and_leases_end_with_their_holder() {
         "the old holder's claim is fenced off"
     );
 }
+
+/// The watch loses its connection while etcd compacts away the revisions
+/// it missed: it cannot replay them, so it says `Resync` (the runtime
+/// re-reads everything) and never delivers a replay with a hole in it;
+/// then it watches from the current revision and delivers new events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compacted_watch_gap_is_a_resync_never_a_silent_gap() {
+    use shardcron_testkit::{FaultMode, FaultProxy};
+
+    let server = EtcdServer::start().expect("start etcd");
+    let proxy = FaultProxy::start(server.addrs()[0]).await.expect("proxy");
+    let url = format!("etcd://{}", proxy.addr());
+    let c = EtcdCoordinator::connect(&url, "gap", RING)
+        .await
+        .expect("connect");
+    let mut events = c.subscribe();
+    c.put_job(&job("before"), None).await.expect("put");
+    let seen = |events: &mut tokio::sync::broadcast::Receiver<CoordEvent>, want: CoordEvent| {
+        let mut events = events.resubscribe();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Ok(e)) =
+                    tokio::time::timeout(Duration::from_millis(100), events.recv()).await
+                {
+                    if e == want {
+                        return true;
+                    }
+                }
+            }
+            false
+        }
+    };
+    let shard = shard_of("before", RING.shard_count);
+    let _ = events.recv().await;
+
+    proxy.set_mode(FaultMode::Refuse);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Writes the watch misses, then a compaction that drops their history.
+    let endpoints = vec![format!("http://{}", server.addrs()[0])];
+    let mut raw = etcd_client::Client::connect(endpoints, None)
+        .await
+        .expect("raw client");
+    let other = EtcdCoordinator::connect(&server.url(), "gap", RING)
+        .await
+        .expect("connect directly");
+    other.put_job(&job("during"), None).await.expect("put");
+    // etcd keeps the compaction revision itself: one more write, so the
+    // watch's next revision is strictly below it.
+    other.put_job(&job("during-2"), None).await.expect("put");
+    let revision = raw
+        .get("x", None)
+        .await
+        .expect("get")
+        .header()
+        .map(|h| h.revision())
+        .expect("header");
+    raw.compact(revision, None).await.expect("compact");
+
+    let mut after = c.subscribe();
+    proxy.set_mode(FaultMode::Pass);
+    let mut resyncs = 0;
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < deadline {
+        if let Ok(Ok(e)) = tokio::time::timeout(Duration::from_millis(100), after.recv()).await {
+            assert!(
+                !matches!(e, CoordEvent::JobsChanged(_)),
+                "a compacted event cannot be replayed: {e:?}"
+            );
+            if e == CoordEvent::Resync {
+                resyncs += 1;
+            }
+        }
+    }
+    assert!(resyncs >= 1, "the gap must be announced");
+    // Watching resumed from the current revision (a watch that kept asking
+    // for the compacted one would never deliver this).
+    let watching = seen(&mut after, CoordEvent::JobsChanged(shard));
+    let (ok, _) = tokio::join!(watching, async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        other.put_job(&job("before"), None).await.expect("put")
+    });
+    assert!(ok, "events flow again after the resync");
+}
