@@ -461,3 +461,33 @@ async fn a_compacted_watch_gap_is_a_resync_never_a_silent_gap() {
     });
     assert!(ok, "events flow again after the resync");
 }
+
+/// A node's renewals are one keep-alive of its etcd lease, which keeps
+/// every shard key on it alive: a shard the renewals stop naming must
+/// still end within about a TTL, as it would on the other stores, or it
+/// would stay held for as long as the node lives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_the_renewals_stop_naming_ends_like_an_expired_one() {
+    let server = EtcdServer::start().expect("start etcd");
+    let c = EtcdCoordinator::connect(&server.url(), "unnamed", RING)
+        .await
+        .expect("connect");
+    let ttl = Duration::from_secs(1);
+    let grants = c
+        .acquire_leases(&[1, 2], "n/1", ttl)
+        .await
+        .expect("acquire");
+    let (t1, t2) = (token(&grants[0]), token(&grants[1]));
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_millis(2500) {
+        let renewed = c.renew_leases(&[(1, t1)], "n/1", ttl).await.expect("renew");
+        assert_eq!(renewed, vec![true]);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let holders = c.lease_holders(&[1, 2]).await.expect("holders");
+    assert_eq!(holders[0].as_ref().map(|l| l.token), Some(t1));
+    assert!(
+        holders[1].is_none(),
+        "shard 2 ({t2}) outlived its TTL unrenewed"
+    );
+}
