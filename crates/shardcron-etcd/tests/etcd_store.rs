@@ -491,3 +491,95 @@ async fn a_lease_the_renewals_stop_naming_ends_like_an_expired_one() {
         "shard 2 ({t2}) outlived its TTL unrenewed"
     );
 }
+
+/// Claims whose fate the caller does not know, both ways: one attempt
+/// applied with its reply lost (sent on another connection here, so the
+/// caller never sees it), one lost in a proxy that drops every reply
+/// (`Unreachable`; it never got as far as its write). Retries carrying the
+/// lost attempts claim both (the landed one by takeover), and late
+/// duplicates of the first attempts are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_of_unknown_fate_are_resolved_by_retries_with_their_lost_attempts() {
+    use shardcron_testkit::{FaultMode, FaultProxy};
+
+    let server = EtcdServer::start().expect("start etcd");
+    let proxy = FaultProxy::start(server.addrs()[0]).await.expect("proxy");
+    let mut options = EtcdOptions::new(format!("etcd://{}", proxy.addr()), "lost", RING);
+    options.response_timeout = Duration::from_millis(700);
+    let c = EtcdCoordinator::connect_with(options)
+        .await
+        .expect("connect");
+    let direct = EtcdCoordinator::connect(&server.url(), "lost", RING)
+        .await
+        .expect("connect directly");
+    let v = direct.put_job(&job("j"), None).await.expect("put").version;
+    let shard = shard_of("j", RING.shard_count);
+    let t = token(
+        &c.acquire_leases(&[shard], "n/1", Duration::from_secs(30))
+            .await
+            .expect("acquire")[0],
+    );
+    let now = c.server_time_ms().await.expect("time");
+    let (landed_at, lost_at) = (now - 2000, now - 1000);
+    let claim = |fires: Vec<(i64, u64, Vec<u64>)>| {
+        let fires = fires
+            .into_iter()
+            .map(|(at, attempt, lost)| {
+                let mut fire = FireClaim::new("j", at, FireKind::Scheduled, v, attempt);
+                fire.uncertain = lost;
+                fire
+            })
+            .collect();
+        vec![ClaimBatch {
+            shard,
+            holder: "n/1".into(),
+            token: t,
+            fires,
+            ahead_ms: 0,
+        }]
+    };
+    let retention = Duration::from_secs(60);
+    // Attempt 1 lands; its reply never reaches the caller.
+    direct
+        .claim_fires(&claim(vec![(landed_at, 1, vec![])]), retention)
+        .await
+        .expect("claim");
+    // Attempt 2 is lost on the way.
+    proxy.set_mode(FaultMode::DropReplies);
+    let err = c
+        .claim_fires(&claim(vec![(lost_at, 2, vec![])]), retention)
+        .await
+        .expect_err("the reply is lost");
+    assert!(err.is_unreachable(), "{err}");
+    proxy.set_mode(FaultMode::Pass);
+    proxy.cut_connections();
+    let mut retried = None;
+    for _ in 0..50 {
+        let retry = claim(vec![(landed_at, 3, vec![1]), (lost_at, 4, vec![2])]);
+        if let Ok(out) = c.claim_fires(&retry, retention).await {
+            retried = Some(out);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        retried,
+        Some(vec![BatchOutcome::Claimed(vec![
+            ClaimOutcome::Claimed,
+            ClaimOutcome::Claimed
+        ])]),
+        "the landed attempt is taken over, the lost one claimed afresh"
+    );
+    // Late duplicates of the first attempts find the fires claimed, and a
+    // stale retry naming an attempt the record no longer holds too.
+    for late in [
+        claim(vec![(landed_at, 1, vec![])]),
+        claim(vec![(lost_at, 2, vec![])]),
+        claim(vec![(landed_at, 5, vec![1])]),
+    ] {
+        assert_eq!(
+            direct.claim_fires(&late, retention).await.expect("claim"),
+            vec![BatchOutcome::Claimed(vec![ClaimOutcome::AlreadyClaimed])]
+        );
+    }
+}
