@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use shardcron_testkit::{PostgresServer, RedisServer};
+use shardcron_testkit::{EtcdServer, PostgresServer, RedisServer};
 
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_shardcron")
@@ -37,6 +37,7 @@ poll_interval = "2s"
 pub enum StoreKind {
     Redis,
     Postgres,
+    Etcd,
 }
 
 impl StoreKind {
@@ -45,6 +46,7 @@ impl StoreKind {
         match self {
             Self::Redis => "Redis",
             Self::Postgres => "PostgreSQL",
+            Self::Etcd => "etcd",
         }
     }
 }
@@ -54,6 +56,7 @@ impl StoreKind {
 pub enum Store {
     Redis(RedisServer),
     Postgres(PostgresServer),
+    Etcd(EtcdServer),
 }
 
 impl Store {
@@ -62,6 +65,7 @@ impl Store {
         match kind {
             StoreKind::Redis => Self::Redis(RedisServer::start().expect("redis-server")),
             StoreKind::Postgres => Self::Postgres(PostgresServer::start().expect("postgres")),
+            StoreKind::Etcd => Self::Etcd(EtcdServer::start().expect("etcd")),
         }
     }
 
@@ -69,6 +73,7 @@ impl Store {
         match self {
             Self::Redis(_) => StoreKind::Redis,
             Self::Postgres(_) => StoreKind::Postgres,
+            Self::Etcd(_) => StoreKind::Etcd,
         }
     }
 
@@ -77,6 +82,7 @@ impl Store {
         match self {
             Self::Redis(r) => r.url(),
             Self::Postgres(p) => p.url(),
+            Self::Etcd(e) => e.url(),
         }
     }
 
@@ -85,6 +91,7 @@ impl Store {
         match self {
             Self::Redis(r) => r.addr(),
             Self::Postgres(p) => p.addr(),
+            Self::Etcd(e) => e.addrs()[0],
         }
     }
 }
@@ -120,6 +127,7 @@ impl Cli {
         match &self.store {
             Store::Redis(r) => r,
             Store::Postgres(_) => panic!("this test needs Redis, not PostgreSQL"),
+            Store::Etcd(_) => panic!("this test needs Redis, not etcd"),
         }
     }
 
@@ -219,7 +227,8 @@ pub fn audit_file(path: &Path, job_ids: &[String], from_ms: i64, to_ms: i64) -> 
 
 /// Who claimed a fire (`holder|token|attempt`), read from the store's own
 /// claim record: on Redis its claim key, else its job's watermark when that
-/// is at the fire; on PostgreSQL its row in the namespace's `fires` table.
+/// is at the fire; on PostgreSQL its row in the namespace's `fires` table;
+/// on etcd the same claim key or watermark, in the shard's state document.
 pub fn claim_holder(
     store: &Store,
     ns: &str,
@@ -249,6 +258,33 @@ pub fn claim_holder(
             );
             let value = pg.psql(&sql).expect("read the fires table");
             (!value.is_empty()).then_some(value)
+        }
+        Store::Etcd(etcd) => {
+            let shard = shardcron_core::shard_of(job, shard_count);
+            let endpoints: Vec<String> = etcd.addrs().iter().map(|a| a.to_string()).collect();
+            let out = Command::new("etcdctl")
+                .env("ETCDCTL_API", "3")
+                .args([
+                    "--endpoints",
+                    &endpoints.join(","),
+                    "get",
+                    "--print-value-only",
+                ])
+                .arg(format!("/shardcron/{ns}/shard/{shard}"))
+                .output()
+                .expect("run etcdctl (apt-get install etcd-client)");
+            let doc: serde_json::Value =
+                serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+            let key = doc["claims"][format!("{job}@{at}")][0]
+                .as_str()
+                .map(str::to_owned);
+            let mark = &doc["watermarks"][job];
+            let watermark = match (mark["at"].as_i64(), mark["record"].as_str()) {
+                (Some(ms), Some(record)) => Some(format!("{ms}|{record}")),
+                (Some(ms), None) => Some(ms.to_string()),
+                _ => None,
+            };
+            shardcron_coord::claim_record(key.as_deref(), watermark.as_deref(), at)
         }
     }
 }

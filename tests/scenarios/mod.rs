@@ -1,7 +1,8 @@
 //! Chaos scenarios shared by the stores: the same code runs a fleet of real
-//! worker processes on a private Redis (tests/chaos.rs) and on a private
-//! PostgreSQL (tests/chaos_postgres.rs), audits every fire from the exec
-//! job's own append-only log, and prints one markdown row per scenario.
+//! worker processes on a private Redis (tests/chaos.rs), a private
+//! PostgreSQL (tests/chaos_postgres.rs) and a private etcd
+//! (tests/chaos_etcd.rs), audits every fire from the exec job's own
+//! append-only log, and prints one markdown row per scenario.
 
 use std::time::{Duration, Instant};
 

@@ -25,8 +25,8 @@ pub const DEFAULT_NAMESPACE: &str = "shardcron";
 #[derive(Debug, Parser)]
 #[command(name = "shardcron", version, after_help = exit_codes_help())]
 pub struct Cli {
-    /// URL of the coordination store: redis://, rediss://, postgres:// or
-    /// postgresql:// (wins over --redis).
+    /// URL of the coordination store: redis://, rediss://, postgres://,
+    /// postgresql://, etcd:// or etcds:// (wins over --redis).
     #[arg(
         long,
         env = "SHARDCRON_STORE",

@@ -62,12 +62,13 @@ impl CoordError {
 }
 
 /// The store a (redacted) URL names, by its scheme, for messages:
-/// `Redis`, `PostgreSQL`, else `the store`.
+/// `Redis`, `PostgreSQL`, `etcd`, else `the store`.
 pub fn store_name(url: &str) -> &'static str {
     let scheme = url.split_once("://").map_or("", |(scheme, _)| scheme);
     match scheme.to_ascii_lowercase().as_str() {
         "redis" | "rediss" => "Redis",
         "postgres" | "postgresql" => "PostgreSQL",
+        "etcd" | "etcds" => "etcd",
         _ => "the store",
     }
 }

@@ -19,7 +19,7 @@ pub mod scripts;
 pub use coordinator::{CoordResult, Coordinator};
 pub use error::CoordError;
 pub use keyspace::{claim_record, Keyspace};
-pub use memory::{MemoryCoordinator, MemoryStore, StoreClock};
+pub use memory::{MemoryCoordinator, MemoryStore, ShardState, StoreClock};
 pub use model::{
     node_of_holder, BatchOutcome, ClaimBatch, ClaimOutcome, CloseFire, CoordEvent, FireClaim,
     FireKind, HandBack, JobPage, LeaseGrant, LeaseInfo, MemberInfo, Membership, OpenFire,

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
 use shardcron_core::{shard_of, JobSpec, PlacementRecord, RingConfig, ShardWeights};
 use tokio::sync::broadcast;
 
@@ -27,30 +28,60 @@ use crate::redis_coord::{
 
 /// A job as the store keeps it: its version and its stored JSON (kept as
 /// text, like Redis does, so an undecodable record behaves the same here).
+/// Serialised (by another store keeping a [`ShardState`]) as its version
+/// only: decisions read versions, never the JSON.
+#[derive(Serialize, Deserialize)]
 struct RawJob {
     version: u64,
+    #[serde(skip)]
     json: String,
 }
 
-#[derive(Default)]
-struct Shard {
+/// The shorter name this module uses.
+type Shard = ShardState;
+
+/// One shard's protocol state: job versions, watermarks and their claim
+/// records, claim keys, queued triggers, load units and open entries, with
+/// the rules `claim.lua`, `recover.lua`, `close.lua`, `hand_back.lua`,
+/// `trigger.lua` and `delete_job.lua` apply to them.
+///
+/// Why it is public: the in-memory store keeps one per shard, and a store
+/// without server-side scripts (etcd) reads a shard's state, decides with
+/// these same methods and writes the result back by compare-and-set, so the
+/// rules exist once for both. It serialises without the lease, the fence
+/// counter, the job JSON and the audit log, which such a store keeps
+/// elsewhere. Its maps are ordered, so equal states serialise to equal
+/// bytes (a store can tell whether a decision wrote anything).
+#[derive(Default, Serialize, Deserialize)]
+pub struct ShardState {
+    #[serde(skip)]
     lease: Option<(LeaseInfo, i64)>,
+    #[serde(skip)]
     fence: u64,
+    #[serde(default)]
     version: u64,
+    #[serde(default)]
     jobs: BTreeMap<String, RawJob>,
     /// Per job, the last scheduled fire claimed and its claim record.
-    watermarks: HashMap<String, Watermark>,
+    #[serde(default)]
+    watermarks: BTreeMap<String, Watermark>,
     /// Claim keys: `job@ms` → (record, deadline).
-    claims: HashMap<String, (String, i64)>,
+    #[serde(default)]
+    claims: BTreeMap<String, (String, i64)>,
     /// Every claim answered `Claimed`, kept as long as a claim key would be:
     /// what an outside audit compares with the runs. The protocol never
     /// reads it.
-    claim_log: HashMap<String, (String, i64)>,
+    #[serde(skip)]
+    claim_log: BTreeMap<String, (String, i64)>,
+    #[serde(default)]
     triggers: Vec<(String, i64)>,
-    trigger_instants: HashMap<String, i64>,
+    #[serde(default)]
+    trigger_instants: BTreeMap<String, i64>,
     /// Load units per job (`weights.lua`'s per-shard hash).
-    job_weights: HashMap<String, u64>,
+    #[serde(default)]
+    job_weights: BTreeMap<String, u64>,
     /// Open `at_least_once` fires: `job@at` → `holder|token|delivery|kind`.
+    #[serde(default)]
     open: BTreeMap<String, String>,
 }
 
@@ -101,8 +132,106 @@ impl Shard {
         old.unwrap_or(0)
     }
 
-    fn job_version(&self, job_id: &str) -> Option<u64> {
+    /// The stored version of a job, if the job exists.
+    pub fn job_version(&self, job_id: &str) -> Option<u64> {
         self.jobs.get(job_id).map(|j| j.version)
+    }
+
+    /// The shard's version (job versions are drawn from it).
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// Moves the shard's version on (a hand-back, a job write) and returns it.
+    pub fn next_version(&mut self) -> u64 {
+        self.version += 1;
+        self.version
+    }
+
+    /// Stores a job under `version` (drawn with [`Self::next_version`]) and
+    /// its load units; returns the units it had before.
+    pub fn set_job(&mut self, job_id: &str, version: u64, json: String, units: u64) -> u64 {
+        self.jobs
+            .insert(job_id.to_owned(), RawJob { version, json });
+        self.set_job_weight(job_id, units)
+    }
+
+    /// `delete_job.lua` after its version check: removes the job, keeps a
+    /// watermark past `now` (a fire claimed ahead, whose only record it may
+    /// be), drops the job's queued triggers and moves the version; returns
+    /// the load units the job had.
+    pub fn remove_job(&mut self, job_id: &str, now: i64) -> u64 {
+        self.jobs.remove(job_id);
+        if self.watermarks.get(job_id).is_some_and(|w| w.at <= now) {
+            self.watermarks.remove(job_id);
+        }
+        self.triggers.retain(|(job, _)| job != job_id);
+        self.trigger_instants.remove(job_id);
+        self.version += 1;
+        self.set_job_weight(job_id, 0)
+    }
+
+    /// `trigger.lua`: queues an extra fire of an existing job at `now`,
+    /// moved past the job's previous trigger and past its watermark (a
+    /// scheduled fire claimed ahead); `None` if the job does not exist.
+    pub fn queue_trigger(&mut self, job_id: &str, now: i64) -> Option<i64> {
+        if !self.jobs.contains_key(job_id) {
+            return None;
+        }
+        let mut at = match self.trigger_instants.get(job_id) {
+            Some(&prev) if prev >= now => prev + 1,
+            _ => now,
+        };
+        if let Some(w) = self.watermarks.get(job_id) {
+            if w.at >= at {
+                at = w.at + 1;
+            }
+        }
+        self.trigger_instants.insert(job_id.to_owned(), at);
+        self.triggers.push((job_id.to_owned(), at));
+        self.version += 1;
+        Some(at)
+    }
+
+    /// The queued triggers, after dropping those of jobs that no longer
+    /// exist, as `(job id, ms)` in queue order.
+    pub fn live_triggers(&mut self) -> &[(String, i64)] {
+        let Self { triggers, jobs, .. } = self;
+        triggers.retain(|(job, _)| jobs.contains_key(job));
+        triggers
+    }
+
+    /// Every job's watermark ms, sorted by job id.
+    pub fn last_fired(&self) -> Vec<(String, i64)> {
+        let mut out: Vec<(String, i64)> = self
+            .watermarks
+            .iter()
+            .map(|(k, w)| (k.clone(), w.at))
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Whether the shard holds a job of this id.
+    pub fn has_job(&self, job_id: &str) -> bool {
+        self.jobs.contains_key(job_id)
+    }
+
+    /// `claim.lua` for one batch whose lease check passed: expired claim
+    /// keys go, then every fire is decided in order against store time
+    /// `now`. `here` holds the jobs of this shard whose watermark this call
+    /// wrote (in this batch or an earlier one of the same call).
+    pub fn claim_checked_batch(
+        &mut self,
+        batch: &ClaimBatch,
+        now: i64,
+        retention_ms: i64,
+        here: &mut HashSet<String>,
+    ) -> Vec<ClaimOutcome> {
+        self.claims.retain(|_, (_, deadline)| *deadline > now);
+        self.claim_log.retain(|_, (_, deadline)| *deadline > now);
+        let latest = now + MAX_EARLY_CLAIM_MS + batch.ahead_ms.max(0);
+        self.claim_batch(batch, now, latest, retention_ms, here)
     }
 
     /// The record of fire `key` (`job@ms`): its claim key, else the job's
@@ -277,6 +406,7 @@ impl Shard {
 
 /// A job's watermark: its last scheduled fire claimed, and that claim's
 /// record (`holder|token|attempt`), as `claim.lua` keeps it in one field.
+#[derive(Serialize, Deserialize)]
 struct Watermark {
     at: i64,
     record: Option<String>,
@@ -754,11 +884,8 @@ impl Coordinator for MemoryCoordinator {
             lease,
             BatchOutcome::LeaseLost,
             |shard, batch, now| {
-                shard.claims.retain(|_, (_, deadline)| *deadline > now);
-                shard.claim_log.retain(|_, (_, deadline)| *deadline > now);
-                let latest = now + MAX_EARLY_CLAIM_MS + batch.ahead_ms.max(0);
                 let here = here.entry(batch.shard).or_default();
-                BatchOutcome::Claimed(shard.claim_batch(batch, now, latest, ms(retention), here))
+                BatchOutcome::Claimed(shard.claim_checked_batch(batch, now, ms(retention), here))
             },
         ))
     }
@@ -794,9 +921,9 @@ impl Coordinator for MemoryCoordinator {
                 Some(prev) if !prev.spec.paused || spec.paused => prev.schedule_floor_ms(),
                 _ => now,
             };
-            shard.version += 1;
+            let version = shard.next_version();
             let stored = StoredJob {
-                version: shard.version,
+                version,
                 updated_ms: now,
                 active_since_ms,
                 spec: spec.clone(),
@@ -805,14 +932,7 @@ impl Coordinator for MemoryCoordinator {
                 what: format!("job {}", spec.id),
                 message: e.to_string(),
             })?;
-            shard.jobs.insert(
-                spec.id.clone(),
-                RawJob {
-                    version: stored.version,
-                    json,
-                },
-            );
-            let old = shard.set_job_weight(&spec.id, units);
+            let old = shard.set_job(&spec.id, stored.version, json, units);
             state.weights.apply(n, old, units);
             stored
         };
@@ -855,17 +975,7 @@ impl Coordinator for MemoryCoordinator {
                     });
                 }
             }
-            shard.jobs.remove(job_id);
-            // `delete_job.lua`: a watermark past the store's time (a fire
-            // claimed ahead) stays; the job's queued triggers go.
-            let now = self.store.now_ms();
-            if shard.watermarks.get(job_id).is_some_and(|w| w.at <= now) {
-                shard.watermarks.remove(job_id);
-            }
-            shard.triggers.retain(|(job, _)| job != job_id);
-            shard.trigger_instants.remove(job_id);
-            shard.version += 1;
-            let old = shard.set_job_weight(job_id, 0);
+            let old = shard.remove_job(job_id, self.store.now_ms());
             state.weights.apply(n, old, 0);
             true
         };
@@ -878,24 +988,11 @@ impl Coordinator for MemoryCoordinator {
         let at = {
             let mut state = self.state();
             let shard = state.shards.entry(n).or_default();
-            if !shard.jobs.contains_key(job_id) {
-                return Ok(None);
-            }
             let now = self.store.now_ms();
-            let mut at = match shard.trigger_instants.get(job_id) {
-                Some(&prev) if prev >= now => prev + 1,
-                _ => now,
-            };
-            // Past a scheduled fire claimed ahead (`trigger.lua`).
-            if let Some(w) = shard.watermarks.get(job_id) {
-                if w.at >= at {
-                    at = w.at + 1;
-                }
+            match shard.queue_trigger(job_id, now) {
+                Some(at) => at,
+                None => return Ok(None),
             }
-            shard.trigger_instants.insert(job_id.to_owned(), at);
-            shard.triggers.push((job_id.to_owned(), at));
-            shard.version += 1;
-            at
         };
         self.publish(CoordEvent::JobsChanged(n));
         Ok(Some(at))
@@ -913,9 +1010,7 @@ impl Coordinator for MemoryCoordinator {
             let shard = state.shards.entry(n).or_default();
             let ours = matches!(Self::live_lease(shard, now), Some(l) if l.holder == holder && l.token == token);
             if ours {
-                let Shard { triggers, jobs, .. } = shard;
-                triggers.retain(|(job, _)| jobs.contains_key(job));
-                out.extend(triggers.iter().map(|(job, at)| QueuedTrigger {
+                out.extend(shard.live_triggers().iter().map(|(job, at)| QueuedTrigger {
                     shard: n,
                     job_id: job.clone(),
                     at_ms: *at,
@@ -967,12 +1062,7 @@ impl Coordinator for MemoryCoordinator {
                     let (jobs, unreadable) = decode_shard_jobs(
                         s.jobs.iter().map(|(id, j)| (id.clone(), j.json.clone())),
                     );
-                    let mut last_fired: Vec<(String, i64)> = s
-                        .watermarks
-                        .iter()
-                        .map(|(k, w)| (k.clone(), w.at))
-                        .collect();
-                    last_fired.sort();
+                    let last_fired = s.last_fired();
                     ShardJobs {
                         shard: n,
                         version: s.version,
@@ -1084,7 +1174,7 @@ impl Coordinator for MemoryCoordinator {
                     let shard = state.shards.entry(fire.shard).or_default();
                     let (handed, wrote) = shard.hand_back(holder, fire, deadline);
                     if wrote && moved.insert(fire.shard) {
-                        shard.version += 1;
+                        shard.next_version();
                     }
                     handed
                 })

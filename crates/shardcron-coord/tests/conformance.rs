@@ -48,7 +48,8 @@ async fn members_register_expire_and_leave(env: Env) {
         .map(|m| m.id)
         .collect();
     assert_eq!(ids, vec!["a", "b"]);
-    tokio::time::sleep(Duration::from_millis(450)).await;
+    tokio::time::sleep(env.expiry_wait(Duration::from_millis(300), Duration::from_millis(450)))
+        .await;
     let ids: Vec<String> = c
         .members()
         .await
@@ -148,7 +149,7 @@ async fn leases_fence_and_release_only_if_ours(env: Env) {
             .expect("renew"),
         vec![true]
     );
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(env.expiry_wait(short, Duration::from_millis(300))).await;
     let t3c = match c.acquire_leases(&[3], "n3/z", ttl).await.expect("acquire")[0] {
         LeaseGrant::Granted { token } => token,
         ref other => panic!("{other:?}"),

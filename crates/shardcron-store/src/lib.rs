@@ -2,7 +2,8 @@
 //!
 //! Commands, the daemon and embedders should not care which store a fleet
 //! runs on: the URL's scheme picks it (`redis://`/`rediss://`: Redis,
-//! `postgres://`/`postgresql://`: PostgreSQL), and every caller gets the
+//! `postgres://`/`postgresql://`: PostgreSQL, `etcd://`/`etcds://`: etcd,
+//! `host:port[,host:port…]`), and every caller gets the
 //! same [`Coordinator`] behind an `Arc`. It lives in a crate of its own
 //! because it depends on every store crate, which the coordination crate
 //! (that defines the contract) cannot.
@@ -13,10 +14,12 @@ use std::sync::Arc;
 
 use shardcron_coord::{redact_url, CoordError, Coordinator, RedisCoordinator};
 use shardcron_core::RingConfig;
+use shardcron_etcd::{redact_etcd_url, EtcdCoordinator};
 use shardcron_postgres::PostgresCoordinator;
 
 /// The URL schemes [`open_store`] accepts, as written before `://`.
-pub const SUPPORTED_SCHEMES: &[&str] = &["redis", "rediss", "postgres", "postgresql"];
+pub const SUPPORTED_SCHEMES: &[&str] =
+    &["redis", "rediss", "postgres", "postgresql", "etcd", "etcds"];
 
 /// Which store a URL names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,6 +28,8 @@ pub enum StoreKind {
     Redis,
     /// PostgreSQL (`postgres://`, `postgresql://`).
     Postgres,
+    /// etcd (`etcd://`, `etcds://` for TLS; several members comma-separated).
+    Etcd,
 }
 
 /// Why a store could not be opened.
@@ -69,6 +74,7 @@ pub fn store_kind(url: &str) -> Result<StoreKind, OpenError> {
     match scheme.as_deref() {
         Some("redis" | "rediss") => Ok(StoreKind::Redis),
         Some("postgres" | "postgresql") => Ok(StoreKind::Postgres),
+        Some("etcd" | "etcds") => Ok(StoreKind::Etcd),
         _ => Err(OpenError::UnsupportedScheme {
             url: redact_url(url),
         }),
@@ -88,6 +94,13 @@ pub async fn open_store(
         StoreKind::Postgres => {
             check_postgres_url(url)?;
             Arc::new(PostgresCoordinator::connect(url, namespace, ring).await?)
+        }
+        StoreKind::Etcd => {
+            shardcron_etcd::parse_url(url).map_err(|message| OpenError::InvalidUrl {
+                url: redact_etcd_url(url),
+                message,
+            })?;
+            Arc::new(EtcdCoordinator::connect(url, namespace, ring).await?)
         }
     })
 }
@@ -131,10 +144,12 @@ mod tests {
             store_kind("PostgreSQL://u@h/db").ok(),
             Some(StoreKind::Postgres)
         );
+        assert_eq!(store_kind("etcd://h:1,h:2").ok(), Some(StoreKind::Etcd));
+        assert_eq!(store_kind("ETCDS://h:1").ok(), Some(StoreKind::Etcd));
         for bad in ["mysql://u:secret@h/db", "h:6379", ""] {
             let err = store_kind(bad).expect_err(bad).to_string();
             assert!(
-                err.contains("redis://, rediss://, postgres://, postgresql://"),
+                err.contains("redis://, rediss://, postgres://, postgresql://, etcd://, etcds://"),
                 "{err}"
             );
             assert!(!err.contains("secret"), "{err}");
@@ -153,6 +168,21 @@ mod tests {
         assert!(matches!(err, Some(OpenError::InvalidUrl { .. })), "{err:?}");
         let text = err.map(|e| e.to_string()).unwrap_or_default();
         assert!(text.contains("invalid value for option `port`"), "{text}");
+        assert!(!text.contains("secret"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn a_malformed_etcd_url_is_invalid_not_unreachable() {
+        let err = open_store(
+            "etcd://u:secret@127.0.0.1:notaport",
+            "x",
+            RingConfig::default(),
+        )
+        .await
+        .err();
+        assert!(matches!(err, Some(OpenError::InvalidUrl { .. })), "{err:?}");
+        let text = err.map(|e| e.to_string()).unwrap_or_default();
+        assert!(text.contains("invalid port"), "{text}");
         assert!(!text.contains("secret"), "{text}");
     }
 

@@ -75,6 +75,23 @@ pub enum TestkitError {
         log_tail: String,
     },
 
+    /// No `etcd` on `PATH` and `SHARDCRON_ETCD` is not set.
+    #[error(
+        "etcd not found on PATH: install it (apt-get install etcd-server) or set SHARDCRON_ETCD"
+    )]
+    EtcdNotFound,
+
+    /// etcd exited before it served clients, or did not serve them in time.
+    #[error("etcd on client port {port} did not start ({reason}); output:\n{log_tail}")]
+    EtcdStartFailed {
+        /// The client port the server was asked to listen on.
+        port: u16,
+        /// Exit status, or that it timed out.
+        reason: String,
+        /// The tail of the server log.
+        log_tail: String,
+    },
+
     /// An operating-system level I/O error.
     #[error("{context}: {source}")]
     Io {

@@ -16,6 +16,8 @@
 //! * [`PostgresServer`]: the same for PostgreSQL (`initdb` + `postgres` in a
 //!   temporary directory, run as the `postgres` user when the tests run as
 //!   root), for the PostgreSQL store's tests.
+//! * [`EtcdServer`]: the same for etcd (one member or a three-member
+//!   cluster on free loopback ports), for the etcd store's tests.
 //! * [`FaultProxy`]: a TCP proxy to put in front of the server for *one*
 //!   client, to black-hole, delay, refuse or cut its traffic.
 //!
@@ -40,6 +42,7 @@
 #![warn(missing_docs)]
 
 mod error;
+pub mod etcd_server;
 pub mod fault_proxy;
 pub mod postgres_server;
 pub mod redis_server;
@@ -48,6 +51,7 @@ pub mod resp;
 use std::net::{Ipv4Addr, TcpListener};
 
 pub use error::TestkitError;
+pub use etcd_server::{EtcdServer, ETCD_ENV, MAX_TXN_OPS};
 pub use fault_proxy::{FaultMode, FaultProxy};
 pub use postgres_server::PostgresServer;
 pub use redis_server::{RedisServer, RedisServerBuilder, REDIS_SERVER_ENV};

@@ -7,7 +7,7 @@ use crate::model::{CloseFire, HandBack, OpenFire, RecoverBatch};
 
 impl Shard {
     /// The open entries, parsed, oldest fire first.
-    pub(super) fn open_fires(&self, shard: u32) -> Vec<OpenFire> {
+    pub fn open_fires(&self, shard: u32) -> Vec<OpenFire> {
         let mut fires: Vec<OpenFire> = self
             .open
             .iter()
@@ -19,7 +19,7 @@ impl Shard {
 
     /// `close.lua`: removes the entry (or marks it abandoned) only if it
     /// still names the closer.
-    pub(super) fn close(&mut self, close: &CloseFire) {
+    pub fn close(&mut self, close: &CloseFire) {
         let field = format!("{}@{}", close.job_id, close.scheduled_ms);
         let prefix = format!("{}|{}|{}|", close.holder, close.token, close.delivery);
         let Some(value) = self.open.get_mut(&field) else {
@@ -37,7 +37,7 @@ impl Shard {
 
     /// `recover.lua` after its lease check: per fire, whether its entry was
     /// still exactly as read and now names the caller (claim key too).
-    pub(super) fn recover(&mut self, batch: &RecoverBatch, claim_deadline: i64) -> Vec<bool> {
+    pub fn recover(&mut self, batch: &RecoverBatch, claim_deadline: i64) -> Vec<bool> {
         let ours = format!("{}|{}", batch.holder, batch.token);
         batch
             .fires
@@ -65,12 +65,7 @@ impl Shard {
     /// `hand_back.lua` for one fire: whether it is handed back (now, or by
     /// an earlier call of the same holder), and whether this call wrote. The
     /// fire's record is its claim key, else the watermark at its ms.
-    pub(super) fn hand_back(
-        &mut self,
-        holder: &str,
-        fire: &HandBack,
-        deadline: i64,
-    ) -> (bool, bool) {
+    pub fn hand_back(&mut self, holder: &str, fire: &HandBack, deadline: i64) -> (bool, bool) {
         let field = fire.field();
         let Some((h, attempt)) = self
             .record(&fire.job_id, fire.scheduled_ms, &field)

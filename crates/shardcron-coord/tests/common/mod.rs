@@ -1,7 +1,7 @@
-//! The harness the conformance suites share: the three stores (the
-//! in-memory one, a real `redis-server` and a real PostgreSQL, both
-//! started by the test kit), raw access to them, small builders, and the
-//! macro that runs every case on each.
+//! The harness the conformance suites share: the four stores (the
+//! in-memory one, a real `redis-server`, a real PostgreSQL and a real etcd,
+//! all three started by the test kit), raw access to them, small builders,
+//! and the macro that runs every case on each.
 
 #![allow(dead_code)]
 
@@ -13,14 +13,16 @@ use shardcron_coord::{
     RedisCoordinator,
 };
 use shardcron_core::{JobSpec, RingConfig};
+use shardcron_etcd::EtcdCoordinator;
 use shardcron_postgres::{NamespaceSchema, PostgresCoordinator};
-use shardcron_testkit::{PostgresServer, RedisServer};
+use shardcron_testkit::{EtcdServer, PostgresServer, RedisServer};
 
 /// The store a case runs against.
 pub enum Env {
     Memory(MemoryStore),
     Redis(RedisServer),
     Postgres(PostgresServer),
+    Etcd(EtcdServer),
 }
 
 pub const RING: RingConfig = RingConfig::new(64, 40);
@@ -38,6 +40,23 @@ impl Env {
         Env::Postgres(PostgresServer::start().expect("start postgres"))
     }
 
+    pub fn etcd() -> Self {
+        Env::Etcd(EtcdServer::start().expect("start etcd"))
+    }
+
+    /// How long to wait for a lease or registration of `ttl` to expire.
+    /// etcd leases count whole seconds (rounded up, at least 1 s) and
+    /// etcd revokes expired ones every 500 ms, so there it is longer.
+    pub fn expiry_wait(&self, ttl: Duration, wait: Duration) -> Duration {
+        match self {
+            Env::Etcd(_) => {
+                let secs = ttl.as_millis().div_ceil(1000).max(1) as u64;
+                Duration::from_millis(secs * 1000 + 1200)
+            }
+            _ => wait,
+        }
+    }
+
     pub async fn coord_with(&self, ring: RingConfig) -> Result<Arc<dyn Coordinator>, CoordError> {
         Ok(match self {
             Env::Memory(store) => Arc::new(store.coordinator("conf", ring)?),
@@ -46,6 +65,9 @@ impl Env {
             }
             Env::Postgres(server) => {
                 Arc::new(PostgresCoordinator::connect(&server.url(), "conf", ring).await?)
+            }
+            Env::Etcd(server) => {
+                Arc::new(EtcdCoordinator::connect(&server.url(), "conf", ring).await?)
             }
         })
     }
@@ -63,6 +85,13 @@ impl Env {
             }
             Env::Postgres(server) => {
                 raw_pg(server, &format!("DELETE FROM {}", pg_table("config")), &[]).await;
+            }
+            Env::Etcd(server) => {
+                raw_etcd(server)
+                    .await
+                    .delete("/shardcron/conf/config", None)
+                    .await
+                    .expect("delete config");
             }
         }
     }
@@ -98,6 +127,13 @@ impl Env {
                 );
                 raw_pg(server, &sql, &[&id, &(shard as i32), &json]).await;
             }
+            Env::Etcd(server) => {
+                raw_etcd(server)
+                    .await
+                    .put(format!("/shardcron/conf/job/{shard:05}/{id}"), json, None)
+                    .await
+                    .expect("put raw job");
+            }
         }
     }
 }
@@ -110,6 +146,18 @@ pub async fn raw_redis<T: ::redis::FromRedisValue>(server: &RedisServer, cmd: &:
         .expect("connect");
     let value: ::redis::Value = cmd.query_async(&mut conn).await.expect("raw command");
     ::redis::from_redis_value(value).unwrap_or_else(|e| panic!("reply: {e}"))
+}
+
+/// A plain client of the private etcd, outside any coordinator.
+pub async fn raw_etcd(server: &EtcdServer) -> etcd_client::Client {
+    let endpoints: Vec<String> = server
+        .addrs()
+        .iter()
+        .map(|a| format!("http://{a}"))
+        .collect();
+    etcd_client::Client::connect(endpoints, None)
+        .await
+        .expect("connect to etcd")
 }
 
 /// A table of the conformance namespace on PostgreSQL, quoted.
@@ -175,7 +223,7 @@ pub fn one_batch(shard: u32, holder: &str, token: u64, fires: Vec<FireClaim>) ->
     }]
 }
 
-/// Runs every named case against both stores.
+/// Runs every named case against every store.
 #[macro_export]
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
@@ -187,6 +235,9 @@ macro_rules! conformance {
         }
         mod postgres {
             $( #[tokio::test] async fn $name() { super::$name(super::Env::postgres()).await } )*
+        }
+        mod etcd {
+            $( #[tokio::test] async fn $name() { super::$name(super::Env::etcd()).await } )*
         }
     };
 }
