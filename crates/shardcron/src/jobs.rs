@@ -278,7 +278,10 @@ impl Jobs {
     /// A client that manages jobs without running a worker (an admin
     /// service, a deploy step): opens the store `url` names, in
     /// `namespace`, with the default ring settings. Handler names are not
-    /// checked, since the handlers live in the workers.
+    /// checked, since the handlers live in the workers. For a fleet with
+    /// other ring settings (refused here as [`Error::Config`]), open the
+    /// store with [`crate::store::open_store`] and those settings, then
+    /// call [`Jobs::new`].
     pub async fn connect(url: &str, namespace: &str) -> Result<Self> {
         let coord = shardcron_store::open_store(url, namespace, Default::default()).await?;
         Ok(Self::new(coord))
