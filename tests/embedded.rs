@@ -2,7 +2,9 @@
 //! private `redis-server`: jobs added at run time through a node's handle
 //! fire exactly once across both nodes (every fire id is audited: none twice,
 //! none missing over the window), a trigger fires once, a pause and a
-//! removal stop the fires scheduled after they were acknowledged.
+//! removal stop the fires scheduled after they were acknowledged; and a
+//! node leaving with `shutdown()` (what SIGTERM does in the daemon) hands
+//! its jobs over without losing or repeating a fire.
 
 #[allow(dead_code)]
 #[path = "../examples/embedded.rs"]
@@ -69,19 +71,8 @@ async fn runtime_jobs_fire_once_across_two_embedded_nodes_and_stop_when_removed(
     let audit: Audit = Arc::default();
     let a = node(&url, "node-a", &audit).await;
     let b = node(&url, "node-b", &audit).await;
-    for handle in [&a, &b] {
-        tokio::time::timeout(Duration::from_secs(20), async {
-            loop {
-                handle.ready().await;
-                if handle.status().members.len() == 2 {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        })
-        .await
-        .expect("both nodes ready");
-    }
+    wait_members(&a, 2).await;
+    wait_members(&b, 2).await;
 
     // Jobs added at run time, half through each node's handle.
     let mut added = Vec::new();
@@ -187,21 +178,15 @@ async fn runtime_jobs_fire_once_across_two_embedded_nodes_and_stop_when_removed(
         } else {
             remove_started - 1000
         };
-        let first = (added_at / PERIOD_MS + 1) * PERIOD_MS;
-        let ran: std::collections::HashSet<i64> = fires.iter().map(|(_, ms, _)| *ms).collect();
-        let missed: Vec<i64> = (0..)
-            .map(|k| first + k * PERIOD_MS)
-            .take_while(|ms| *ms <= end)
-            .filter(|ms| !ran.contains(ms))
-            .collect();
+        let missed = missed(&audit, id, *added_at, end);
         assert!(
             missed.is_empty(),
             "{id}: scheduled fires never ran: {missed:?}"
         );
         assert!(
-            ran.len() >= 5,
+            fires.len() >= 5,
             "{id}: only {} fires over the window",
-            ran.len()
+            fires.len()
         );
         total += fires.len();
     }
@@ -218,5 +203,93 @@ async fn runtime_jobs_fire_once_across_two_embedded_nodes_and_stop_when_removed(
     println!(
         "{total} fires of {JOBS} jobs audited; per node {by_node:?}; claimed a={} b={}",
         report_a.claimed, report_b.claimed
+    );
+}
+
+/// Scheduled instants of `job` in `(from, to]` that never ran.
+fn missed(audit: &Audit, job: &str, from: i64, to: i64) -> Vec<i64> {
+    let ran: std::collections::HashSet<i64> =
+        fires_of(audit, job).iter().map(|(_, ms, _)| *ms).collect();
+    let first = (from / PERIOD_MS + 1) * PERIOD_MS;
+    (0..)
+        .map(|k| first + k * PERIOD_MS)
+        .take_while(|ms| *ms <= to)
+        .filter(|ms| !ran.contains(ms))
+        .collect()
+}
+
+async fn wait_members(handle: &SchedulerHandle, members: usize) {
+    tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            handle.ready().await;
+            if handle.status().members.len() == members {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the fleet settles");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_shutting_down_hands_its_jobs_over_without_losing_or_repeating_a_fire() {
+    let redis = RedisServer::start().expect("start redis-server");
+    let url = redis.url();
+    let audit: Audit = Arc::default();
+    let a = node(&url, "node-a", &audit).await;
+    let b = node(&url, "node-b", &audit).await;
+    wait_members(&a, 2).await;
+    wait_members(&b, 2).await;
+
+    let mut added = Vec::new();
+    for i in 0..JOBS {
+        let id = format!("handed-{i}");
+        a.add_job(Job::every(&id, Duration::from_millis(PERIOD_MS as u64)).handler("audit"))
+            .await
+            .expect("add job");
+        added.push((id, now_ms()));
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    // Node b leaves gracefully while every job keeps firing.
+    let report_b = b.shutdown().await.expect("node b leaves");
+    let left_at = now_ms();
+    wait_members(&a, 1).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    let mut removal = HashMap::new();
+    for (id, _) in &added {
+        removal.insert(id.clone(), now_ms());
+        a.remove_job(id).await.expect("remove");
+    }
+    let report_a = a.shutdown().await.expect("node a stops");
+
+    let mut on_b = 0;
+    for (id, added_at) in &added {
+        let fires = fires_of(&audit, id);
+        let twice: Vec<_> = fires.iter().filter(|(_, _, n)| *n > 1).collect();
+        assert!(
+            twice.is_empty(),
+            "{id}: fires ran more than once: {twice:?}"
+        );
+        let missed = missed(&audit, id, *added_at, removal[id] - 1000);
+        assert!(
+            missed.is_empty(),
+            "{id}: scheduled fires never ran: {missed:?}"
+        );
+        assert!(
+            fires.iter().any(|(_, ms, _)| *ms > left_at),
+            "{id}: no fire after node b left"
+        );
+    }
+    for (fire, _, node) in audit.lock().expect("audit").iter() {
+        if node == "node-b" && fire.starts_with("handed-") {
+            on_b += 1;
+        }
+    }
+    println!(
+        "node b ran {on_b} fires before leaving (claimed {}, cancelled at shutdown {}); node a claimed {}",
+        report_b.claimed, report_b.cancelled_at_shutdown, report_a.claimed
     );
 }
