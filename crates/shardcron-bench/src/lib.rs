@@ -24,6 +24,8 @@
 //! unit-tested apart from the command line; `main.rs` only parses arguments
 //! and maps errors to exit codes.
 
+#![warn(missing_docs)]
+
 pub mod charts;
 pub mod cli;
 pub mod error;

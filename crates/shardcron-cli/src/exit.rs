@@ -192,6 +192,24 @@ impl From<shardcron_runtime::WorkerError> for CliError {
     }
 }
 
+/// Errors of the library's job operations, which the `job` commands share
+/// (`shardcron::jobs`): not found exits 5, a version conflict or a job that
+/// kept changing exits 6, the rest as the store error they wrap.
+impl From<shardcron::Error> for CliError {
+    fn from(error: shardcron::Error) -> Self {
+        match error {
+            shardcron::Error::Store(e) => e.into(),
+            shardcron::Error::InvalidJob(e) => e.into(),
+            e @ shardcron::Error::NotFound { .. } => Self::not_found(e.to_string()),
+            e @ (shardcron::Error::Conflict { .. } | shardcron::Error::Busy { .. }) => {
+                Self::new(ExitKind::Conflict, e.to_string())
+            }
+            e @ shardcron::Error::Config(_) => Self::config(e.to_string()),
+            e => Self::failure(e.to_string()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

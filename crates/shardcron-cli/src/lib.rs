@@ -19,6 +19,8 @@
 //! * [`signals`]: graceful shutdown on SIGTERM/SIGINT.
 //! * [`cmd`]: the subcommands.
 
+#![warn(missing_docs)]
+
 pub mod admin_http;
 pub mod api;
 pub mod args;

@@ -1,9 +1,18 @@
 //! Errors of the coordination layer.
 
 /// What can go wrong talking to the coordination store.
+///
+/// What a caller can do: retry [`CoordError::Unreachable`] later (the
+/// runtime waits it out by itself; [`CoordError::is_unreachable`] tells it
+/// apart); re-read and decide again on [`CoordError::VersionConflict`];
+/// fix the input on [`CoordError::InvalidJob`] or the configuration on
+/// [`CoordError::ConfigMismatch`]; [`CoordError::Store`] and
+/// [`CoordError::Corrupt`] need a look at the message (a transient server
+/// error, missing privileges, a damaged value).
 #[derive(Debug, thiserror::Error)]
 pub enum CoordError {
-    /// The store could not be reached or did not answer in time.
+    /// The store could not be reached or did not answer in time. Retry
+    /// later; nothing is known to have been written.
     #[error("{} unreachable at {url}: {message}", store_name(url))]
     Unreachable {
         /// Redacted URL of the server.
@@ -11,7 +20,9 @@ pub enum CoordError {
         /// Cause.
         message: String,
     },
-    /// The store answered with an error.
+    /// The store answered with an error (a server loading its data, a
+    /// statement refused for missing privileges...). Retrying may help
+    /// when the cause is transient; the message says which.
     #[error("store error during {op}: {message}")]
     Store {
         /// Operation that failed.
@@ -19,7 +30,9 @@ pub enum CoordError {
         /// Cause.
         message: String,
     },
-    /// The namespace was created with other ring settings.
+    /// The namespace was created with other ring settings. Use the same
+    /// shard count, virtual nodes and load bound on every node, or another
+    /// namespace; retrying cannot help.
     #[error("namespace {namespace:?} was created with {field}={stored}, this node is configured with {field}={given}; use the same value on every node or another namespace")]
     ConfigMismatch {
         /// Namespace.
@@ -31,7 +44,8 @@ pub enum CoordError {
         /// This node's value.
         given: String,
     },
-    /// Optimistic concurrency: the job's version is not the expected one.
+    /// Optimistic concurrency: the job's version is not the expected one,
+    /// and nothing was written. Read the job again and decide.
     #[error("job {job_id:?} is at version {current}, not the expected {expected}")]
     VersionConflict {
         /// Job id.
@@ -41,7 +55,8 @@ pub enum CoordError {
         /// Version stored (0 = absent).
         current: u64,
     },
-    /// A stored value could not be decoded.
+    /// A stored value could not be decoded (written by a newer version, or
+    /// damaged). An operator has to look at it; retrying does not help.
     #[error("corrupt stored value for {what}: {message}")]
     Corrupt {
         /// Which value.
@@ -49,7 +64,7 @@ pub enum CoordError {
         /// Cause.
         message: String,
     },
-    /// The job is invalid.
+    /// The job is invalid; nothing was written. Fix the field it names.
     #[error(transparent)]
     InvalidJob(#[from] shardcron_core::JobValidationError),
 }

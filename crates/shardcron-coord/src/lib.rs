@@ -7,6 +7,8 @@
 //! semantics in one process for demos and fast tests. Both pass one
 //! conformance suite.
 
+#![warn(missing_docs)]
+
 pub mod coordinator;
 pub mod error;
 pub mod events;

@@ -35,7 +35,8 @@ impl fmt::Display for FireId {
     }
 }
 
-/// Error returned when a string is not of the form `job_id@unix_ms`.
+/// Error returned when a string is not of the form `job_id@unix_ms`. Pass
+/// a fire id as the runtime prints it (`FireId`'s `Display`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid fire id {0:?}: expected job_id@unix_ms")]
 pub struct ParseFireIdError(pub String);

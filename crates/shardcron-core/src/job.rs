@@ -190,7 +190,9 @@ pub struct JobSpec {
     pub metrics_label: Option<String>,
 }
 
-/// A validation failure that names the offending field.
+/// A validation failure that names the offending field. Nothing was
+/// written: fix that field (the message says how) and write again;
+/// retrying unchanged cannot succeed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("job {job_id:?}: field `{field}`: {message}")]
 pub struct JobValidationError {

@@ -7,6 +7,8 @@
 //! without talking to anyone. That agreement is what lets the coordination layer
 //! stay small: it only has to arbitrate the brief moments when nodes disagree.
 
+#![warn(missing_docs)]
+
 pub mod fire;
 pub mod job;
 pub mod load;

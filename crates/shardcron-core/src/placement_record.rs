@@ -22,7 +22,8 @@ pub struct PlacementRecord {
     pub owners: Vec<u32>,
 }
 
-/// Why a stored placement record cannot be used.
+/// Why a stored placement record cannot be used. Callers drop the record
+/// and compute a placement afresh; nothing else is needed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("unusable placement record: {0}")]
 pub struct PlacementRecordError(String);

@@ -39,7 +39,8 @@ use std::time::Duration;
 
 use chrono_tz::Tz;
 
-/// Why a schedule expression or time zone was rejected.
+/// Why a schedule expression or time zone was rejected. Fix the expression
+/// or the zone (an IANA name such as `Europe/Berlin`) as the message says.
 #[derive(Debug, thiserror::Error, Clone, PartialEq)]
 pub enum ScheduleError {
     /// The cron expression (or `@` macro) is not valid.

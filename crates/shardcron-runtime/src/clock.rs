@@ -117,7 +117,7 @@ impl OffsetFilter {
 /// Between samples, server time is estimated from the monotonic clock, so
 /// a step of the node's wall clock (NTP step, an operator, a VM resume that
 /// rewrites the wall clock) cannot move the node's idea of "now": the wall
-/// clock is used only before the first sample. See [`OffsetFilter`] for how
+/// clock is used only before the first sample. See `OffsetFilter` for how
 /// samples are combined.
 #[derive(Clone)]
 pub struct ServerClock {

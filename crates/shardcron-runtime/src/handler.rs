@@ -54,7 +54,9 @@ pub struct RunOutput {
     pub detail: Option<String>,
 }
 
-/// Why a run failed; stored in the run history.
+/// Why a run failed; stored in the run history. A handler returns it: a
+/// `retryable` failure is attempted again per the job's retry policy, a
+/// [`HandlerError::permanent`] one is not.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct HandlerError {

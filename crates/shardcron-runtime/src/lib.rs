@@ -8,6 +8,11 @@
 //! under a node-wide concurrency limit. See
 //! `docs/ARCHITECTURE.md` for the protocol and why each step exists.
 //!
+//! Programs that embed a worker use the `shardcron` crate, which re-exports
+//! what they need from here and adds the builder, job management and
+//! shutdown handle. This crate is the engine underneath; the example below
+//! drives it directly.
+//!
 //! ```no_run
 //! use std::sync::Arc;
 //! use shardcron_coord::RedisCoordinator;
@@ -27,17 +32,34 @@
 //! # Ok(()) }
 //! ```
 
+#![warn(missing_docs)]
+
+// The public surface is the re-exports below and `metrics` (whose names
+// and labels are a contract with dashboards and alerts). The other modules
+// are the engine's parts: they stay `pub` for this crate's tests, the
+// simulator and the benchmarks, but are hidden from the docs and carry no
+// stability promise.
+#[doc(hidden)]
 pub mod ahead;
+#[doc(hidden)]
 pub mod clock;
+#[doc(hidden)]
 pub mod executor;
+#[doc(hidden)]
 pub mod handler;
+#[doc(hidden)]
 pub mod lease_watch;
 pub mod metrics;
 mod node;
+#[doc(hidden)]
 pub mod recorder;
+#[doc(hidden)]
 pub mod settings;
+#[doc(hidden)]
 pub mod status;
+#[doc(hidden)]
 pub mod timetable;
+#[doc(hidden)]
 pub mod worker;
 
 pub use clock::{Clock, SkewedClock, SystemClock};
@@ -45,8 +67,3 @@ pub use handler::{FireContext, FnHandler, Handler, HandlerError, HandlerRegistry
 pub use settings::WorkerSettings;
 pub use status::{WorkerReport, WorkerStatus};
 pub use worker::{default_node_id, Worker, WorkerBuilder, WorkerError};
-
-/// The README's example, compiled as a doctest so it cannot rot.
-#[cfg(doctest)]
-#[doc = include_str!("../../../README.md")]
-pub struct ReadmeDoctests;

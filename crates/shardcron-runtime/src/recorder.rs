@@ -6,7 +6,7 @@
 //! block firing, so records are buffered (bounded) and written by their own
 //! task; when the buffer is full while writes fail, the oldest records are
 //! dropped and counted. While the store answers nothing is dropped: a burst
-//! of ends larger than one write ([`WRITE_AT_ONCE`]) is written in writes of
+//! of ends larger than one write (`WRITE_AT_ONCE`) is written in writes of
 //! that size back to back from the timer on, the rest waiting in the
 //! channel meanwhile (a
 //! 100,000-fire burst on four nodes used to lose all but each node's newest

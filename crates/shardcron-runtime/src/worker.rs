@@ -1,7 +1,7 @@
 //! The worker: builder, public API and shutdown sequence.
 //!
 //! A worker is one node of the fleet. `run` drives a single state machine
-//! ([`crate::node::Node`]) until the shutdown future resolves, then leaves
+//! (`crate::node::Node`) until the shutdown future resolves, then leaves
 //! gracefully: stop firing, deregister (so peers recompute the ring at once),
 //! release every lease (so they can take the shards at once), drain in-flight
 //! runs up to a deadline, flush the run history.
@@ -18,7 +18,10 @@ use crate::node::Node;
 use crate::settings::WorkerSettings;
 use crate::status::{WorkerReport, WorkerStatus};
 
-/// Why a worker could not start or stopped with an error.
+/// Why a worker could not start or stopped with an error. None of these is
+/// worth retrying unchanged: fix the settings, the node id, or (for a
+/// [`CoordError::ConfigMismatch`]) the ring settings or namespace. An
+/// unreachable store is never an error here: the worker waits it out.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
     /// Settings break the protocol's timing rules.

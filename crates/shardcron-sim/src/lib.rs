@@ -10,6 +10,8 @@
 //! failing seed replays exactly, with a trace of the events that touch the
 //! offending job, shard and fire.
 
+#![warn(missing_docs)]
+
 pub mod checks;
 pub mod faulty;
 mod handler;

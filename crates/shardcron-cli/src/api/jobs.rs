@@ -22,8 +22,8 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures::{StreamExt, TryStreamExt};
-use shardcron_coord::{CoordError, Coordinator, StoredJob};
-use shardcron_core::FireId;
+use shardcron::{Precondition, Written};
+use shardcron_coord::{Coordinator, StoredJob};
 
 use super::body::{body_bytes, check_path_id, parse_job_body, require_json, validate_job};
 use super::error::{ApiError, ApiResult, ErrorBody};
@@ -32,9 +32,6 @@ use super::query::{id_like, parse_limit, query_params, DEFAULT_PAGE};
 use super::schema::{IfNoneMatch, JobBody, JobList, JobResponse, JobSummary, TriggerResponse};
 use super::ApiState;
 use crate::jobs_input::now_ms;
-
-/// Attempts of a read-then-write before giving up on a busy job.
-const RMW_ATTEMPTS: usize = 5;
 
 /// The path's job id, percent-decoded and checked (400 naming `id`).
 fn job_id(path: Result<Path<String>, PathRejection>) -> ApiResult<String> {
@@ -65,12 +62,30 @@ async fn existing(coord: &dyn Coordinator, id: &str) -> ApiResult<StoredJob> {
         .ok_or_else(|| ApiError::job_not_found(id))
 }
 
-fn busy(id: &str) -> ApiError {
-    ApiError::new(
-        StatusCode::CONFLICT,
-        "busy",
-        format!("job {id:?} kept changing during {RMW_ATTEMPTS} attempts; retry"),
-    )
+/// The response to an error of the shared job operations.
+fn job_error(error: shardcron::Error) -> ApiError {
+    match error {
+        shardcron::Error::NotFound { job_id, .. } => ApiError::job_not_found(&job_id),
+        shardcron::Error::Conflict {
+            job_id,
+            expected,
+            current,
+        } => {
+            let expected = match expected {
+                Precondition::Version(v) => v.to_string(),
+                other => other.to_string(),
+            };
+            ApiError::version_conflict(&job_id, current, &expected)
+        }
+        shardcron::Error::Busy { job_id, attempts } => ApiError::new(
+            StatusCode::CONFLICT,
+            "busy",
+            format!("job {job_id:?} kept changing during {attempts} attempts; retry"),
+        ),
+        shardcron::Error::Store(e) => e.into(),
+        shardcron::Error::InvalidJob(e) => ApiError::bad_request("invalid_job", e.field, e.message),
+        other => ApiError::internal(other.to_string()),
+    }
 }
 
 /// Create or replace a job.
@@ -127,42 +142,30 @@ pub async fn put_job(
     }
     let coord = state.coord()?;
 
-    let (stored, created) = match precondition {
-        _ if create_only => match coord.put_job(&spec, Some(0)).await {
-            Ok(stored) => (stored, true),
-            Err(CoordError::VersionConflict { current, .. }) => {
-                return Err(ApiError::version_conflict(
-                    &id,
-                    current,
-                    "absent (If-None-Match: *)",
-                ))
-            }
-            Err(e) => return Err(e.into()),
-        },
-        Some(IfMatch::Version(v)) => (coord.put_job(&spec, Some(v)).await?, false),
-        None | Some(IfMatch::Any) => {
-            let mut outcome = None;
-            for _ in 0..RMW_ATTEMPTS {
-                let current = coord.get_job(&id).await?.map_or(0, |j| j.version);
-                if current == 0 && precondition == Some(IfMatch::Any) {
-                    return Err(ApiError::version_conflict(
-                        &id,
-                        0,
-                        "any existing version (If-Match: *)",
-                    ));
-                }
-                match coord.put_job(&spec, Some(current)).await {
-                    Ok(stored) => {
-                        outcome = Some((stored, current == 0));
-                        break;
-                    }
-                    Err(CoordError::VersionConflict { .. }) => continue,
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            outcome.ok_or_else(|| busy(&id))?
-        }
+    let condition = match precondition {
+        _ if create_only => Precondition::Absent,
+        Some(IfMatch::Version(v)) => Precondition::Version(v),
+        Some(IfMatch::Any) => Precondition::Exists,
+        None => Precondition::Any,
     };
+    let Written {
+        job: stored,
+        created,
+    } = shardcron::jobs::put_job(coord.as_ref(), &spec, condition)
+        .await
+        .map_err(|e| match e {
+            shardcron::Error::Conflict {
+                current,
+                expected: Precondition::Absent,
+                ..
+            } => ApiError::version_conflict(&id, current, "absent (If-None-Match: *)"),
+            shardcron::Error::Conflict {
+                current,
+                expected: Precondition::Exists,
+                ..
+            } => ApiError::version_conflict(&id, current, "any existing version (If-Match: *)"),
+            e => job_error(e),
+        })?;
     tracing::info!(job = %id, version = stored.version, created, "job stored through the API");
     let status = if created {
         StatusCode::CREATED
@@ -232,59 +235,32 @@ pub async fn delete_job(
         Some(IfMatch::Any) | None => None,
     };
     let coord = state.coord()?;
-    if coord.delete_job(&id, expected).await? {
-        tracing::info!(job = %id, "job deleted through the API");
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(ApiError::job_not_found(&id))
-    }
+    shardcron::jobs::remove_job(coord.as_ref(), &id, expected)
+        .await
+        .map_err(job_error)?;
+    tracing::info!(job = %id, "job deleted through the API");
+    Ok(StatusCode::NO_CONTENT)
 }
 
-/// Sets `paused` by a version-guarded read-modify-write.
+/// Sets `paused` by a version-guarded read-modify-write
+/// ([`shardcron::jobs::set_paused`], shared with `shardcron job pause` and
+/// embedding programs).
 async fn set_paused(
     state: &ApiState,
     id: &str,
     headers: &HeaderMap,
     paused: bool,
 ) -> ApiResult<Response> {
-    let precondition = if_match(headers)?;
+    let expected = match if_match(headers)? {
+        Some(IfMatch::Version(v)) => Some(v),
+        Some(IfMatch::Any) | None => None,
+    };
     let coord = state.coord()?;
-    for _ in 0..RMW_ATTEMPTS {
-        let current = existing(coord.as_ref(), id).await?;
-        if let Some(IfMatch::Version(v)) = precondition {
-            if v != current.version {
-                return Err(ApiError::version_conflict(
-                    id,
-                    current.version,
-                    &v.to_string(),
-                ));
-            }
-        }
-        if current.spec.paused == paused {
-            return Ok(job_response(StatusCode::OK, current));
-        }
-        let mut spec = current.spec.clone();
-        spec.paused = paused;
-        match coord.put_job(&spec, Some(current.version)).await {
-            Ok(stored) => {
-                tracing::info!(job = %id, version = stored.version, paused, "job paused/resumed through the API");
-                return Ok(job_response(StatusCode::OK, stored));
-            }
-            Err(CoordError::VersionConflict {
-                current, expected, ..
-            }) => {
-                if matches!(precondition, Some(IfMatch::Version(_))) {
-                    return Err(ApiError::version_conflict(
-                        id,
-                        current,
-                        &expected.to_string(),
-                    ));
-                }
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Err(busy(id))
+    let stored = shardcron::jobs::set_paused(coord.as_ref(), id, paused, expected)
+        .await
+        .map_err(job_error)?;
+    tracing::info!(job = %id, version = stored.version, paused, "job paused/resumed through the API");
+    Ok(job_response(StatusCode::OK, stored))
 }
 
 /// Pause a job: it keeps its definition but does not fire.
@@ -374,21 +350,19 @@ pub async fn trigger_job(
 ) -> ApiResult<Response> {
     let id = job_id(path)?;
     let coord = state.coord()?;
-    match coord.trigger_job(&id).await? {
-        Some(ms) => {
-            let fire_id = FireId::new(id.clone(), ms).to_string();
-            tracing::info!(job = %id, fire = %fire_id, "job triggered through the API");
-            Ok((
-                StatusCode::ACCEPTED,
-                Json(TriggerResponse {
-                    fire_id,
-                    scheduled_ms: ms,
-                }),
-            )
-                .into_response())
-        }
-        None => Err(ApiError::job_not_found(&id)),
-    }
+    let fire = shardcron::jobs::trigger_job(coord.as_ref(), &id)
+        .await
+        .map_err(job_error)?;
+    let fire_id = fire.to_string();
+    tracing::info!(job = %id, fire = %fire_id, "job triggered through the API");
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(TriggerResponse {
+            fire_id,
+            scheduled_ms: fire.scheduled_ms,
+        }),
+    )
+        .into_response())
 }
 
 /// List jobs, a page at a time, with a summary of each.

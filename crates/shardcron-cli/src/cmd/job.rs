@@ -2,29 +2,25 @@
 //!
 //! Jobs are validated in full before connecting to Redis, so a bad definition
 //! is reported (exit 3) the same way whether or not Redis is up, and nothing
-//! is written unless every job of a file is valid. Pause and resume are a
-//! read-modify-write guarded by the job's version so that they never undo a
-//! concurrent `job put`; on a conflict they re-read and try again.
+//! is written unless every job of a file is valid. Removing, pausing,
+//! resuming and triggering go through the library's job operations
+//! (`shardcron::jobs`), which the admin API and embedding programs use too:
+//! pause and resume are a read-modify-write guarded by the job's version so
+//! that they never undo a concurrent `job put`; on a conflict they re-read
+//! and try again.
 
 use futures::{StreamExt, TryStreamExt};
-use shardcron_coord::{CoordError, Coordinator, StoredJob};
-use shardcron_core::FireId;
+use shardcron_coord::{Coordinator, StoredJob};
 use shardcron_handlers::HttpArgs;
 
 use crate::args::{JobCommand, JobLsArgs, JobPutArgs};
 use crate::connect::Target;
-use crate::exit::{CliError, ExitKind};
+use crate::exit::CliError;
 use crate::jobs_input::{
     builtin_registry, load_jobs_file, validate_all, validate_parsed, JobInput, JobInputError,
     Origin,
 };
 use crate::output::{json, print, table};
-
-/// Attempts of a pause/resume read-modify-write before giving up (exit 6).
-const RMW_ATTEMPTS: usize = 5;
-
-/// Ids read per page by `job ls`.
-const LS_PAGE: usize = 500;
 
 /// Jobs fetched concurrently by `job ls`.
 const LS_CONCURRENCY: usize = 32;
@@ -40,11 +36,8 @@ pub async fn run(target: &Target, command: JobCommand) -> Result<(), CliError> {
         }
         JobCommand::Rm(a) => {
             let coord = target.connect().await?;
-            if coord.delete_job(&a.id, None).await? {
-                print(&format!("removed job {:?}", a.id))
-            } else {
-                Err(not_found(coord.as_ref(), &a.id))
-            }
+            shardcron::jobs::remove_job(coord.as_ref(), &a.id, None).await?;
+            print(&format!("removed job {:?}", a.id))
         }
         JobCommand::Pause(a) => {
             let coord = target.connect().await?;
@@ -58,10 +51,8 @@ pub async fn run(target: &Target, command: JobCommand) -> Result<(), CliError> {
         }
         JobCommand::Trigger(a) => {
             let coord = target.connect().await?;
-            match coord.trigger_job(&a.id).await? {
-                Some(ms) => print(&FireId::new(a.id, ms).to_string()),
-                None => Err(not_found(coord.as_ref(), &a.id)),
-            }
+            let fire = shardcron::jobs::trigger_job(coord.as_ref(), &a.id).await?;
+            print(&fire.to_string())
         }
         JobCommand::Ls(a) => ls(target, a).await,
     }
@@ -158,49 +149,18 @@ async fn put(target: &Target, args: JobPutArgs) -> Result<(), CliError> {
 }
 
 /// Sets `paused` with a version-guarded read-modify-write, retrying on
-/// conflicts; returns the job as stored.
+/// conflicts ([`shardcron::jobs::set_paused`]); returns the job as stored.
 pub async fn set_paused(
     coord: &dyn Coordinator,
     id: &str,
     paused: bool,
 ) -> Result<StoredJob, CliError> {
-    let mut last_conflict = None;
-    for _ in 0..RMW_ATTEMPTS {
-        let current = get_existing(coord, id).await?;
-        if current.spec.paused == paused {
-            return Ok(current);
-        }
-        let mut spec = current.spec.clone();
-        spec.paused = paused;
-        match coord.put_job(&spec, Some(current.version)).await {
-            Ok(job) => return Ok(job),
-            Err(e @ CoordError::VersionConflict { .. }) => {
-                tracing::debug!(error = %e, "version conflict; retrying");
-                last_conflict = Some(e);
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-    let detail = last_conflict.map_or_else(String::new, |e| format!(": {e}"));
-    Err(CliError::new(
-        ExitKind::Conflict,
-        format!("job {id:?} kept changing; gave up after {RMW_ATTEMPTS} attempts{detail}"),
-    ))
+    Ok(shardcron::jobs::set_paused(coord, id, paused, None).await?)
 }
 
 /// Every job id with `prefix`, in order, through all pages.
 pub async fn all_ids(coord: &dyn Coordinator, prefix: &str) -> Result<Vec<String>, CliError> {
-    let mut ids = Vec::new();
-    let mut after: Option<String> = None;
-    loop {
-        let page = coord.list_jobs(prefix, after.as_deref(), LS_PAGE).await?;
-        let empty = page.ids.is_empty();
-        ids.extend(page.ids);
-        match page.next {
-            Some(next) if !empty => after = Some(next),
-            _ => return Ok(ids),
-        }
-    }
+    Ok(shardcron::jobs::all_job_ids(coord, prefix).await?)
 }
 
 async fn ls(target: &Target, args: JobLsArgs) -> Result<(), CliError> {

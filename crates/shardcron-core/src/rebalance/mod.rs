@@ -25,7 +25,7 @@
 //!      preferring one that leaves the giver at least as loaded as the
 //!      receiver (a newcomer must not take one big shard and make its giver
 //!      pull the difference back in small ones);
-//!    - *making room* ([`making_room`]): one of the eight least-loaded
+//!    - *making room* (`making_room`): one of the eight least-loaded
 //!      members first passes one lighter shard, else several (heaviest
 //!      first, at most 256), to third members with room, then takes it;
 //!    - *swap*: the receiver passes a lighter shard back to the giver;
