@@ -4,7 +4,7 @@
 //! * How fast an API write reaches the fleet, two ways: the time from the
 //!   `PUT` acknowledgement until the owning worker has loaded the job (its
 //!   owned-job count moves), for 200 jobs; and, for `@every 1s` jobs created
-//!   at varied offsets within the second, the first fire scheduled at or
+//!   at varied offsets within the second, the first fire scheduled
 //!   after the acknowledgement must run (exactly once), and its lateness
 //!   (first fire start − ack) − (scheduled − ack) = start − scheduled is
 //!   reported. Both distributions are printed as p50/p99 (`--nocapture`).
@@ -242,7 +242,7 @@ async fn api_writes_reach_the_owner_quickly() {
     );
     assert!(p99 < 2_000.0, "p99 {p99} ms");
 
-    // 2. First fire at or after the ack of an `@every 1s` job.
+    // 2. First fire after the ack of an `@every 1s` job.
     const FIRE_JOBS: usize = 40;
     let mut acks = BTreeMap::new();
     for i in 0..FIRE_JOBS {
@@ -264,13 +264,16 @@ async fn api_writes_reach_the_owner_quickly() {
     assert!(duplicates.is_empty(), "fires run twice: {duplicates:?}");
     let mut lateness = Vec::with_capacity(FIRE_JOBS);
     for (id, ack) in &acks {
-        let first_due = (ack + 999).div_euclid(1000) * 1000;
+        // Strictly after the ack: the write time is at or before the ack,
+        // and a fire at the job's creation instant is not one of its fires
+        // (an ack on a whole second made this test fail now and then).
+        let first_due = ack.div_euclid(1000) * 1000 + 1000;
         let first = log
             .iter()
             .find(|f| f.job == *id && f.scheduled_ms == first_due)
             .unwrap_or_else(|| {
                 panic!(
-                    "{id}: the first fire at or after the ack ({first_due}, ack {ack}) never ran"
+                    "{id}: the first fire after the ack ({first_due}, ack {ack}) never ran"
                 )
             });
         // (start - ack) - (scheduled - ack)
