@@ -272,9 +272,7 @@ async fn api_writes_reach_the_owner_quickly() {
             .iter()
             .find(|f| f.job == *id && f.scheduled_ms == first_due)
             .unwrap_or_else(|| {
-                panic!(
-                    "{id}: the first fire after the ack ({first_due}, ack {ack}) never ran"
-                )
+                panic!("{id}: the first fire after the ack ({first_due}, ack {ack}) never ran")
             });
         // (start - ack) - (scheduled - ack)
         lateness.push(((first.started_ms - ack) - (first_due - ack)) as f64);

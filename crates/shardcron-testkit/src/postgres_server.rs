@@ -291,11 +291,19 @@ fn kill_group(state: &mut Option<Child>) {
 
 /// Sends `sig` to the postmaster `pid` and to every process it forked
 /// (backends and auxiliary processes, found in `/proc` by parent pid).
-/// SIGSTOP and SIGKILL go to the postmaster first, so it forks no child
-/// after the scan; SIGCONT goes to it last.
+/// SIGSTOP goes to the postmaster first, so it forks no child after the
+/// scan; SIGCONT goes to it last. SIGKILL stops the postmaster first and
+/// kills it last: children of a dead postmaster are re-parented at once,
+/// so a scan after its death finds none, and a backend left alive can
+/// still answer a query on its open connection (seen: a read succeeding
+/// right after `kill`).
 fn signal_group(pid: u32, sig: libc::c_int) {
     let send = |pid: u32| signal_only(pid, sig);
-    if sig == libc::SIGSTOP || sig == libc::SIGKILL {
+    if sig == libc::SIGKILL {
+        signal_only(pid, libc::SIGSTOP);
+        children(pid).into_iter().for_each(send);
+        send(pid);
+    } else if sig == libc::SIGSTOP {
         send(pid);
         children(pid).into_iter().for_each(send);
     } else {
