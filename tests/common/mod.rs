@@ -131,6 +131,15 @@ impl Cli {
         }
     }
 
+    /// The etcd server of an etcd-only test.
+    pub fn etcd(&self) -> &EtcdServer {
+        match &self.store {
+            Store::Etcd(e) => e,
+            Store::Redis(_) => panic!("this test needs etcd, not Redis"),
+            Store::Postgres(_) => panic!("this test needs etcd, not PostgreSQL"),
+        }
+    }
+
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }

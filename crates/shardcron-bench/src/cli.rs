@@ -278,7 +278,10 @@ pub struct LiveArgs {
     /// a free loopback port, with `pg_stat_statements` and
     /// `track_functions=all`, so statements, transactions and function
     /// calls per fire can be counted; the binaries are taken from `PATH`,
-    /// else the newest `/usr/lib/postgresql/*/bin`).
+    /// else the newest `/usr/lib/postgresql/*/bin`) or `etcd` (a one-member
+    /// etcd in a temporary directory on free loopback ports, its gRPC
+    /// requests, raft proposals and CPU read from its `/metrics`; the
+    /// binary from `SHARDCRON_ETCD`, else `PATH`).
     #[arg(long, value_enum, default_value_t = LiveStore::Redis)]
     pub store: LiveStore,
     /// The redis-server binary to start (default: `SHARDCRON_REDIS_SERVER`,
@@ -301,6 +304,8 @@ pub enum LiveStore {
     Redis,
     /// A private PostgreSQL server.
     Postgres,
+    /// A private one-member etcd.
+    Etcd,
 }
 
 impl LiveStore {
@@ -309,6 +314,7 @@ impl LiveStore {
         match self {
             LiveStore::Redis => "redis",
             LiveStore::Postgres => "postgres",
+            LiveStore::Etcd => "etcd",
         }
     }
 }

@@ -17,7 +17,7 @@ use crate::client::{json, now_ms, to_json, unexpected, MAX_OPS};
 use crate::coordinator::Inner;
 use crate::keys::{prefix_end, suffix};
 use crate::members::LiveWeights;
-use crate::shards::{read_states, state_of, update_shards, MAX_ROUNDS};
+use crate::shards::{contended_pause, read_states, state_of, update_shards, MAX_ROUNDS};
 
 impl Inner {
     fn contended(&self, op: &'static str) -> CoordError {
@@ -41,7 +41,10 @@ impl Inner {
             self.keys.job(n, &spec.id),
             self.keys.load(),
         ];
-        for _ in 0..MAX_ROUNDS {
+        for round in 0..MAX_ROUNDS {
+            if round > 0 {
+                contended_pause(round - 1).await;
+            }
             let kvs = self.etcd.get_many(OP, &names).await?;
             let [shard_kv, job_kv, load_kv] =
                 <[_; 3]>::try_from(kvs).map_err(|_| unexpected(OP))?;
@@ -121,7 +124,10 @@ impl Inner {
         const OP: &str = "delete job";
         let n = shard_of(job_id, self.ring.shard_count);
         let names = [self.keys.shard(n), self.keys.load()];
-        for _ in 0..MAX_ROUNDS {
+        for round in 0..MAX_ROUNDS {
+            if round > 0 {
+                contended_pause(round - 1).await;
+            }
             let kvs = self.etcd.get_many(OP, &names).await?;
             let [shard_kv, load_kv] = <[_; 2]>::try_from(kvs).map_err(|_| unexpected(OP))?;
             let load_rev = load_kv.as_ref().map_or(0, |kv| kv.mod_revision());

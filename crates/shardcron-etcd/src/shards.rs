@@ -32,6 +32,20 @@ use crate::keys::Keys;
 /// (as `Unreachable`: nothing was written, the caller retries later).
 pub(crate) const MAX_ROUNDS: usize = 64;
 
+/// A random pause after conflict round `round` (0-based) of a write that
+/// every writer of the namespace contends on (a job write moves the one
+/// live-weights key): up to 1, 2, 4 … 32 ms, so concurrent writers spread
+/// out instead of retrying in lockstep, where with eight of them one could
+/// lose all [`MAX_ROUNDS`] rounds.
+pub(crate) async fn contended_pause(round: usize) {
+    use std::hash::{BuildHasher, Hasher};
+    let ceiling_us = 1000u64 << round.min(5);
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_usize(round);
+    let pause_us = hasher.finish() % ceiling_us;
+    tokio::time::sleep(std::time::Duration::from_micros(pause_us)).await;
+}
+
 /// A shard's lease as read: its holder and token (if held) and the key's
 /// mod revision (0: absent).
 pub(crate) struct ReadLease {

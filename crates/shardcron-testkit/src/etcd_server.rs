@@ -142,16 +142,23 @@ pub struct EtcdServer {
 impl EtcdServer {
     /// Starts a one-member etcd and waits until it serves clients.
     pub fn start() -> Result<EtcdServer, TestkitError> {
-        Self::start_members(1)
+        Self::start_members(1, &[])
+    }
+
+    /// Starts a one-member etcd given `extra` command-line flags after the
+    /// kit's own (for example `--auto-compaction-retention`), and waits
+    /// until it serves clients.
+    pub fn start_with_args(extra: &[&str]) -> Result<EtcdServer, TestkitError> {
+        Self::start_members(1, extra)
     }
 
     /// Starts a three-member etcd cluster and waits until every member
     /// serves clients.
     pub fn start_cluster() -> Result<EtcdServer, TestkitError> {
-        Self::start_members(3)
+        Self::start_members(3, &[])
     }
 
-    fn start_members(count: usize) -> Result<EtcdServer, TestkitError> {
+    fn start_members(count: usize, extra: &[&str]) -> Result<EtcdServer, TestkitError> {
         let binary = resolve_binary()?;
         let dir = tempfile::Builder::new()
             .prefix("shardcron-etcd-")
@@ -206,6 +213,7 @@ impl EtcdServer {
                 "warn",
             ]
             .iter()
+            .chain(extra)
             .map(OsString::from)
             .collect();
             members.push(Member {

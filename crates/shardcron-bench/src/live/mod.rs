@@ -1,6 +1,6 @@
 //! `live`: in-process workers on a private redis-server (or, with `--store
-//! postgres`, a private PostgreSQL server), measured — in steady state or
-//! through a scripted churn timeline.
+//! postgres`, a private PostgreSQL server; with `--store etcd`, a private
+//! etcd), measured — in steady state or through a scripted churn timeline.
 //!
 //! The simulation answers *where* work goes; this answers *what it costs*
 //! end to end and *whether it stays correct* while the fleet changes:
@@ -25,6 +25,9 @@
 //! * on PostgreSQL instead of the Redis figures: statements (one round trip
 //!   each), transactions and server-side function calls per fire, and the
 //!   server's CPU seconds per 1,000 fires ([`pg`]),
+//! * on etcd instead: gRPC requests (one round trip each) and raft
+//!   proposals per fire, by method, and etcd's CPU seconds per 1,000 fires
+//!   (its `/metrics`, [`etcd`]),
 //! * with `--churn`, per event: the time until every shard is held by its
 //!   expected owner again (handoff after a leave or join, takeover after a
 //!   crash) and how many fires were late meanwhile,
@@ -43,6 +46,7 @@ mod chart;
 pub mod churn;
 pub mod claims;
 mod driver;
+pub mod etcd;
 mod files;
 mod fleet;
 pub mod output;
@@ -68,6 +72,7 @@ use crate::error::BenchError;
 use audit::Recorder;
 use churn::{initial_name, ChurnEvent};
 use driver::Driver;
+use etcd::{EtcdCounters, EtcdStore};
 use fleet::{now_ms, Fleet};
 pub use output::{EventReport, LiveReport};
 use pg::{PgCounters, PgStore};
@@ -164,6 +169,7 @@ pub(crate) fn bar(len: u64, prefix: &'static str, template: &str) -> ProgressBar
 enum StoreServer {
     Redis(RedisServer),
     Postgres(PgStore),
+    Etcd(EtcdStore),
 }
 
 impl StoreServer {
@@ -180,6 +186,7 @@ impl StoreServer {
                 Ok(StoreServer::Redis(server))
             }
             LiveStore::Postgres => Ok(StoreServer::Postgres(PgStore::start()?)),
+            LiveStore::Etcd => Ok(StoreServer::Etcd(EtcdStore::start()?)),
         }
     }
 
@@ -188,6 +195,7 @@ impl StoreServer {
         match self {
             StoreServer::Redis(server) => server.url(),
             StoreServer::Postgres(store) => store.url(),
+            StoreServer::Etcd(store) => store.url(),
         }
     }
 
@@ -196,22 +204,26 @@ impl StoreServer {
         match self {
             StoreServer::Redis(server) => server.url(),
             StoreServer::Postgres(store) => store.verifier_url(),
+            StoreServer::Etcd(store) => store.url(),
         }
     }
 
-    /// Bytes the store holds (Redis `used_memory`, `pg_database_size`).
+    /// Bytes the store holds (Redis `used_memory`, `pg_database_size`,
+    /// etcd's database bytes in use).
     fn memory(&self) -> Result<u64, BenchError> {
         match self {
             StoreServer::Redis(server) => used_memory(server),
             StoreServer::Postgres(store) => store.db_size(),
+            StoreServer::Etcd(store) => store.db_size(),
         }
     }
 
-    /// Keys in Redis (0 on PostgreSQL).
+    /// Keys in Redis or etcd (0 on PostgreSQL).
     fn key_count(&self) -> Result<i64, BenchError> {
         match self {
             StoreServer::Redis(server) => key_count(server),
             StoreServer::Postgres(_) => Ok(0),
+            StoreServer::Etcd(store) => store.key_count(),
         }
     }
 
@@ -219,6 +231,10 @@ impl StoreServer {
         match self {
             StoreServer::Redis(server) => Ok(WindowCounters::Redis(counters(server)?)),
             StoreServer::Postgres(store) => Ok(WindowCounters::Postgres(
+                store.counters()?,
+                stats::process_cpu_seconds(),
+            )),
+            StoreServer::Etcd(store) => Ok(WindowCounters::Etcd(
                 store.counters()?,
                 stats::process_cpu_seconds(),
             )),
@@ -231,6 +247,8 @@ enum WindowCounters {
     Redis(Counters),
     /// The server's counters and this process's CPU seconds.
     Postgres(PgCounters, f64),
+    /// etcd's counters and this process's CPU seconds.
+    Etcd(EtcdCounters, f64),
 }
 
 /// Checked arguments of one run.
@@ -311,6 +329,7 @@ pub fn measure(args: &LiveArgs) -> Result<LiveReport, BenchError> {
     let store_version = match &server {
         StoreServer::Redis(_) => None,
         StoreServer::Postgres(store) => Some(store.version.clone()),
+        StoreServer::Etcd(store) => Some(store.version.clone()),
     };
 
     let weights = weights::shard_weights(args.jobs, &schedule, ring.shard_count)?;
@@ -421,6 +440,9 @@ pub fn measure(args: &LiveArgs) -> Result<LiveReport, BenchError> {
         StoreServer::Postgres(store) => {
             store.attribute_misses(&missing, timings.len(), &results::crashes(&timings))?
         }
+        StoreServer::Etcd(store) => {
+            store.attribute_misses(ring, &missing, timings.len(), &results::crashes(&timings))?
+        }
     };
     drop(server);
 
@@ -440,6 +462,7 @@ pub fn measure(args: &LiveArgs) -> Result<LiveReport, BenchError> {
                 process_cpu_s: after.process_cpu_s - before.process_cpu_s,
                 redis_cpu_s: after.redis_cpu_s - before.redis_cpu_s,
                 postgres: None,
+                etcd: None,
             }
         }
         (
@@ -461,6 +484,23 @@ pub fn measure(args: &LiveArgs) -> Result<LiveReport, BenchError> {
                 process_cpu_s: cpu_after - cpu_before,
                 redis_cpu_s: 0.0,
                 postgres: Some(report),
+                etcd: None,
+            }
+        }
+        (WindowCounters::Etcd(before, cpu_before), WindowCounters::Etcd(after, cpu_after)) => {
+            let version = store_version.as_deref().unwrap_or("");
+            let mut report = before.report(after, audit.fired, version, reads_in_window);
+            report.db_bytes_per_job = redis_bytes_per_job;
+            report.db_growth_bytes = i64::try_from(window_memory_after).unwrap_or(i64::MAX)
+                - i64::try_from(window_memory_before).unwrap_or(i64::MAX);
+            StoreFigures {
+                redis_commands: 0,
+                bench_gets_excluded: 0,
+                deltas: BTreeMap::new(),
+                process_cpu_s: cpu_after - cpu_before,
+                redis_cpu_s: 0.0,
+                postgres: None,
+                etcd: Some(report),
             }
         }
         _ => {
@@ -477,8 +517,9 @@ pub fn measure(args: &LiveArgs) -> Result<LiveReport, BenchError> {
         process_cpu_s,
         redis_cpu_s,
         postgres,
+        etcd,
     } = store_figures;
-    let on_redis = postgres.is_none();
+    let on_redis = postgres.is_none() && etcd.is_none();
     let churn = results::event_reports(&timings, &attribution, &fires, from_ms, to_ms);
     let report = LiveReport {
         workers: args.workers,
@@ -538,6 +579,7 @@ pub fn measure(args: &LiveArgs) -> Result<LiveReport, BenchError> {
         lateness_per_second: timeline::per_second(&fires, from_ms, to_ms),
         audit,
         postgres,
+        etcd,
     };
     files::write_outputs(args, &report)?;
     Ok(report)
@@ -551,6 +593,7 @@ struct StoreFigures {
     process_cpu_s: f64,
     redis_cpu_s: f64,
     postgres: Option<pg::PgReport>,
+    etcd: Option<etcd::EtcdReport>,
 }
 
 /// Waits until no fire has started for 3 s (at most 90 s): the late tail of

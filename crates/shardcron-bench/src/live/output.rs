@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use super::audit::Audit;
 use super::churn::ChurnEvent;
+use super::etcd::EtcdReport;
 use super::per_node::NodeFires;
 use super::pg::PgReport;
 use super::timeline::{SecondLateness, SpanLateness, LATE_MS};
@@ -132,6 +133,11 @@ pub struct LiveReport {
     /// command fields are then 0 and empty). Absent on Redis.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub postgres: Option<PgReport>,
+    /// With `--store etcd`: the server's figures (the `redis_*` and command
+    /// fields are then 0 and empty; `redis_key_growth` counts etcd's keys).
+    /// Absent on the other stores.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub etcd: Option<EtcdReport>,
 }
 
 impl LiveReport {
@@ -146,9 +152,10 @@ impl LiveReport {
 pub fn summary_text(r: &LiveReport) -> String {
     let a = &r.audit;
     let mut out = String::new();
-    let store = match &r.postgres {
-        None => String::new(),
-        Some(pg) => format!(" (store postgres, PostgreSQL {})", pg.server_version),
+    let store = match (&r.postgres, &r.etcd) {
+        (Some(pg), _) => format!(" (store postgres, PostgreSQL {})", pg.server_version),
+        (None, Some(etcd)) => format!(" (store etcd, etcd {})", etcd.server_version),
+        (None, None) => String::new(),
     };
     let _ = writeln!(
         out,
@@ -165,7 +172,22 @@ pub fn summary_text(r: &LiveReport) -> String {
     let rss = r
         .worker_rss_mib_per_10k_jobs
         .map_or_else(|| "unknown".to_owned(), |m| format!("{m:.1} MiB"));
+    if let Some(etcd) = &r.etcd {
+        let _ = writeln!(
+            out,
+            "memory                     {:>12.0} etcd database bytes in use per stored job, {rss} worker RSS per 10k owned jobs",
+            etcd.db_bytes_per_job,
+        );
+        let _ = writeln!(
+            out,
+            "etcd db in use in window   {:>+12.1} MiB ({:.1} bytes per fire, revisions kept until compacted), {:+} keys",
+            etcd.db_growth_bytes as f64 / 1_048_576.0,
+            etcd.db_growth_bytes as f64 / (r.audit.fired.max(1)) as f64,
+            r.redis_key_growth
+        );
+    }
     match &r.postgres {
+        None if r.etcd.is_some() => {}
         None => {
             let _ = writeln!(
                 out,
@@ -216,8 +238,9 @@ pub fn summary_text(r: &LiveReport) -> String {
         "lateness p50 / p99 / max   {:>8} / {} / {} ms",
         a.lateness.p50_ms, a.lateness.p99_ms, a.lateness.max_ms
     );
-    match &r.postgres {
-        None => {
+    match (&r.postgres, &r.etcd) {
+        (None, Some(etcd)) => out.push_str(&etcd_text(r, etcd)),
+        (None, None) => {
             let _ = writeln!(
                 out,
                 "redis commands per fire    {:>12.3}  ({} commands)",
@@ -234,7 +257,7 @@ pub fn summary_text(r: &LiveReport) -> String {
                 r.process_cpu_s_per_1000_fires, r.redis_cpu_s_per_1000_fires
             );
         }
-        Some(pg) => out.push_str(&postgres_text(r, pg)),
+        (Some(pg), _) => out.push_str(&postgres_text(r, pg)),
     }
     let crashed = r
         .churn
@@ -250,6 +273,33 @@ pub fn summary_text(r: &LiveReport) -> String {
         } else {
             ""
         }
+    );
+    out
+}
+
+/// The etcd lines of the summary: gRPC requests (= round trips) and raft
+/// proposals per fire, server CPU.
+fn etcd_text(r: &LiveReport, etcd: &EtcdReport) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "etcd requests per fire     {:>12.3}  ({} gRPC request messages, grpc_server_msg_received_total; one client round trip each; {} bench lease reads included)",
+        etcd.requests_per_fire, etcd.requests, etcd.bench_lease_reads
+    );
+    let mut top: Vec<(&String, &f64)> = etcd.per_method_per_fire.iter().collect();
+    top.sort_by(|x, y| y.1.total_cmp(x.1));
+    for (method, per_fire) in top.into_iter().take(6) {
+        let _ = writeln!(out, "  {method:<24} {per_fire:>12.3} per fire");
+    }
+    let _ = writeln!(
+        out,
+        "raft proposals per fire    {:>12.3}  ({} etcd_server_proposals_committed_total)",
+        etcd.proposals_per_fire, etcd.proposals_committed
+    );
+    let _ = writeln!(
+        out,
+        "CPU s per 1000 fires       {:>12.4} workers (this process), {:.4} etcd (process_cpu_seconds_total)",
+        r.process_cpu_s_per_1000_fires, etcd.server_cpu_s_per_1000_fires
     );
     out
 }
