@@ -13,7 +13,7 @@
 //! [`pause`](EtcdServer::pause), [`resume`](EtcdServer::resume) and
 //! [`restart`](EtcdServer::restart) act on every member, the way the Redis
 //! and PostgreSQL servers of this kit act on their process;
-//! [`EtcdServer::member`] reaches one member of a cluster.
+//! [`EtcdServer::kill_member`] kills one member of a cluster.
 
 use std::ffi::OsString;
 use std::fs::File;

@@ -19,7 +19,7 @@
 //! * size: `etcd_mvcc_db_total_size_in_use_in_bytes` (the bbolt file's
 //!   pages in use; etcd keeps every revision until compacted, so it grows
 //!   by the window's writes until the next compaction: the server runs
-//!   with periodic auto-compaction keeping 10 s, see [`COMPACTION`]).
+//!   with periodic auto-compaction keeping 10 s, see `COMPACTION`).
 //!
 //! Missed fires are attributed from the claim records in the shards' state
 //! documents (`/shardcron/<ns>/shard/<shard>`: its claim keys, else the
