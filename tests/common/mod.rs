@@ -234,6 +234,16 @@ pub fn audit_file(path: &Path, job_ids: &[String], from_ms: i64, to_ms: i64) -> 
     a
 }
 
+/// The shard of a fleet test's job: the fleets name their `leader` jobs
+/// `lead-*` (they live in the leader shard), every other job is sharded.
+pub fn fleet_job_shard(job: &str, shard_count: u32) -> u32 {
+    if job.starts_with("lead-") {
+        shardcron_core::leader_shard(shard_count)
+    } else {
+        shardcron_core::shard_of(job, shard_count)
+    }
+}
+
 /// Who claimed a fire (`holder|token|attempt`), read from the store's own
 /// claim record: on Redis its claim key, else its job's watermark when that
 /// is at the fire; on PostgreSQL its row in the namespace's `fires` table;
@@ -245,9 +255,9 @@ pub fn claim_holder(
     at: i64,
     shard_count: u32,
 ) -> Option<String> {
+    let shard = fleet_job_shard(job, shard_count);
     match store {
         Store::Redis(redis) => {
-            let shard = shardcron_core::shard_of(job, shard_count);
             let keys = shardcron_coord::Keyspace::new(ns);
             let key = format!("{}{job}@{at}", keys.claim_prefix(shard));
             let present = |v: String| (v != "(nil)").then_some(v);
@@ -269,7 +279,6 @@ pub fn claim_holder(
             (!value.is_empty()).then_some(value)
         }
         Store::Etcd(etcd) => {
-            let shard = shardcron_core::shard_of(job, shard_count);
             let endpoints: Vec<String> = etcd.addrs().iter().map(|a| a.to_string()).collect();
             let out = Command::new("etcdctl")
                 .env("ETCDCTL_API", "3")
@@ -327,6 +336,34 @@ impl ProcFleet {
     /// A fleet of `jobs` `@every 1s` jobs on a private server of `store`.
     pub fn new_on(store: StoreKind, namespace: &str, jobs: usize) -> Self {
         Self::with_cli(Cli::on(store, namespace), jobs)
+    }
+
+    /// [`Self::new_on`] plus `leaders` `@every 1s` jobs of placement
+    /// `leader`, named `lead-*`.
+    pub fn new_on_with_leader_jobs(
+        store: StoreKind,
+        namespace: &str,
+        jobs: usize,
+        leaders: usize,
+    ) -> Self {
+        Self::with_entries(Cli::on(store, namespace), |out| {
+            let mut entries: Vec<serde_json::Value> = (0..jobs)
+                .map(|i| {
+                    serde_json::json!({"id": format!("tick-{i:03}"), "schedule": "@every 1s",
+                        "exec": exec_line(out)})
+                })
+                .collect();
+            entries.extend((0..leaders).map(|i| {
+                serde_json::json!({"id": format!("lead-{i}"), "schedule": "@every 1s",
+                    "exec": exec_line(out), "placement": "leader"})
+            }));
+            entries
+        })
+    }
+
+    /// The node the status reports as leader.
+    pub fn leader(&self) -> Option<String> {
+        self.status()["leader"]["node"].as_str().map(str::to_owned)
     }
 
     pub fn with_cli(cli: Cli, jobs: usize) -> Self {

@@ -95,41 +95,49 @@ pub fn rolling_restart_of_every_worker(store: StoreKind) {
     );
 }
 
-/// One worker of three is SIGKILLed, the others take its shards over, then
-/// it is started again.
+/// Leader jobs of the crash and pause scenarios, besides the sharded ones.
+pub const LEADER_JOBS: usize = 4;
+
+/// One worker of three, the leader, is SIGKILLed: the others take its
+/// shards and its leader jobs over; then it is started again.
 pub fn kill_dash_nine_and_restart(store: StoreKind) {
-    let mut f = ProcFleet::new_on(store, "chaos-kill", JOBS);
+    let mut f = ProcFleet::new_on_with_leader_jobs(store, "chaos-kill", JOBS, LEADER_JOBS);
     for n in ["a", "b", "c"] {
         f.start(n);
     }
     settle_time(&f, 3, Duration::from_secs(15));
+    let leader = wait_for(Duration::from_secs(10), || f.leader().is_some())
+        .and_then(|_| f.leader())
+        .expect("a leader");
     let from = now_ms() + 1000;
     std::thread::sleep(Duration::from_secs(3));
     let t = Instant::now();
-    f.kill("b");
+    f.kill(&leader);
     let takeover = settle_time(&f, 2, Duration::from_secs(15)) + Duration::ZERO;
     let takeover = takeover.max(t.elapsed().min(takeover + Duration::from_millis(50)));
     std::thread::sleep(Duration::from_secs(1));
-    f.start("b");
+    f.start(&leader);
     settle_time(&f, 3, Duration::from_secs(15));
     std::thread::sleep(Duration::from_secs(5));
     let to = now_ms() - 2000;
     f.stop_all();
     row(
-        "kill -9 of one worker, restarted",
+        "kill -9 of the leader (with 4 leader jobs), restarted",
         &f,
         from,
         to,
-        &["b"],
+        &[leader.as_str()],
         Some(takeover),
     );
 }
 
-/// The worker running a long job is paused with SIGSTOP past its lease TTL
-/// and member TTL, then resumed: its running handler must see cancellation
-/// and it must not run fires late from a stale lease.
+/// The worker running a long job, the leader (the long job is a leader
+/// job), is paused with SIGSTOP past its lease TTL and member TTL, then
+/// resumed: its running handler must see cancellation, another node must
+/// take the leader jobs over, and it must not run fires late from a stale
+/// lease.
 pub fn sigstop_past_the_lease_ttl_then_sigcont(store: StoreKind) {
-    let mut f = ProcFleet::new_on(store, "chaos-stop", JOBS);
+    let mut f = ProcFleet::new_on_with_leader_jobs(store, "chaos-stop", JOBS, LEADER_JOBS);
     let marks = f.cli.path("long.log");
     let long = format!(
         "echo START $SHARDCRON_NODE_ID >> {m}; trap 'echo CANCELLED $SHARDCRON_NODE_ID >> {m}; exit 1' TERM; sleep 60 & wait",
@@ -144,6 +152,8 @@ pub fn sigstop_past_the_lease_ttl_then_sigcont(store: StoreKind) {
         "@every 1s",
         "--exec",
         &long,
+        "--placement",
+        "leader",
     ]);
     assert!(
         put.status.success(),
@@ -184,7 +194,7 @@ pub fn sigstop_past_the_lease_ttl_then_sigcont(store: StoreKind) {
     // Fires the paused node had claimed but not started when it stopped are
     // not run by anyone: it must not run them late from a stale lease.
     row(
-        "SIGSTOP 4 s (> lease TTL 1.5 s), SIGCONT",
+        "SIGSTOP of the leader 4 s (> lease TTL 1.5 s), SIGCONT",
         &f,
         from,
         to,

@@ -130,7 +130,7 @@ pub struct JobPutArgs {
     /// entry is validated before any is written.
     #[arg(long, conflicts_with_all = [
         "id", "schedule", "exec", "http", "method", "header", "body", "tz",
-        "timeout", "retries", "misfire", "overlap", "paused", "delivery", "cost",
+        "timeout", "retries", "misfire", "overlap", "paused", "delivery", "placement", "cost",
     ])]
     pub file: Option<PathBuf>,
     /// Job id.
@@ -178,6 +178,12 @@ pub struct JobPutArgs {
     /// must be idempotent).
     #[arg(long, value_enum)]
     pub delivery: Option<DeliveryArg>,
+    /// Where the job's fires run: `sharded` (default) spreads jobs over the
+    /// fleet, `leader` runs them all on the one elected leader (a standby
+    /// takes over when it leaves or dies), `broadcast` runs every fire on
+    /// every live member (fire id `job@ms/node`).
+    #[arg(long, value_enum)]
+    pub placement: Option<PlacementArg>,
     /// Relative cost of one run (a positive number up to 10000, default
     /// 1): placement balances fires per day times cost over the workers.
     #[arg(long, allow_negative_numbers = true)]
@@ -210,6 +216,29 @@ pub enum OverlapArg {
     Allow,
     /// Keep one pending fire.
     QueueOne,
+}
+
+/// `--placement` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+#[value(rename_all = "snake_case")]
+pub enum PlacementArg {
+    /// On the node the ring gives the job's shard to.
+    Sharded,
+    /// On the fleet's elected leader.
+    Leader,
+    /// On every live member.
+    Broadcast,
+}
+
+impl PlacementArg {
+    /// The placement name as in job files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sharded => "sharded",
+            Self::Leader => "leader",
+            Self::Broadcast => "broadcast",
+        }
+    }
 }
 
 /// `--delivery` values.

@@ -41,6 +41,7 @@ pub const JOB_FIELDS: &[&str] = &[
     "misfire_grace",
     "paused",
     "delivery",
+    "placement",
     "cost",
     "metrics_label",
 ];
@@ -82,6 +83,8 @@ pub struct JobInput {
     pub paused: bool,
     /// Delivery name (`at_most_once`, `at_least_once`).
     pub delivery: Option<String>,
+    /// Placement name (`sharded`, `leader`, `broadcast`).
+    pub placement: Option<String>,
     /// Relative cost of one run, for placement (default 1.0).
     pub cost: Option<f64>,
     /// Opt-in per-job metrics label.
@@ -356,6 +359,7 @@ pub fn parse_entry(index: usize, entry: &Value) -> Result<JobInput, JobInputErro
             Some(v) => return Err(err("paused", format!("expected true or false, found {v}"))),
         },
         delivery: optional_str(map, "delivery").map_err(|m| err("delivery", m))?,
+        placement: optional_str(map, "placement").map_err(|m| err("placement", m))?,
         cost: optional_number(map, "cost").map_err(|m| err("cost", m))?,
     };
     Ok(input)
@@ -554,6 +558,9 @@ impl JobInput {
         spec.paused = self.paused;
         if let Some(d) = &self.delivery {
             spec.delivery = parse_delivery(d).map_err(|msg| ("delivery".to_owned(), msg))?;
+        }
+        if let Some(p) = &self.placement {
+            spec.placement = p.parse().map_err(|msg| ("placement".to_owned(), msg))?;
         }
         spec.cost = self.cost;
         spec.metrics_label = self.metrics_label.clone();

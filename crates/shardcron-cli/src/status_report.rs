@@ -14,13 +14,13 @@
 //! serde struct so `shardcron status --json` and the HTTP API's `GET
 //! /v1/status` serve the same data.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use shardcron_coord::{CoordError, Coordinator, LeaseInfo, Membership, StoredPlacement};
 use shardcron_core::load::{units_to_fires_per_minute, UNITS_PER_DAILY_FIRE};
-use shardcron_core::{shard_of, RingConfig, ShardMap, ShardWeights};
+use shardcron_core::{broadcast_shard, leader_shard, shard_of, RingConfig, ShardMap, ShardWeights};
 use utoipa::ToSchema;
 
 /// Page size used when reading the job index.
@@ -120,6 +120,23 @@ pub struct ShardChurn {
     pub token: Option<u64>,
 }
 
+/// The fleet's leader: the holder of the leader shard's lease, which runs
+/// every `leader` job.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct LeaderStatus {
+    /// Node id of the leader.
+    pub node: String,
+    /// Its lease holder string (`node/instance`).
+    pub holder: String,
+    /// Fencing token of its leadership: higher for every later leader.
+    pub token: u64,
+    /// Since when it leads, Unix ms (server time). Read from the fencing
+    /// token, which is the grant's server time in microseconds unless the
+    /// shard's counter was ahead of that clock (after the store's clock
+    /// stepped back); never later than `server_time_ms`.
+    pub since_ms: i64,
+}
+
 /// Status of a namespace.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct StatusReport {
@@ -151,6 +168,12 @@ pub struct StatusReport {
     pub churn_in_progress: bool,
     /// Leases held by nodes that are not live members, per node.
     pub leases_of_non_members: BTreeMap<String, u32>,
+    /// The current leader, if a node holds the leader shard's lease.
+    pub leader: Option<LeaderStatus>,
+    /// Jobs of placement `leader` (run by the leader).
+    pub leader_jobs: usize,
+    /// Jobs of placement `broadcast` (run by every member).
+    pub broadcast_jobs: usize,
 }
 
 /// Reads members, the weights snapshot and the stored placement (one round
@@ -165,9 +188,28 @@ pub async fn collect(coord: &dyn Coordinator) -> Result<StatusReport, CoordError
     let ids: Vec<&str> = membership.members.iter().map(|m| m.id.as_str()).collect();
     let stored = inputs.placement;
     let map = expected_placement(&ids, &weights, stored.as_ref(), ring);
-    let (jobs, jobs_per_shard) = jobs_per_shard(coord, ring).await?;
-    let shards: Vec<u32> = (0..ring.shard_count).collect();
-    let holders = coord.lease_holders(&shards).await?;
+    let special = [
+        leader_shard(ring.shard_count),
+        broadcast_shard(ring.shard_count),
+    ];
+    let placed_apart = coord.load_shards(&special).await?;
+    let apart: BTreeSet<&str> = placed_apart
+        .iter()
+        .flat_map(|s| s.jobs.iter().map(|j| j.spec.id.as_str()))
+        .collect();
+    let (jobs, jobs_per_shard) = jobs_per_shard(coord, ring, &apart).await?;
+    let mut shards: Vec<u32> = (0..ring.shard_count).collect();
+    shards.push(special[0]);
+    let mut holders = coord.lease_holders(&shards).await?;
+    shards.pop();
+    let leader = holders.pop().flatten().map(|lease| LeaderStatus {
+        node: lease.node_id().to_owned(),
+        since_ms: i64::try_from(lease.token / 1000)
+            .unwrap_or(i64::MAX)
+            .min(membership.server_ms),
+        holder: lease.holder,
+        token: lease.token,
+    });
     let ownership = ownership(&map, &shards, &holders, &jobs_per_shard);
     let members = member_rows(&membership, &map, &ownership);
     let leases_of_non_members = ownership
@@ -189,6 +231,9 @@ pub async fn collect(coord: &dyn Coordinator) -> Result<StatusReport, CoordError
         churn_in_progress: !ownership.churn.is_empty(),
         churn: ownership.churn,
         leases_of_non_members,
+        leader,
+        leader_jobs: placed_apart.first().map_or(0, |s| s.jobs.len()),
+        broadcast_jobs: placed_apart.get(1).map_or(0, |s| s.jobs.len()),
     })
 }
 
@@ -203,10 +248,13 @@ pub fn expected_placement(
     ShardMap::next_placement(stored.map(|s| &s.record), ids, weights, ring)
 }
 
-/// Jobs in the namespace, and per shard, from one pass over the job index.
+/// Jobs in the namespace, and per ring shard (all but those placed
+/// `apart`, the leader and broadcast jobs), from one pass over the job
+/// index.
 async fn jobs_per_shard(
     coord: &dyn Coordinator,
     ring: RingConfig,
+    apart: &BTreeSet<&str>,
 ) -> Result<(usize, BTreeMap<u32, usize>), CoordError> {
     let mut per_shard: BTreeMap<u32, usize> = BTreeMap::new();
     let mut jobs = 0usize;
@@ -214,7 +262,9 @@ async fn jobs_per_shard(
     loop {
         let page = coord.list_jobs("", after.as_deref(), JOB_PAGE).await?;
         for id in &page.ids {
-            *per_shard.entry(shard_of(id, ring.shard_count)).or_default() += 1;
+            if !apart.contains(id.as_str()) {
+                *per_shard.entry(shard_of(id, ring.shard_count)).or_default() += 1;
+            }
             jobs += 1;
         }
         match page.next {

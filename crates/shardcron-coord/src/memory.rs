@@ -10,7 +10,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use shardcron_core::{shard_of, JobSpec, PlacementRecord, RingConfig, ShardWeights};
+use shardcron_core::{
+    candidate_shards, job_shard, shard_of, JobSpec, PlacementRecord, RingConfig, ShardWeights,
+};
 use tokio::sync::broadcast;
 
 use crate::coordinator::{CoordResult, Coordinator};
@@ -212,6 +214,53 @@ impl Shard {
         out
     }
 
+    /// A job leaving this shard because its placement changed: removes it
+    /// like [`Self::remove_job`] but hands over what the job's next shard
+    /// must keep (its watermark with its claim record, its queued triggers
+    /// and trigger instant) instead of dropping it; `None` if the job is
+    /// not here.
+    pub fn take_moving_job(&mut self, job_id: &str) -> Option<MovingJob> {
+        let job = self.jobs.remove(job_id)?;
+        let mut triggers = Vec::new();
+        self.triggers.retain(|(job, at)| {
+            let ours = job == job_id;
+            if ours {
+                triggers.push(*at);
+            }
+            !ours
+        });
+        self.version += 1;
+        Some(MovingJob {
+            json: job.json,
+            watermark: self.watermarks.remove(job_id),
+            triggers,
+            trigger_instant: self.trigger_instants.remove(job_id),
+            units: self.set_job_weight(job_id, 0),
+        })
+    }
+
+    /// The job's next shard takes what [`Self::take_moving_job`] handed
+    /// over: the watermark (the later of the two, should this shard still
+    /// keep one from an earlier stay), the triggers and the trigger
+    /// instant. The job itself is stored with [`Self::set_job`].
+    pub fn receive_moving_job(&mut self, job_id: &str, moving: MovingJob) {
+        if let Some(w) = moving.watermark {
+            match self.watermarks.get(job_id) {
+                Some(kept) if kept.at >= w.at => {}
+                _ => {
+                    self.watermarks.insert(job_id.to_owned(), w);
+                }
+            }
+        }
+        for at in moving.triggers {
+            self.triggers.push((job_id.to_owned(), at));
+        }
+        if let Some(at) = moving.trigger_instant {
+            let kept = self.trigger_instants.entry(job_id.to_owned()).or_insert(at);
+            *kept = (*kept).max(at);
+        }
+    }
+
     /// Whether the shard holds a job of this id.
     pub fn has_job(&self, job_id: &str) -> bool {
         self.jobs.contains_key(job_id)
@@ -404,6 +453,18 @@ impl Shard {
     }
 }
 
+/// What a job carries from one shard to another when its placement
+/// changes (see [`ShardState::take_moving_job`]).
+pub struct MovingJob {
+    /// The stored job's JSON as it was.
+    pub json: String,
+    watermark: Option<Watermark>,
+    triggers: Vec<i64>,
+    trigger_instant: Option<i64>,
+    /// The load units the job weighed in its old shard.
+    pub units: u64,
+}
+
 /// A job's watermark: its last scheduled fire claimed, and that claim's
 /// record (`holder|token|attempt`), as `claim.lua` keeps it in one field.
 #[derive(Serialize, Deserialize)]
@@ -586,6 +647,14 @@ impl MemoryCoordinator {
 
     fn publish(&self, event: CoordEvent) {
         let _ = self.events.send(event);
+    }
+
+    /// The shard holding the job `job_id` and the job's version: it is in
+    /// one of its candidate shards (one per placement), or nowhere.
+    fn locate(state: &State, job_id: &str, shard_count: u32) -> Option<(u32, u64)> {
+        candidate_shards(job_id, shard_count)
+            .into_iter()
+            .find_map(|n| Some((n, state.shards.get(&n)?.job_version(job_id)?)))
     }
 
     fn check_config(&self) -> CoordResult<()> {
@@ -896,12 +965,12 @@ impl Coordinator for MemoryCoordinator {
         expected_version: Option<u64>,
     ) -> CoordResult<StoredJob> {
         let units = spec.validate()?.load_units();
-        let n = shard_of(&spec.id, self.ring.shard_count);
-        let stored = {
+        let n = job_shard(&spec.id, spec.placement, self.ring.shard_count);
+        let (stored, moved_from) = {
             let mut guard = self.state();
             let state = &mut *guard;
-            let shard = state.shards.entry(n).or_default();
-            let current = shard.job_version(&spec.id).unwrap_or(0);
+            let found = Self::locate(state, &spec.id, self.ring.shard_count);
+            let current = found.map_or(0, |(_, v)| v);
             if let Some(expected) = expected_version {
                 if expected != current {
                     return Err(CoordError::VersionConflict {
@@ -912,41 +981,50 @@ impl Coordinator for MemoryCoordinator {
                 }
             }
             let now = self.store.now_ms();
-            let previous = shard
-                .jobs
-                .get(&spec.id)
-                .and_then(|j| serde_json::from_str::<StoredJob>(&j.json).ok());
-            let active_since_ms = match previous {
-                // Kept unless this write resumes a paused job.
-                Some(prev) if !prev.spec.paused || spec.paused => prev.schedule_floor_ms(),
-                _ => now,
+            // A placement change moves the job to its new shard in this same
+            // step, with its watermark and queued triggers.
+            let moved_from = found.map(|(s, _)| s).filter(|&s| s != n);
+            let moving = moved_from.and_then(|from| {
+                let moving = state.shards.get_mut(&from)?.take_moving_job(&spec.id)?;
+                state.weights.apply(from, moving.units, 0);
+                Some(moving)
+            });
+            let shard = state.shards.entry(n).or_default();
+            let previous_json = match &moving {
+                Some(m) => Some(m.json.clone()),
+                None => shard.jobs.get(&spec.id).map(|j| j.json.clone()),
             };
+            let previous = previous_json.and_then(|j| serde_json::from_str::<StoredJob>(&j).ok());
             let version = shard.next_version();
-            let stored = StoredJob {
-                version,
-                updated_ms: now,
-                active_since_ms,
-                spec: spec.clone(),
-            };
+            let stored = StoredJob::written(version, now, previous.as_ref(), spec);
             let json = serde_json::to_string(&stored).map_err(|e| CoordError::Corrupt {
                 what: format!("job {}", spec.id),
                 message: e.to_string(),
             })?;
+            if let Some(moving) = moving {
+                shard.receive_moving_job(&spec.id, moving);
+            }
             let old = shard.set_job(&spec.id, stored.version, json, units);
             state.weights.apply(n, old, units);
-            stored
+            (stored, moved_from)
         };
+        if let Some(from) = moved_from {
+            self.publish(CoordEvent::JobsChanged(from));
+        }
         self.publish(CoordEvent::JobsChanged(n));
         Ok(stored)
     }
 
     async fn get_job(&self, job_id: &str) -> CoordResult<Option<StoredJob>> {
-        let n = shard_of(job_id, self.ring.shard_count);
-        let raw = self
-            .state()
-            .shards
-            .get(&n)
-            .and_then(|s| s.jobs.get(job_id).map(|j| j.json.clone()));
+        let raw = {
+            let state = self.state();
+            Self::locate(&state, job_id, self.ring.shard_count).and_then(|(n, _)| {
+                state
+                    .shards
+                    .get(&n)
+                    .and_then(|s| s.jobs.get(job_id).map(|j| j.json.clone()))
+            })
+        };
         raw.map(|json| {
             serde_json::from_str(&json).map_err(|e| CoordError::Corrupt {
                 what: format!("job {job_id}"),
@@ -957,15 +1035,12 @@ impl Coordinator for MemoryCoordinator {
     }
 
     async fn delete_job(&self, job_id: &str, expected_version: Option<u64>) -> CoordResult<bool> {
-        let n = shard_of(job_id, self.ring.shard_count);
-        let removed = {
+        let removed_from = {
             let mut guard = self.state();
             let state = &mut *guard;
-            let shard = state.shards.entry(n).or_default();
-            let current = shard.job_version(job_id).unwrap_or(0);
-            if current == 0 {
+            let Some((n, current)) = Self::locate(state, job_id, self.ring.shard_count) else {
                 return Ok(false);
-            }
+            };
             if let Some(expected) = expected_version {
                 if expected != current {
                     return Err(CoordError::VersionConflict {
@@ -975,22 +1050,26 @@ impl Coordinator for MemoryCoordinator {
                     });
                 }
             }
+            let shard = state.shards.entry(n).or_default();
             let old = shard.remove_job(job_id, self.store.now_ms());
             state.weights.apply(n, old, 0);
-            true
+            n
         };
-        self.publish(CoordEvent::JobsChanged(n));
-        Ok(removed)
+        self.publish(CoordEvent::JobsChanged(removed_from));
+        Ok(true)
     }
 
     async fn trigger_job(&self, job_id: &str) -> CoordResult<Option<i64>> {
-        let n = shard_of(job_id, self.ring.shard_count);
-        let at = {
-            let mut state = self.state();
+        let (n, at) = {
+            let mut guard = self.state();
+            let state = &mut *guard;
+            let Some((n, _)) = Self::locate(state, job_id, self.ring.shard_count) else {
+                return Ok(None);
+            };
             let shard = state.shards.entry(n).or_default();
             let now = self.store.now_ms();
             match shard.queue_trigger(job_id, now) {
-                Some(at) => at,
+                Some(at) => (n, at),
                 None => return Ok(None),
             }
         };

@@ -423,6 +423,25 @@ pub struct StoredJob {
 }
 
 impl StoredJob {
+    /// The record a write of `spec` stores under `version` at store time
+    /// `now`, over the `previous` record of the job if there was one. The
+    /// activation instant is the write time on creation and when a paused
+    /// job is resumed, and is kept on every other edit: the rule
+    /// `put_job.lua` applies, kept here once for the stores that decide in
+    /// Rust.
+    pub fn written(version: u64, now: i64, previous: Option<&StoredJob>, spec: &JobSpec) -> Self {
+        let active_since_ms = match previous {
+            Some(prev) if !prev.spec.paused || spec.paused => prev.schedule_floor_ms(),
+            _ => now,
+        };
+        StoredJob {
+            version,
+            updated_ms: now,
+            active_since_ms,
+            spec: spec.clone(),
+        }
+    }
+
     /// The instant fires must be later than for this job to run them.
     pub fn schedule_floor_ms(&self) -> i64 {
         if self.active_since_ms > 0 {

@@ -11,7 +11,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Cmd, ErrorKind, Pipeline, RedisError, Script, ServerErrorKind, Value};
-use shardcron_core::{shard_of, JobSpec, PlacementRecord, RingConfig, ShardWeights};
+use shardcron_core::{
+    candidate_shards, job_shard, JobSpec, PlacementRecord, RingConfig, ShardWeights,
+};
 use tokio::sync::broadcast;
 use tracing::debug;
 
@@ -47,6 +49,10 @@ const RENEW_CHUNK: usize = 1024;
 
 /// Shard versions read by one `MGET` (one reply of a few kilobytes).
 const VERSIONS_PER_MGET: usize = 1024;
+
+/// How often a job write looks for the job again when a concurrent write
+/// moved it between its candidate shards (see `put_job.lua`).
+const MAX_RELOCATIONS: usize = 8;
 /// Least record time between two steps of one coordinator's sweep of
 /// deleted jobs' history, ms.
 pub(crate) const HISTORY_SWEEP_EVERY_MS: u64 = 60_000;
@@ -339,8 +345,31 @@ impl RedisCoordinator {
         }
     }
 
-    fn shard(&self, job_id: &str) -> u32 {
-        shard_of(job_id, self.ring.shard_count)
+    /// The shard the job `job_id` is stored in now: one of its candidate
+    /// shards (one per placement), or `None` if it exists in none. One
+    /// round trip; a script acting on the answer checks it again.
+    async fn locate(&self, job_id: &str) -> CoordResult<Option<u32>> {
+        let candidates = candidate_shards(job_id, self.ring.shard_count);
+        let mut pipe = redis::pipe();
+        for &n in &candidates {
+            pipe.cmd("HEXISTS").arg(self.keys.jobs(n)).arg(job_id);
+        }
+        let found: Vec<bool> = self.pipeline("locate job", &pipe).await?;
+        Ok(candidates
+            .into_iter()
+            .zip(found)
+            .find_map(|(n, here)| here.then_some(n)))
+    }
+
+    /// The job moved between its shards on every look: writers keep
+    /// changing its placement faster than this write can follow.
+    fn relocation_race(job_id: &str) -> CoordError {
+        CoordError::Store {
+            op: "write job",
+            message: format!(
+                "job {job_id:?} moved between shards {MAX_RELOCATIONS} times while being written; another writer keeps changing its placement, retry"
+            ),
+        }
     }
 
     fn corrupt(what: impl Into<String>, message: impl ToString) -> CoordError {
@@ -701,114 +730,148 @@ impl Coordinator for RedisCoordinator {
         expected_version: Option<u64>,
     ) -> CoordResult<StoredJob> {
         let units = spec.validate()?.load_units();
-        let shard = self.shard(&spec.id);
+        let shard = job_shard(&spec.id, spec.placement, self.ring.shard_count);
         let json = serde_json::to_string(spec).map_err(|e| Self::corrupt("job spec", e))?;
-        let keys = [
-            self.keys.jobs(shard),
-            self.keys.last_fired(shard),
-            self.keys.shard_version(shard),
-            self.keys.job_index(),
-            self.keys.job_weights(shard),
-            self.keys.live_weights(),
-            self.keys.live_weights_version(),
-            self.keys.legacy_job_versions(shard),
-            self.keys.legacy_trigger_instants(shard),
-        ];
-        let args = [
-            spec.id.clone(),
-            json,
-            expected_version.map(|v| v.to_string()).unwrap_or_default(),
-            if spec.paused { "1" } else { "0" }.to_owned(),
-            self.keys.events_channel(),
-            shard.to_string(),
-            units.to_string(),
-        ];
-        let reply: Vec<i64> = self
-            .eval("put job", &self.scripts.put_job, &keys, &args)
-            .await?;
-        match reply.as_slice() {
-            [-1, current] => Err(CoordError::VersionConflict {
-                job_id: spec.id.clone(),
-                expected: expected_version.unwrap_or(0),
-                current: (*current).max(0) as u64,
-            }),
-            [version, updated_ms, active_since_ms] => Ok(StoredJob {
-                version: *version as u64,
-                updated_ms: *updated_ms,
-                active_since_ms: *active_since_ms,
-                spec: spec.clone(),
-            }),
-            other => Err(Self::corrupt("put job reply", format!("{other:?}"))),
+        for _ in 0..MAX_RELOCATIONS {
+            let source = self.locate(&spec.id).await?.filter(|&s| s != shard);
+            let from = source.unwrap_or(shard);
+            let mut keys = vec![
+                self.keys.jobs(shard),
+                self.keys.last_fired(shard),
+                self.keys.shard_version(shard),
+                self.keys.job_index(),
+                self.keys.job_weights(shard),
+                self.keys.live_weights(),
+                self.keys.live_weights_version(),
+                self.keys.legacy_job_versions(shard),
+                self.keys.legacy_trigger_instants(shard),
+                self.keys.jobs(from),
+                self.keys.last_fired(from),
+                self.keys.shard_version(from),
+                self.keys.job_weights(from),
+                self.keys.triggers(from),
+                self.keys.legacy_job_versions(from),
+                self.keys.legacy_trigger_instants(from),
+                self.keys.triggers(shard),
+            ];
+            keys.extend(
+                candidate_shards(&spec.id, self.ring.shard_count).map(|n| self.keys.jobs(n)),
+            );
+            let args = [
+                spec.id.clone(),
+                json.clone(),
+                expected_version.map(|v| v.to_string()).unwrap_or_default(),
+                if spec.paused { "1" } else { "0" }.to_owned(),
+                self.keys.events_channel(),
+                shard.to_string(),
+                units.to_string(),
+                source.map(|s| s.to_string()).unwrap_or_default(),
+            ];
+            let reply: Vec<i64> = self
+                .eval("put job", &self.scripts.put_job, &keys, &args)
+                .await?;
+            return match reply.as_slice() {
+                [-2] => continue,
+                [-1, current] => Err(CoordError::VersionConflict {
+                    job_id: spec.id.clone(),
+                    expected: expected_version.unwrap_or(0),
+                    current: (*current).max(0) as u64,
+                }),
+                [version, updated_ms, active_since_ms] => Ok(StoredJob {
+                    version: *version as u64,
+                    updated_ms: *updated_ms,
+                    active_since_ms: *active_since_ms,
+                    spec: spec.clone(),
+                }),
+                other => Err(Self::corrupt("put job reply", format!("{other:?}"))),
+            };
         }
+        Err(Self::relocation_race(&spec.id))
     }
 
     async fn get_job(&self, job_id: &str) -> CoordResult<Option<StoredJob>> {
-        let shard = self.shard(job_id);
-        let raw: Option<String> = self
-            .query(
-                "get job",
-                redis::cmd("HGET").arg(self.keys.jobs(shard)).arg(job_id),
-            )
-            .await?;
-        raw.map(|raw| parse_stored_job(&raw).map_err(|e| Self::corrupt(format!("job {job_id}"), e)))
+        let mut pipe = redis::pipe();
+        for n in candidate_shards(job_id, self.ring.shard_count) {
+            pipe.cmd("HGET").arg(self.keys.jobs(n)).arg(job_id);
+        }
+        let raws: Vec<Option<String>> = self.pipeline("get job", &pipe).await?;
+        raws.into_iter()
+            .flatten()
+            .next()
+            .map(|raw| {
+                parse_stored_job(&raw).map_err(|e| Self::corrupt(format!("job {job_id}"), e))
+            })
             .transpose()
     }
 
     async fn delete_job(&self, job_id: &str, expected_version: Option<u64>) -> CoordResult<bool> {
-        let shard = self.shard(job_id);
-        let keys = [
-            self.keys.jobs(shard),
-            self.keys.legacy_job_versions(shard),
-            self.keys.shard_version(shard),
-            self.keys.last_fired(shard),
-            self.keys.job_index(),
-            self.keys.legacy_trigger_instants(shard),
-            self.keys.job_weights(shard),
-            self.keys.live_weights(),
-            self.keys.live_weights_version(),
-            self.keys.triggers(shard),
-        ];
-        let args = [
-            job_id.to_owned(),
-            expected_version.map(|v| v.to_string()).unwrap_or_default(),
-            self.keys.events_channel(),
-            shard.to_string(),
-        ];
-        let removed: i64 = self
-            .eval("delete job", &self.scripts.delete_job, &keys, &args)
-            .await?;
-        match removed {
-            1 => Ok(true),
-            0 => Ok(false),
-            _ => {
-                let current = self.get_job(job_id).await?.map_or(0, |j| j.version);
-                Err(CoordError::VersionConflict {
-                    job_id: job_id.to_owned(),
-                    expected: expected_version.unwrap_or(0),
-                    current,
-                })
-            }
+        for _ in 0..MAX_RELOCATIONS {
+            let Some(shard) = self.locate(job_id).await? else {
+                return Ok(false);
+            };
+            let keys = [
+                self.keys.jobs(shard),
+                self.keys.legacy_job_versions(shard),
+                self.keys.shard_version(shard),
+                self.keys.last_fired(shard),
+                self.keys.job_index(),
+                self.keys.legacy_trigger_instants(shard),
+                self.keys.job_weights(shard),
+                self.keys.live_weights(),
+                self.keys.live_weights_version(),
+                self.keys.triggers(shard),
+            ];
+            let args = [
+                job_id.to_owned(),
+                expected_version.map(|v| v.to_string()).unwrap_or_default(),
+                self.keys.events_channel(),
+                shard.to_string(),
+            ];
+            let removed: i64 = self
+                .eval("delete job", &self.scripts.delete_job, &keys, &args)
+                .await?;
+            return match removed {
+                1 => Ok(true),
+                // Gone from where it was found: moved or deleted meanwhile.
+                0 => continue,
+                _ => {
+                    let current = self.get_job(job_id).await?.map_or(0, |j| j.version);
+                    Err(CoordError::VersionConflict {
+                        job_id: job_id.to_owned(),
+                        expected: expected_version.unwrap_or(0),
+                        current,
+                    })
+                }
+            };
         }
+        Err(Self::relocation_race(job_id))
     }
 
     async fn trigger_job(&self, job_id: &str) -> CoordResult<Option<i64>> {
-        let shard = self.shard(job_id);
-        let keys = [
-            self.keys.legacy_job_versions(shard),
-            self.keys.triggers(shard),
-            self.keys.shard_version(shard),
-            self.keys.legacy_trigger_instants(shard),
-            self.keys.last_fired(shard),
-        ];
-        let args = [
-            job_id.to_owned(),
-            self.keys.events_channel(),
-            shard.to_string(),
-        ];
-        let at: i64 = self
-            .eval("trigger job", &self.scripts.trigger, &keys, &args)
-            .await?;
-        Ok((at >= 0).then_some(at))
+        for _ in 0..MAX_RELOCATIONS {
+            let Some(shard) = self.locate(job_id).await? else {
+                return Ok(None);
+            };
+            let keys = [
+                self.keys.legacy_job_versions(shard),
+                self.keys.triggers(shard),
+                self.keys.shard_version(shard),
+                self.keys.legacy_trigger_instants(shard),
+                self.keys.last_fired(shard),
+            ];
+            let args = [
+                job_id.to_owned(),
+                self.keys.events_channel(),
+                shard.to_string(),
+            ];
+            let at: i64 = self
+                .eval("trigger job", &self.scripts.trigger, &keys, &args)
+                .await?;
+            if at >= 0 {
+                return Ok(Some(at));
+            }
+        }
+        Err(Self::relocation_race(job_id))
     }
 
     async fn read_triggers(

@@ -4,6 +4,11 @@
 //! the moment a node happened to start it. Every node computes the same id for
 //! the same occurrence, so the id doubles as the claim key in Redis and as an
 //! idempotency key handed to handlers and downstream services.
+//!
+//! A `broadcast` job's fire runs once on every member, so each member's run
+//! needs its own name: `job_id@unix_ms/node_id`. The member part is what
+//! keeps the id usable as an idempotency key downstream (two members' runs
+//! of one instant are two distinct effects).
 
 use std::fmt;
 use std::str::FromStr;
@@ -17,6 +22,10 @@ pub struct FireId {
     pub job_id: String,
     /// Scheduled instant in Unix milliseconds.
     pub scheduled_ms: i64,
+    /// The member that runs it, for a `broadcast` job's fire (each member
+    /// runs every fire); `None` for a fire that runs once in the fleet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member: Option<String>,
 }
 
 impl FireId {
@@ -25,20 +34,38 @@ impl FireId {
         Self {
             job_id: job_id.into(),
             scheduled_ms,
+            member: None,
+        }
+    }
+
+    /// The fire id of `member`'s run of a broadcast job's fire.
+    pub fn broadcast(
+        job_id: impl Into<String>,
+        scheduled_ms: i64,
+        member: impl Into<String>,
+    ) -> Self {
+        Self {
+            member: Some(member.into()),
+            ..Self::new(job_id, scheduled_ms)
         }
     }
 }
 
 impl fmt::Display for FireId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}@{}", self.job_id, self.scheduled_ms)
+        write!(f, "{}@{}", self.job_id, self.scheduled_ms)?;
+        match &self.member {
+            Some(member) => write!(f, "/{member}"),
+            None => Ok(()),
+        }
     }
 }
 
-/// Error returned when a string is not of the form `job_id@unix_ms`. Pass
-/// a fire id as the runtime prints it (`FireId`'s `Display`).
+/// Error returned when a string is not of the form `job_id@unix_ms` (or
+/// `job_id@unix_ms/node_id`). Pass a fire id as the runtime prints it
+/// (`FireId`'s `Display`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid fire id {0:?}: expected job_id@unix_ms")]
+#[error("invalid fire id {0:?}: expected job_id@unix_ms or job_id@unix_ms/node_id")]
 pub struct ParseFireIdError(pub String);
 
 impl FromStr for FireId {
@@ -51,8 +78,16 @@ impl FromStr for FireId {
         if job.is_empty() {
             return Err(ParseFireIdError(s.to_owned()));
         }
+        let (ms, member) = match ms.split_once('/') {
+            Some((_, "")) => return Err(ParseFireIdError(s.to_owned())),
+            Some((ms, member)) => (ms, Some(member.to_owned())),
+            None => (ms, None),
+        };
         let scheduled_ms = ms.parse().map_err(|_| ParseFireIdError(s.to_owned()))?;
-        Ok(Self::new(job, scheduled_ms))
+        Ok(Self {
+            member,
+            ..Self::new(job, scheduled_ms)
+        })
     }
 }
 
@@ -65,6 +100,14 @@ mod tests {
         let id = FireId::new("billing:nightly", 1_767_225_600_000);
         assert_eq!(id.to_string(), "billing:nightly@1767225600000");
         assert_eq!("billing:nightly@1767225600000".parse::<FireId>(), Ok(id));
+    }
+
+    #[test]
+    fn a_broadcast_fire_names_its_member() {
+        let id = FireId::broadcast("cache:flush", 1_767_225_600_000, "node-2");
+        assert_eq!(id.to_string(), "cache:flush@1767225600000/node-2");
+        assert_eq!("cache:flush@1767225600000/node-2".parse::<FireId>(), Ok(id));
+        assert!("cache:flush@1767225600000/".parse::<FireId>().is_err());
     }
 
     #[test]

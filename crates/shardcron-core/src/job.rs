@@ -40,6 +40,56 @@ pub enum OverlapPolicy {
     QueueOne,
 }
 
+/// Where the fires of a job run.
+///
+/// `sharded` spreads jobs over the fleet by the ring; `leader` runs them all
+/// on one elected node (primary/standby: a standby takes over when the
+/// leader leaves or dies); `broadcast` runs every fire on every live member.
+/// See "Placement per job" in docs/ARCHITECTURE.md.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Placement {
+    /// The job's shard (from its id) runs on whichever node the ring gives
+    /// it to (default).
+    #[default]
+    Sharded,
+    /// Every fire runs on the fleet's leader, elected by a lease.
+    Leader,
+    /// Every live member runs each fire once (fire id `job@ms/node`).
+    Broadcast,
+}
+
+impl Placement {
+    /// Every placement, in the order they are documented.
+    pub const ALL: [Placement; 3] = [Placement::Sharded, Placement::Leader, Placement::Broadcast];
+
+    /// The name used in job files, flags, the API and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Placement::Sharded => "sharded",
+            Placement::Leader => "leader",
+            Placement::Broadcast => "broadcast",
+        }
+    }
+}
+
+impl std::fmt::Display for Placement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Placement {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Placement::ALL
+            .into_iter()
+            .find(|p| p.as_str() == s)
+            .ok_or_else(|| format!("{s:?} is not a placement; use sharded, leader or broadcast"))
+    }
+}
+
 /// What happens to a claimed fire whose node dies (or loses its lease)
 /// before the fire reaches a terminal state.
 ///
@@ -179,6 +229,10 @@ pub struct JobSpec {
     /// (`at_least_once`).
     #[serde(default)]
     pub delivery: Delivery,
+    /// Where the job's fires run: `sharded` (default), `leader` or
+    /// `broadcast`.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub placement: Placement,
     /// Relative cost of one run, for placement: a job known to be heavy
     /// weighs `cost` times a plain one of the same schedule. A positive
     /// number up to [`crate::load::MAX_COST`]; absent means 1.0.
@@ -249,6 +303,7 @@ impl JobSpec {
             misfire_grace: default_misfire_grace(),
             paused: false,
             delivery: Delivery::default(),
+            placement: Placement::default(),
             cost: None,
             metrics_label: None,
         }
@@ -312,6 +367,12 @@ impl JobSpec {
                     ),
                 ));
             }
+        }
+        if self.placement == Placement::Broadcast && self.delivery == Delivery::AtLeastOnce {
+            return Err(self.invalid(
+                "delivery",
+                "a broadcast job runs on every member without a claim, so no other node can recover its fires: use at_most_once (the default)",
+            ));
         }
         if self.misfire_grace > Duration::from_secs(7 * 24 * 3600) {
             return Err(self.invalid("misfire_grace", "must be at most 7 days"));

@@ -23,11 +23,13 @@ pub mod stable_hash;
 pub use fire::FireId;
 pub use job::{
     validate_job_id, Delivery, Job, JobSpec, JobValidationError, MisfirePolicy, OverlapPolicy,
-    RetryPolicy, FIRE_HORIZON, MAX_ARGS_BYTES, MAX_JOB_ID_LEN,
+    Placement, RetryPolicy, FIRE_HORIZON, MAX_ARGS_BYTES, MAX_JOB_ID_LEN,
 };
 pub use load::{fires_per_day, LoadUnits};
 pub use placement::{ShardWeights, DEFAULT_LOAD_BOUND_PERMILLE};
 pub use placement_record::{PlacementRecord, PlacementRecordError};
 pub use ring::{LoadBalance, RingConfig, ShardMap, DEFAULT_SHARD_COUNT, DEFAULT_VNODES};
 pub use schedule::{parse_time_zone, Schedule, ScheduleError};
-pub use shard::shard_of;
+pub use shard::{
+    broadcast_shard, candidate_shards, job_shard, leader_shard, placement_of_shard, shard_of,
+};

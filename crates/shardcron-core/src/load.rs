@@ -118,8 +118,13 @@ impl Job {
     /// The job's weight: expected fires per day times its cost, in
     /// [`LoadUnits`]; 0 for a paused job. A job that fires at all weighs at
     /// least 1, so it is never mistaken for an empty shard.
+    ///
+    /// A `leader` or `broadcast` job weighs 0: placement balances the ring's
+    /// shards, and those jobs are not in one (the leader runs its jobs on
+    /// top of its ring share; see "Placement per job" in
+    /// docs/ARCHITECTURE.md).
     pub fn load_units(&self) -> LoadUnits {
-        if self.spec.paused {
+        if self.spec.paused || self.spec.placement != crate::job::Placement::Sharded {
             return 0;
         }
         let per_day = fires_per_day(&self.schedule, self.tz);

@@ -7,7 +7,52 @@
 //! shard for a job from its id alone, and membership changes never move a job
 //! between shards — only shards between members.
 
+use crate::job::Placement;
 use crate::stable_hash::stable_hash64;
+
+/// The shard of every `leader` job of a ring of `shard_count` shards: one
+/// past the ring's last, so no ring placement ever gives it to a node; its
+/// lease is the leader election.
+pub fn leader_shard(shard_count: u32) -> u32 {
+    shard_count
+}
+
+/// The shard of every `broadcast` job: two past the ring's last. No node
+/// leases it; every node loads it.
+pub fn broadcast_shard(shard_count: u32) -> u32 {
+    shard_count.saturating_add(1)
+}
+
+/// The shard a job of `placement` is stored and claimed in: its ring shard
+/// ([`shard_of`]) when sharded, else the placement's own shard.
+pub fn job_shard(job_id: &str, placement: Placement, shard_count: u32) -> u32 {
+    match placement {
+        Placement::Sharded => shard_of(job_id, shard_count),
+        Placement::Leader => leader_shard(shard_count),
+        Placement::Broadcast => broadcast_shard(shard_count),
+    }
+}
+
+/// The shards a job with id `job_id` may be stored in, one per placement
+/// (ring shard first): where a store looks for a job known by id only.
+pub fn candidate_shards(job_id: &str, shard_count: u32) -> [u32; 3] {
+    [
+        shard_of(job_id, shard_count),
+        leader_shard(shard_count),
+        broadcast_shard(shard_count),
+    ]
+}
+
+/// The placement whose jobs live in `shard`.
+pub fn placement_of_shard(shard: u32, shard_count: u32) -> Placement {
+    if shard == leader_shard(shard_count) {
+        Placement::Leader
+    } else if shard == broadcast_shard(shard_count) {
+        Placement::Broadcast
+    } else {
+        Placement::Sharded
+    }
+}
 
 /// Returns the shard (in `0..shard_count`) that owns `job_id`.
 ///

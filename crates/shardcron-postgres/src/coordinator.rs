@@ -19,7 +19,7 @@ use shardcron_coord::{
     PlacementInputs, QueuedTrigger, RecoverBatch, RecoverOutcome, RunRecord, ShardJobs,
     StartedFire, StoredJob,
 };
-use shardcron_core::{shard_of, JobSpec, PlacementRecord, RingConfig};
+use shardcron_core::{job_shard, JobSpec, Placement, PlacementRecord, RingConfig};
 use tokio::sync::broadcast;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
@@ -235,8 +235,9 @@ impl PostgresCoordinator {
             .ok_or_else(|| corrupt(op, "no row returned"))
     }
 
-    pub(crate) fn shard(&self, job_id: &str) -> u32 {
-        shard_of(job_id, self.ring.shard_count)
+    /// The shard of a job of `placement` (see [`job_shard`]).
+    pub(crate) fn shard(&self, job_id: &str, placement: Placement) -> u32 {
+        job_shard(job_id, placement, self.ring.shard_count)
     }
 }
 

@@ -11,6 +11,20 @@ use crate::coordinator::PostgresCoordinator;
 use crate::error::{corrupt, map_pg};
 use crate::leases::{shards_param, tokens_param};
 
+/// How often a job write looks for the job again when a concurrent write
+/// moved it to another shard (the functions answer -2).
+const MAX_RELOCATIONS: usize = 8;
+
+/// The job moved on every look: writers keep changing its placement.
+fn relocation_race(job_id: &str) -> CoordError {
+    CoordError::Store {
+        op: "write job",
+        message: format!(
+            "job {job_id:?} moved between shards {MAX_RELOCATIONS} times while being written; another writer keeps changing its placement, retry"
+        ),
+    }
+}
+
 impl PostgresCoordinator {
     /// [`shardcron_coord::Coordinator::put_job`]: `put_job()`.
     pub(crate) async fn write_job(
@@ -20,25 +34,61 @@ impl PostgresCoordinator {
     ) -> CoordResult<StoredJob> {
         let op = "put job";
         let units = spec.validate()?.load_units();
-        let shard = self.shard(&spec.id);
+        let shard = self.shard(&spec.id, spec.placement);
         let json = serde_json::to_string(spec).map_err(|e| corrupt("job spec", e))?;
         let expected = expected_version.map(|v| v as i64);
-        let row = self
-            .query_one(
+        for _ in 0..MAX_RELOCATIONS {
+            let source = self
+                .job_location(&spec.id)
+                .await?
+                .filter(|&s| s != shard)
+                .map(|s| s as i32);
+            let row = self
+                .query_one(
+                    op,
+                    "SELECT __SCHEMA__.put_job($1, $2, $3, $4, $5, $6, $7)",
+                    &[
+                        &spec.id,
+                        &(shard as i32),
+                        &json,
+                        &expected,
+                        &spec.paused,
+                        &(units as i64),
+                        &source,
+                    ],
+                )
+                .await?;
+            let reply: Vec<i64> = row.try_get(0).map_err(|e| map_pg(&self.url, op, &e))?;
+            if reply.as_slice() == [-2] {
+                continue;
+            }
+            return Self::put_reply(spec, expected_version, &reply);
+        }
+        Err(relocation_race(&spec.id))
+    }
+
+    /// The shard the job `job_id` is stored in, if it exists.
+    async fn job_location(&self, job_id: &str) -> CoordResult<Option<u32>> {
+        let op = "locate job";
+        let rows = self
+            .query(
                 op,
-                "SELECT __SCHEMA__.put_job($1, $2, $3, $4, $5, $6)",
-                &[
-                    &spec.id,
-                    &(shard as i32),
-                    &json,
-                    &expected,
-                    &spec.paused,
-                    &(units as i64),
-                ],
+                "SELECT shard FROM __SCHEMA__.jobs WHERE job_id = $1",
+                &[&job_id],
             )
             .await?;
-        let reply: Vec<i64> = row.try_get(0).map_err(|e| map_pg(&self.url, op, &e))?;
-        match reply.as_slice() {
+        rows.first()
+            .map(|row| row.try_get::<_, i32>(0).map(|s| s as u32))
+            .transpose()
+            .map_err(|e| map_pg(&self.url, op, &e))
+    }
+
+    fn put_reply(
+        spec: &JobSpec,
+        expected_version: Option<u64>,
+        reply: &[i64],
+    ) -> CoordResult<StoredJob> {
+        match reply {
             [-1, current] => Err(CoordError::VersionConflict {
                 job_id: spec.id.clone(),
                 expected: expected_version.unwrap_or(0),
@@ -80,43 +130,56 @@ impl PostgresCoordinator {
         expected_version: Option<u64>,
     ) -> CoordResult<bool> {
         let op = "delete job";
-        let shard = self.shard(job_id);
         let expected = expected_version.map(|v| v as i64);
-        let row = self
-            .query_one(
-                op,
-                "SELECT __SCHEMA__.delete_job($1, $2, $3)",
-                &[&job_id, &(shard as i32), &expected],
-            )
-            .await?;
-        let removed: i32 = row.try_get(0).map_err(|e| map_pg(&self.url, op, &e))?;
-        match removed {
-            1 => Ok(true),
-            0 => Ok(false),
-            _ => {
-                let current = self.read_job(job_id).await?.map_or(0, |j| j.version);
-                Err(CoordError::VersionConflict {
-                    job_id: job_id.to_owned(),
-                    expected: expected_version.unwrap_or(0),
-                    current,
-                })
-            }
+        for _ in 0..MAX_RELOCATIONS {
+            let Some(shard) = self.job_location(job_id).await? else {
+                return Ok(false);
+            };
+            let row = self
+                .query_one(
+                    op,
+                    "SELECT __SCHEMA__.delete_job($1, $2, $3)",
+                    &[&job_id, &(shard as i32), &expected],
+                )
+                .await?;
+            let removed: i32 = row.try_get(0).map_err(|e| map_pg(&self.url, op, &e))?;
+            return match removed {
+                1 => Ok(true),
+                0 => Ok(false),
+                -2 => continue,
+                _ => {
+                    let current = self.read_job(job_id).await?.map_or(0, |j| j.version);
+                    Err(CoordError::VersionConflict {
+                        job_id: job_id.to_owned(),
+                        expected: expected_version.unwrap_or(0),
+                        current,
+                    })
+                }
+            };
         }
+        Err(relocation_race(job_id))
     }
 
     /// [`shardcron_coord::Coordinator::trigger_job`]: `trigger_job()`.
     pub(crate) async fn queue_trigger(&self, job_id: &str) -> CoordResult<Option<i64>> {
         let op = "trigger job";
-        let shard = self.shard(job_id);
-        let row = self
-            .query_one(
-                op,
-                "SELECT __SCHEMA__.trigger_job($1, $2)",
-                &[&job_id, &(shard as i32)],
-            )
-            .await?;
-        let at: i64 = row.try_get(0).map_err(|e| map_pg(&self.url, op, &e))?;
-        Ok((at >= 0).then_some(at))
+        for _ in 0..MAX_RELOCATIONS {
+            let Some(shard) = self.job_location(job_id).await? else {
+                return Ok(None);
+            };
+            let row = self
+                .query_one(
+                    op,
+                    "SELECT __SCHEMA__.trigger_job($1, $2)",
+                    &[&job_id, &(shard as i32)],
+                )
+                .await?;
+            let at: i64 = row.try_get(0).map_err(|e| map_pg(&self.url, op, &e))?;
+            if at != -2 {
+                return Ok((at >= 0).then_some(at));
+            }
+        }
+        Err(relocation_race(job_id))
     }
 
     /// [`shardcron_coord::Coordinator::read_triggers`]: `read_triggers()`, all leases in one call.

@@ -19,10 +19,11 @@ use crate::schema::NamespaceSchema;
 const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("sql/0001_tables.sql")),
     (2, include_str!("sql/0002_functions.sql")),
+    (3, include_str!("sql/0003_placement.sql")),
 ];
 
 /// The schema version this binary writes.
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 
 /// Creates or migrates the namespace's schema.
 pub(crate) async fn migrate(

@@ -106,6 +106,9 @@ pub enum EntryChange {
 pub struct EndSink {
     node_id: String,
     holder: String,
+    /// The shard of `broadcast` jobs, whose fires are named after this
+    /// node too (`job@ms/node`).
+    broadcast_shard: u32,
     /// Whether starts are reported (the store keeps a state per fire).
     report_starts: bool,
     tx: mpsc::UnboundedSender<Note>,
@@ -125,9 +128,28 @@ impl EndSink {
         Self {
             node_id,
             holder,
+            broadcast_shard: u32::MAX,
             report_starts,
             tx,
             unwritten,
+        }
+    }
+
+    /// Names `broadcast_shard` as the shard of broadcast jobs, whose fire
+    /// ids name this node.
+    pub fn with_broadcast_shard(mut self, broadcast_shard: u32) -> Self {
+        self.broadcast_shard = broadcast_shard;
+        self
+    }
+
+    /// The id of the fire of `job_id` at `scheduled_ms` claimed in `shard`:
+    /// `job@ms`, or `job@ms/node` for a broadcast job's (every member runs
+    /// it, each under its own name).
+    pub fn fire_id(&self, job_id: &str, scheduled_ms: i64, shard: u32) -> FireId {
+        if shard == self.broadcast_shard {
+            FireId::broadcast(job_id, scheduled_ms, self.node_id.as_str())
+        } else {
+            FireId::new(job_id, scheduled_ms)
         }
     }
 
@@ -613,7 +635,9 @@ fn send_record(
     m::fire_outcome(outcome, fields.job_label);
     let record = RunRecord {
         job_id: fields.job_id.to_owned(),
-        fire_id: FireId::new(fields.job_id, fields.scheduled_ms).to_string(),
+        fire_id: sink
+            .fire_id(fields.job_id, fields.scheduled_ms, fields.shard)
+            .to_string(),
         node_id: sink.node_id.clone(),
         shard: fields.shard,
         fencing_token: fields.token,
@@ -656,7 +680,7 @@ impl RunTask {
     /// `shardcron_fires_lost_total`, never dropped silently.
     async fn run(self: Arc<Self>, fire: ClaimedFire) {
         let job = fire.job.clone();
-        let fire_id = FireId::new(job.id(), fire.scheduled_ms);
+        let fire_id = self.sink.fire_id(job.id(), fire.scheduled_ms, fire.shard);
         let Ok(_permit) = self.permits.clone().acquire_owned().await else {
             return;
         };
@@ -813,7 +837,10 @@ impl RunTask {
         }
         let record = RunRecord {
             job_id: fire.job.id().to_owned(),
-            fire_id: FireId::new(fire.job.id(), fire.scheduled_ms).to_string(),
+            fire_id: self
+                .sink
+                .fire_id(fire.job.id(), fire.scheduled_ms, fire.shard)
+                .to_string(),
             node_id: self.node_id.clone(),
             shard: fire.shard,
             fencing_token: fire.token,

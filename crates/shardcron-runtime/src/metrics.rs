@@ -54,6 +54,16 @@ pub const REDIS_ERRORS_TOTAL: &str = "shardcron_redis_errors_total";
 /// Coordination round-trip latency by operation.
 pub const REDIS_ROUND_TRIP_SECONDS: &str = "shardcron_redis_round_trip_seconds";
 
+/// 1 while this node is the fleet's leader (holds the leader shard's
+/// lease), else 0.
+pub const LEADER: &str = "shardcron_leader";
+/// Times this node became the leader; summed over the fleet, the number of
+/// leader changes.
+pub const LEADER_CHANGES_TOTAL: &str = "shardcron_leader_changes_total";
+/// Fires this node started or dispatched, by job placement (`sharded`,
+/// `leader`, `broadcast`).
+pub const FIRES_BY_PLACEMENT_TOTAL: &str = "shardcron_fires_by_placement_total";
+
 /// Claimed fires that did not run, by reason (`lease_ended_before_start`,
 /// `unresolved_claim`, `job_removed`, `shutdown`): each is also in the run
 /// history, so a loss is never silent.
@@ -83,6 +93,15 @@ pub const FIRES_HANDED_BACK_TOTAL: &str = "shardcron_fires_handed_back_total";
 
 /// Registers descriptions (call once per process, after installing a recorder).
 pub fn describe() {
+    describe_gauge!(LEADER, "1 while this node is the fleet's leader, else 0.");
+    describe_counter!(
+        LEADER_CHANGES_TOTAL,
+        "Times this node became the leader (summed over the fleet: leader changes)."
+    );
+    describe_counter!(
+        FIRES_BY_PLACEMENT_TOTAL,
+        "Fires dispatched on this node, by job placement."
+    );
     describe_counter!(FIRES_TOTAL, "Fires by outcome.");
     describe_counter!(
         FIRES_ABANDONED_TOTAL,

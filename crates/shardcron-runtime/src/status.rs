@@ -21,6 +21,8 @@ pub struct WorkerStatus {
     pub in_flight: usize,
     /// True while shutting down.
     pub stopping: bool,
+    /// True while this node is the fleet's leader (runs the `leader` jobs).
+    pub leader: bool,
 }
 
 impl WorkerStatus {

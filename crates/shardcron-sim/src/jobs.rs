@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use rand::rngs::StdRng;
 use rand::Rng;
-use shardcron_core::{Delivery, JobSpec, MisfirePolicy, OverlapPolicy};
+use shardcron_core::{Delivery, JobSpec, MisfirePolicy, OverlapPolicy, Placement};
 
 use crate::handler::HANDLER;
 
@@ -85,11 +85,24 @@ fn delivery_of(id: &str) -> Delivery {
     }
 }
 
+/// The placement of job `id`, fixed for its whole life and drawn from the
+/// id: one job in five is a `leader` job, so the election (the leader
+/// shard's lease) goes through every fault the seeds draw.
+fn placement_of(id: &str) -> Placement {
+    let sum: u32 = id.bytes().map(u32::from).sum();
+    if sum % 5 == 1 {
+        Placement::Leader
+    } else {
+        Placement::Sharded
+    }
+}
+
 /// A new job `id` with random settings.
 pub fn new_job(rng: &mut StdRng, id: &str) -> JobSpec {
     let mut spec = JobSpec::new(id, "@every 1s", HANDLER);
     spec.overlap = random_overlap(rng);
     spec.delivery = delivery_of(id);
+    spec.placement = placement_of(id);
     randomize(rng, &mut spec);
     spec
 }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use shardcron_core::{Delivery, JobSpec, MisfirePolicy, OverlapPolicy, RetryPolicy};
+use shardcron_core::{Delivery, JobSpec, MisfirePolicy, OverlapPolicy, Placement, RetryPolicy};
 
 /// A job definition, built in Rust and stored as a [`JobSpec`].
 ///
@@ -121,6 +121,15 @@ impl Job {
     /// owner ([`Delivery::AtLeastOnce`]; de-duplicate by fire id).
     pub fn delivery(mut self, delivery: Delivery) -> Self {
         self.spec.delivery = delivery;
+        self
+    }
+
+    /// Where the job's fires run: [`Placement::Sharded`] (default) on the
+    /// node owning the job's shard, [`Placement::Leader`] on the fleet's
+    /// elected leader, [`Placement::Broadcast`] on every live member (fire
+    /// id `job@ms/node`).
+    pub fn placement(mut self, placement: Placement) -> Self {
+        self.spec.placement = placement;
         self
     }
 

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use shardcron_coord::{CoordError, Coordinator, StoredJob};
-use shardcron_core::{FireId, JobSpec, JobValidationError};
+use shardcron_core::{FireId, JobSpec, JobValidationError, Placement};
 use shardcron_runtime::HandlerRegistry;
 
 use crate::error::{Error, Precondition, Result};
@@ -226,8 +226,19 @@ pub async fn remove_job(
 
 /// Queues one extra fire of a job now, with a fire id of its own (two
 /// triggers never share one); the shard's owner claims and runs it like a
-/// scheduled fire. [`Error::NotFound`] if there is no such job.
+/// scheduled fire. [`Error::NotFound`] if there is no such job;
+/// [`Error::InvalidJob`] naming `placement` for a `broadcast` job, whose
+/// fires no one claims (every member runs them on its own schedule).
 pub async fn trigger_job(coord: &dyn Coordinator, id: &str) -> Result<FireId> {
+    if let Some(job) = coord.get_job(id).await? {
+        if job.spec.placement == Placement::Broadcast {
+            return Err(Error::InvalidJob(JobValidationError {
+                job_id: id.to_owned(),
+                field: "placement",
+                message: "a broadcast job cannot be triggered: every member runs its fires on its own schedule, and a trigger is claimed by one node".to_owned(),
+            }));
+        }
+    }
     match coord.trigger_job(id).await? {
         Some(ms) => Ok(FireId::new(id, ms)),
         None => Err(not_found(coord, id)),

@@ -107,7 +107,8 @@ pub use scheduler::{Scheduler, SchedulerBuilder, SchedulerHandle, DEFAULT_NAMESP
 
 pub use shardcron_coord::StoredJob;
 pub use shardcron_core::{
-    Delivery, FireId, JobSpec, JobValidationError, MisfirePolicy, OverlapPolicy, RetryPolicy,
+    Delivery, FireId, JobSpec, JobValidationError, MisfirePolicy, OverlapPolicy, Placement,
+    RetryPolicy,
 };
 pub use shardcron_runtime::{
     FireContext, FnHandler, Handler, HandlerError, HandlerRegistry, RunOutput, WorkerReport,

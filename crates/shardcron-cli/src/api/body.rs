@@ -46,6 +46,7 @@ pub const JOB_SPEC_FIELDS: &[&str] = &[
     "misfire_grace",
     "paused",
     "delivery",
+    "placement",
     "cost",
     "metrics_label",
 ];

@@ -446,6 +446,7 @@ fn summary(stored: StoredJob, now: i64) -> JobSummary {
         tz: stored.spec.tz,
         handler: stored.spec.handler,
         delivery: stored.spec.delivery,
+        placement: stored.spec.placement,
         paused: stored.spec.paused,
         version: stored.version,
         next_fire_ms,

@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 use shardcron_coord::{RunRecord, StoredJob};
-use shardcron_core::{Delivery, JobSpec};
+use shardcron_core::{Delivery, JobSpec, Placement};
 use utoipa::openapi::schema::{ObjectBuilder, Schema, SchemaType, Type};
 use utoipa::openapi::RefOr;
 use utoipa::{PartialSchema, ToSchema};
@@ -100,6 +100,9 @@ pub struct JobSummary {
     /// Whether a fire claimed by a node that dies is lost or run again.
     #[schema(value_type = DeliverySchema)]
     pub delivery: Delivery,
+    /// Where the job's fires run.
+    #[schema(value_type = PlacementSchema)]
+    pub placement: Placement,
     /// Whether the job is paused.
     pub paused: bool,
     /// Version (the job's `ETag`).
@@ -226,6 +229,9 @@ pub struct JobSpecSchema {
     /// (`at_most_once`) or run again by the shard's next owner
     /// (`at_least_once`).
     delivery: DeliverySchema,
+    /// Where the job's fires run; absent: `sharded`.
+    #[schema(required = false)]
+    placement: PlacementSchema,
     /// Relative cost of one run, for placement; absent: 1.
     #[schema(required = false, exclusive_minimum = 0, maximum = 10000)]
     cost: f64,
@@ -294,6 +300,27 @@ pub enum DeliverySchema {
     AtMostOnce,
     /// Run again by the next owner if its node dies.
     AtLeastOnce,
+}
+
+// Documentation mirror of the core `Placement`; its doc comment is the
+// description the document gives the field.
+/// Where a job's fires run. `sharded` (default): on the node the ring gives
+/// the job's shard to, so jobs spread over the fleet. `leader`: every fire on
+/// the fleet's one elected leader (primary/standby: another node takes over
+/// when it leaves, at once, or dies, within the lease TTL plus a heartbeat).
+/// `broadcast`: every fire on every live member, each run under the fire id
+/// `job@ms/node`; a member that joins starts with the next fire and one that
+/// was down does not catch up.
+#[derive(ToSchema)]
+#[schema(as = Placement, rename_all = "snake_case", default = "sharded")]
+#[allow(dead_code)]
+pub enum PlacementSchema {
+    /// On the node that owns the job's shard (default).
+    Sharded,
+    /// On the elected leader.
+    Leader,
+    /// On every live member.
+    Broadcast,
 }
 
 /// Documentation mirror of the core `MisfirePolicy`.
@@ -446,6 +473,10 @@ macro_rules! job_form {
             /// owner (`at_least_once`; handlers must be idempotent).
             #[schema(required = false)]
             delivery: DeliverySchema,
+            /// Where the job's fires run: `sharded` (default), `leader` or
+            /// `broadcast`.
+            #[schema(required = false)]
+            placement: PlacementSchema,
             /// Relative cost of one run (default 1): placement balances
             /// expected fires per day times cost over the workers.
             #[schema(required = false, exclusive_minimum = 0, maximum = 10000)]

@@ -106,6 +106,7 @@ pub fn input_from_flags(args: &JobPutArgs) -> Result<JobInput, JobInputError> {
         misfire_grace: None,
         paused: args.paused,
         delivery: args.delivery.map(|d| d.as_str().to_owned()),
+        placement: args.placement.map(|p| p.as_str().to_owned()),
         cost: args.cost,
         metrics_label: args.metrics_label.clone(),
     })
@@ -180,7 +181,8 @@ async fn ls(target: &Target, args: JobLsArgs) -> Result<(), CliError> {
     print(&render_ls(&jobs))
 }
 
-/// The text form of `job ls`: one row per job, with its delivery.
+/// The text form of `job ls`: one row per job, with its placement and
+/// delivery.
 pub fn render_ls(jobs: &[StoredJob]) -> String {
     let rows: Vec<Vec<String>> = jobs
         .iter()
@@ -191,6 +193,7 @@ pub fn render_ls(jobs: &[StoredJob]) -> String {
                 j.spec.tz.clone(),
                 j.spec.handler.clone(),
                 j.spec.cost().to_string(),
+                j.spec.placement.as_str().to_owned(),
                 j.spec.delivery.as_str().to_owned(),
                 j.spec.paused.to_string(),
                 j.version.to_string(),
@@ -199,7 +202,15 @@ pub fn render_ls(jobs: &[StoredJob]) -> String {
         .collect();
     table(
         &[
-            "ID", "SCHEDULE", "TZ", "HANDLER", "COST", "DELIVERY", "PAUSED", "VERSION",
+            "ID",
+            "SCHEDULE",
+            "TZ",
+            "HANDLER",
+            "COST",
+            "PLACEMENT",
+            "DELIVERY",
+            "PAUSED",
+            "VERSION",
         ],
         &rows,
     )

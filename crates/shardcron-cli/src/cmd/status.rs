@@ -42,6 +42,7 @@ pub fn render(r: &StatusReport) -> String {
             text.push_str(&note);
         }
     }
+    text.push_str(&leader_line(r));
     for (node, n) in &r.leases_of_non_members {
         text.push_str(&format!(
             "{node} is not a live member but still holds {n} lease(s) (they expire or get released)\n"
@@ -72,6 +73,24 @@ pub fn render(r: &StatusReport) -> String {
         text.push_str("churn: none (every shard is leased by its expected owner)\n");
     }
     text
+}
+
+/// Who leads, since when, under which token, and what it runs.
+fn leader_line(r: &StatusReport) -> String {
+    let jobs = format!(
+        "{} leader job(s), {} broadcast job(s)",
+        r.leader_jobs, r.broadcast_jobs
+    );
+    match &r.leader {
+        Some(l) => format!(
+            "leader: {} since {} ({} ago), fencing token {}; {jobs}\n",
+            l.node,
+            rfc3339_ms(l.since_ms),
+            short_duration_ms((r.server_time_ms - l.since_ms).max(0)),
+            l.token,
+        ),
+        None => format!("leader: none (no node holds the leader lease); {jobs}\n"),
+    }
 }
 
 /// The members as a table: shards, leases, jobs and load.

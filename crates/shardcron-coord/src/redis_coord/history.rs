@@ -180,9 +180,9 @@ impl RedisCoordinator {
         runs: &[RunRecord],
         closes: &[CloseFire],
     ) -> CoordResult<()> {
-        // A job's shard as this coordinator computes it, the one whose
-        // lease changes forget the numbers.
-        let shards: Vec<u32> = runs.iter().map(|r| self.shard(&r.job_id)).collect();
+        // The shard each run was claimed in, the one whose lease changes
+        // forget the numbers.
+        let shards: Vec<u32> = runs.iter().map(|r| r.shard).collect();
         let unknown = self.history.unknown(runs, &shards);
         if !unknown.is_empty() {
             let mut hmget = redis::cmd("HMGET");

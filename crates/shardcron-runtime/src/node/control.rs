@@ -100,6 +100,7 @@ impl Node {
             self.report.leases_lost += 1;
             counter!(m::LEASE_LOSSES_TOTAL).increment(1);
             debug!(shard, token = held.token, "lease lost");
+            self.on_let_go(shard);
         }
     }
 
@@ -110,8 +111,9 @@ impl Node {
         let now = Instant::now();
         let timeout = self.settings.handoff_timeout;
         let mut gave_up = Vec::new();
+        let leader_shard = self.leader_shard;
         for (&shard, held) in &mut self.held {
-            let desired = self.desired.contains(&shard);
+            let desired = self.desired.contains(&shard) || shard == leader_shard;
             match &mut held.handoff {
                 None if !desired => {
                     held.handoff = Some(Handoff {
@@ -176,6 +178,7 @@ impl Node {
                 self.forget_unreadable(shard);
                 leases.push((shard, held.token));
                 held.watch.released();
+                self.on_let_go(shard);
             }
         }
         if leases.is_empty() {
@@ -245,12 +248,7 @@ impl Node {
 
     /// Acquires the desired shards not held yet, and loads them in chunks.
     async fn acquire_missing(&mut self) {
-        let missing: Vec<u32> = self
-            .desired
-            .iter()
-            .filter(|s| !self.held.contains_key(s))
-            .copied()
-            .collect();
+        let missing = self.shards_to_acquire();
         if missing.is_empty() {
             return;
         }
@@ -281,11 +279,13 @@ impl Node {
         for chunk in granted.chunks(LOAD_CHUNK) {
             self.load_granted(chunk, valid_until).await;
         }
-        info!(
-            owned = self.held.len(),
-            desired = self.desired.len(),
-            "acquired shards"
-        );
+        if granted.iter().any(|&(s, _)| s != self.leader_shard) {
+            info!(
+                owned = self.held.len(),
+                desired = self.desired.len(),
+                "acquired shards"
+            );
+        }
         if !self.pending.is_empty() {
             self.retry_at = Some(Instant::now());
         }
@@ -318,6 +318,7 @@ impl Node {
             );
             self.install_jobs(jobs, false);
             self.recovery.scan_soon(shard);
+            self.on_granted(shard, token);
             if let Some(since) = self.desired_since.get(&shard) {
                 metrics::histogram!(m::SHARD_HANDOFF_SECONDS).record(since.elapsed().as_secs_f64());
             }

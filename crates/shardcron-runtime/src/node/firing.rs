@@ -223,7 +223,8 @@ impl Node {
             return;
         }
         let tolerance_ms = self.settings.on_time_tolerance.as_millis() as i64;
-        let horizons = self.claim_horizons(now_ms);
+        let mut horizons = self.claim_horizons(now_ms);
+        self.broadcast_horizon(&mut horizons, now_ms);
         let shard_horizon = |shard: u32| horizons.get(&shard).copied().unwrap_or(now_ms);
         let window = ClaimWindow {
             now_ms,
@@ -232,6 +233,10 @@ impl Node {
             max_ahead: self.executor.ahead_room(),
         };
         for d in self.timetable.take_due(&window, tolerance_ms, room) {
+            if d.shard == self.broadcast.shard() {
+                self.dispatch_broadcast(d, now_ms);
+                continue;
+            }
             let Some(held) = self.held.get(&d.shard) else {
                 continue;
             };
@@ -368,6 +373,12 @@ impl Node {
             return;
         };
         self.report.claimed += 1;
+        let placement = if shard == self.leader_shard {
+            "leader"
+        } else {
+            "sharded"
+        };
+        counter!(m::FIRES_BY_PLACEMENT_TOTAL, "placement" => placement).increment(1);
         if catch_up {
             counter!(m::CATCHUP_FIRES_TOTAL).increment(1);
         }
@@ -386,7 +397,7 @@ impl Node {
         self.executor.dispatch(claimed);
     }
 
-    fn record_misfires(&self, d: &DueFires, token: u64) {
+    pub(super) fn record_misfires(&self, d: &DueFires, token: u64) {
         let Some(entry) = self.timetable.get(&d.job_id) else {
             return;
         };

@@ -38,6 +38,13 @@ impl Node {
         if let Some(h) = self.held.get_mut(&shard) {
             h.version = version;
         }
+        // A broadcast job runs on this node from its first load of the
+        // shard on, never before (no catch-up of what it was not there for).
+        let joined_ms = if shard == self.broadcast.shard() {
+            self.broadcast.joined_ms()
+        } else {
+            i64::MIN
+        };
         self.note_unreadable(shard, unreadable);
         let last: HashMap<String, i64> = last_fired.into_iter().collect();
         let mut stale: BTreeSet<String> = self.timetable.jobs_of_shard(shard).into_iter().collect();
@@ -48,7 +55,8 @@ impl Node {
                 .get(&id)
                 .copied()
                 .unwrap_or(i64::MIN)
-                .max(stored.schedule_floor_ms());
+                .max(stored.schedule_floor_ms())
+                .max(joined_ms);
             let existing = self.timetable.get(&id);
             if existing.is_some_and(|e| e.version == stored.version) {
                 if let Some(back) = self.refused.remove(&id) {
@@ -237,7 +245,10 @@ impl Node {
     /// Returns false when the poll itself failed, so it is retried soon: a
     /// lost event followed by a lost poll must not wait a whole interval.
     pub(super) async fn poll_versions(&mut self) -> bool {
-        let shards: Vec<u32> = self.held.keys().copied().collect();
+        let mut shards: Vec<u32> = self.held.keys().copied().collect();
+        if self.broadcast.version().is_some() {
+            shards.push(self.broadcast.shard());
+        }
         if shards.is_empty() {
             return true;
         }
@@ -252,6 +263,8 @@ impl Node {
         for (shard, version) in shards.into_iter().zip(versions) {
             if self.held.get(&shard).is_some_and(|h| h.version != version) {
                 self.reload.insert(shard);
+            } else if shard == self.broadcast.shard() && self.broadcast.version() != Some(version) {
+                self.broadcast.mark_stale();
             }
         }
         true

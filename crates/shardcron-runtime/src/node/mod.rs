@@ -13,9 +13,13 @@
 //! [`firing`] (claims and their outcomes), [`pending`] (claims whose outcome
 //! is not known yet), [`hand_back`] (those of shards this node cannot claim
 //! any more), [`recovery`] (`at_least_once` fires of dead or
-//! abandoning holders) and [`shutdown`] (leaving gracefully).
+//! abandoning holders), [`election`] (the leader shard's lease, run for
+//! by every node), [`broadcast_jobs`] (jobs every member runs, without claims)
+//! and [`shutdown`] (leaving gracefully).
 
+mod broadcast_jobs;
 mod control;
+mod election;
 mod firing;
 mod hand_back;
 mod loading;
@@ -31,7 +35,7 @@ use std::time::Duration;
 
 use metrics::gauge;
 use shardcron_coord::{CoordError, CoordEvent, Coordinator, MemberInfo, StoredPlacement};
-use shardcron_core::{RingConfig, ShardWeights};
+use shardcron_core::{broadcast_shard, leader_shard, RingConfig, ShardWeights};
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
@@ -131,6 +135,12 @@ pub(crate) struct Node {
     warned: HashSet<(String, u64)>,
     fatal: Option<CoordError>,
     report: WorkerReport,
+    /// The shard of `leader` jobs: every node runs for its lease.
+    leader_shard: u32,
+    /// Since when this node leads (server ms), while it does.
+    leading_since: Option<i64>,
+    /// `broadcast` jobs: loaded by every node, run without claims.
+    broadcast: broadcast_jobs::BroadcastJobs,
 }
 
 /// A process instance id: start time and pid, so two incarnations of one
@@ -154,6 +164,7 @@ impl Node {
     ) -> Self {
         let clock = ServerClock::new(clock);
         let holder = format!("{}/{}", info.id, instance);
+        let ring = coord.ring_config();
         let (records, rx) = mpsc::unbounded_channel();
         let unwritten = Arc::new(UnwrittenCloses::default());
         let recorder = spawn_recorder(coord.clone(), unwritten.clone(), rx);
@@ -168,12 +179,13 @@ impl Node {
                 coord.keeps_fire_states(),
                 records.clone(),
                 unwritten.clone(),
-            ),
+            )
+            .with_broadcast_shard(broadcast_shard(ring.shard_count)),
         );
         Self {
             recovery: Recovery::new(&holder),
             holder,
-            ring: coord.ring_config(),
+            ring,
             coord,
             info,
             settings,
@@ -207,6 +219,9 @@ impl Node {
             warned: HashSet::new(),
             fatal: None,
             report: WorkerReport::default(),
+            leader_shard: leader_shard(ring.shard_count),
+            leading_since: None,
+            broadcast: broadcast_jobs::BroadcastJobs::new(broadcast_shard(ring.shard_count)),
         }
     }
 
@@ -263,6 +278,9 @@ impl Node {
             if !self.reload.is_empty() {
                 self.reload_shards().await;
             }
+            if self.broadcast.is_stale() && self.registered {
+                self.load_broadcast().await;
+            }
             self.release_idle_handoffs().await;
             if Instant::now() >= self.status_at {
                 self.publish_status();
@@ -282,13 +300,15 @@ impl Node {
                 }
             }
             CoordEvent::LeaseReleased(shard) => {
-                if self.desired.contains(&shard) && !self.held.contains_key(&shard) {
+                if self.wants(shard) && !self.held.contains_key(&shard) {
                     self.control_at = Instant::now();
                 }
             }
             CoordEvent::JobsChanged(shard) => {
                 if self.held.contains_key(&shard) {
                     self.reload.insert(shard);
+                } else if shard == self.broadcast.shard() {
+                    self.broadcast.mark_stale();
                 }
             }
             CoordEvent::Resync => {
@@ -432,6 +452,7 @@ impl Node {
             changed |= replace_if_changed(&mut s.owned_jobs, owned_jobs);
             changed |= replace_if_changed(&mut s.in_flight, in_flight);
             changed |= replace_if_changed(&mut s.stopping, false);
+            changed |= replace_if_changed(&mut s.leader, self.leading_since.is_some());
             if s.node_id != self.info.id {
                 s.node_id.clone_from(&self.info.id);
                 changed = true;
