@@ -80,6 +80,9 @@ fn known_metrics() -> (BTreeSet<&'static str>, BTreeSet<&'static str>) {
         m::CATCHUP_FIRES_TOTAL,
         m::MISFIRES_TOTAL,
         m::REDIS_ERRORS_TOTAL,
+        m::LEADER,
+        m::LEADER_CHANGES_TOTAL,
+        m::FIRES_BY_PLACEMENT_TOTAL,
     ]);
     all.extend(histograms.iter().copied());
     (all, histograms)

@@ -349,6 +349,7 @@ mod tests {
         };
         spec.metrics_label = Some("label".into());
         spec.cost = Some(2.5);
+        spec.placement = shardcron_core::Placement::Leader;
         let Value::Object(map) = serde_json::to_value(&spec).expect("json") else {
             panic!("not an object");
         };

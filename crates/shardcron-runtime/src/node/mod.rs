@@ -235,6 +235,9 @@ impl Node {
         let mut events = self.coord.subscribe();
         let mut poll_at = Instant::now() + self.settings.poll_interval;
         info!(node = %self.info.id, holder = %self.holder, "worker starting");
+        // Every node reports whether it leads, so the dashboard shows the
+        // followers too.
+        gauge!(m::LEADER).set(0.0);
         loop {
             self.reap_finished();
             self.update_overload();
