@@ -916,18 +916,8 @@ impl Coordinator for MemoryCoordinator {
                 .jobs
                 .get(&spec.id)
                 .and_then(|j| serde_json::from_str::<StoredJob>(&j.json).ok());
-            let active_since_ms = match previous {
-                // Kept unless this write resumes a paused job.
-                Some(prev) if !prev.spec.paused || spec.paused => prev.schedule_floor_ms(),
-                _ => now,
-            };
             let version = shard.next_version();
-            let stored = StoredJob {
-                version,
-                updated_ms: now,
-                active_since_ms,
-                spec: spec.clone(),
-            };
+            let stored = StoredJob::written(spec, version, now, previous.as_ref());
             let json = serde_json::to_string(&stored).map_err(|e| CoordError::Corrupt {
                 what: format!("job {}", spec.id),
                 message: e.to_string(),

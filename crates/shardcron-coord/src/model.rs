@@ -423,6 +423,30 @@ pub struct StoredJob {
 }
 
 impl StoredJob {
+    /// The record a write of `spec` as `version` at `now_ms` stores, given
+    /// the job's previous record (`None`: a creation): the one rule every
+    /// store keeps (`put_job.lua`, the SQL `put_job`): a creation or a
+    /// write that resumes a paused job is active from `now_ms`, any other
+    /// write keeps the previous record's schedule floor, so an edit of an
+    /// active job does not drop the fires missed before it.
+    pub fn written(
+        spec: &JobSpec,
+        version: u64,
+        now_ms: i64,
+        previous: Option<&StoredJob>,
+    ) -> StoredJob {
+        let active_since_ms = match previous {
+            Some(prev) if !prev.spec.paused || spec.paused => prev.schedule_floor_ms(),
+            _ => now_ms,
+        };
+        StoredJob {
+            version,
+            updated_ms: now_ms,
+            active_since_ms,
+            spec: spec.clone(),
+        }
+    }
+
     /// The instant fires must be later than for this job to run them.
     pub fn schedule_floor_ms(&self) -> i64 {
         if self.active_since_ms > 0 {
