@@ -16,6 +16,7 @@ use shardcron_core::{JobSpec, PlacementRecord, RingConfig};
 use tokio::sync::{broadcast, oneshot};
 
 use crate::client::{now_ms, Etcd};
+use crate::compaction::Compacted;
 use crate::keys::Keys;
 
 /// An etcd lease this coordinator keeps alive, and its TTL in seconds.
@@ -57,6 +58,12 @@ pub struct EtcdOptions {
     pub connect_timeout: Duration,
     /// How long any request may take before it is `Unreachable`.
     pub response_timeout: Duration,
+    /// Self-compaction interval ([`crate::compaction`]): the fleet
+    /// compacts etcd's history about once per interval, keeping at least
+    /// one interval of it. `None`: never (the server's own
+    /// `--auto-compaction-*` or an operator must then keep history
+    /// bounded, or etcd reaches its quota and refuses every write).
+    pub compact_every: Option<Duration>,
 }
 
 impl EtcdOptions {
@@ -68,9 +75,16 @@ impl EtcdOptions {
             ring,
             connect_timeout: Duration::from_secs(2),
             response_timeout: Duration::from_secs(2),
+            compact_every: Some(DEFAULT_COMPACT_EVERY),
         }
     }
 }
+
+/// The default self-compaction interval: with it the history kept stays
+/// within about 2.5 × 5 s of writes (see docs/ARCHITECTURE.md, "etcd
+/// store", Limits, for what that is per fire/s), and a watch further than
+/// 5 s behind resyncs.
+pub const DEFAULT_COMPACT_EVERY: Duration = Duration::from_secs(2);
 
 /// A store URL split into what the client needs.
 #[derive(Debug, PartialEq, Eq)]
@@ -139,11 +153,15 @@ pub struct EtcdCoordinator {
     inner: Inner,
     events: broadcast::Sender<CoordEvent>,
     watch: tokio::task::JoinHandle<()>,
+    compactor: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Drop for EtcdCoordinator {
     fn drop(&mut self) {
         self.watch.abort();
+        if let Some(task) = &self.compactor {
+            task.abort();
+        }
     }
 }
 
@@ -195,11 +213,15 @@ impl EtcdCoordinator {
         inner.ensure_config().await?;
         let (events, _) = broadcast::channel(4096);
         let (ready_tx, ready_rx) = oneshot::channel();
-        let watch = crate::events::spawn_watch(client, keys, events.clone(), ready_tx);
+        let watch = crate::events::spawn_watch(client, keys.clone(), events.clone(), ready_tx);
+        let compactor = options
+            .compact_every
+            .map(|every| crate::compaction::spawn_compactor(inner.etcd.clone(), keys, every));
         let coordinator = Self {
             inner,
             events,
             watch,
+            compactor,
         };
         // Events of this coordinator's own first writes must not be missed.
         if tokio::time::timeout(options.connect_timeout, ready_rx)
@@ -209,6 +231,16 @@ impl EtcdCoordinator {
             return Err(crate::error::timed_out(&redacted, "watch events"));
         }
         Ok(coordinator)
+    }
+}
+
+impl EtcdCoordinator {
+    /// One self-compaction check now, as the background task does every
+    /// half interval (see [`crate::compaction`]): compacts history older
+    /// than the revision of the last compaction if that is at least
+    /// `interval` old and no other node's check won.
+    pub async fn compact_history(&self, interval: Duration) -> CoordResult<Compacted> {
+        crate::compaction::compact_once(&self.inner.etcd, &self.inner.keys, interval).await
     }
 }
 

@@ -43,6 +43,7 @@
 #![warn(missing_docs)]
 
 mod client;
+pub mod compaction;
 mod coordinator;
 mod error;
 pub mod events;
@@ -55,4 +56,7 @@ pub mod members;
 pub mod shards;
 
 pub use client::MAX_OPS;
-pub use coordinator::{parse_url, redact_etcd_url, EtcdCoordinator, EtcdOptions, ParsedUrl};
+pub use compaction::Compacted;
+pub use coordinator::{
+    parse_url, redact_etcd_url, EtcdCoordinator, EtcdOptions, ParsedUrl, DEFAULT_COMPACT_EVERY,
+};
