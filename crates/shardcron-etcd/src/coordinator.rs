@@ -95,13 +95,20 @@ pub struct ParsedUrl {
     pub user: Option<(String, String)>,
     /// Whether the URL asks for TLS (`etcds://`).
     pub tls: bool,
+    /// The self-compaction interval: [`DEFAULT_COMPACT_EVERY`] unless the
+    /// URL says `?compact_every=<seconds>` (`0`: off, for a cluster that
+    /// compacts itself or is shared with others; see [`crate::compaction`]).
+    pub compact_every: Option<Duration>,
 }
 
-/// Parses `etcd://[user:password@]host:port[,host:port…]` (or `etcds://`).
+/// Parses `etcd://[user:password@]host:port[,host:port…][?compact_every=<s>]`
+/// (or `etcds://`).
 pub fn parse_url(url: &str) -> Result<ParsedUrl, String> {
     let (scheme, rest) = url
         .split_once("://")
         .ok_or_else(|| "expected etcd://host:port[,host:port…]".to_owned())?;
+    let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let compact_every = parse_query(query)?;
     let tls = match scheme.to_ascii_lowercase().as_str() {
         "etcd" => false,
         "etcds" => true,
@@ -134,7 +141,31 @@ pub fn parse_url(url: &str) -> Result<ParsedUrl, String> {
         endpoints,
         user,
         tls,
+        compact_every,
     })
+}
+
+/// The URL's query: `compact_every=<seconds>` (0: off), or nothing.
+fn parse_query(query: &str) -> Result<Option<Duration>, String> {
+    let mut compact_every = Some(DEFAULT_COMPACT_EVERY);
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("compact_every", value)) => {
+                let secs: f64 = value
+                    .parse()
+                    .ok()
+                    .filter(|s: &f64| s.is_finite() && *s >= 0.0)
+                    .ok_or_else(|| format!("compact_every={value:?} is not seconds (0: off)"))?;
+                compact_every = (secs > 0.0).then(|| Duration::from_secs_f64(secs));
+            }
+            _ => {
+                return Err(format!(
+                    "unknown URL option {pair:?} (known: compact_every)"
+                ))
+            }
+        }
+    }
+    Ok(compact_every)
 }
 
 /// The URL without its password, for messages.
@@ -168,8 +199,13 @@ impl Drop for EtcdCoordinator {
 impl EtcdCoordinator {
     /// Connects with the default timeouts, checks (or stores) the ring
     /// settings and starts the event watch.
+    /// The URL's `?compact_every=` sets [`EtcdOptions::compact_every`].
     pub async fn connect(url: &str, namespace: &str, ring: RingConfig) -> CoordResult<Self> {
-        Self::connect_with(EtcdOptions::new(url, namespace, ring)).await
+        let mut options = EtcdOptions::new(url, namespace, ring);
+        if let Ok(parsed) = parse_url(url) {
+            options.compact_every = parsed.compact_every;
+        }
+        Self::connect_with(options).await
     }
 
     /// Connects with explicit options.
@@ -433,5 +469,13 @@ mod tests {
         assert!(parse_url("etcd://h").is_err());
         assert!(parse_url("etcd://h:notaport").is_err());
         assert_eq!(redact_etcd_url("etcds://u:secret@h:1"), "etcds://u:***@h:1");
+        assert_eq!(p.compact_every, Some(DEFAULT_COMPACT_EVERY));
+        let p = parse_url("etcd://h:1?compact_every=0").expect("parse");
+        assert_eq!((p.endpoints.len(), p.compact_every), (1, None));
+        let p = parse_url("etcd://h:1,g:2?compact_every=30").expect("parse");
+        assert_eq!(p.compact_every, Some(Duration::from_secs(30)));
+        assert_eq!(p.endpoints, vec!["http://h:1", "http://g:2"]);
+        assert!(parse_url("etcd://h:1?compact_every=-1").is_err());
+        assert!(parse_url("etcd://h:1?other=1").is_err());
     }
 }
