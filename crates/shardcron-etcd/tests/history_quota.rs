@@ -7,6 +7,9 @@
 //! auto-compaction takes claims of 1,000 jobs at about 1,000 fires/s for a
 //! minute, several times its quota in written history, and must answer
 //! every claim; before self-compaction it refused writes within seconds.
+//! And an etcd whose quota is already full (history grown while
+//! self-compaction was off) is still compacted, so that a defragment and
+//! `etcdctl alarm disarm` are all an operator has to add.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -145,4 +148,44 @@ async fn a_small_quota_etcd_without_auto_compaction_keeps_taking_claims() {
         "the test wrote too little to prove anything: {received} bytes"
     );
     assert!(fires >= 30_000, "only {fires} fires claimed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_etcd_that_already_refuses_writes_is_still_compacted() {
+    let quota = (16 * 1024 * 1024).to_string();
+    let server =
+        EtcdServer::start_with_args(&["--quota-backend-bytes", &quota]).expect("start etcd");
+    let mut options = EtcdOptions::new(server.url(), "full", RING);
+    options.compact_every = None;
+    let c = EtcdCoordinator::connect_with(options)
+        .await
+        .expect("connect");
+    assert_eq!(
+        c.compact_history(Duration::ZERO).await.expect("record"),
+        Compacted::Recorded
+    );
+    // Job edits of a large job until etcd's quota is full.
+    let mut spec = JobSpec::new("big", "@every 1h", "noop");
+    let mut refused = None;
+    for i in 0..1000 {
+        spec.args = serde_json::Value::String(format!("{i}{}", "x".repeat(30_000)));
+        if let Err(e) = c.put_job(&spec, None).await {
+            refused = Some(e.to_string());
+            break;
+        }
+    }
+    let refused = refused.expect("the quota never filled");
+    assert!(refused.contains("database space exceeded"), "{refused}");
+    // The record cannot move, but the compaction to it still happens.
+    let compacted = c.compact_history(Duration::ZERO).await.expect("compact");
+    assert!(
+        matches!(compacted, Compacted::To(r) if r > 0),
+        "{compacted:?}"
+    );
+    // The alarm stays until an operator disarms it.
+    let still = c.put_job(&spec, None).await.expect_err("alarm raised");
+    assert!(
+        still.to_string().contains("database space exceeded"),
+        "{still}"
+    );
 }
