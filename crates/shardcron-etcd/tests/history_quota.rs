@@ -189,3 +189,45 @@ async fn an_etcd_that_already_refuses_writes_is_still_compacted() {
         "{still}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_node_per_interval_compacts_to_a_revision_an_interval_old() {
+    let server = EtcdServer::start().expect("start etcd");
+    let connect = || {
+        let mut options = EtcdOptions::new(server.url(), "fleet", RING);
+        options.compact_every = None;
+        EtcdCoordinator::connect_with(options)
+    };
+    let (a, b) = (connect().await.expect("a"), connect().await.expect("b"));
+    let hour = Duration::from_secs(3600);
+    // The first check records the revision; every other node's check
+    // within the interval does nothing.
+    assert_eq!(
+        a.compact_history(hour).await.expect("a"),
+        Compacted::Recorded
+    );
+    assert_eq!(b.compact_history(hour).await.expect("b"), Compacted::NotDue);
+    assert_eq!(a.compact_history(hour).await.expect("a"), Compacted::NotDue);
+    // Once due, one node compacts to the recorded revision; the record
+    // moves, so the next check is not due again.
+    let recorded = match b.compact_history(Duration::ZERO).await.expect("b") {
+        Compacted::To(r) => r,
+        other => panic!("{other:?}"),
+    };
+    assert!(recorded > 0);
+    assert_eq!(a.compact_history(hour).await.expect("a"), Compacted::NotDue);
+    // A write after the record survives the next compaction: only
+    // superseded revisions go.
+    let v = a
+        .put_job(&JobSpec::new("kept", "@every 1s", "noop"), None)
+        .await
+        .expect("put");
+    match a.compact_history(Duration::ZERO).await.expect("a") {
+        Compacted::To(r) => assert!(r > recorded, "{r} <= {recorded}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        b.get_job("kept").await.expect("get").map(|j| j.version),
+        Some(v.version)
+    );
+}
