@@ -15,7 +15,7 @@ use std::process::ExitCode;
 use shardcron_bench::live::etcd::EtcdStore;
 
 fn main() -> ExitCode {
-    let store = match EtcdStore::start() {
+    let store = match EtcdStore::start(None) {
         Ok(store) => store,
         Err(e) => {
             eprintln!("private_etcd: {e}");

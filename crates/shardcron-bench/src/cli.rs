@@ -284,6 +284,12 @@ pub struct LiveArgs {
     /// binary from `SHARDCRON_ETCD`, else `PATH`).
     #[arg(long, value_enum, default_value_t = LiveStore::Redis)]
     pub store: LiveStore,
+    /// With `--store etcd`: the workers' self-compaction interval in
+    /// seconds (`0`: off, the store as it was before self-compaction;
+    /// default: the store's own, 2 s). The private etcd runs with etcd's
+    /// defaults: no auto-compaction, 2 GiB backend quota.
+    #[arg(long)]
+    pub etcd_compact_every: Option<f64>,
     /// The redis-server binary to start (default: `SHARDCRON_REDIS_SERVER`,
     /// else `redis-server` on `PATH`). Only with `--store redis`.
     #[arg(long)]

@@ -996,7 +996,7 @@ impl Coordinator for MemoryCoordinator {
             };
             let previous = previous_json.and_then(|j| serde_json::from_str::<StoredJob>(&j).ok());
             let version = shard.next_version();
-            let stored = StoredJob::written(version, now, previous.as_ref(), spec);
+            let stored = StoredJob::written(spec, version, now, previous.as_ref());
             let json = serde_json::to_string(&stored).map_err(|e| CoordError::Corrupt {
                 what: format!("job {}", spec.id),
                 message: e.to_string(),

@@ -423,20 +423,25 @@ pub struct StoredJob {
 }
 
 impl StoredJob {
-    /// The record a write of `spec` stores under `version` at store time
-    /// `now`, over the `previous` record of the job if there was one. The
-    /// activation instant is the write time on creation and when a paused
-    /// job is resumed, and is kept on every other edit: the rule
-    /// `put_job.lua` applies, kept here once for the stores that decide in
-    /// Rust.
-    pub fn written(version: u64, now: i64, previous: Option<&StoredJob>, spec: &JobSpec) -> Self {
+    /// The record a write of `spec` as `version` at `now_ms` stores, given
+    /// the job's previous record (`None`: a creation): the one rule every
+    /// store keeps (`put_job.lua`, the SQL `put_job`): a creation or a
+    /// write that resumes a paused job is active from `now_ms`, any other
+    /// write keeps the previous record's schedule floor, so an edit of an
+    /// active job does not drop the fires missed before it.
+    pub fn written(
+        spec: &JobSpec,
+        version: u64,
+        now_ms: i64,
+        previous: Option<&StoredJob>,
+    ) -> StoredJob {
         let active_since_ms = match previous {
             Some(prev) if !prev.spec.paused || spec.paused => prev.schedule_floor_ms(),
-            _ => now,
+            _ => now_ms,
         };
         StoredJob {
             version,
-            updated_ms: now,
+            updated_ms: now_ms,
             active_since_ms,
             spec: spec.clone(),
         }

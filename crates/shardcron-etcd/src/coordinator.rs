@@ -16,6 +16,7 @@ use shardcron_core::{JobSpec, PlacementRecord, RingConfig};
 use tokio::sync::{broadcast, oneshot};
 
 use crate::client::{now_ms, Etcd};
+use crate::compaction::Compacted;
 use crate::keys::Keys;
 
 /// An etcd lease this coordinator keeps alive, and its TTL in seconds.
@@ -57,6 +58,12 @@ pub struct EtcdOptions {
     pub connect_timeout: Duration,
     /// How long any request may take before it is `Unreachable`.
     pub response_timeout: Duration,
+    /// Self-compaction interval ([`crate::compaction`]): the fleet
+    /// compacts etcd's history about once per interval, keeping at least
+    /// one interval of it. `None`: never (the server's own
+    /// `--auto-compaction-*` or an operator must then keep history
+    /// bounded, or etcd reaches its quota and refuses every write).
+    pub compact_every: Option<Duration>,
 }
 
 impl EtcdOptions {
@@ -68,9 +75,16 @@ impl EtcdOptions {
             ring,
             connect_timeout: Duration::from_secs(2),
             response_timeout: Duration::from_secs(2),
+            compact_every: Some(DEFAULT_COMPACT_EVERY),
         }
     }
 }
+
+/// The default self-compaction interval: with it the history kept stays
+/// within about 2.5 × 5 s of writes (see docs/ARCHITECTURE.md, "etcd
+/// store", Limits, for what that is per fire/s), and a watch further than
+/// 5 s behind resyncs.
+pub const DEFAULT_COMPACT_EVERY: Duration = Duration::from_secs(2);
 
 /// A store URL split into what the client needs.
 #[derive(Debug, PartialEq, Eq)]
@@ -81,13 +95,20 @@ pub struct ParsedUrl {
     pub user: Option<(String, String)>,
     /// Whether the URL asks for TLS (`etcds://`).
     pub tls: bool,
+    /// The self-compaction interval: [`DEFAULT_COMPACT_EVERY`] unless the
+    /// URL says `?compact_every=<seconds>` (`0`: off, for a cluster that
+    /// compacts itself or is shared with others; see [`crate::compaction`]).
+    pub compact_every: Option<Duration>,
 }
 
-/// Parses `etcd://[user:password@]host:port[,host:port…]` (or `etcds://`).
+/// Parses `etcd://[user:password@]host:port[,host:port…][?compact_every=<s>]`
+/// (or `etcds://`).
 pub fn parse_url(url: &str) -> Result<ParsedUrl, String> {
     let (scheme, rest) = url
         .split_once("://")
         .ok_or_else(|| "expected etcd://host:port[,host:port…]".to_owned())?;
+    let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let compact_every = parse_query(query)?;
     let tls = match scheme.to_ascii_lowercase().as_str() {
         "etcd" => false,
         "etcds" => true,
@@ -120,7 +141,31 @@ pub fn parse_url(url: &str) -> Result<ParsedUrl, String> {
         endpoints,
         user,
         tls,
+        compact_every,
     })
+}
+
+/// The URL's query: `compact_every=<seconds>` (0: off), or nothing.
+fn parse_query(query: &str) -> Result<Option<Duration>, String> {
+    let mut compact_every = Some(DEFAULT_COMPACT_EVERY);
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("compact_every", value)) => {
+                let secs: f64 = value
+                    .parse()
+                    .ok()
+                    .filter(|s: &f64| s.is_finite() && *s >= 0.0)
+                    .ok_or_else(|| format!("compact_every={value:?} is not seconds (0: off)"))?;
+                compact_every = (secs > 0.0).then(|| Duration::from_secs_f64(secs));
+            }
+            _ => {
+                return Err(format!(
+                    "unknown URL option {pair:?} (known: compact_every)"
+                ))
+            }
+        }
+    }
+    Ok(compact_every)
 }
 
 /// The URL without its password, for messages.
@@ -139,19 +184,28 @@ pub struct EtcdCoordinator {
     inner: Inner,
     events: broadcast::Sender<CoordEvent>,
     watch: tokio::task::JoinHandle<()>,
+    compactor: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Drop for EtcdCoordinator {
     fn drop(&mut self) {
         self.watch.abort();
+        if let Some(task) = &self.compactor {
+            task.abort();
+        }
     }
 }
 
 impl EtcdCoordinator {
     /// Connects with the default timeouts, checks (or stores) the ring
     /// settings and starts the event watch.
+    /// The URL's `?compact_every=` sets [`EtcdOptions::compact_every`].
     pub async fn connect(url: &str, namespace: &str, ring: RingConfig) -> CoordResult<Self> {
-        Self::connect_with(EtcdOptions::new(url, namespace, ring)).await
+        let mut options = EtcdOptions::new(url, namespace, ring);
+        if let Ok(parsed) = parse_url(url) {
+            options.compact_every = parsed.compact_every;
+        }
+        Self::connect_with(options).await
     }
 
     /// Connects with explicit options.
@@ -195,11 +249,15 @@ impl EtcdCoordinator {
         inner.ensure_config().await?;
         let (events, _) = broadcast::channel(4096);
         let (ready_tx, ready_rx) = oneshot::channel();
-        let watch = crate::events::spawn_watch(client, keys, events.clone(), ready_tx);
+        let watch = crate::events::spawn_watch(client, keys.clone(), events.clone(), ready_tx);
+        let compactor = options
+            .compact_every
+            .map(|every| crate::compaction::spawn_compactor(inner.etcd.clone(), keys, every));
         let coordinator = Self {
             inner,
             events,
             watch,
+            compactor,
         };
         // Events of this coordinator's own first writes must not be missed.
         if tokio::time::timeout(options.connect_timeout, ready_rx)
@@ -209,6 +267,16 @@ impl EtcdCoordinator {
             return Err(crate::error::timed_out(&redacted, "watch events"));
         }
         Ok(coordinator)
+    }
+}
+
+impl EtcdCoordinator {
+    /// One self-compaction check now, as the background task does every
+    /// half interval (see [`crate::compaction`]): compacts history older
+    /// than the revision of the last compaction if that is at least
+    /// `interval` old and no other node's check won.
+    pub async fn compact_history(&self, interval: Duration) -> CoordResult<Compacted> {
+        crate::compaction::compact_once(&self.inner.etcd, &self.inner.keys, interval).await
     }
 }
 
@@ -401,5 +469,13 @@ mod tests {
         assert!(parse_url("etcd://h").is_err());
         assert!(parse_url("etcd://h:notaport").is_err());
         assert_eq!(redact_etcd_url("etcds://u:secret@h:1"), "etcds://u:***@h:1");
+        assert_eq!(p.compact_every, Some(DEFAULT_COMPACT_EVERY));
+        let p = parse_url("etcd://h:1?compact_every=0").expect("parse");
+        assert_eq!((p.endpoints.len(), p.compact_every), (1, None));
+        let p = parse_url("etcd://h:1,g:2?compact_every=30").expect("parse");
+        assert_eq!(p.compact_every, Some(Duration::from_secs(30)));
+        assert_eq!(p.endpoints, vec!["http://h:1", "http://g:2"]);
+        assert!(parse_url("etcd://h:1?compact_every=-1").is_err());
+        assert!(parse_url("etcd://h:1?other=1").is_err());
     }
 }

@@ -16,8 +16,8 @@ use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use shardcron_coord::{
-    BatchOutcome, ClaimBatch, CloseFire, CoordResult, HandBack, OpenFire, QueuedTrigger,
-    RecoverBatch, RecoverOutcome,
+    BatchOutcome, ClaimBatch, CloseFire, CoordResult, HandBack, LeaseInfo, OpenFire, QueuedTrigger,
+    RecoverBatch, RecoverOutcome, ShardState,
 };
 
 use crate::client::ms;
@@ -49,25 +49,59 @@ where
         .collect()
 }
 
+/// A batch decided under its shard's lease: which shard, and the holder
+/// and token it claims to hold the lease as.
+trait LeaseGuarded {
+    fn shard(&self) -> u32;
+    fn holds(&self, lease: &LeaseInfo) -> bool;
+}
+
+impl LeaseGuarded for ClaimBatch {
+    fn shard(&self) -> u32 {
+        self.shard
+    }
+    fn holds(&self, lease: &LeaseInfo) -> bool {
+        lease.holder == self.holder && lease.token == self.token
+    }
+}
+
+impl LeaseGuarded for RecoverBatch {
+    fn shard(&self) -> u32 {
+        self.shard
+    }
+    fn holds(&self, lease: &LeaseInfo) -> bool {
+        lease.holder == self.holder && lease.token == self.token
+    }
+}
+
 impl Inner {
-    /// [`shardcron_coord::Coordinator::claim_fires`].
-    pub(crate) async fn claim_fires(
+    /// Decides lease-guarded `batches` shard by shard in one
+    /// [`update_shards`] step (lease key read and compared): a batch whose
+    /// holder and token are not the shard's lease as read is `lost`, every
+    /// other is `decide(state, batch, now, here)`, where `here` is the
+    /// shard's set of this call's claim records (batches of one shard in
+    /// one call count as one call, as in `claim.lua`). Answers in request
+    /// order.
+    async fn decide_under_lease<B, O>(
         &self,
-        batches: &[ClaimBatch],
-        retention: Duration,
-    ) -> CoordResult<Vec<BatchOutcome>> {
-        let groups = by_shard(batches, |b| b.shard);
+        op: &'static str,
+        batches: &[B],
+        lost: O,
+        mut decide: impl FnMut(&mut ShardState, &B, i64, &mut HashSet<String>) -> O,
+    ) -> CoordResult<Vec<O>>
+    where
+        B: LeaseGuarded,
+        O: Clone,
+    {
+        let groups = by_shard(batches, B::shard);
         let shards: Vec<u32> = groups.keys().copied().collect();
-        let retention = ms(retention);
         let answers = update_shards(
             &self.etcd,
             &self.keys,
-            "claim fires",
+            op,
             &shards,
             true,
             |n, state, lease, now| {
-                // Batches of one shard in one call count as one call for
-                // the records the watermark keeps, as in `claim.lua`.
                 let mut here = HashSet::new();
                 groups
                     .get(&n)
@@ -76,14 +110,10 @@ impl Inner {
                     .iter()
                     .map(|&i| {
                         let batch = &batches[i];
-                        let ours = lease
-                            .is_some_and(|l| l.holder == batch.holder && l.token == batch.token);
-                        let outcome = if ours {
-                            BatchOutcome::Claimed(
-                                state.claim_checked_batch(batch, now, retention, &mut here),
-                            )
+                        let outcome = if lease.is_some_and(|l| batch.holds(l)) {
+                            decide(state, batch, now, &mut here)
                         } else {
-                            BatchOutcome::LeaseLost
+                            lost.clone()
                         };
                         (i, outcome)
                     })
@@ -91,7 +121,25 @@ impl Inner {
             },
         )
         .await?;
-        Ok(in_order(batches.len(), answers, BatchOutcome::LeaseLost))
+        Ok(in_order(batches.len(), answers, lost))
+    }
+
+    /// [`shardcron_coord::Coordinator::claim_fires`].
+    pub(crate) async fn claim_fires(
+        &self,
+        batches: &[ClaimBatch],
+        retention: Duration,
+    ) -> CoordResult<Vec<BatchOutcome>> {
+        let retention = ms(retention);
+        self.decide_under_lease(
+            "claim fires",
+            batches,
+            BatchOutcome::LeaseLost,
+            |state, batch, now, here| {
+                BatchOutcome::Claimed(state.claim_checked_batch(batch, now, retention, here))
+            },
+        )
+        .await
     }
 
     /// [`shardcron_coord::Coordinator::recover_fires`].
@@ -100,37 +148,14 @@ impl Inner {
         batches: &[RecoverBatch],
         retention: Duration,
     ) -> CoordResult<Vec<RecoverOutcome>> {
-        let groups = by_shard(batches, |b| b.shard);
-        let shards: Vec<u32> = groups.keys().copied().collect();
         let retention = ms(retention);
-        let answers = update_shards(
-            &self.etcd,
-            &self.keys,
+        self.decide_under_lease(
             "recover fires",
-            &shards,
-            true,
-            |n, state, lease, now| {
-                groups
-                    .get(&n)
-                    .map(Vec::as_slice)
-                    .unwrap_or_default()
-                    .iter()
-                    .map(|&i| {
-                        let batch = &batches[i];
-                        let ours = lease
-                            .is_some_and(|l| l.holder == batch.holder && l.token == batch.token);
-                        let outcome = if ours {
-                            RecoverOutcome::Recovered(state.recover(batch, now + retention))
-                        } else {
-                            RecoverOutcome::LeaseLost
-                        };
-                        (i, outcome)
-                    })
-                    .collect()
-            },
+            batches,
+            RecoverOutcome::LeaseLost,
+            |state, batch, now, _| RecoverOutcome::Recovered(state.recover(batch, now + retention)),
         )
-        .await?;
-        Ok(in_order(batches.len(), answers, RecoverOutcome::LeaseLost))
+        .await
     }
 
     /// [`shardcron_coord::Coordinator::hand_back_fires`].

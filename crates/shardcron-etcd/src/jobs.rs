@@ -68,18 +68,8 @@ impl Inner {
             let previous = job_kv
                 .as_ref()
                 .and_then(|kv| serde_json::from_slice::<StoredJob>(kv.value()).ok());
-            let active_since_ms = match previous {
-                // Kept unless this write resumes a paused job.
-                Some(prev) if !prev.spec.paused || spec.paused => prev.schedule_floor_ms(),
-                _ => now,
-            };
             let version = state.next_version();
-            let stored = StoredJob {
-                version,
-                updated_ms: now,
-                active_since_ms,
-                spec: spec.clone(),
-            };
+            let stored = StoredJob::written(spec, version, now, previous.as_ref());
             let record = to_json(&stored, &format!("job {}", spec.id))?;
             let old = state.set_job(&spec.id, version, String::new(), units);
             live.apply(n, old, units);

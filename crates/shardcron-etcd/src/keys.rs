@@ -22,6 +22,7 @@
 //! | `runs/meta`, `runs/page/<seq>` | the namespace's run history in pages |
 //! | `jobruns/<id>` | one job's last runs (JSON) |
 //! | `jobhour/<id>` | the hour of the job's last history write |
+//! | `compact` | `revision\|at_ms` of the last self-compaction ([`crate::compaction`]) |
 
 /// Key builder of one namespace.
 #[derive(Clone, Debug)]
@@ -144,6 +145,11 @@ impl Keys {
     /// The hour (record time) of one job's last history write.
     pub(crate) fn job_hour(&self, id: &str) -> String {
         self.key(&format!("jobhour/{id}"))
+    }
+
+    /// The last self-compaction's record.
+    pub(crate) fn compact(&self) -> String {
+        self.key("compact")
     }
 
     /// One job's history.

@@ -34,15 +34,22 @@
 //!   fire is still claimed once. Clocks of nodes should agree (NTP) for
 //!   fires to run on time, not for them to run once.
 //!
+//! * **History kept bounded by the store** ([`compaction`]): every claim
+//!   writes, and etcd keeps every revision until compacted (by default
+//!   never), so one node per interval compacts the cluster to a revision
+//!   at least an interval old.
+//!
 //! Requirements: etcd v3.4 or newer (nested transactions); the store keeps
-//! every transaction within etcd's default `--max-txn-ops` ([`MAX_OPS`]),
-//! so no server setting is needed. A shard's
+//! every transaction within etcd's default `--max-txn-ops` ([`MAX_OPS`])
+//! and its history within the default quota, so no server setting is
+//! needed. A shard's
 //! state is one value: keep it under etcd's request limit (1.5 MiB by
 //! default), i.e. up to about 5,000 jobs per shard.
 
 #![warn(missing_docs)]
 
 mod client;
+pub mod compaction;
 mod coordinator;
 mod error;
 pub mod events;
@@ -55,4 +62,7 @@ pub mod members;
 pub mod shards;
 
 pub use client::MAX_OPS;
-pub use coordinator::{parse_url, redact_etcd_url, EtcdCoordinator, EtcdOptions, ParsedUrl};
+pub use compaction::Compacted;
+pub use coordinator::{
+    parse_url, redact_etcd_url, EtcdCoordinator, EtcdOptions, ParsedUrl, DEFAULT_COMPACT_EVERY,
+};

@@ -18,8 +18,16 @@
 //! * CPU: `process_cpu_seconds_total` of the etcd process;
 //! * size: `etcd_mvcc_db_total_size_in_use_in_bytes` (the bbolt file's
 //!   pages in use; etcd keeps every revision until compacted, so it grows
-//!   by the window's writes until the next compaction: the server runs
-//!   with periodic auto-compaction keeping 10 s, see `COMPACTION`).
+//!   by the window's writes until the next compaction) and
+//!   `etcd_mvcc_db_total_size_in_bytes` at the end (the file, what the
+//!   backend quota limits);
+//! * bytes written: `etcd_network_client_grpc_received_bytes_total`, the
+//!   bytes of every client request, nearly all of it the claims' writes:
+//!   the history each fire adds before compaction.
+//!
+//! The server runs with etcd's defaults (no auto-compaction, 2 GiB backend
+//! quota): the store compacts history itself (`shardcron_etcd::compaction`);
+//! `--etcd-compact-every 0` turns that off to see what it prevents.
 //!
 //! Missed fires are attributed from the claim records in the shards' state
 //! documents (`/shardcron/<ns>/shard/<shard>`: its claim keys, else the
@@ -40,25 +48,11 @@ use super::fleet::NAMESPACE;
 use super::results::RecordedMisses;
 use crate::error::BenchError;
 
-/// Auto-compaction and backend quota of the benchmark's etcd: every shard
-/// claim rewrites its shard's state document, so without compaction the
-/// kept revisions reach etcd's default 2 GiB backend quota (alarm NOSPACE,
-/// every write refused) within about 30 s at 10,000 fires/s, and even with
-/// 10 s of history kept the file passed it at 12,500 fires/s. A deployment
-/// compacts too; this keeps 10 s of history and allows 8 GiB (etcd's
-/// suggested maximum), so the run measures claiming, not the quota.
-const COMPACTION: [&str; 6] = [
-    "--auto-compaction-mode",
-    "periodic",
-    "--auto-compaction-retention",
-    "10s",
-    "--quota-backend-bytes",
-    "8589934592",
-];
-
 /// A started private etcd.
 pub struct EtcdStore {
     server: EtcdServer,
+    /// The workers' URL query (`?compact_every=…`), or empty.
+    query: String,
     /// `etcd_server_version`.
     pub version: String,
 }
@@ -71,6 +65,8 @@ pub struct EtcdCounters {
     proposals_committed: u64,
     /// CPU seconds of the etcd process so far.
     pub cpu_s: f64,
+    /// Bytes of client requests received so far.
+    received_bytes: f64,
 }
 
 /// What `live --store etcd` measured on the server during the window.
@@ -82,6 +78,12 @@ pub struct EtcdReport {
     pub db_bytes_per_job: f64,
     /// Database bytes in use at the end of the window minus at its start.
     pub db_growth_bytes: i64,
+    /// The database file's size at the end of the window (what etcd's
+    /// backend quota limits).
+    pub db_file_bytes_end: u64,
+    /// Bytes of client requests in the window per fire: the history each
+    /// fire writes until it is compacted.
+    pub received_bytes_per_fire: f64,
     /// gRPC request messages in the window (each one client round trip).
     pub requests: u64,
     /// `requests / fires`.
@@ -102,15 +104,17 @@ pub struct EtcdReport {
 }
 
 impl EtcdStore {
-    /// Starts a one-member etcd.
+    /// Starts a one-member etcd with etcd's default compaction and quota
+    /// (none, 2 GiB); the workers' URL asks for self-compaction every
+    /// `compact_every` seconds (0: off) if given, else the store's default.
     ///
     /// # Errors
     ///
     /// The server does not start (no `etcd` binary on `PATH` nor in
     /// `SHARDCRON_ETCD`), or its metrics cannot be read.
-    pub fn start() -> Result<EtcdStore, BenchError> {
-        let server = EtcdServer::start_with_args(&COMPACTION)
-            .map_err(|e| BenchError::live("starting etcd", e))?;
+    pub fn start(compact_every: Option<f64>) -> Result<EtcdStore, BenchError> {
+        let server = EtcdServer::start().map_err(|e| BenchError::live("starting etcd", e))?;
+        let query = compact_every.map_or_else(String::new, |s| format!("?compact_every={s}"));
         let metrics = scrape(server.addrs()[0])?;
         let version = metrics
             .lines()
@@ -119,12 +123,22 @@ impl EtcdStore {
                 rest.split('"').next().map(str::to_owned)
             })
             .unwrap_or_else(|| "unknown".to_owned());
-        Ok(EtcdStore { server, version })
+        Ok(EtcdStore {
+            server,
+            query,
+            version,
+        })
     }
 
     /// URL the workers connect with.
     pub fn url(&self) -> String {
-        self.server.url()
+        format!("{}{}", self.server.url(), self.query)
+    }
+
+    /// The database file's size (`etcd_mvcc_db_total_size_in_bytes`).
+    pub fn db_file_size(&self) -> Result<u64, BenchError> {
+        let metrics = scrape(self.server.addrs()[0])?;
+        Ok(metric_sum(&metrics, "etcd_mvcc_db_total_size_in_bytes") as u64)
     }
 
     /// Database bytes in use.
@@ -284,6 +298,9 @@ impl EtcdCounters {
             server_version: version.to_owned(),
             db_bytes_per_job: 0.0,
             db_growth_bytes: 0,
+            db_file_bytes_end: 0,
+            received_bytes_per_fire: (after.received_bytes - self.received_bytes)
+                / fired.max(1) as f64,
             requests,
             requests_per_fire: per_fire(requests),
             per_method_per_fire: per_method
@@ -367,6 +384,7 @@ fn parse_counters(text: &str) -> EtcdCounters {
         requests,
         proposals_committed: metric_sum(text, "etcd_server_proposals_committed_total") as u64,
         cpu_s: metric_sum(text, "process_cpu_seconds_total"),
+        received_bytes: metric_sum(text, "etcd_network_client_grpc_received_bytes_total"),
     }
 }
 

@@ -186,7 +186,9 @@ impl StoreServer {
                 Ok(StoreServer::Redis(server))
             }
             LiveStore::Postgres => Ok(StoreServer::Postgres(PgStore::start()?)),
-            LiveStore::Etcd => Ok(StoreServer::Etcd(EtcdStore::start()?)),
+            LiveStore::Etcd => Ok(StoreServer::Etcd(EtcdStore::start(
+                args.etcd_compact_every,
+            )?)),
         }
     }
 
@@ -444,6 +446,10 @@ pub fn measure(args: &LiveArgs) -> Result<LiveReport, BenchError> {
             store.attribute_misses(ring, &missing, timings.len(), &results::crashes(&timings))?
         }
     };
+    let db_file_end = match &server {
+        StoreServer::Etcd(store) => store.db_file_size()?,
+        _ => 0,
+    };
     drop(server);
 
     let fired = audit.fired.max(1);
@@ -491,6 +497,7 @@ pub fn measure(args: &LiveArgs) -> Result<LiveReport, BenchError> {
             let version = store_version.as_deref().unwrap_or("");
             let mut report = before.report(after, audit.fired, version, reads_in_window);
             report.db_bytes_per_job = redis_bytes_per_job;
+            report.db_file_bytes_end = db_file_end;
             report.db_growth_bytes = i64::try_from(window_memory_after).unwrap_or(i64::MAX)
                 - i64::try_from(window_memory_before).unwrap_or(i64::MAX);
             StoreFigures {

@@ -185,6 +185,12 @@ pub fn summary_text(r: &LiveReport) -> String {
             etcd.db_growth_bytes as f64 / (r.audit.fired.max(1)) as f64,
             r.redis_key_growth
         );
+        let _ = writeln!(
+            out,
+            "etcd history written       {:>12.1} bytes per fire (client request bytes, etcd_network_client_grpc_received_bytes_total), db file at end {:.1} MiB",
+            etcd.received_bytes_per_fire,
+            etcd.db_file_bytes_end as f64 / 1_048_576.0,
+        );
     }
     match &r.postgres {
         None if r.etcd.is_some() => {}
