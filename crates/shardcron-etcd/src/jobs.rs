@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use etcd_client::{Compare, CompareOp, GetOptions, Txn, TxnOp, TxnOpResponse};
 use shardcron_coord::{decode_shard_jobs, CoordError, CoordResult, JobPage, ShardJobs, StoredJob};
-use shardcron_core::{shard_of, JobSpec};
+use shardcron_core::{candidate_shards, job_shard, JobSpec};
 
 use crate::client::{json, now_ms, to_json, unexpected, MAX_OPS};
 use crate::coordinator::Inner;
@@ -27,7 +27,43 @@ impl Inner {
         }
     }
 
-    /// [`shardcron_coord::Coordinator::put_job`].
+    /// Where the job `job_id` is stored: per candidate shard (one per
+    /// placement), the shard, its job key as read (absent: `None`). A write
+    /// compares every candidate key's mod revision as read, so a job
+    /// created, moved or deleted meanwhile anywhere makes it read again.
+    async fn candidates(
+        &self,
+        op: &'static str,
+        job_id: &str,
+    ) -> CoordResult<Vec<(u32, Option<etcd_client::KeyValue>)>> {
+        let shards = candidate_shards(job_id, self.ring.shard_count);
+        let names: Vec<String> = shards.iter().map(|&n| self.keys.job(n, job_id)).collect();
+        let kvs = self.etcd.get_many(op, &names).await?;
+        Ok(shards.into_iter().zip(kvs).collect())
+    }
+
+    /// Compares that every candidate job key is as read.
+    fn unchanged(
+        &self,
+        job_id: &str,
+        found: &[(u32, Option<etcd_client::KeyValue>)],
+    ) -> Vec<Compare> {
+        found
+            .iter()
+            .map(|(n, kv)| {
+                Compare::mod_revision(
+                    self.keys.job(*n, job_id),
+                    CompareOp::Equal,
+                    kv.as_ref().map_or(0, |kv| kv.mod_revision()),
+                )
+            })
+            .collect()
+    }
+
+    /// [`shardcron_coord::Coordinator::put_job`]. A placement change moves
+    /// the job from the shard it is in to its placement's shard in the same
+    /// transaction, with its watermark and queued triggers (see "Placement
+    /// per job" in docs/ARCHITECTURE.md).
     pub(crate) async fn put_job(
         &self,
         spec: &JobSpec,
@@ -35,26 +71,41 @@ impl Inner {
     ) -> CoordResult<StoredJob> {
         const OP: &str = "put job";
         let units = spec.validate()?.load_units();
-        let n = shard_of(&spec.id, self.ring.shard_count);
-        let names = [
-            self.keys.shard(n),
-            self.keys.job(n, &spec.id),
-            self.keys.load(),
-        ];
+        let n = job_shard(&spec.id, spec.placement, self.ring.shard_count);
         for round in 0..MAX_ROUNDS {
             if round > 0 {
                 contended_pause(round - 1).await;
             }
+            let found = self.candidates(OP, &spec.id).await?;
+            let source = found
+                .iter()
+                .find_map(|(s, kv)| kv.as_ref().map(|kv| (*s, kv)))
+                .filter(|(s, _)| *s != n);
+            let mut names = vec![self.keys.shard(n), self.keys.load()];
+            if let Some((from, _)) = source {
+                names.push(self.keys.shard(from));
+            }
             let kvs = self.etcd.get_many(OP, &names).await?;
-            let [shard_kv, job_kv, load_kv] =
-                <[_; 3]>::try_from(kvs).map_err(|_| unexpected(OP))?;
+            let mut kvs = kvs.into_iter();
+            let (shard_kv, load_kv) = (kvs.next().flatten(), kvs.next().flatten());
             let load_rev = load_kv.as_ref().map_or(0, |kv| kv.mod_revision());
             let (mut state, shard_rev) = state_of(n, shard_kv)?;
+            let mut moved_from = match source {
+                Some((from, _)) => {
+                    let (state, rev) = state_of(from, kvs.next().flatten())?;
+                    Some((from, state, rev))
+                }
+                None => None,
+            };
             let mut live: LiveWeights = match &load_kv {
                 Some(kv) => json(kv, "shard weights")?,
                 None => LiveWeights::default(),
             };
-            let current = state.job_version(&spec.id).unwrap_or(0);
+            let current = match &moved_from {
+                Some((_, from_state, _)) => from_state.job_version(&spec.id),
+                None => state.job_version(&spec.id),
+            }
+            .unwrap_or(0);
             if let Some(expected) = expected_version {
                 if expected != current {
                     return Err(CoordError::VersionConflict {
@@ -65,26 +116,62 @@ impl Inner {
                 }
             }
             let now = now_ms();
-            let previous = job_kv
-                .as_ref()
-                .and_then(|kv| serde_json::from_slice::<StoredJob>(kv.value()).ok());
+            let previous_kv = match source {
+                Some((_, kv)) => Some(kv),
+                None => found
+                    .iter()
+                    .find(|(s, _)| *s == n)
+                    .and_then(|(_, kv)| kv.as_ref()),
+            };
+            let previous =
+                previous_kv.and_then(|kv| serde_json::from_slice::<StoredJob>(kv.value()).ok());
+            let mut compares = self.unchanged(&spec.id, &found);
+            compares.push(Compare::mod_revision(
+                self.keys.shard(n),
+                CompareOp::Equal,
+                shard_rev,
+            ));
+            compares.push(Compare::mod_revision(
+                self.keys.load(),
+                CompareOp::Equal,
+                load_rev,
+            ));
+            let mut ops = Vec::new();
+            if let Some((from, from_state, from_rev)) = moved_from.as_mut() {
+                if let Some(moving) = from_state.take_moving_job(&spec.id) {
+                    live.apply(*from, moving.units, 0);
+                    state.receive_moving_job(&spec.id, moving);
+                }
+                compares.push(Compare::mod_revision(
+                    self.keys.shard(*from),
+                    CompareOp::Equal,
+                    *from_rev,
+                ));
+                ops.push(TxnOp::put(
+                    self.keys.shard(*from),
+                    to_json(&*from_state, "shard state")?,
+                    None,
+                ));
+                ops.push(TxnOp::put(
+                    self.keys.ver(*from),
+                    from_state.version().to_string(),
+                    None,
+                ));
+                ops.push(TxnOp::delete(self.keys.job(*from, &spec.id), None));
+            }
             let version = state.next_version();
             let stored = StoredJob::written(spec, version, now, previous.as_ref());
             let record = to_json(&stored, &format!("job {}", spec.id))?;
             let old = state.set_job(&spec.id, version, String::new(), units);
             live.apply(n, old, units);
-            let txn = Txn::new()
-                .when([
-                    Compare::mod_revision(self.keys.shard(n), CompareOp::Equal, shard_rev),
-                    Compare::mod_revision(self.keys.load(), CompareOp::Equal, load_rev),
-                ])
-                .and_then([
-                    TxnOp::put(self.keys.shard(n), to_json(&state, "shard state")?, None),
-                    TxnOp::put(self.keys.ver(n), version.to_string(), None),
-                    TxnOp::put(self.keys.job(n, &spec.id), record, None),
-                    TxnOp::put(self.keys.index(&spec.id), "", None),
-                    TxnOp::put(self.keys.load(), to_json(&live, "shard weights")?, None),
-                ]);
+            ops.extend([
+                TxnOp::put(self.keys.shard(n), to_json(&state, "shard state")?, None),
+                TxnOp::put(self.keys.ver(n), version.to_string(), None),
+                TxnOp::put(self.keys.job(n, &spec.id), record, None),
+                TxnOp::put(self.keys.index(&spec.id), "", None),
+                TxnOp::put(self.keys.load(), to_json(&live, "shard weights")?, None),
+            ]);
+            let txn = Txn::new().when(compares).and_then(ops);
             if self.etcd.txn(OP, txn).await?.succeeded() {
                 return Ok(stored);
             }
@@ -92,17 +179,15 @@ impl Inner {
         Err(self.contended(OP))
     }
 
-    /// [`shardcron_coord::Coordinator::get_job`].
+    /// [`shardcron_coord::Coordinator::get_job`]: from whichever candidate
+    /// shard holds it.
     pub(crate) async fn get_job(&self, job_id: &str) -> CoordResult<Option<StoredJob>> {
-        let n = shard_of(job_id, self.ring.shard_count);
-        let kv = self
-            .etcd
-            .get_many("get job", &[self.keys.job(n, job_id)])
-            .await?
+        let found = self.candidates("get job", job_id).await?;
+        found
             .into_iter()
-            .next()
-            .flatten();
-        kv.map(|kv| json(&kv, &format!("job {job_id}"))).transpose()
+            .find_map(|(_, kv)| kv)
+            .map(|kv| json(&kv, &format!("job {job_id}")))
+            .transpose()
     }
 
     /// [`shardcron_coord::Coordinator::delete_job`].
@@ -112,12 +197,15 @@ impl Inner {
         expected_version: Option<u64>,
     ) -> CoordResult<bool> {
         const OP: &str = "delete job";
-        let n = shard_of(job_id, self.ring.shard_count);
-        let names = [self.keys.shard(n), self.keys.load()];
         for round in 0..MAX_ROUNDS {
             if round > 0 {
                 contended_pause(round - 1).await;
             }
+            let found = self.candidates(OP, job_id).await?;
+            let Some(n) = found.iter().find(|(_, kv)| kv.is_some()).map(|(n, _)| *n) else {
+                return Ok(false);
+            };
+            let names = [self.keys.shard(n), self.keys.load()];
             let kvs = self.etcd.get_many(OP, &names).await?;
             let [shard_kv, load_kv] = <[_; 2]>::try_from(kvs).map_err(|_| unexpected(OP))?;
             let load_rev = load_kv.as_ref().map_or(0, |kv| kv.mod_revision());
@@ -126,10 +214,10 @@ impl Inner {
                 Some(kv) => json(kv, "shard weights")?,
                 None => LiveWeights::default(),
             };
-            let current = state.job_version(job_id).unwrap_or(0);
-            if current == 0 {
-                return Ok(false);
-            }
+            let Some(current) = state.job_version(job_id) else {
+                // Moved or deleted between the two reads: look again.
+                continue;
+            };
             if let Some(expected) = expected_version {
                 if expected != current {
                     return Err(CoordError::VersionConflict {
@@ -141,18 +229,18 @@ impl Inner {
             }
             let old = state.remove_job(job_id, now_ms());
             live.apply(n, old, 0);
-            let txn = Txn::new()
-                .when([
-                    Compare::mod_revision(self.keys.shard(n), CompareOp::Equal, shard_rev),
-                    Compare::mod_revision(self.keys.load(), CompareOp::Equal, load_rev),
-                ])
-                .and_then([
-                    TxnOp::put(self.keys.shard(n), to_json(&state, "shard state")?, None),
-                    TxnOp::put(self.keys.ver(n), state.version().to_string(), None),
-                    TxnOp::delete(self.keys.job(n, job_id), None),
-                    TxnOp::delete(self.keys.index(job_id), None),
-                    TxnOp::put(self.keys.load(), to_json(&live, "shard weights")?, None),
-                ]);
+            let mut compares = self.unchanged(job_id, &found);
+            compares.extend([
+                Compare::mod_revision(self.keys.shard(n), CompareOp::Equal, shard_rev),
+                Compare::mod_revision(self.keys.load(), CompareOp::Equal, load_rev),
+            ]);
+            let txn = Txn::new().when(compares).and_then([
+                TxnOp::put(self.keys.shard(n), to_json(&state, "shard state")?, None),
+                TxnOp::put(self.keys.ver(n), state.version().to_string(), None),
+                TxnOp::delete(self.keys.job(n, job_id), None),
+                TxnOp::delete(self.keys.index(job_id), None),
+                TxnOp::put(self.keys.load(), to_json(&live, "shard weights")?, None),
+            ]);
             if self.etcd.txn(OP, txn).await?.succeeded() {
                 return Ok(true);
             }
@@ -160,19 +248,29 @@ impl Inner {
         Err(self.contended(OP))
     }
 
-    /// [`shardcron_coord::Coordinator::trigger_job`].
+    /// [`shardcron_coord::Coordinator::trigger_job`]: queued in the shard
+    /// the job is in (looked for again if it moved meanwhile).
     pub(crate) async fn trigger_job(&self, job_id: &str) -> CoordResult<Option<i64>> {
-        let n = shard_of(job_id, self.ring.shard_count);
-        let mut answers = update_shards(
-            &self.etcd,
-            &self.keys,
-            "trigger job",
-            &[n],
-            false,
-            |_, state, _, now| state.queue_trigger(job_id, now),
-        )
-        .await?;
-        Ok(answers.remove(&n).flatten())
+        const OP: &str = "trigger job";
+        for _ in 0..MAX_ROUNDS {
+            let found = self.candidates(OP, job_id).await?;
+            let Some(n) = found.iter().find(|(_, kv)| kv.is_some()).map(|(n, _)| *n) else {
+                return Ok(None);
+            };
+            let mut answers = update_shards(
+                &self.etcd,
+                &self.keys,
+                OP,
+                &[n],
+                false,
+                |_, state, _, now| state.queue_trigger(job_id, now),
+            )
+            .await?;
+            if let Some(at) = answers.remove(&n).flatten() {
+                return Ok(Some(at));
+            }
+        }
+        Err(self.contended(OP))
     }
 
     /// [`shardcron_coord::Coordinator::list_jobs`].
