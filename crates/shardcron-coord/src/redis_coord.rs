@@ -2,18 +2,22 @@
 //!
 //! Every batched operation is one pipeline of per-shard `EVALSHA` calls: one
 //! round trip on a standalone server, and each script still touches a single
-//! hash-tag slot. A multiplexed `ConnectionManager` reconnects by itself; every
-//! request has a response timeout so a partitioned node notices quickly and its
-//! runtime can stop firing before its leases could expire.
+//! hash-tag slot. On a Redis Cluster (`redis+cluster://`) the same pipeline
+//! is split by slot and its parts go to their nodes in parallel (see
+//! `conn.rs`); calls that carry many shards (claim batches, lease renewals,
+//! `MGET` of versions) are grouped by slot first, and the two job writes
+//! whose keys spanned slots are split into a per-shard atomic step and an
+//! idempotent namespace step (see `job_writes.rs`). The connections
+//! reconnect by themselves; every request has a response timeout so a
+//! partitioned node notices quickly and its runtime can stop firing before
+//! its leases could expire.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Cmd, ErrorKind, Pipeline, RedisError, Script, ServerErrorKind, Value};
+use redis::{Cmd, FromRedisValue, Pipeline, RedisError, Script, Value};
 use shardcron_core::{shard_of, JobSpec, PlacementRecord, RingConfig, ShardWeights};
 use tokio::sync::broadcast;
-use tracing::debug;
 
 use crate::coordinator::{CoordResult, Coordinator};
 use crate::error::CoordError;
@@ -27,10 +31,14 @@ use crate::model::{
 use crate::scripts::Scripts;
 
 mod claim_calls;
+mod conn;
 mod delivery;
 mod history;
+mod job_writes;
 
 use claim_calls::{claim_calls, split_claim_reply};
+pub use conn::CLUSTER_SCHEME;
+use conn::{parse_target, StoreConn};
 use history::HistoryState;
 pub(crate) use history::{newest_finish, HOUR_MS};
 
@@ -82,7 +90,7 @@ impl RedisOptions {
 /// [`Coordinator`] on a Redis server.
 pub struct RedisCoordinator {
     url: String,
-    conn: ConnectionManager,
+    conn: StoreConn,
     keys: Keyspace,
     ring: RingConfig,
     scripts: Scripts,
@@ -125,15 +133,19 @@ impl RedisCoordinator {
             url: url.clone(),
             message: e.to_string(),
         };
-        let client = redis::Client::open(options.url.as_str()).map_err(unreachable)?;
-        let config = ConnectionManagerConfig::new()
-            .set_response_timeout(Some(options.response_timeout))
-            .set_connection_timeout(Some(options.connect_timeout))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_millis(500));
+        let target = parse_target(&options.url).map_err(|message| CoordError::Unreachable {
+            url: url.clone(),
+            message,
+        })?;
+        let clients = target
+            .nodes
+            .iter()
+            .map(|node| redis::Client::open(node.as_str()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(unreachable)?;
         let conn = tokio::time::timeout(
             options.connect_timeout * 4,
-            ConnectionManager::new_with_config(client.clone(), config),
+            StoreConn::open(&target, options.response_timeout, options.connect_timeout),
         )
         .await
         .map_err(|_| CoordError::Unreachable {
@@ -144,7 +156,7 @@ impl RedisCoordinator {
         let keys = Keyspace::new(&options.namespace);
         let (events, _) = broadcast::channel(4096);
         let subscriber = spawn_subscriber(
-            client,
+            clients,
             keys.events_channel(),
             events.clone(),
             options.connect_timeout,
@@ -301,31 +313,38 @@ impl RedisCoordinator {
             .map_err(|e| self.map_err(op, e))
     }
 
-    /// Runs a pipeline; after a server restart (empty script cache) loads the
-    /// scripts and retries once.
-    async fn pipeline<T: redis::FromRedisValue>(
+    /// Runs a pipeline (split by slot on a cluster); after a server restart
+    /// (empty script cache) loads the scripts and retries once.
+    async fn pipeline<T: FromRedisValue>(
         &self,
         op: &'static str,
         pipe: &Pipeline,
     ) -> CoordResult<T> {
-        let mut conn = self.conn.clone();
-        match pipe.query_async(&mut conn).await {
-            Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-                debug!(op, "script cache empty, loading scripts");
-                let mut load = redis::pipe();
-                for source in Scripts::sources() {
-                    load.cmd("SCRIPT").arg("LOAD").arg(source);
-                }
-                let _: Vec<String> = load
-                    .query_async(&mut conn)
-                    .await
-                    .map_err(|e| self.map_err(op, e))?;
-                pipe.query_async(&mut conn)
-                    .await
-                    .map_err(|e| self.map_err(op, e))
-            }
-            other => other.map_err(|e| self.map_err(op, e)),
+        let values = self
+            .conn
+            .pipeline(pipe)
+            .await
+            .map_err(|e| self.map_err(op, e))?;
+        T::from_redis_value(Value::Array(values)).map_err(|e| Self::corrupt(op, e))
+    }
+
+    /// Indices of `items` grouped so that each group's shards share one
+    /// cluster slot, in first-seen order; one group of all on a server.
+    fn by_slot<T>(&self, items: &[T], shard: impl Fn(&T) -> u32) -> Vec<Vec<usize>> {
+        if !self.conn.is_cluster() {
+            return vec![(0..items.len()).collect()];
         }
+        let mut groups: Vec<Vec<usize>> = Vec::new();
+        let mut group_of = std::collections::HashMap::new();
+        for (i, item) in items.iter().enumerate() {
+            let slot = redis::cluster_routing::Slot::for_key(self.keys.lease(shard(item)));
+            let g = *group_of.entry(slot).or_insert_with(|| {
+                groups.push(Vec::new());
+                groups.len() - 1
+            });
+            groups[g].push(i);
+        }
+        groups
     }
 
     fn evalsha(pipe: &mut Pipeline, script: &Script, keys: &[String], args: &[String]) {
@@ -570,21 +589,33 @@ impl Coordinator for RedisCoordinator {
         }
         // A node's renewals go in calls of up to RENEW_CHUNK leases (not one
         // call per lease): each lease is still checked on its own.
+        // On a cluster, one call per slot's leases (a script keeps to a slot).
         let mut pipe = redis::pipe();
-        for chunk in leases.chunks(RENEW_CHUNK) {
-            let keys: Vec<String> = chunk.iter().map(|&(s, _)| self.keys.lease(s)).collect();
-            let mut args = Vec::with_capacity(chunk.len() + 1);
-            args.push(ttl.as_millis().to_string());
-            args.extend(chunk.iter().map(|&(_, token)| format!("{holder}|{token}")));
-            Self::evalsha(&mut pipe, &self.scripts.renew, &keys, &args);
+        let mut order = Vec::with_capacity(leases.len());
+        for group in self.by_slot(leases, |&(shard, _)| shard) {
+            for chunk in group.chunks(RENEW_CHUNK) {
+                let keys: Vec<String> = chunk
+                    .iter()
+                    .map(|&i| self.keys.lease(leases[i].0))
+                    .collect();
+                let mut args = Vec::with_capacity(chunk.len() + 1);
+                args.push(ttl.as_millis().to_string());
+                args.extend(chunk.iter().map(|&i| format!("{holder}|{}", leases[i].1)));
+                Self::evalsha(&mut pipe, &self.scripts.renew, &keys, &args);
+                order.extend_from_slice(chunk);
+            }
         }
         let replies: Vec<Vec<i64>> = self.pipeline("renew leases", &pipe).await?;
-        let replies: Vec<i64> = replies.into_iter().flatten().collect();
-        if replies.len() != leases.len() {
+        let flat: Vec<i64> = replies.into_iter().flatten().collect();
+        if flat.len() != leases.len() {
             return Err(Self::corrupt(
                 "renew reply",
-                format!("{} answers for {} leases", replies.len(), leases.len()),
+                format!("{} answers for {} leases", flat.len(), leases.len()),
             ));
+        }
+        let mut replies = vec![0; leases.len()];
+        for (i, r) in order.into_iter().zip(flat) {
+            replies[i] = r;
         }
         self.history.forget_shards(
             leases
@@ -651,7 +682,22 @@ impl Coordinator for RedisCoordinator {
         if batches.is_empty() {
             return Ok(Vec::new());
         }
-        let calls = claim_calls(batches);
+        // On a cluster, a call carries batches of one slot only: the
+        // batches are grouped by slot and the outcomes put back in order.
+        let groups = self.by_slot(batches, |b| b.shard);
+        let grouped: Vec<Vec<ClaimBatch>> = if groups.len() == 1 {
+            Vec::new()
+        } else {
+            groups
+                .iter()
+                .map(|g| g.iter().map(|&i| batches[i].clone()).collect())
+                .collect()
+        };
+        let calls: Vec<&[ClaimBatch]> = if grouped.is_empty() {
+            claim_calls(batches)
+        } else {
+            grouped.iter().flat_map(|g| claim_calls(g)).collect()
+        };
         let mut pipe = redis::pipe();
         for call in &calls {
             let mut keys = Vec::with_capacity(call.len() * 4);
@@ -692,7 +738,17 @@ impl Coordinator for RedisCoordinator {
         for (call, codes) in calls.iter().zip(&replies) {
             split_claim_reply(call, codes, &mut outcomes)?;
         }
-        Ok(outcomes)
+        if grouped.is_empty() {
+            return Ok(outcomes);
+        }
+        let mut ordered: Vec<Option<BatchOutcome>> = vec![None; batches.len()];
+        for (i, outcome) in groups.into_iter().flatten().zip(outcomes) {
+            ordered[i] = Some(outcome);
+        }
+        ordered
+            .into_iter()
+            .map(|o| o.ok_or_else(|| Self::corrupt("claim reply", "a batch without an outcome")))
+            .collect()
     }
 
     async fn put_job(
@@ -703,6 +759,11 @@ impl Coordinator for RedisCoordinator {
         let units = spec.validate()?.load_units();
         let shard = self.shard(&spec.id);
         let json = serde_json::to_string(spec).map_err(|e| Self::corrupt("job spec", e))?;
+        if self.conn.is_cluster() {
+            return self
+                .put_job_split(spec, expected_version, u64::from(units), json)
+                .await;
+        }
         let keys = [
             self.keys.jobs(shard),
             self.keys.last_fired(shard),
@@ -755,6 +816,17 @@ impl Coordinator for RedisCoordinator {
     }
 
     async fn delete_job(&self, job_id: &str, expected_version: Option<u64>) -> CoordResult<bool> {
+        if self.conn.is_cluster() {
+            if let Some(removed) = self.delete_job_split(job_id, expected_version).await? {
+                return Ok(removed);
+            }
+            let current = self.get_job(job_id).await?.map_or(0, |j| j.version);
+            return Err(CoordError::VersionConflict {
+                job_id: job_id.to_owned(),
+                expected: expected_version.unwrap_or(0),
+                current,
+            });
+        }
         let shard = self.shard(job_id);
         let keys = [
             self.keys.jobs(shard),
@@ -867,6 +939,9 @@ impl Coordinator for RedisCoordinator {
         } else {
             format!("[{prefix}\u{ff}")
         };
+        if self.conn.is_cluster() {
+            return self.list_jobs_checked(min, &max, limit).await;
+        }
         let fetch = limit.saturating_add(1);
         let mut ids: Vec<String> = self
             .query(
@@ -942,25 +1017,34 @@ impl Coordinator for RedisCoordinator {
         // One MGET per chunk rather than a GET per shard: a node polls all
         // its shards' versions every `poll_interval`, which was a fifth of
         // a command per fire at 1,000 jobs on 1,024 shards.
+        // On a cluster an MGET keeps to one slot: one per slot's shards.
         let mut pipe = redis::pipe();
-        for chunk in shards.chunks(VERSIONS_PER_MGET) {
-            let mut mget = redis::cmd("MGET");
-            for &shard in chunk {
-                mget.arg(self.keys.shard_version(shard));
+        let mut order = Vec::with_capacity(shards.len());
+        for group in self.by_slot(shards, |&shard| shard) {
+            for chunk in group.chunks(VERSIONS_PER_MGET) {
+                let mut mget = redis::cmd("MGET");
+                for &i in chunk {
+                    mget.arg(self.keys.shard_version(shards[i]));
+                }
+                pipe.add_command(mget);
+                order.extend_from_slice(chunk);
             }
-            pipe.add_command(mget);
         }
         let replies: Vec<Vec<Option<u64>>> = self.pipeline("shard versions", &pipe).await?;
-        let versions: Vec<u64> = replies
+        let flat: Vec<u64> = replies
             .into_iter()
             .flatten()
             .map(|v| v.unwrap_or(0))
             .collect();
-        if versions.len() != shards.len() {
+        if flat.len() != shards.len() {
             return Err(Self::corrupt(
                 "shard versions reply",
-                format!("{} versions for {} shards", versions.len(), shards.len()),
+                format!("{} versions for {} shards", flat.len(), shards.len()),
             ));
+        }
+        let mut versions = vec![0; shards.len()];
+        for (i, v) in order.into_iter().zip(flat) {
+            versions[i] = v;
         }
         Ok(versions)
     }
