@@ -66,7 +66,12 @@ pub fn row(
 
 /// Every worker of three is stopped with SIGTERM and restarted in turn.
 pub fn rolling_restart_of_every_worker(store: StoreKind) {
-    let mut f = ProcFleet::new_on(store, "chaos-rolling", JOBS);
+    rolling_restart(ProcFleet::new_on(store, "chaos-rolling", JOBS));
+}
+
+/// The rolling restart on fleet `f`, which is handed back (stopped) for
+/// checks of the store after it.
+pub fn rolling_restart(mut f: ProcFleet) -> ProcFleet {
     for n in ["a", "b", "c"] {
         f.start(n);
     }
@@ -93,6 +98,7 @@ pub fn rolling_restart_of_every_worker(store: StoreKind) {
         &[],
         Some(worst),
     );
+    f
 }
 
 /// One worker of three is SIGKILLed, the others take its shards over, then

@@ -37,7 +37,7 @@ mod history;
 mod job_writes;
 
 use claim_calls::{claim_calls, split_claim_reply};
-pub use conn::CLUSTER_SCHEME;
+pub use conn::{check_redis_url, CLUSTER_SCHEME};
 use conn::{parse_target, StoreConn};
 use history::HistoryState;
 pub(crate) use history::{newest_finish, HOUR_MS};

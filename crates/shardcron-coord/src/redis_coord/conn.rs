@@ -87,6 +87,17 @@ pub(crate) fn parse_target(url: &str) -> Result<Target, String> {
     })
 }
 
+/// Checks a Redis store URL before any connection: `Err` says what is
+/// wrong with it (a cluster URL without hosts, a bad node address, a path
+/// or options after a cluster's hosts).
+pub fn check_redis_url(url: &str) -> Result<(), String> {
+    let target = parse_target(url)?;
+    for node in &target.nodes {
+        redis::Client::open(node.as_str()).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
 impl StoreConn {
     /// Connects to `target` with these timeouts.
     pub async fn open(
