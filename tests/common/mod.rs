@@ -251,7 +251,9 @@ pub fn audit_file(path: &Path, job_ids: &[String], from_ms: i64, to_ms: i64) -> 
 pub fn cluster_read(cluster: &RedisCluster, args: &[&str]) -> Option<String> {
     for node in cluster.nodes().filter(|n| n.is_running()) {
         match node.query(args) {
-            Ok(RespValue::Bulk(bytes)) => return Some(String::from_utf8_lossy(&bytes).into_owned()),
+            Ok(RespValue::Bulk(bytes)) => {
+                return Some(String::from_utf8_lossy(&bytes).into_owned())
+            }
             Ok(RespValue::Nil) => return None,
             _ => continue,
         }

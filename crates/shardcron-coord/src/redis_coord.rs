@@ -31,6 +31,7 @@ use crate::model::{
 use crate::scripts::Scripts;
 
 mod claim_calls;
+mod cluster_link;
 mod conn;
 mod delivery;
 mod history;
@@ -58,6 +59,10 @@ const VERSIONS_PER_MGET: usize = 1024;
 /// Least record time between two steps of one coordinator's sweep of
 /// deleted jobs' history, ms.
 pub(crate) const HISTORY_SWEEP_EVERY_MS: u64 = 60_000;
+
+/// Longest `WAIT` for replicas by default (capped at half the response
+/// timeout, so a reply still comes before the client gives up).
+const DEFAULT_REPLICA_WAIT: Duration = Duration::from_millis(500);
 
 /// Connection settings of the Redis coordinator.
 #[derive(Clone, Debug)]
@@ -91,6 +96,9 @@ impl RedisOptions {
 pub struct RedisCoordinator {
     url: String,
     conn: StoreConn,
+    /// `WAIT` after claims and lease acquisitions: (replicas, timeout ms),
+    /// `None` when `min_replicas` is 0.
+    wait: Option<(u32, u64)>,
     keys: Keyspace,
     ring: RingConfig,
     scripts: Scripts,
@@ -153,6 +161,16 @@ impl RedisCoordinator {
             message: "timed out connecting".to_owned(),
         })?
         .map_err(unreachable)?;
+        let min_replicas = match target.min_replicas {
+            Some(n) => n,
+            None => u32::from(conn.has_replicas().await.map_err(unreachable)?),
+        };
+        let wait_ms = target.replica_wait_ms.unwrap_or_else(|| {
+            (options.response_timeout / 2)
+                .min(DEFAULT_REPLICA_WAIT)
+                .as_millis()
+                .max(1) as u64
+        });
         let keys = Keyspace::new(&options.namespace);
         let (events, _) = broadcast::channel(4096);
         let subscriber = spawn_subscriber(
@@ -164,6 +182,7 @@ impl RedisCoordinator {
         let coordinator = Self {
             url,
             conn,
+            wait: (min_replicas > 0).then_some((min_replicas, wait_ms)),
             keys,
             ring: options.ring,
             scripts: Scripts::new(),
@@ -311,6 +330,41 @@ impl RedisCoordinator {
         cmd.query_async(&mut conn)
             .await
             .map_err(|e| self.map_err(op, e))
+    }
+
+    /// Replicas a claim or lease acquisition must reach before it counts
+    /// (URL option `min_replicas`; by default 1 on a cluster with replicas,
+    /// else 0).
+    pub fn min_replicas(&self) -> u32 {
+        self.wait.map_or(0, |(n, _)| n)
+    }
+
+    /// Runs a pipeline of writes that must reach `min_replicas` replicas
+    /// before they count: each part ends with `WAIT` in the same round
+    /// trip. One that falls short is an error, as a lost reply is: the
+    /// writes may or may not survive a failover, so nothing may act on
+    /// them (a claimed fire is not started; the runtime retries it as a
+    /// claim of unknown fate).
+    async fn pipeline_confirmed<T: FromRedisValue>(
+        &self,
+        op: &'static str,
+        pipe: &Pipeline,
+    ) -> CoordResult<T> {
+        let (values, confirmed) = self
+            .conn
+            .pipeline_waiting(pipe, self.wait)
+            .await
+            .map_err(|e| self.map_err(op, e))?;
+        if let (false, Some((replicas, ms))) = (confirmed, self.wait) {
+            return Err(CoordError::Store {
+                op,
+                message: format!(
+                    "not confirmed by {replicas} replica(s) within {ms} ms (WAIT fell short): \
+                     treated as a lost reply"
+                ),
+            });
+        }
+        T::from_redis_value(Value::Array(values)).map_err(|e| Self::corrupt(op, e))
     }
 
     /// Runs a pipeline (split by slot on a cluster); after a server restart
@@ -551,7 +605,7 @@ impl Coordinator for RedisCoordinator {
             ];
             Self::evalsha(&mut pipe, &self.scripts.acquire, &keys, &args);
         }
-        let replies: Vec<(i64, String)> = self.pipeline("acquire leases", &pipe).await?;
+        let replies: Vec<(i64, String)> = self.pipeline_confirmed("acquire leases", &pipe).await?;
         self.history.forget_shards(
             shards
                 .iter()
@@ -733,7 +787,7 @@ impl Coordinator for RedisCoordinator {
             }
             Self::evalsha(&mut pipe, &self.scripts.claim, &keys, &args);
         }
-        let replies: Vec<Vec<i64>> = self.pipeline("claim fires", &pipe).await?;
+        let replies: Vec<Vec<i64>> = self.pipeline_confirmed("claim fires", &pipe).await?;
         let mut outcomes = Vec::with_capacity(batches.len());
         for (call, codes) in calls.iter().zip(&replies) {
             split_claim_reply(call, codes, &mut outcomes)?;

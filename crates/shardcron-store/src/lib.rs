@@ -19,8 +19,15 @@ use shardcron_etcd::{redact_etcd_url, EtcdCoordinator};
 use shardcron_postgres::PostgresCoordinator;
 
 /// The URL schemes [`open_store`] accepts, as written before `://`.
-pub const SUPPORTED_SCHEMES: &[&str] =
-    &["redis", "rediss", "postgres", "postgresql", "etcd", "etcds", "redis+cluster"];
+pub const SUPPORTED_SCHEMES: &[&str] = &[
+    "redis",
+    "rediss",
+    "postgres",
+    "postgresql",
+    "etcd",
+    "etcds",
+    "redis+cluster",
+];
 
 /// Which store a URL names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

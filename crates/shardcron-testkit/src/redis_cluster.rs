@@ -155,6 +155,8 @@ impl RedisCluster {
             let fields: Vec<&str> = line.split(' ').collect();
             let is_master = fields.get(2).is_some_and(|f| f.contains("master"));
             let failed = fields.get(2).is_some_and(|f| f.contains("fail"));
+            // A promoted replica serves its slots as soon as it is master;
+            // its line lists them from then on.
             if is_master && !failed && fields.len() > 8 {
                 let port = fields[1]
                     .split(['@', ':'])
@@ -165,6 +167,37 @@ impl RedisCluster {
         }
         ports.sort_unstable();
         Ok(ports)
+    }
+
+    /// Waits until the master on `port` (killed) is replaced: a running
+    /// node lists as many masters with slots as the cluster was started
+    /// with, none of them on `port`, and every running node reports
+    /// `cluster_state:ok`.
+    pub fn wait_failover(&self, port: u16) -> Result<(), TestkitError> {
+        let masters = self.masters.len();
+        wait_for("a replica promoted in place of the lost master", || {
+            let ports = self.master_ports()?;
+            Ok(ports.len() == masters && !ports.contains(&port))
+        })?;
+        self.wait_ok()
+    }
+
+    /// Waits until every running node that is a replica has its link to
+    /// its master up, and every master has a replica.
+    pub fn wait_replicas(&self) -> Result<(), TestkitError> {
+        wait_for("every replica linked to its master", || {
+            let mut replicas = 0;
+            for node in self.nodes().filter(|n| n.is_running()) {
+                let info = node.command(&["INFO", "replication"])?;
+                if info.contains("role:slave") {
+                    if !info.contains("master_link_status:up") {
+                        return Ok(false);
+                    }
+                    replicas += 1;
+                }
+            }
+            Ok(replicas >= self.replicas.len())
+        })
     }
 
     /// Waits until every running node reports `cluster_state:ok` (after a

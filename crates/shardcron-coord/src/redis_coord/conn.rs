@@ -16,8 +16,10 @@ use std::time::Duration;
 use futures::future::try_join_all;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
-use redis::cluster_async::ClusterConnection;
-use redis::cluster_routing::Slot;
+
+use redis::cluster_routing::{Route, SingleNodeRoutingInfo, SlotAddr};
+
+use super::cluster_link::{key_slot, ClusterLink};
 use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, ServerErrorKind, Value};
 
 use crate::scripts::Scripts;
@@ -32,7 +34,7 @@ pub(crate) enum StoreConn {
     /// One server (`redis://`).
     Single(ConnectionManager),
     /// A Redis Cluster (`redis+cluster://`).
-    Cluster(ClusterConnection),
+    Cluster(ClusterLink),
 }
 
 /// What a store URL names.
@@ -41,16 +43,60 @@ pub(crate) struct Target {
     pub nodes: Vec<String>,
     /// Whether it is a cluster.
     pub cluster: bool,
+    /// `min_replicas=N`: replicas that must have a claim or a lease
+    /// acquisition before it counts (`None`: the topology's default).
+    pub min_replicas: Option<u32>,
+    /// `replica_wait_ms=N`: how long a `WAIT` may take.
+    pub replica_wait_ms: Option<u64>,
+}
+
+/// Takes shardcron's own options (`min_replicas`, `replica_wait_ms`) out of
+/// a URL's query; the rest stays for the Redis client.
+fn own_options(url: &str) -> Result<(String, Option<u32>, Option<u64>), String> {
+    let Some((base, query)) = url.split_once('?') else {
+        return Ok((url.to_owned(), None, None));
+    };
+    let (mut min_replicas, mut wait_ms) = (None, None);
+    let mut rest = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match key {
+            "min_replicas" => {
+                min_replicas = Some(value.parse().map_err(|_| {
+                    format!("min_replicas must be a whole number of replicas, got {value:?}")
+                })?)
+            }
+            "replica_wait_ms" => {
+                let ms: u64 = value.parse().map_err(|_| {
+                    format!("replica_wait_ms must be a whole number of ms, got {value:?}")
+                })?;
+                if ms == 0 {
+                    return Err("replica_wait_ms must be above 0 (WAIT 0 waits forever)".into());
+                }
+                wait_ms = Some(ms)
+            }
+            _ => rest.push(pair),
+        }
+    }
+    let url = if rest.is_empty() {
+        base.to_owned()
+    } else {
+        format!("{base}?{}", rest.join("&"))
+    };
+    Ok((url, min_replicas, wait_ms))
 }
 
 /// Reads a store URL: `redis://…` (one server) or
 /// `redis+cluster://[user:pass@]h:p[,h:p…]` (a cluster, through any of
 /// these seed nodes). Returns why a URL is unusable.
 pub(crate) fn parse_target(url: &str) -> Result<Target, String> {
+    let (url, min_replicas, replica_wait_ms) = own_options(url)?;
     let Some(rest) = url.strip_prefix(CLUSTER_SCHEME) else {
         return Ok(Target {
-            nodes: vec![url.to_owned()],
+            nodes: vec![url.clone()],
             cluster: false,
+            min_replicas,
+            replica_wait_ms,
         });
     };
     let (auth, hosts) = match rest.rsplit_once('@') {
@@ -63,7 +109,7 @@ pub(crate) fn parse_target(url: &str) -> Result<Target, String> {
     };
     if !tail.is_empty() && tail != "/" {
         return Err(format!(
-            "a cluster URL takes no database or options after its hosts, found {tail:?}"
+            "a cluster URL takes no database or options after its hosts but min_replicas and replica_wait_ms, found {tail:?}"
         ));
     }
     let nodes: Vec<String> = hosts
@@ -84,6 +130,8 @@ pub(crate) fn parse_target(url: &str) -> Result<Target, String> {
     Ok(Target {
         nodes,
         cluster: true,
+        min_replicas,
+        replica_wait_ms,
     })
 }
 
@@ -112,7 +160,9 @@ impl StoreConn {
                 .retries(2)
                 .max_retry_wait(500)
                 .build()?;
-            Ok(Self::Cluster(client.get_async_connection().await?))
+            Ok(Self::Cluster(
+                ClusterLink::connect(client, connect_timeout).await?,
+            ))
         } else {
             let node = target.nodes.first().map(String::as_str).unwrap_or_default();
             let client = redis::Client::open(node)?;
@@ -127,6 +177,24 @@ impl StoreConn {
         }
     }
 
+    /// Whether any master of a cluster has a replica (`CLUSTER NODES`).
+    pub async fn has_replicas(&self) -> Result<bool, RedisError> {
+        let mut conn = self.clone();
+        #[allow(clippy::match_like_matches_macro)]
+        match self {
+            // A server named alone is not failed over by shardcron's
+            // settings: min_replicas stays 0 unless the URL asks.
+            Self::Single(_) => Ok(false),
+            Self::Cluster(_) => {
+                let nodes: String = redis::cmd("CLUSTER")
+                    .arg("NODES")
+                    .query_async(&mut conn)
+                    .await?;
+                Ok(nodes.lines().any(|l| l.contains("slave")))
+            }
+        }
+    }
+
     /// Whether this is a cluster (commands must keep to one slot).
     pub fn is_cluster(&self) -> bool {
         matches!(self, Self::Cluster(_))
@@ -135,29 +203,72 @@ impl StoreConn {
     /// Runs `pipe`, split by slot on a cluster; after a server restart
     /// (empty script cache) loads the scripts and retries once.
     pub async fn pipeline(&self, pipe: &Pipeline) -> Result<Vec<Value>, RedisError> {
+        Ok(self.pipeline_waiting(pipe, None).await?.0)
+    }
+
+    /// Runs `pipe` like [`Self::pipeline`]; with `wait` = (replicas,
+    /// timeout ms), each part sent to a node ends with `WAIT replicas
+    /// timeout` in the same round trip, which answers once that many
+    /// replicas have every earlier write of this connection (so the part's
+    /// own writes) or the timeout passed. Returns the replies (without the
+    /// `WAIT`s') and whether every part was confirmed by enough replicas.
+    pub async fn pipeline_waiting(
+        &self,
+        pipe: &Pipeline,
+        wait: Option<(u32, u64)>,
+    ) -> Result<(Vec<Value>, bool), RedisError> {
+        let with_wait = |mut part: Pipeline| {
+            if let Some((replicas, timeout_ms)) = wait {
+                part.cmd("WAIT").arg(replicas).arg(timeout_ms);
+            }
+            part
+        };
+        let confirmed = |values: &mut Vec<Value>| match wait {
+            None => true,
+            Some((replicas, _)) => {
+                matches!(values.pop(), Some(Value::Int(acks)) if acks >= i64::from(replicas))
+            }
+        };
         match self {
-            Self::Single(_) => self.pipeline_once(pipe).await,
-            Self::Cluster(_) => {
-                let mut parts: Vec<(Pipeline, Vec<usize>)> = Vec::new();
-                let mut part_of: HashMap<Option<Slot>, usize> = HashMap::new();
+            Self::Single(_) => {
+                let mut values = self.pipeline_once(&with_wait(pipe.clone())).await?;
+                let ok = confirmed(&mut values);
+                Ok((values, ok))
+            }
+            Self::Cluster(link) => {
+                // One part per node (per the link's slot map; a slot it
+                // does not know yet is a part of its own), each ending with
+                // its WAIT: a node answers one WAIT per request.
+                let mut parts: Vec<(Pipeline, Vec<usize>, Option<u16>)> = Vec::new();
+                let mut part_of: HashMap<String, usize> = HashMap::new();
                 for (i, cmd) in pipe.cmd_iter().enumerate() {
-                    let slot = first_key(cmd).map(Slot::for_key);
-                    let part = *part_of.entry(slot).or_insert_with(|| {
-                        parts.push((redis::pipe(), Vec::new()));
+                    let slot = first_key(cmd).map(|k| key_slot(&k));
+                    let node = match slot {
+                        Some(slot) => link.node_of(slot).unwrap_or_else(|| format!("slot {slot}")),
+                        None => String::new(),
+                    };
+                    let part = *part_of.entry(node).or_insert_with(|| {
+                        parts.push((redis::pipe(), Vec::new(), slot));
                         parts.len() - 1
                     });
                     parts[part].0.add_command(cmd.clone());
                     parts[part].1.push(i);
                 }
-                let replies =
-                    try_join_all(parts.iter().map(|(part, _)| self.pipeline_once(part))).await?;
+                let replies = try_join_all(
+                    parts
+                        .iter()
+                        .map(|(part, _, slot)| send_part(link, with_wait(part.clone()), *slot)),
+                )
+                .await?;
                 let mut out = vec![Value::Nil; pipe.len()];
-                for ((_, indices), values) in parts.iter().zip(replies) {
+                let mut all_confirmed = true;
+                for ((_, indices, _), mut values) in parts.iter().zip(replies) {
+                    all_confirmed &= confirmed(&mut values);
                     for (&i, value) in indices.iter().zip(values) {
                         out[i] = value;
                     }
                 }
-                Ok(out)
+                Ok((out, all_confirmed))
             }
         }
     }
@@ -180,6 +291,65 @@ impl StoreConn {
             other => other,
         }
     }
+}
+
+/// Sends one node's part of a pipeline to the master serving `slot`
+/// (any node for a keyless part). An error reply fails the part: after
+/// `NOSCRIPT` (a node restarted, or a replica promoted, with an empty
+/// script cache) the scripts are loaded and the part sent once more;
+/// after `MOVED`/`ASK` the link reads the slot map again.
+async fn send_part(
+    link: &ClusterLink,
+    part: Pipeline,
+    slot: Option<u16>,
+) -> Result<Vec<Value>, RedisError> {
+    let route = match slot {
+        Some(slot) => SingleNodeRoutingInfo::SpecificNode(Route::new(slot, SlotAddr::Master)),
+        None => SingleNodeRoutingInfo::Random,
+    };
+    for attempt in 0..2 {
+        let mut conn = link.current();
+        let values = match conn
+            .route_pipeline(part.clone(), 0, part.len(), route.clone())
+            .await
+        {
+            Ok(values) => values,
+            Err(e) => {
+                link.note(&e);
+                return Err(e);
+            }
+        };
+        let error = values.iter().find_map(|v| match v {
+            Value::ServerError(e) => Some(RedisError::from(e.clone())),
+            _ => None,
+        });
+        match error {
+            None => return Ok(values),
+            Some(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) && attempt == 0 => {
+                tracing::debug!("script cache empty on a node, loading scripts");
+                for source in Scripts::sources() {
+                    let _: Value = redis::cmd("SCRIPT")
+                        .arg("LOAD")
+                        .arg(source)
+                        .query_async(&mut conn)
+                        .await?;
+                }
+            }
+            Some(e) => {
+                if matches!(
+                    e.kind(),
+                    ErrorKind::Server(ServerErrorKind::Moved | ServerErrorKind::Ask)
+                ) {
+                    link.refresh_slots();
+                }
+                return Err(e);
+            }
+        }
+    }
+    Err(RedisError::from((
+        ErrorKind::Server(ServerErrorKind::NoScript),
+        "scripts missing after loading them",
+    )))
 }
 
 /// The first key of a command: after the script hash and key count of an
@@ -205,7 +375,17 @@ impl ConnectionLike for StoreConn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
             Self::Single(c) => c.req_packed_command(cmd),
-            Self::Cluster(c) => c.req_packed_command(cmd),
+            Self::Cluster(link) => {
+                let link = link.clone();
+                Box::pin(async move {
+                    let mut conn = link.current();
+                    let reply = conn.req_packed_command(cmd).await;
+                    if let Err(e) = &reply {
+                        link.note(e);
+                    }
+                    reply
+                })
+            }
         }
     }
 
@@ -217,14 +397,24 @@ impl ConnectionLike for StoreConn {
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
             Self::Single(c) => c.req_packed_commands(pipeline, offset, count),
-            Self::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(link) => {
+                let link = link.clone();
+                Box::pin(async move {
+                    let mut conn = link.current();
+                    let reply = conn.req_packed_commands(pipeline, offset, count).await;
+                    if let Err(e) = &reply {
+                        link.note(e);
+                    }
+                    reply
+                })
+            }
         }
     }
 
     fn get_db(&self) -> i64 {
         match self {
             Self::Single(c) => c.get_db(),
-            Self::Cluster(c) => c.get_db(),
+            Self::Cluster(_) => 0,
         }
     }
 }
@@ -242,6 +432,14 @@ mod tests {
         assert!(!t.cluster);
         assert!(parse_target("redis+cluster://").is_err());
         assert!(parse_target("redis+cluster://h:1/3").is_err());
+        let t = parse_target("redis+cluster://h:1,h:2?min_replicas=1&replica_wait_ms=50").unwrap();
+        assert_eq!((t.min_replicas, t.replica_wait_ms), (Some(1), Some(50)));
+        let t = parse_target("redis://h:1/2?min_replicas=0&protocol=resp3").unwrap();
+        assert_eq!(t.nodes, ["redis://h:1/2?protocol=resp3"]);
+        assert_eq!(t.min_replicas, Some(0));
+        for bad in ["redis://h?min_replicas=x", "redis://h?replica_wait_ms=0"] {
+            assert!(parse_target(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
