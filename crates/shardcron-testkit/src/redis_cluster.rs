@@ -28,6 +28,7 @@ pub const NODE_TIMEOUT_MS: u64 = 2_000;
 pub struct RedisCluster {
     masters: Vec<RedisServer>,
     replicas: Vec<RedisServer>,
+    url_options: std::sync::Mutex<String>,
 }
 
 impl RedisCluster {
@@ -54,7 +55,11 @@ impl RedisCluster {
         let replicas: Vec<RedisServer> = (0..masters.len() * replicas_per_master)
             .map(|_| node())
             .collect::<Result<_, _>>()?;
-        let cluster = Self { masters, replicas };
+        let cluster = Self {
+            masters,
+            replicas,
+            url_options: std::sync::Mutex::default(),
+        };
         cluster.form()?;
         Ok(cluster)
     }
@@ -135,13 +140,33 @@ impl RedisCluster {
     }
 
     /// `redis+cluster://127.0.0.1:p1,127.0.0.1:p2,...` naming every node:
-    /// the store URL of this cluster.
+    /// the store URL of this cluster, with the options given to
+    /// [`Self::set_url_options`] as its query.
     pub fn url(&self) -> String {
         let nodes: Vec<String> = self
             .nodes()
             .map(|n| format!("127.0.0.1:{}", n.port()))
             .collect();
-        format!("redis+cluster://{}", nodes.join(","))
+        let options = self
+            .url_options
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        let query = if options.is_empty() {
+            String::new()
+        } else {
+            format!("?{options}")
+        };
+        format!("redis+cluster://{}{query}", nodes.join(","))
+    }
+
+    /// Store URL options that [`Self::url`] carries from now on (e.g.
+    /// `min_replicas=0`).
+    pub fn set_url_options(&self, options: &str) {
+        *self
+            .url_options
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = options.to_owned();
     }
 
     /// Ports of the nodes that are masters with slots now, per a running node.
