@@ -16,11 +16,7 @@ use scenarios::JOBS;
 /// each master holds some of the namespace's keys.
 #[test]
 fn rolling_restart_of_every_worker_on_a_redis_cluster() {
-    let f = scenarios::rolling_restart(ProcFleet::new_on(
-        StoreKind::RedisCluster,
-        "chaos-rolling",
-        JOBS,
-    ));
+    let f = scenarios::rolling_restart_of_every_worker(StoreKind::RedisCluster);
     let Store::RedisCluster(cluster) = &f.cli.store else {
         unreachable!("the fleet runs on a cluster")
     };

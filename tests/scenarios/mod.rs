@@ -65,13 +65,9 @@ pub fn row(
 }
 
 /// Every worker of three is stopped with SIGTERM and restarted in turn.
-pub fn rolling_restart_of_every_worker(store: StoreKind) {
-    rolling_restart(ProcFleet::new_on(store, "chaos-rolling", JOBS));
-}
-
-/// The rolling restart on fleet `f`, which is handed back (stopped) for
-/// checks of the store after it.
-pub fn rolling_restart(mut f: ProcFleet) -> ProcFleet {
+/// The fleet is handed back (stopped) for checks of the store after it.
+pub fn rolling_restart_of_every_worker(store: StoreKind) -> ProcFleet {
+    let mut f = ProcFleet::new_on(store, "chaos-rolling", JOBS);
     for n in ["a", "b", "c"] {
         f.start(n);
     }

@@ -815,7 +815,7 @@ impl Coordinator for RedisCoordinator {
         let json = serde_json::to_string(spec).map_err(|e| Self::corrupt("job spec", e))?;
         if self.conn.is_cluster() {
             return self
-                .put_job_split(spec, expected_version, u64::from(units), json)
+                .put_job_split(spec, expected_version, units, json)
                 .await;
         }
         let keys = [
