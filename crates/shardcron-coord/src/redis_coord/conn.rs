@@ -2,13 +2,13 @@
 //!
 //! Both are behind [`StoreConn`], so every operation is written once. What
 //! differs is what may share one request: a server takes a pipeline of
-//! commands of any keys; a cluster routes each command by the slot of its
-//! keys, refuses a script whose keys span slots (`CROSSSLOT`), and its
-//! client sends a pipeline to one slot only. [`StoreConn::pipeline`]
-//! therefore splits a pipeline by slot on a cluster and sends the parts in
-//! parallel (each is one round trip to its node, and they overlap), then
-//! puts the replies back in the pipeline's order. Callers build every
-//! command to fit one slot (see `by_slot` in the coordinator).
+//! commands of any keys; a cluster serves each slot on one node and refuses
+//! a command or script whose keys span slots (`CROSSSLOT`).
+//! [`StoreConn::pipeline`] therefore splits a pipeline by node on a cluster
+//! (with the slot map the link keeps) and sends the parts in parallel (each
+//! one round trip to its node, and they overlap), then puts the replies back
+//! in the pipeline's order. Callers build every command to fit one slot (see
+//! `by_slot` in the coordinator).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -180,7 +180,6 @@ impl StoreConn {
     /// Whether any master of a cluster has a replica (`CLUSTER NODES`).
     pub async fn has_replicas(&self) -> Result<bool, RedisError> {
         let mut conn = self.clone();
-        #[allow(clippy::match_like_matches_macro)]
         match self {
             // A server named alone is not failed over by shardcron's
             // settings: min_replicas stays 0 unless the URL asks.
@@ -200,7 +199,7 @@ impl StoreConn {
         matches!(self, Self::Cluster(_))
     }
 
-    /// Runs `pipe`, split by slot on a cluster; after a server restart
+    /// Runs `pipe`, split by node on a cluster; after a server restart
     /// (empty script cache) loads the scripts and retries once.
     pub async fn pipeline(&self, pipe: &Pipeline) -> Result<Vec<Value>, RedisError> {
         Ok(self.pipeline_waiting(pipe, None).await?.0)
@@ -230,6 +229,7 @@ impl StoreConn {
             }
         };
         match self {
+            Self::Single(_) if wait.is_none() => Ok((self.pipeline_once(pipe).await?, true)),
             Self::Single(_) => {
                 let mut values = self.pipeline_once(&with_wait(pipe.clone())).await?;
                 let ok = confirmed(&mut values);
