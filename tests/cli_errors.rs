@@ -169,3 +169,27 @@ fn a_node_with_another_shard_count_refuses_to_start() {
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     assert!(stderr(&o).contains("shard_count"), "{}", stderr(&o));
 }
+
+/// A malformed Redis Cluster URL or option is a configuration error (exit
+/// code 3) naming what is wrong, found before any connection is tried.
+#[test]
+fn a_bad_cluster_url_or_option_is_refused_before_connecting() {
+    let cases = [
+        ("redis+cluster://", "names no host"),
+        ("redis+cluster://127.0.0.1:1/2", "no database or options"),
+        (
+            "redis+cluster://127.0.0.1:1?min_replicas=two",
+            "min_replicas",
+        ),
+        ("redis://127.0.0.1:1?replica_wait_ms=0", "replica_wait_ms"),
+    ];
+    for (url, expected) in cases {
+        let o = std::process::Command::new(bin())
+            .args(["--store", url, "job", "ls"])
+            .output()
+            .expect("run shardcron");
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(3), "{url}: {err}");
+        assert!(err.contains(expected), "{url}: {err}");
+    }
+}

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use shardcron_testkit::{EtcdServer, PostgresServer, RedisServer};
+use shardcron_testkit::{EtcdServer, PostgresServer, RedisCluster, RedisServer, RespValue};
 
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_shardcron")
@@ -38,6 +38,8 @@ pub enum StoreKind {
     Redis,
     Postgres,
     Etcd,
+    /// A three-master Redis Cluster with one replica per master.
+    RedisCluster,
 }
 
 impl StoreKind {
@@ -47,6 +49,7 @@ impl StoreKind {
             Self::Redis => "Redis",
             Self::Postgres => "PostgreSQL",
             Self::Etcd => "etcd",
+            Self::RedisCluster => "Redis Cluster",
         }
     }
 }
@@ -57,6 +60,7 @@ pub enum Store {
     Redis(RedisServer),
     Postgres(PostgresServer),
     Etcd(EtcdServer),
+    RedisCluster(RedisCluster),
 }
 
 impl Store {
@@ -66,6 +70,9 @@ impl Store {
             StoreKind::Redis => Self::Redis(RedisServer::start().expect("redis-server")),
             StoreKind::Postgres => Self::Postgres(PostgresServer::start().expect("postgres")),
             StoreKind::Etcd => Self::Etcd(EtcdServer::start().expect("etcd")),
+            StoreKind::RedisCluster => {
+                Self::RedisCluster(RedisCluster::start(3, 1).expect("redis cluster"))
+            }
         }
     }
 
@@ -74,6 +81,7 @@ impl Store {
             Self::Redis(_) => StoreKind::Redis,
             Self::Postgres(_) => StoreKind::Postgres,
             Self::Etcd(_) => StoreKind::Etcd,
+            Self::RedisCluster(_) => StoreKind::RedisCluster,
         }
     }
 
@@ -83,6 +91,7 @@ impl Store {
             Self::Redis(r) => r.url(),
             Self::Postgres(p) => p.url(),
             Self::Etcd(e) => e.url(),
+            Self::RedisCluster(c) => c.url(),
         }
     }
 
@@ -92,6 +101,7 @@ impl Store {
             Self::Redis(r) => r.addr(),
             Self::Postgres(p) => p.addr(),
             Self::Etcd(e) => e.addrs()[0],
+            Self::RedisCluster(c) => c.masters()[0].addr(),
         }
     }
 }
@@ -128,6 +138,7 @@ impl Cli {
             Store::Redis(r) => r,
             Store::Postgres(_) => panic!("this test needs Redis, not PostgreSQL"),
             Store::Etcd(_) => panic!("this test needs Redis, not etcd"),
+            Store::RedisCluster(_) => panic!("this test needs one Redis server, not a cluster"),
         }
     }
 
@@ -137,6 +148,7 @@ impl Cli {
             Store::Etcd(e) => e,
             Store::Redis(_) => panic!("this test needs etcd, not Redis"),
             Store::Postgres(_) => panic!("this test needs etcd, not PostgreSQL"),
+            Store::RedisCluster(_) => panic!("this test needs etcd, not a Redis Cluster"),
         }
     }
 
@@ -244,6 +256,21 @@ pub fn fleet_job_shard(job: &str, shard_count: u32) -> u32 {
     }
 }
 
+/// A read of one key on a cluster: asked of each running node in turn
+/// until one that serves its slot answers (the others answer `MOVED`).
+pub fn cluster_read(cluster: &RedisCluster, args: &[&str]) -> Option<String> {
+    for node in cluster.nodes().filter(|n| n.is_running()) {
+        match node.query(args) {
+            Ok(RespValue::Bulk(bytes)) => {
+                return Some(String::from_utf8_lossy(&bytes).into_owned())
+            }
+            Ok(RespValue::Nil) => return None,
+            _ => continue,
+        }
+    }
+    None
+}
+
 /// Who claimed a fire (`holder|token|attempt`), read from the store's own
 /// claim record: on Redis its claim key, else its job's watermark when that
 /// is at the fire; on PostgreSQL its row in the namespace's `fires` table;
@@ -266,6 +293,13 @@ pub fn claim_holder(
                 .command(&["HGET", &keys.last_fired(shard), job])
                 .ok()
                 .and_then(present);
+            shardcron_coord::claim_record(key_value.as_deref(), watermark.as_deref(), at)
+        }
+        Store::RedisCluster(cluster) => {
+            let keys = shardcron_coord::Keyspace::new(ns);
+            let key = format!("{}{job}@{at}", keys.claim_prefix(shard));
+            let key_value = cluster_read(cluster, &["GET", &key]);
+            let watermark = cluster_read(cluster, &["HGET", &keys.last_fired(shard), job]);
             shardcron_coord::claim_record(key_value.as_deref(), watermark.as_deref(), at)
         }
         Store::Postgres(pg) => {
@@ -339,13 +373,19 @@ impl ProcFleet {
     }
 
     /// [`Self::new_on`] plus `leaders` `@every 1s` jobs of placement
-    /// `leader`, named `lead-*`.
+    /// `leader`, named `lead-*` (none on a Redis Cluster, whose store keeps
+    /// sharded jobs only).
     pub fn new_on_with_leader_jobs(
         store: StoreKind,
         namespace: &str,
         jobs: usize,
         leaders: usize,
     ) -> Self {
+        let leaders = if store == StoreKind::RedisCluster {
+            0
+        } else {
+            leaders
+        };
         Self::with_entries(Cli::on(store, namespace), |out| {
             let mut entries: Vec<serde_json::Value> = (0..jobs)
                 .map(|i| {

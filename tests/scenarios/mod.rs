@@ -65,7 +65,8 @@ pub fn row(
 }
 
 /// Every worker of three is stopped with SIGTERM and restarted in turn.
-pub fn rolling_restart_of_every_worker(store: StoreKind) {
+/// The fleet is handed back (stopped) for checks of the store after it.
+pub fn rolling_restart_of_every_worker(store: StoreKind) -> ProcFleet {
     let mut f = ProcFleet::new_on(store, "chaos-rolling", JOBS);
     for n in ["a", "b", "c"] {
         f.start(n);
@@ -93,6 +94,7 @@ pub fn rolling_restart_of_every_worker(store: StoreKind) {
         &[],
         Some(worst),
     );
+    f
 }
 
 /// Leader jobs of the crash and pause scenarios, besides the sharded ones.
@@ -153,7 +155,11 @@ pub fn sigstop_past_the_lease_ttl_then_sigcont(store: StoreKind) {
         "--exec",
         &long,
         "--placement",
-        "leader",
+        if store == StoreKind::RedisCluster {
+            "sharded"
+        } else {
+            "leader"
+        },
     ]);
     assert!(
         put.status.success(),

@@ -4,6 +4,12 @@
 //! subscriber), so every (re)subscription emits [`CoordEvent::Resync`] and the
 //! runtime also polls on a timer: a lost message delays a reaction, it never
 //! loses one.
+//!
+//! On a Redis Cluster a `PUBLISH` (also from a script) reaches the
+//! subscribers of every node, so one subscription to any node hears the
+//! whole namespace; the listener is given every node it knows and moves to
+//! the next one whenever its node is lost, so a dead master does not leave
+//! it deaf until that master comes back.
 
 use std::time::Duration;
 
@@ -13,9 +19,10 @@ use tracing::{debug, info, warn};
 
 use crate::model::CoordEvent;
 
-/// Spawns the listener task; it runs until aborted.
+/// Spawns the listener task; it runs until aborted. `clients` are tried in
+/// turn: the next one after each lost or failed subscription.
 pub fn spawn_subscriber(
-    client: redis::Client,
+    clients: Vec<redis::Client>,
     channel: String,
     events: broadcast::Sender<CoordEvent>,
     connect_timeout: Duration,
@@ -23,7 +30,12 @@ pub fn spawn_subscriber(
     tokio::spawn(async move {
         let mut backoff = Duration::from_millis(100);
         let mut was_connected = true;
+        let mut turn = 0usize;
         loop {
+            let Some(client) = clients.get(turn % clients.len().max(1)) else {
+                return;
+            };
+            turn = turn.wrapping_add(1);
             let connected = tokio::time::timeout(connect_timeout, client.get_async_pubsub()).await;
             match connected {
                 Ok(Ok(mut pubsub)) => match pubsub.subscribe(&channel).await {

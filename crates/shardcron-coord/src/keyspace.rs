@@ -91,6 +91,13 @@ impl Keyspace {
         format!("{{{}}}:load:ver", self.ns)
     }
 
+    /// On a Redis Cluster, per shard the shard version of the live weight
+    /// last set (shard -> version): a shard's totals are applied in the
+    /// order of its versions (see `set_weight.lua`).
+    pub fn live_weights_applied(&self) -> String {
+        format!("{{{}}}:load:applied", self.ns)
+    }
+
     /// Snapshot of the live weights that placement reads (shard -> units).
     pub fn placed_weights(&self) -> String {
         format!("{{{}}}:placed", self.ns)

@@ -28,4 +28,6 @@ pub use model::{
     PlacementInputs, QueuedTrigger, RecoverBatch, RecoverOutcome, RunOutcome, RunRecord, ShardJobs,
     StartedFire, StoredJob, StoredPlacement, UnreadableJob, MAX_EARLY_CLAIM_MS,
 };
-pub use redis_coord::{decode_shard_jobs, redact_url, RedisCoordinator, RedisOptions};
+pub use redis_coord::{
+    check_redis_url, decode_shard_jobs, redact_url, RedisCoordinator, RedisOptions, CLUSTER_SCHEME,
+};

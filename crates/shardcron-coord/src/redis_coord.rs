@@ -2,20 +2,25 @@
 //!
 //! Every batched operation is one pipeline of per-shard `EVALSHA` calls: one
 //! round trip on a standalone server, and each script still touches a single
-//! hash-tag slot. A multiplexed `ConnectionManager` reconnects by itself; every
-//! request has a response timeout so a partitioned node notices quickly and its
-//! runtime can stop firing before its leases could expire.
+//! hash-tag slot. On a Redis Cluster (`redis+cluster://`) the same pipeline
+//! is split by slot and its parts go to their nodes in parallel (see
+//! `conn.rs`); calls that carry many shards (claim batches, lease renewals,
+//! `MGET` of versions) are grouped by slot first, and the two job writes
+//! whose keys spanned slots are split into a per-shard atomic step and an
+//! idempotent namespace step (see `job_writes.rs`). The connections
+//! reconnect by themselves; every request has a response timeout so a
+//! partitioned node notices quickly and its runtime can stop firing before
+//! its leases could expire.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Cmd, ErrorKind, Pipeline, RedisError, Script, ServerErrorKind, Value};
+use redis::{Cmd, FromRedisValue, Pipeline, RedisError, Script, Value};
 use shardcron_core::{
-    candidate_shards, job_shard, JobSpec, PlacementRecord, RingConfig, ShardWeights,
+    candidate_shards, job_shard, shard_of, JobSpec, Placement, PlacementRecord, RingConfig,
+    ShardWeights,
 };
 use tokio::sync::broadcast;
-use tracing::debug;
 
 use crate::coordinator::{CoordResult, Coordinator};
 use crate::error::CoordError;
@@ -29,10 +34,15 @@ use crate::model::{
 use crate::scripts::Scripts;
 
 mod claim_calls;
+mod cluster_link;
+mod conn;
 mod delivery;
 mod history;
+mod job_writes;
 
 use claim_calls::{claim_calls, split_claim_reply};
+pub use conn::{check_redis_url, CLUSTER_SCHEME};
+use conn::{parse_target, StoreConn};
 use history::HistoryState;
 pub(crate) use history::{newest_finish, HOUR_MS};
 
@@ -56,6 +66,10 @@ const MAX_RELOCATIONS: usize = 8;
 /// Least record time between two steps of one coordinator's sweep of
 /// deleted jobs' history, ms.
 pub(crate) const HISTORY_SWEEP_EVERY_MS: u64 = 60_000;
+
+/// Longest `WAIT` for replicas by default (capped at half the response
+/// timeout, so a reply still comes before the client gives up).
+const DEFAULT_REPLICA_WAIT: Duration = Duration::from_millis(500);
 
 /// Connection settings of the Redis coordinator.
 #[derive(Clone, Debug)]
@@ -88,7 +102,10 @@ impl RedisOptions {
 /// [`Coordinator`] on a Redis server.
 pub struct RedisCoordinator {
     url: String,
-    conn: ConnectionManager,
+    conn: StoreConn,
+    /// `WAIT` after claims and lease acquisitions: (replicas, timeout ms),
+    /// `None` when `min_replicas` is 0.
+    wait: Option<(u32, u64)>,
     keys: Keyspace,
     ring: RingConfig,
     scripts: Scripts,
@@ -131,15 +148,19 @@ impl RedisCoordinator {
             url: url.clone(),
             message: e.to_string(),
         };
-        let client = redis::Client::open(options.url.as_str()).map_err(unreachable)?;
-        let config = ConnectionManagerConfig::new()
-            .set_response_timeout(Some(options.response_timeout))
-            .set_connection_timeout(Some(options.connect_timeout))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_millis(500));
+        let target = parse_target(&options.url).map_err(|message| CoordError::Unreachable {
+            url: url.clone(),
+            message,
+        })?;
+        let clients = target
+            .nodes
+            .iter()
+            .map(|node| redis::Client::open(node.as_str()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(unreachable)?;
         let conn = tokio::time::timeout(
             options.connect_timeout * 4,
-            ConnectionManager::new_with_config(client.clone(), config),
+            StoreConn::open(&target, options.response_timeout, options.connect_timeout),
         )
         .await
         .map_err(|_| CoordError::Unreachable {
@@ -147,10 +168,20 @@ impl RedisCoordinator {
             message: "timed out connecting".to_owned(),
         })?
         .map_err(unreachable)?;
+        let min_replicas = match target.min_replicas {
+            Some(n) => n,
+            None => u32::from(conn.has_replicas().await.map_err(unreachable)?),
+        };
+        let wait_ms = target.replica_wait_ms.unwrap_or_else(|| {
+            (options.response_timeout / 2)
+                .min(DEFAULT_REPLICA_WAIT)
+                .as_millis()
+                .max(1) as u64
+        });
         let keys = Keyspace::new(&options.namespace);
         let (events, _) = broadcast::channel(4096);
         let subscriber = spawn_subscriber(
-            client,
+            clients,
             keys.events_channel(),
             events.clone(),
             options.connect_timeout,
@@ -158,6 +189,7 @@ impl RedisCoordinator {
         let coordinator = Self {
             url,
             conn,
+            wait: (min_replicas > 0).then_some((min_replicas, wait_ms)),
             keys,
             ring: options.ring,
             scripts: Scripts::new(),
@@ -307,31 +339,73 @@ impl RedisCoordinator {
             .map_err(|e| self.map_err(op, e))
     }
 
-    /// Runs a pipeline; after a server restart (empty script cache) loads the
-    /// scripts and retries once.
-    async fn pipeline<T: redis::FromRedisValue>(
+    /// Replicas a claim or lease acquisition must reach before it counts
+    /// (URL option `min_replicas`; by default 1 on a cluster with replicas,
+    /// else 0).
+    pub fn min_replicas(&self) -> u32 {
+        self.wait.map_or(0, |(n, _)| n)
+    }
+
+    /// Runs a pipeline of writes that must reach `min_replicas` replicas
+    /// before they count: each part ends with `WAIT` in the same round
+    /// trip. One that falls short is an error, as a lost reply is: the
+    /// writes may or may not survive a failover, so nothing may act on
+    /// them (a claimed fire is not started; the runtime retries it as a
+    /// claim of unknown fate).
+    async fn pipeline_confirmed<T: FromRedisValue>(
         &self,
         op: &'static str,
         pipe: &Pipeline,
     ) -> CoordResult<T> {
-        let mut conn = self.conn.clone();
-        match pipe.query_async(&mut conn).await {
-            Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-                debug!(op, "script cache empty, loading scripts");
-                let mut load = redis::pipe();
-                for source in Scripts::sources() {
-                    load.cmd("SCRIPT").arg("LOAD").arg(source);
-                }
-                let _: Vec<String> = load
-                    .query_async(&mut conn)
-                    .await
-                    .map_err(|e| self.map_err(op, e))?;
-                pipe.query_async(&mut conn)
-                    .await
-                    .map_err(|e| self.map_err(op, e))
-            }
-            other => other.map_err(|e| self.map_err(op, e)),
+        let (values, confirmed) = self
+            .conn
+            .pipeline_waiting(pipe, self.wait)
+            .await
+            .map_err(|e| self.map_err(op, e))?;
+        if let (false, Some((replicas, ms))) = (confirmed, self.wait) {
+            return Err(CoordError::Store {
+                op,
+                message: format!(
+                    "not confirmed by {replicas} replica(s) within {ms} ms (WAIT fell short): \
+                     treated as a lost reply"
+                ),
+            });
         }
+        T::from_redis_value(Value::Array(values)).map_err(|e| Self::corrupt(op, e))
+    }
+
+    /// Runs a pipeline (split by slot on a cluster); after a server restart
+    /// (empty script cache) loads the scripts and retries once.
+    async fn pipeline<T: FromRedisValue>(
+        &self,
+        op: &'static str,
+        pipe: &Pipeline,
+    ) -> CoordResult<T> {
+        let values = self
+            .conn
+            .pipeline(pipe)
+            .await
+            .map_err(|e| self.map_err(op, e))?;
+        T::from_redis_value(Value::Array(values)).map_err(|e| Self::corrupt(op, e))
+    }
+
+    /// Indices of `items` grouped so that each group's shards share one
+    /// cluster slot, in first-seen order; one group of all on a server.
+    fn by_slot<T>(&self, items: &[T], shard: impl Fn(&T) -> u32) -> Vec<Vec<usize>> {
+        if !self.conn.is_cluster() {
+            return vec![(0..items.len()).collect()];
+        }
+        let mut groups: Vec<Vec<usize>> = Vec::new();
+        let mut group_of = std::collections::HashMap::new();
+        for (i, item) in items.iter().enumerate() {
+            let slot = redis::cluster_routing::Slot::for_key(self.keys.lease(shard(item)));
+            let g = *group_of.entry(slot).or_insert_with(|| {
+                groups.push(Vec::new());
+                groups.len() - 1
+            });
+            groups[g].push(i);
+        }
+        groups
     }
 
     fn evalsha(pipe: &mut Pipeline, script: &Script, keys: &[String], args: &[String]) {
@@ -359,6 +433,27 @@ impl RedisCoordinator {
             .into_iter()
             .zip(found)
             .find_map(|(n, here)| here.then_some(n)))
+    }
+
+    /// The ring shard of a job (a Redis Cluster keeps only sharded jobs).
+    fn shard(&self, job_id: &str) -> u32 {
+        shard_of(job_id, self.ring.shard_count)
+    }
+
+    /// A `leader` or `broadcast` job on a Redis Cluster: its shard's keys
+    /// are in another slot than the job's ring shard, and a placement
+    /// change would have to move the job between slots, which no script
+    /// can do atomically; refused until that move has a design of its own
+    /// (see "Redis Cluster" in docs/ARCHITECTURE.md).
+    fn no_placements_on_a_cluster(spec: &JobSpec) -> CoordError {
+        CoordError::InvalidJob(shardcron_core::JobValidationError {
+            job_id: spec.id.clone(),
+            field: "placement",
+            message: format!(
+                "{} is not available on a Redis Cluster store yet (only sharded); use one Redis server, PostgreSQL or etcd for leader and broadcast jobs",
+                spec.placement
+            ),
+        })
     }
 
     /// The job moved between its shards on every look: writers keep
@@ -561,7 +656,7 @@ impl Coordinator for RedisCoordinator {
             ];
             Self::evalsha(&mut pipe, &self.scripts.acquire, &keys, &args);
         }
-        let replies: Vec<(i64, String)> = self.pipeline("acquire leases", &pipe).await?;
+        let replies: Vec<(i64, String)> = self.pipeline_confirmed("acquire leases", &pipe).await?;
         self.history.forget_shards(
             shards
                 .iter()
@@ -599,21 +694,33 @@ impl Coordinator for RedisCoordinator {
         }
         // A node's renewals go in calls of up to RENEW_CHUNK leases (not one
         // call per lease): each lease is still checked on its own.
+        // On a cluster, one call per slot's leases (a script keeps to a slot).
         let mut pipe = redis::pipe();
-        for chunk in leases.chunks(RENEW_CHUNK) {
-            let keys: Vec<String> = chunk.iter().map(|&(s, _)| self.keys.lease(s)).collect();
-            let mut args = Vec::with_capacity(chunk.len() + 1);
-            args.push(ttl.as_millis().to_string());
-            args.extend(chunk.iter().map(|&(_, token)| format!("{holder}|{token}")));
-            Self::evalsha(&mut pipe, &self.scripts.renew, &keys, &args);
+        let mut order = Vec::with_capacity(leases.len());
+        for group in self.by_slot(leases, |&(shard, _)| shard) {
+            for chunk in group.chunks(RENEW_CHUNK) {
+                let keys: Vec<String> = chunk
+                    .iter()
+                    .map(|&i| self.keys.lease(leases[i].0))
+                    .collect();
+                let mut args = Vec::with_capacity(chunk.len() + 1);
+                args.push(ttl.as_millis().to_string());
+                args.extend(chunk.iter().map(|&i| format!("{holder}|{}", leases[i].1)));
+                Self::evalsha(&mut pipe, &self.scripts.renew, &keys, &args);
+                order.extend_from_slice(chunk);
+            }
         }
         let replies: Vec<Vec<i64>> = self.pipeline("renew leases", &pipe).await?;
-        let replies: Vec<i64> = replies.into_iter().flatten().collect();
-        if replies.len() != leases.len() {
+        let flat: Vec<i64> = replies.into_iter().flatten().collect();
+        if flat.len() != leases.len() {
             return Err(Self::corrupt(
                 "renew reply",
-                format!("{} answers for {} leases", replies.len(), leases.len()),
+                format!("{} answers for {} leases", flat.len(), leases.len()),
             ));
+        }
+        let mut replies = vec![0; leases.len()];
+        for (i, r) in order.into_iter().zip(flat) {
+            replies[i] = r;
         }
         self.history.forget_shards(
             leases
@@ -680,7 +787,22 @@ impl Coordinator for RedisCoordinator {
         if batches.is_empty() {
             return Ok(Vec::new());
         }
-        let calls = claim_calls(batches);
+        // On a cluster, a call carries batches of one slot only: the
+        // batches are grouped by slot and the outcomes put back in order.
+        let groups = self.by_slot(batches, |b| b.shard);
+        let grouped: Vec<Vec<ClaimBatch>> = if groups.len() == 1 {
+            Vec::new()
+        } else {
+            groups
+                .iter()
+                .map(|g| g.iter().map(|&i| batches[i].clone()).collect())
+                .collect()
+        };
+        let calls: Vec<&[ClaimBatch]> = if grouped.is_empty() {
+            claim_calls(batches)
+        } else {
+            grouped.iter().flat_map(|g| claim_calls(g)).collect()
+        };
         let mut pipe = redis::pipe();
         for call in &calls {
             let mut keys = Vec::with_capacity(call.len() * 4);
@@ -716,12 +838,22 @@ impl Coordinator for RedisCoordinator {
             }
             Self::evalsha(&mut pipe, &self.scripts.claim, &keys, &args);
         }
-        let replies: Vec<Vec<i64>> = self.pipeline("claim fires", &pipe).await?;
+        let replies: Vec<Vec<i64>> = self.pipeline_confirmed("claim fires", &pipe).await?;
         let mut outcomes = Vec::with_capacity(batches.len());
         for (call, codes) in calls.iter().zip(&replies) {
             split_claim_reply(call, codes, &mut outcomes)?;
         }
-        Ok(outcomes)
+        if grouped.is_empty() {
+            return Ok(outcomes);
+        }
+        let mut ordered: Vec<Option<BatchOutcome>> = vec![None; batches.len()];
+        for (i, outcome) in groups.into_iter().flatten().zip(outcomes) {
+            ordered[i] = Some(outcome);
+        }
+        ordered
+            .into_iter()
+            .map(|o| o.ok_or_else(|| Self::corrupt("claim reply", "a batch without an outcome")))
+            .collect()
     }
 
     async fn put_job(
@@ -732,6 +864,14 @@ impl Coordinator for RedisCoordinator {
         let units = spec.validate()?.load_units();
         let shard = job_shard(&spec.id, spec.placement, self.ring.shard_count);
         let json = serde_json::to_string(spec).map_err(|e| Self::corrupt("job spec", e))?;
+        if self.conn.is_cluster() {
+            if spec.placement != Placement::Sharded {
+                return Err(Self::no_placements_on_a_cluster(spec));
+            }
+            return self
+                .put_job_split(spec, expected_version, units, json)
+                .await;
+        }
         for _ in 0..MAX_RELOCATIONS {
             let source = self.locate(&spec.id).await?.filter(|&s| s != shard);
             let from = source.unwrap_or(shard);
@@ -805,6 +945,17 @@ impl Coordinator for RedisCoordinator {
     }
 
     async fn delete_job(&self, job_id: &str, expected_version: Option<u64>) -> CoordResult<bool> {
+        if self.conn.is_cluster() {
+            if let Some(removed) = self.delete_job_split(job_id, expected_version).await? {
+                return Ok(removed);
+            }
+            let current = self.get_job(job_id).await?.map_or(0, |j| j.version);
+            return Err(CoordError::VersionConflict {
+                job_id: job_id.to_owned(),
+                expected: expected_version.unwrap_or(0),
+                current,
+            });
+        }
         for _ in 0..MAX_RELOCATIONS {
             let Some(shard) = self.locate(job_id).await? else {
                 return Ok(false);
@@ -930,6 +1081,9 @@ impl Coordinator for RedisCoordinator {
         } else {
             format!("[{prefix}\u{ff}")
         };
+        if self.conn.is_cluster() {
+            return self.list_jobs_checked(min, &max, limit).await;
+        }
         let fetch = limit.saturating_add(1);
         let mut ids: Vec<String> = self
             .query(
@@ -1005,25 +1159,34 @@ impl Coordinator for RedisCoordinator {
         // One MGET per chunk rather than a GET per shard: a node polls all
         // its shards' versions every `poll_interval`, which was a fifth of
         // a command per fire at 1,000 jobs on 1,024 shards.
+        // On a cluster an MGET keeps to one slot: one per slot's shards.
         let mut pipe = redis::pipe();
-        for chunk in shards.chunks(VERSIONS_PER_MGET) {
-            let mut mget = redis::cmd("MGET");
-            for &shard in chunk {
-                mget.arg(self.keys.shard_version(shard));
+        let mut order = Vec::with_capacity(shards.len());
+        for group in self.by_slot(shards, |&shard| shard) {
+            for chunk in group.chunks(VERSIONS_PER_MGET) {
+                let mut mget = redis::cmd("MGET");
+                for &i in chunk {
+                    mget.arg(self.keys.shard_version(shards[i]));
+                }
+                pipe.add_command(mget);
+                order.extend_from_slice(chunk);
             }
-            pipe.add_command(mget);
         }
         let replies: Vec<Vec<Option<u64>>> = self.pipeline("shard versions", &pipe).await?;
-        let versions: Vec<u64> = replies
+        let flat: Vec<u64> = replies
             .into_iter()
             .flatten()
             .map(|v| v.unwrap_or(0))
             .collect();
-        if versions.len() != shards.len() {
+        if flat.len() != shards.len() {
             return Err(Self::corrupt(
                 "shard versions reply",
-                format!("{} versions for {} shards", versions.len(), shards.len()),
+                format!("{} versions for {} shards", flat.len(), shards.len()),
             ));
+        }
+        let mut versions = vec![0; shards.len()];
+        for (i, v) in order.into_iter().zip(flat) {
+            versions[i] = v;
         }
         Ok(versions)
     }

@@ -1,10 +1,14 @@
 //! The Lua scripts, loaded once per process.
 //!
 //! Each per-shard script touches only keys of one shard's hash tag, so it runs
-//! atomically in one slot; fleet scripts touch only `{ns}` keys. The one
-//! exception is `renew.lua`, which extends a node's leases of many shards in
-//! one call on one server: each lease is checked and extended on its own, so
-//! it needs no atomicity across shards. The sources live in `lua/` next to
+//! atomically in one slot; fleet scripts touch only `{ns}` keys. Three take
+//! keys of many shards on one server: `renew.lua` and `claim.lua` (each
+//! lease or batch decided on its own, so they need no atomicity across
+//! shards: on a cluster a call carries one slot's shards), and
+//! `put_job.lua` / `delete_job.lua`, which also move the namespace's job
+//! index and live weights; on a cluster those two are replaced by a
+//! per-shard step and a namespace step (`put_job_shard.lua`,
+//! `delete_job_shard.lua`, `set_weight.lua`). The sources live in `lua/` next to
 //! this file so they can be read and reviewed as Lua.
 
 use redis::Script;
@@ -58,6 +62,12 @@ pub struct Scripts {
     /// Hand back fires whose claim reply was lost, for the lease holder to
     /// recover.
     pub hand_back: Script,
+    /// `put_job_shard.lua`: the shard step of a job write on a cluster.
+    pub put_job_shard: Script,
+    /// `delete_job_shard.lua`: the shard step of a removal on a cluster.
+    pub delete_job_shard: Script,
+    /// `set_weight.lua`: the namespace step of a job write on a cluster.
+    pub set_weight: Script,
 }
 
 impl Scripts {
@@ -81,11 +91,14 @@ impl Scripts {
             close: Script::new(include_str!("lua/close.lua")),
             sweep_history: Script::new(include_str!("lua/sweep_history.lua")),
             hand_back: Script::new(include_str!("lua/hand_back.lua")),
+            put_job_shard: Script::new(with_migration!("lua/put_job_shard.lua")),
+            delete_job_shard: Script::new(with_migration!("lua/delete_job_shard.lua")),
+            set_weight: Script::new(include_str!("lua/set_weight.lua")),
         }
     }
 
     /// Sources of all scripts, for `SCRIPT LOAD` after a server restart.
-    pub fn sources() -> [&'static str; 17] {
+    pub fn sources() -> [&'static str; 20] {
         [
             include_str!("lua/heartbeat.lua"),
             include_str!("lua/members.lua"),
@@ -104,6 +117,9 @@ impl Scripts {
             include_str!("lua/close.lua"),
             include_str!("lua/sweep_history.lua"),
             include_str!("lua/hand_back.lua"),
+            with_migration!("lua/put_job_shard.lua"),
+            with_migration!("lua/delete_job_shard.lua"),
+            include_str!("lua/set_weight.lua"),
         ]
     }
 }

@@ -339,7 +339,54 @@ async fn a_job_re_created_in_another_placement_is_not_claimed_in_its_old_shard(e
     );
 }
 
-conformance!(
+/// On a Redis Cluster, a job's placement shards are in other slots than
+/// its ring shard, and a placement change would move it between slots,
+/// which no script does atomically: the store keeps sharded jobs only, and
+/// refuses the others naming the field, writing nothing.
+async fn a_cluster_refuses_leader_and_broadcast_jobs(env: Env) {
+    let c = env.coord().await;
+    for placement in [Placement::Leader, Placement::Broadcast] {
+        let err = c
+            .put_job(&placed("apart", placement), None)
+            .await
+            .expect_err("refused on a cluster");
+        assert!(err.to_string().contains("placement"), "{err}");
+    }
+    assert!(c.get_job("apart").await.expect("get").is_none());
+    assert!(c
+        .list_jobs("", None, 10)
+        .await
+        .expect("list")
+        .ids
+        .is_empty());
+}
+
+/// Every case on every store that keeps placements (not a Redis Cluster).
+macro_rules! placement_stores {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $( #[tokio::test] async fn $name() { super::$name(super::Env::memory()).await } )*
+        }
+        mod redis {
+            $( #[tokio::test] async fn $name() { super::$name(super::Env::redis()).await } )*
+        }
+        mod postgres {
+            $( #[tokio::test] async fn $name() { super::$name(super::Env::postgres()).await } )*
+        }
+        mod etcd {
+            $( #[tokio::test] async fn $name() { super::$name(super::Env::etcd()).await } )*
+        }
+    };
+}
+
+mod redis_cluster {
+    #[tokio::test]
+    async fn a_cluster_refuses_leader_and_broadcast_jobs() {
+        super::a_cluster_refuses_leader_and_broadcast_jobs(super::Env::redis_cluster()).await
+    }
+}
+
+placement_stores!(
     a_job_re_created_in_another_placement_is_not_claimed_in_its_old_shard,
     leader_and_broadcast_jobs_live_in_their_own_shards,
     a_placement_change_moves_the_job_with_its_watermark_and_triggers,

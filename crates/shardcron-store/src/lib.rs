@@ -2,6 +2,7 @@
 //!
 //! Commands, the daemon and embedders should not care which store a fleet
 //! runs on: the URL's scheme picks it (`redis://`/`rediss://`: Redis,
+//! `redis+cluster://host:port[,host:port…]`: a Redis Cluster,
 //! `postgres://`/`postgresql://`: PostgreSQL, `etcd://`/`etcds://`: etcd,
 //! `host:port[,host:port…]`), and every caller gets the
 //! same [`Coordinator`] behind an `Arc`. It lives in a crate of its own
@@ -12,19 +13,26 @@
 
 use std::sync::Arc;
 
-use shardcron_coord::{redact_url, CoordError, Coordinator, RedisCoordinator};
+use shardcron_coord::{check_redis_url, redact_url, CoordError, Coordinator, RedisCoordinator};
 use shardcron_core::RingConfig;
 use shardcron_etcd::{redact_etcd_url, EtcdCoordinator};
 use shardcron_postgres::PostgresCoordinator;
 
 /// The URL schemes [`open_store`] accepts, as written before `://`.
-pub const SUPPORTED_SCHEMES: &[&str] =
-    &["redis", "rediss", "postgres", "postgresql", "etcd", "etcds"];
+pub const SUPPORTED_SCHEMES: &[&str] = &[
+    "redis",
+    "rediss",
+    "postgres",
+    "postgresql",
+    "etcd",
+    "etcds",
+    "redis+cluster",
+];
 
 /// Which store a URL names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StoreKind {
-    /// Redis (`redis://`, `rediss://`).
+    /// Redis (`redis://`, `rediss://`; `redis+cluster://` for a cluster).
     Redis,
     /// PostgreSQL (`postgres://`, `postgresql://`).
     Postgres,
@@ -72,7 +80,7 @@ pub fn store_kind(url: &str) -> Result<StoreKind, OpenError> {
         .split_once("://")
         .map(|(scheme, _)| scheme.to_ascii_lowercase());
     match scheme.as_deref() {
-        Some("redis" | "rediss") => Ok(StoreKind::Redis),
+        Some("redis" | "rediss" | "redis+cluster") => Ok(StoreKind::Redis),
         Some("postgres" | "postgresql") => Ok(StoreKind::Postgres),
         Some("etcd" | "etcds") => Ok(StoreKind::Etcd),
         _ => Err(OpenError::UnsupportedScheme {
@@ -90,7 +98,13 @@ pub async fn open_store(
     ring: RingConfig,
 ) -> Result<Arc<dyn Coordinator>, OpenError> {
     Ok(match store_kind(url)? {
-        StoreKind::Redis => Arc::new(RedisCoordinator::connect(url, namespace, ring).await?),
+        StoreKind::Redis => {
+            check_redis_url(url).map_err(|message| OpenError::InvalidUrl {
+                url: redact_url(url),
+                message,
+            })?;
+            Arc::new(RedisCoordinator::connect(url, namespace, ring).await?)
+        }
         StoreKind::Postgres => {
             check_postgres_url(url)?;
             Arc::new(PostgresCoordinator::connect(url, namespace, ring).await?)

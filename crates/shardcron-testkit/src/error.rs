@@ -155,6 +155,11 @@ pub enum TestkitError {
     #[error("RESP protocol error: {0}")]
     Protocol(String),
 
+    /// A Redis Cluster could not be formed (slots assigned, nodes met,
+    /// replicas attached) or did not reach `cluster_state:ok` in time.
+    #[error("redis cluster setup: {0}")]
+    ClusterSetup(String),
+
     /// The peer closed the connection before a complete reply arrived.
     #[error("connection closed by peer before a complete reply arrived")]
     ConnectionClosed,

@@ -13,6 +13,8 @@
 //!   (with optional AOF so acknowledged writes survive a crash). It also has a
 //!   tiny synchronous [`command`](RedisServer::command) helper for setup and
 //!   assertions without a Redis client.
+//! * [`RedisCluster`]: a private Redis Cluster of such servers (three or
+//!   more masters, optionally one replica each), for the cluster store.
 //! * [`PostgresServer`]: the same for PostgreSQL (`initdb` + `postgres` in a
 //!   temporary directory, run as the `postgres` user when the tests run as
 //!   root), for the PostgreSQL store's tests.
@@ -45,6 +47,7 @@ mod error;
 pub mod etcd_server;
 pub mod fault_proxy;
 pub mod postgres_server;
+pub mod redis_cluster;
 pub mod redis_server;
 pub mod resp;
 
@@ -54,6 +57,7 @@ pub use error::TestkitError;
 pub use etcd_server::{EtcdServer, ETCD_ENV, MAX_TXN_OPS};
 pub use fault_proxy::{FaultMode, FaultProxy};
 pub use postgres_server::PostgresServer;
+pub use redis_cluster::RedisCluster;
 pub use redis_server::{RedisServer, RedisServerBuilder, REDIS_SERVER_ENV};
 pub use resp::{RespConnection, RespValue};
 

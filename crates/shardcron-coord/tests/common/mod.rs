@@ -15,12 +15,14 @@ use shardcron_coord::{
 use shardcron_core::{JobSpec, RingConfig};
 use shardcron_etcd::EtcdCoordinator;
 use shardcron_postgres::{NamespaceSchema, PostgresCoordinator};
-use shardcron_testkit::{EtcdServer, PostgresServer, RedisServer};
+use shardcron_testkit::{EtcdServer, PostgresServer, RedisCluster, RedisServer};
 
 /// The store a case runs against.
 pub enum Env {
     Memory(MemoryStore),
     Redis(RedisServer),
+    /// A private three-master Redis Cluster (no replicas).
+    RedisCluster(RedisCluster),
     Postgres(PostgresServer),
     Etcd(EtcdServer),
 }
@@ -34,6 +36,10 @@ impl Env {
 
     pub fn redis() -> Self {
         Env::Redis(RedisServer::start().expect("start redis-server"))
+    }
+
+    pub fn redis_cluster() -> Self {
+        Env::RedisCluster(RedisCluster::start(3, 0).expect("start redis cluster"))
     }
 
     pub fn postgres() -> Self {
@@ -63,6 +69,9 @@ impl Env {
             Env::Redis(server) => {
                 Arc::new(RedisCoordinator::connect(&server.url(), "conf", ring).await?)
             }
+            Env::RedisCluster(cluster) => {
+                Arc::new(RedisCoordinator::connect(&cluster.url(), "conf", ring).await?)
+            }
             Env::Postgres(server) => {
                 Arc::new(PostgresCoordinator::connect(&server.url(), "conf", ring).await?)
             }
@@ -82,6 +91,9 @@ impl Env {
             Env::Memory(store) => store.forget_config(),
             Env::Redis(server) => {
                 let () = raw_redis(server, ::redis::cmd("DEL").arg("{conf}:config")).await;
+            }
+            Env::RedisCluster(cluster) => {
+                let () = raw_cluster(cluster, ::redis::cmd("DEL").arg("{conf}:config")).await;
             }
             Env::Postgres(server) => {
                 raw_pg(server, &format!("DELETE FROM {}", pg_table("config")), &[]).await;
@@ -118,6 +130,24 @@ impl Env {
                 )
                 .await;
             }
+            Env::RedisCluster(cluster) => {
+                let () = raw_cluster(
+                    cluster,
+                    ::redis::cmd("HSET")
+                        .arg(format!("{{conf:{shard}}}:jobs"))
+                        .arg(id)
+                        .arg(json),
+                )
+                .await;
+                let () = raw_cluster(
+                    cluster,
+                    ::redis::cmd("HSET")
+                        .arg(format!("{{conf:{shard}}}:last"))
+                        .arg(format!("{id}|v"))
+                        .arg(999_999),
+                )
+                .await;
+            }
             Env::Postgres(server) => {
                 let sql = format!(
                     "INSERT INTO {} (job_id, shard, version, record) VALUES ($1, $2, 999999, $3)
@@ -136,6 +166,21 @@ impl Env {
             }
         }
     }
+}
+
+/// One raw command on a cluster, routed by its key.
+pub async fn raw_cluster<T: ::redis::FromRedisValue>(
+    cluster: &RedisCluster,
+    cmd: &::redis::Cmd,
+) -> T {
+    let nodes: Vec<String> = cluster.nodes().map(|n| n.url()).collect();
+    let client = ::redis::cluster::ClusterClient::new(nodes).expect("cluster client");
+    let mut conn = client
+        .get_async_connection()
+        .await
+        .expect("connect to cluster");
+    let value: ::redis::Value = cmd.query_async(&mut conn).await.expect("raw command");
+    ::redis::from_redis_value(value).unwrap_or_else(|e| panic!("reply: {e}"))
 }
 
 pub async fn raw_redis<T: ::redis::FromRedisValue>(server: &RedisServer, cmd: &::redis::Cmd) -> T {
@@ -232,6 +277,9 @@ macro_rules! conformance {
         }
         mod redis {
             $( #[tokio::test] async fn $name() { super::$name(super::Env::redis()).await } )*
+        }
+        mod redis_cluster {
+            $( #[tokio::test] async fn $name() { super::$name(super::Env::redis_cluster()).await } )*
         }
         mod postgres {
             $( #[tokio::test] async fn $name() { super::$name(super::Env::postgres()).await } )*
