@@ -162,6 +162,18 @@ pub fn document(doc: &OpenApiDoc, state: &ApiState) -> Value {
         if present {
             forms.push(json!({"$ref": format!("#/components/schemas/{form}")}));
             schemas[form]["properties"]["misfire_grace"]["pattern"] = json!(grace);
+            // A broadcast job runs without a claim, so nothing could recover
+            // its fires: the one pair of field values the API refuses
+            // together (400 `invalid_job` on `delivery`), stated here so the
+            // document calls no request valid that the API refuses.
+            schemas[form]["not"] = json!({
+                "description": "placement broadcast with delivery at_least_once",
+                "required": ["placement", "delivery"],
+                "properties": {
+                    "placement": {"const": "broadcast"},
+                    "delivery": {"const": "at_least_once"}
+                }
+            });
         } else if let Some(map) = schemas.as_object_mut() {
             map.remove(form);
         }
