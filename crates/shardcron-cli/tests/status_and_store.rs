@@ -151,12 +151,13 @@ async fn pause_and_resume_keep_the_rest_of_the_job() {
 }
 
 #[tokio::test]
-async fn job_ls_and_job_get_show_the_delivery() {
+async fn job_ls_and_job_get_show_the_placement_and_the_delivery() {
     let coord = MemoryStore::new()
         .coordinator("d", RING)
         .expect("coordinator");
     let mut least = JobSpec::new("least", "@every 5s", "noop");
     least.delivery = Delivery::AtLeastOnce;
+    least.placement = shardcron_core::Placement::Leader;
     least.cost = Some(2.5);
     coord.put_job(&least, None).await.expect("put");
     coord
@@ -174,13 +175,23 @@ async fn job_ls_and_job_get_show_the_delivery() {
         .collect();
     assert_eq!(
         lines[0],
-        ["ID", "SCHEDULE", "TZ", "HANDLER", "COST", "DELIVERY", "PAUSED", "VERSION"],
+        [
+            "ID",
+            "SCHEDULE",
+            "TZ",
+            "HANDLER",
+            "COST",
+            "PLACEMENT",
+            "DELIVERY",
+            "PAUSED",
+            "VERSION"
+        ],
         "{text}"
     );
     assert_eq!(lines.len(), 3, "{text}");
     // `@every 5s` is two words.
     assert_eq!(
-        lines[1][..7],
+        lines[1][..8],
         [
             "least",
             "@every",
@@ -188,13 +199,22 @@ async fn job_ls_and_job_get_show_the_delivery() {
             "UTC",
             "noop",
             "2.5",
+            "leader",
             "at_least_once"
         ],
         "{text}"
     );
     assert_eq!(
-        lines[2][..6],
-        ["most", "@hourly", "UTC", "noop", "1", "at_most_once"],
+        lines[2][..7],
+        [
+            "most",
+            "@hourly",
+            "UTC",
+            "noop",
+            "1",
+            "sharded",
+            "at_most_once"
+        ],
         "{text}"
     );
     // `job get` and `job ls --json` print the stored job, which always
