@@ -123,8 +123,9 @@ pub fn kill_dash_nine_and_restart(store: StoreKind) {
     std::thread::sleep(Duration::from_secs(5));
     let to = now_ms() - 2000;
     f.stop_all();
+    let leader_jobs = f.jobs.iter().filter(|j| j.starts_with("lead-")).count();
     row(
-        "kill -9 of the leader (with 4 leader jobs), restarted",
+        &format!("kill -9 of the leader (with {leader_jobs} leader jobs), restarted"),
         &f,
         from,
         to,
@@ -200,7 +201,11 @@ pub fn sigstop_past_the_lease_ttl_then_sigcont(store: StoreKind) {
     // Fires the paused node had claimed but not started when it stopped are
     // not run by anyone: it must not run them late from a stale lease.
     row(
-        "SIGSTOP of the leader 4 s (> lease TTL 1.5 s), SIGCONT",
+        if store == StoreKind::RedisCluster {
+            "SIGSTOP 4 s (> lease TTL 1.5 s), SIGCONT"
+        } else {
+            "SIGSTOP of the leader 4 s (> lease TTL 1.5 s), SIGCONT"
+        },
         &f,
         from,
         to,
