@@ -69,7 +69,25 @@ pub enum CoordError {
     InvalidJob(#[from] shardcron_core::JobValidationError),
 }
 
+/// How often a job write looks for the job again when a concurrent write
+/// moved it between its candidate shards (a store's write answers "look
+/// again" when the job is no longer where it was found).
+pub const MAX_RELOCATIONS: usize = 8;
+
 impl CoordError {
+    /// The job moved between its candidate shards on each of
+    /// [`MAX_RELOCATIONS`] looks: other writers keep changing its placement
+    /// faster than this write can follow. Nothing was written; retrying is
+    /// safe.
+    pub fn moved_while_written(job_id: &str) -> Self {
+        Self::Store {
+            op: "write job",
+            message: format!(
+                "job {job_id:?} moved between shards {MAX_RELOCATIONS} times while being written; another writer keeps changing its placement, retry"
+            ),
+        }
+    }
+
     /// True when the store was unreachable (worth retrying later).
     pub fn is_unreachable(&self) -> bool {
         matches!(self, Self::Unreachable { .. })

@@ -19,7 +19,7 @@ pub mod redis_coord;
 pub mod scripts;
 
 pub use coordinator::{CoordResult, Coordinator};
-pub use error::CoordError;
+pub use error::{CoordError, MAX_RELOCATIONS};
 pub use keyspace::{claim_record, Keyspace};
 pub use memory::{MemoryCoordinator, MemoryStore, ShardState, StoreClock};
 pub use model::{

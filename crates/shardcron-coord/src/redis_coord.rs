@@ -23,7 +23,7 @@ use shardcron_core::{
 use tokio::sync::broadcast;
 
 use crate::coordinator::{CoordResult, Coordinator};
-use crate::error::CoordError;
+use crate::error::{CoordError, MAX_RELOCATIONS};
 use crate::events::spawn_subscriber;
 use crate::keyspace::Keyspace;
 use crate::model::{
@@ -60,9 +60,6 @@ const RENEW_CHUNK: usize = 1024;
 /// Shard versions read by one `MGET` (one reply of a few kilobytes).
 const VERSIONS_PER_MGET: usize = 1024;
 
-/// How often a job write looks for the job again when a concurrent write
-/// moved it between its candidate shards (see `put_job.lua`).
-const MAX_RELOCATIONS: usize = 8;
 /// Least record time between two steps of one coordinator's sweep of
 /// deleted jobs' history, ms.
 pub(crate) const HISTORY_SWEEP_EVERY_MS: u64 = 60_000;
@@ -454,17 +451,6 @@ impl RedisCoordinator {
                 spec.placement
             ),
         })
-    }
-
-    /// The job moved between its shards on every look: writers keep
-    /// changing its placement faster than this write can follow.
-    fn relocation_race(job_id: &str) -> CoordError {
-        CoordError::Store {
-            op: "write job",
-            message: format!(
-                "job {job_id:?} moved between shards {MAX_RELOCATIONS} times while being written; another writer keeps changing its placement, retry"
-            ),
-        }
     }
 
     fn corrupt(what: impl Into<String>, message: impl ToString) -> CoordError {
@@ -926,7 +912,7 @@ impl Coordinator for RedisCoordinator {
                 other => Err(Self::corrupt("put job reply", format!("{other:?}"))),
             };
         }
-        Err(Self::relocation_race(&spec.id))
+        Err(CoordError::moved_while_written(&spec.id))
     }
 
     async fn get_job(&self, job_id: &str) -> CoordResult<Option<StoredJob>> {
@@ -995,7 +981,7 @@ impl Coordinator for RedisCoordinator {
                 }
             };
         }
-        Err(Self::relocation_race(job_id))
+        Err(CoordError::moved_while_written(job_id))
     }
 
     async fn trigger_job(&self, job_id: &str) -> CoordResult<Option<i64>> {
@@ -1022,7 +1008,7 @@ impl Coordinator for RedisCoordinator {
                 return Ok(Some(at));
             }
         }
-        Err(Self::relocation_race(job_id))
+        Err(CoordError::moved_while_written(job_id))
     }
 
     async fn read_triggers(

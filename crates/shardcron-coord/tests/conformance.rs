@@ -157,6 +157,46 @@ async fn leases_fence_and_release_only_if_ours(env: Env) {
     assert!(t3c > t3b);
 }
 
+/// A holder whose lease ended in the store (a restart without persistence,
+/// or a pause past the TTL) renews with its old token. The refusal must not
+/// touch the new holder's lease: shortening it to the renewer's TTL would
+/// let a third node take the shard while the new holder still counts on it
+/// (two holders at once); lengthening it would keep a dead holder's shard.
+async fn a_refused_renewal_leaves_the_new_holders_expiry_alone(env: Env) {
+    let c = env.coord().await;
+    let short = Duration::from_millis(200);
+    let long = Duration::from_secs(30);
+    let t1 = match c
+        .acquire_leases(&[6], "n1/x", short)
+        .await
+        .expect("acquire")[0]
+    {
+        LeaseGrant::Granted { token } => token,
+        ref other => panic!("{other:?}"),
+    };
+    tokio::time::sleep(env.expiry_wait(short, Duration::from_millis(300))).await;
+    let t2 = match c.acquire_leases(&[6], "n2/y", long).await.expect("acquire")[0] {
+        LeaseGrant::Granted { token } => token,
+        ref other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        c.renew_leases(&[(6, t1)], "n1/x", short)
+            .await
+            .expect("renew"),
+        vec![false],
+        "a renewal with the lost lease's token is refused"
+    );
+    tokio::time::sleep(env.expiry_wait(short, Duration::from_millis(300))).await;
+    assert_eq!(
+        c.acquire_leases(&[6], "n3/z", long).await.expect("acquire")[0],
+        LeaseGrant::HeldBy {
+            holder: "n2/y".into(),
+            token: t2
+        },
+        "the new holder's lease must outlive the refused renewer's TTL"
+    );
+}
+
 async fn claims_are_exactly_once_and_fenced(env: Env) {
     let c = env.coord().await;
     let stored = c.put_job(&job("alpha"), None).await.expect("put");
@@ -1282,6 +1322,7 @@ conformance!(
     job_writes_keep_shard_weights_exact,
     the_weights_snapshot_refreshes_at_most_once_per_interval,
     the_placement_is_stored_by_compare_and_set,
+    a_refused_renewal_leaves_the_new_holders_expiry_alone,
 );
 
 #[tokio::test]

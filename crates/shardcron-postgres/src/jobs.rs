@@ -4,26 +4,13 @@
 
 use shardcron_coord::{
     decode_shard_jobs, CoordError, CoordResult, JobPage, QueuedTrigger, ShardJobs, StoredJob,
+    MAX_RELOCATIONS,
 };
 use shardcron_core::JobSpec;
 
 use crate::coordinator::PostgresCoordinator;
 use crate::error::{corrupt, map_pg};
 use crate::leases::{shards_param, tokens_param};
-
-/// How often a job write looks for the job again when a concurrent write
-/// moved it to another shard (the functions answer -2).
-const MAX_RELOCATIONS: usize = 8;
-
-/// The job moved on every look: writers keep changing its placement.
-fn relocation_race(job_id: &str) -> CoordError {
-    CoordError::Store {
-        op: "write job",
-        message: format!(
-            "job {job_id:?} moved between shards {MAX_RELOCATIONS} times while being written; another writer keeps changing its placement, retry"
-        ),
-    }
-}
 
 impl PostgresCoordinator {
     /// [`shardcron_coord::Coordinator::put_job`]: `put_job()`.
@@ -64,7 +51,7 @@ impl PostgresCoordinator {
             }
             return Self::put_reply(spec, expected_version, &reply);
         }
-        Err(relocation_race(&spec.id))
+        Err(CoordError::moved_while_written(&spec.id))
     }
 
     /// The shard the job `job_id` is stored in, if it exists.
@@ -157,7 +144,7 @@ impl PostgresCoordinator {
                 }
             };
         }
-        Err(relocation_race(job_id))
+        Err(CoordError::moved_while_written(job_id))
     }
 
     /// [`shardcron_coord::Coordinator::trigger_job`]: `trigger_job()`.
@@ -179,7 +166,7 @@ impl PostgresCoordinator {
                 return Ok((at >= 0).then_some(at));
             }
         }
-        Err(relocation_race(job_id))
+        Err(CoordError::moved_while_written(job_id))
     }
 
     /// [`shardcron_coord::Coordinator::read_triggers`]: `read_triggers()`, all leases in one call.
