@@ -281,9 +281,24 @@ pub struct LiveArgs {
     /// else the newest `/usr/lib/postgresql/*/bin`) or `etcd` (a one-member
     /// etcd in a temporary directory on free loopback ports, its gRPC
     /// requests, raft proposals and CPU read from its `/metrics`; the
-    /// binary from `SHARDCRON_ETCD`, else `PATH`).
+    /// binary from `SHARDCRON_ETCD`, else `PATH`) or `redis-cluster` (a
+    /// Redis Cluster of `--cluster-masters` masters with
+    /// `--cluster-replicas` replicas each, on free loopback ports; commands
+    /// are counted on the masters, CPU on every node).
     #[arg(long, value_enum, default_value_t = LiveStore::Redis)]
     pub store: LiveStore,
+    /// With `--store redis-cluster`: masters of the private cluster.
+    #[arg(long, default_value_t = 3)]
+    pub cluster_masters: usize,
+    /// With `--store redis-cluster`: replicas per master.
+    #[arg(long, default_value_t = 0)]
+    pub cluster_replicas: usize,
+    /// With `--store redis-cluster`: the store's `min_replicas` (replicas
+    /// that must have a claim or a lease acquisition before it counts,
+    /// checked with `WAIT`); default: the store's own (1 with replicas,
+    /// else 0).
+    #[arg(long)]
+    pub min_replicas: Option<u32>,
     /// With `--store etcd`: the workers' self-compaction interval in
     /// seconds (`0`: off, the store as it was before self-compaction;
     /// default: the store's own, 2 s). The private etcd runs with etcd's
@@ -312,6 +327,8 @@ pub enum LiveStore {
     Postgres,
     /// A private one-member etcd.
     Etcd,
+    /// A private Redis Cluster.
+    RedisCluster,
 }
 
 impl LiveStore {
@@ -321,6 +338,7 @@ impl LiveStore {
             LiveStore::Redis => "redis",
             LiveStore::Postgres => "postgres",
             LiveStore::Etcd => "etcd",
+            LiveStore::RedisCluster => "redis-cluster",
         }
     }
 }

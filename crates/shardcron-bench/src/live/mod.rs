@@ -65,7 +65,7 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressStyle};
 use shardcron_core::{RingConfig, DEFAULT_VNODES};
 use shardcron_runtime::WorkerSettings;
-use shardcron_testkit::RedisServer;
+use shardcron_testkit::{RedisCluster, RedisServer};
 
 use crate::cli::{LiveArgs, LiveStore};
 use crate::error::BenchError;
@@ -123,6 +123,28 @@ struct Counters {
     process_cpu_s: f64,
 }
 
+/// A cluster's counters: commands summed over the masters (what the
+/// workers sent; a replica's count would be the masters' again), CPU over
+/// every node (replicas spend CPU applying the stream).
+fn cluster_counters(cluster: &RedisCluster) -> Result<Counters, BenchError> {
+    let mut total = Counters {
+        commands: BTreeMap::new(),
+        redis_cpu_s: 0.0,
+        process_cpu_s: stats::process_cpu_seconds(),
+    };
+    let masters: Vec<u16> = cluster.masters().iter().map(RedisServer::port).collect();
+    for node in cluster.nodes() {
+        let one = counters(node)?;
+        total.redis_cpu_s += one.redis_cpu_s;
+        if masters.contains(&node.port()) {
+            for (command, calls) in one.commands {
+                *total.commands.entry(command).or_default() += calls;
+            }
+        }
+    }
+    Ok(total)
+}
+
 /// Keys in the Redis database.
 fn key_count(server: &RedisServer) -> Result<i64, BenchError> {
     let reply = server
@@ -168,6 +190,7 @@ pub(crate) fn bar(len: u64, prefix: &'static str, template: &str) -> ProgressBar
 /// The private server of the run.
 enum StoreServer {
     Redis(RedisServer),
+    Cluster(RedisCluster),
     Postgres(PgStore),
     Etcd(EtcdStore),
 }
@@ -185,6 +208,14 @@ impl StoreServer {
                     .map_err(|e| BenchError::live("starting redis-server", e))?;
                 Ok(StoreServer::Redis(server))
             }
+            LiveStore::RedisCluster => {
+                let cluster = RedisCluster::start(args.cluster_masters, args.cluster_replicas)
+                    .map_err(|e| BenchError::live("starting the Redis Cluster", e))?;
+                if let Some(min) = args.min_replicas {
+                    cluster.set_url_options(&format!("min_replicas={min}"));
+                }
+                Ok(StoreServer::Cluster(cluster))
+            }
             LiveStore::Postgres => Ok(StoreServer::Postgres(PgStore::start()?)),
             LiveStore::Etcd => Ok(StoreServer::Etcd(EtcdStore::start(
                 args.etcd_compact_every,
@@ -196,6 +227,7 @@ impl StoreServer {
     fn url(&self) -> String {
         match self {
             StoreServer::Redis(server) => server.url(),
+            StoreServer::Cluster(cluster) => cluster.url(),
             StoreServer::Postgres(store) => store.url(),
             StoreServer::Etcd(store) => store.url(),
         }
@@ -205,6 +237,7 @@ impl StoreServer {
     fn verifier_url(&self) -> String {
         match self {
             StoreServer::Redis(server) => server.url(),
+            StoreServer::Cluster(cluster) => cluster.url(),
             StoreServer::Postgres(store) => store.verifier_url(),
             StoreServer::Etcd(store) => store.url(),
         }
@@ -215,6 +248,10 @@ impl StoreServer {
     fn memory(&self) -> Result<u64, BenchError> {
         match self {
             StoreServer::Redis(server) => used_memory(server),
+            StoreServer::Cluster(cluster) => cluster
+                .masters()
+                .iter()
+                .try_fold(0, |sum, m| Ok(sum + used_memory(m)?)),
             StoreServer::Postgres(store) => store.db_size(),
             StoreServer::Etcd(store) => store.db_size(),
         }
@@ -224,6 +261,10 @@ impl StoreServer {
     fn key_count(&self) -> Result<i64, BenchError> {
         match self {
             StoreServer::Redis(server) => key_count(server),
+            StoreServer::Cluster(cluster) => cluster
+                .masters()
+                .iter()
+                .try_fold(0, |sum, m| Ok(sum + key_count(m)?)),
             StoreServer::Postgres(_) => Ok(0),
             StoreServer::Etcd(store) => store.key_count(),
         }
@@ -232,6 +273,7 @@ impl StoreServer {
     fn counters(&self) -> Result<WindowCounters, BenchError> {
         match self {
             StoreServer::Redis(server) => Ok(WindowCounters::Redis(counters(server)?)),
+            StoreServer::Cluster(cluster) => Ok(WindowCounters::Redis(cluster_counters(cluster)?)),
             StoreServer::Postgres(store) => Ok(WindowCounters::Postgres(
                 store.counters()?,
                 stats::process_cpu_seconds(),
@@ -271,6 +313,17 @@ fn plan(args: &LiveArgs) -> Result<Plan, BenchError> {
         return Err(BenchError::InvalidArgs(
             "--every must be whole milliseconds, at least 1s".to_owned(),
         ));
+    }
+    if args.store != LiveStore::RedisCluster && args.min_replicas.is_some() {
+        return Err(BenchError::InvalidArgs(
+            "--min-replicas is only for --store redis-cluster".to_owned(),
+        ));
+    }
+    if args.store == LiveStore::RedisCluster && args.cluster_masters < 3 {
+        return Err(BenchError::InvalidArgs(format!(
+            "--cluster-masters must be at least 3 (Redis Cluster's minimum), got {}",
+            args.cluster_masters
+        )));
     }
     let events = match &args.churn {
         Some(spec) => churn::resolve(spec, args.workers, args.duration)
@@ -329,7 +382,7 @@ pub fn measure(args: &LiveArgs) -> Result<LiveReport, BenchError> {
     let schedule = plan.schedule.clone();
     let url = server.url();
     let store_version = match &server {
-        StoreServer::Redis(_) => None,
+        StoreServer::Redis(_) | StoreServer::Cluster(_) => None,
         StoreServer::Postgres(store) => Some(store.version.clone()),
         StoreServer::Etcd(store) => Some(store.version.clone()),
     };
@@ -439,6 +492,17 @@ pub fn measure(args: &LiveArgs) -> Result<LiveReport, BenchError> {
             let recorded = results::explain_by_records(redis, &mut attribution)?;
             (attribution, recorded)
         }
+        // A cluster's claim records are spread over its masters: misses are
+        // reported, not looked up (no crash explains them).
+        StoreServer::Cluster(_) => (
+            claims::attribute(
+                &missing,
+                timings.len(),
+                &results::crashes(&timings),
+                |_, _| None,
+            ),
+            results::RecordedMisses::new(),
+        ),
         StoreServer::Postgres(store) => {
             store.attribute_misses(&missing, timings.len(), &results::crashes(&timings))?
         }
