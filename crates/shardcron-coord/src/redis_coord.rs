@@ -11,6 +11,10 @@
 //! reconnect by themselves; every request has a response timeout so a
 //! partitioned node notices quickly and its runtime can stop firing before
 //! its leases could expire.
+//!
+//! A `rediss://` store is the same over TLS: the certificate files its URL
+//! names are read once and every connection uses them (see
+//! `tls_options.rs`).
 
 use std::time::Duration;
 

@@ -99,7 +99,6 @@ pub(crate) fn take_tls_options(url: &str) -> Result<(String, Option<StoreTls>), 
         }
     };
     let root_cert = ca.map(|ca| read_certificates("tls_ca", &ca)).transpose()?;
-    install_crypto_provider();
     Ok((
         url,
         Some(StoreTls {
@@ -114,6 +113,7 @@ pub(crate) fn take_tls_options(url: &str) -> Result<(String, Option<StoreTls>), 
 impl StoreTls {
     /// A client of `node` (a `rediss://` URL) with these certificates.
     pub(crate) fn client(&self, node: &str) -> Result<redis::Client, RedisError> {
+        install_crypto_provider();
         redis::Client::build_with_tls(node, self.certs.clone())
     }
 }
