@@ -193,3 +193,52 @@ fn a_bad_cluster_url_or_option_is_refused_before_connecting() {
         assert!(err.contains(expected), "{url}: {err}");
     }
 }
+
+/// A TLS store whose certificate files are unusable is a configuration
+/// error (exit code 3) naming the option and the file, found before any
+/// connection; a server certificate the given CA did not sign makes the
+/// store unreachable (exit code 4) with a message that says the TLS
+/// certificate verification failed.
+#[test]
+fn a_tls_store_with_bad_certificates_is_refused_with_what_is_wrong() {
+    use shardcron_testkit::{ClientAuth, RedisServer, TestPki};
+
+    let run = |url: &str| {
+        std::process::Command::new(bin())
+            .args(["--store", url, "job", "ls"])
+            .output()
+            .expect("run shardcron")
+    };
+    let cases = [
+        (
+            "rediss://127.0.0.1:1?tls_ca=/nonexistent/ca.pem",
+            "tls_ca=/nonexistent/ca.pem: cannot be read",
+        ),
+        (
+            "rediss://127.0.0.1:1?tls_cert=/nonexistent/client.pem",
+            "has no tls_key",
+        ),
+        ("redis://127.0.0.1:1?tls_ca=/x.pem", "need a rediss:// URL"),
+    ];
+    for (url, expected) in cases {
+        let o = run(url);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(3), "{url}: {err}");
+        assert!(err.contains(expected), "{url}: {err}");
+    }
+
+    let server = RedisServer::builder()
+        .tls(ClientAuth::Optional)
+        .start()
+        .expect("TLS redis-server");
+    let other = TestPki::new().expect("another CA");
+    let url = format!(
+        "rediss://127.0.0.1:{}?tls_ca={}",
+        server.port(),
+        other.ca().display()
+    );
+    let o = run(&url);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(4), "{err}");
+    assert!(err.contains("TLS certificate verification failed"), "{err}");
+}

@@ -25,7 +25,8 @@ pub const DEFAULT_NAMESPACE: &str = "shardcron";
 #[derive(Debug, Parser)]
 #[command(name = "shardcron", version, after_help = exit_codes_help())]
 pub struct Cli {
-    /// URL of the coordination store: redis://, rediss://,
+    /// URL of the coordination store: redis://,
+    /// rediss://...[?tls_ca=PATH&tls_cert=PATH&tls_key=PATH] (TLS),
     /// redis+cluster://host:port[,host:port...], postgres://,
     /// postgresql://, etcd:// or etcds:// (wins over --redis).
     #[arg(

@@ -11,6 +11,10 @@
 //! reconnect by themselves; every request has a response timeout so a
 //! partitioned node notices quickly and its runtime can stop firing before
 //! its leases could expire.
+//!
+//! A `rediss://` store is the same over TLS: the certificate files its URL
+//! names are read once and every connection uses them (see
+//! `tls_options.rs`).
 
 use std::time::Duration;
 
@@ -39,12 +43,14 @@ mod conn;
 mod delivery;
 mod history;
 mod job_writes;
+mod tls_options;
 
 use claim_calls::{claim_calls, split_claim_reply};
 pub use conn::{check_redis_url, CLUSTER_SCHEME};
 use conn::{parse_target, StoreConn};
 use history::HistoryState;
 pub(crate) use history::{newest_finish, HOUR_MS};
+use tls_options::{client, describe, take_tls_options};
 
 /// Runs kept in the namespace-wide history.
 pub const RUN_HISTORY_CAP: usize = 10_000;
@@ -143,21 +149,28 @@ impl RedisCoordinator {
         let url = redact_url(&options.url);
         let unreachable = |e: RedisError| CoordError::Unreachable {
             url: url.clone(),
-            message: e.to_string(),
+            message: describe(&e),
         };
-        let target = parse_target(&options.url).map_err(|message| CoordError::Unreachable {
+        let invalid = |message| CoordError::Unreachable {
             url: url.clone(),
             message,
-        })?;
+        };
+        let (plain_url, tls) = take_tls_options(&options.url).map_err(invalid)?;
+        let target = parse_target(&plain_url).map_err(invalid)?;
         let clients = target
             .nodes
             .iter()
-            .map(|node| redis::Client::open(node.as_str()))
+            .map(|node| client(node, tls.as_ref()))
             .collect::<Result<Vec<_>, _>>()
             .map_err(unreachable)?;
         let conn = tokio::time::timeout(
             options.connect_timeout * 4,
-            StoreConn::open(&target, options.response_timeout, options.connect_timeout),
+            StoreConn::open(
+                &target,
+                tls.as_ref(),
+                options.response_timeout,
+                options.connect_timeout,
+            ),
         )
         .await
         .map_err(|_| CoordError::Unreachable {

@@ -12,7 +12,9 @@
 //!   [`resume`](RedisServer::resume) and [`restart`](RedisServer::restart) it
 //!   (with optional AOF so acknowledged writes survive a crash). It also has a
 //!   tiny synchronous [`command`](RedisServer::command) helper for setup and
-//!   assertions without a Redis client.
+//!   assertions without a Redis client. With
+//!   [`tls`](RedisServerBuilder::tls) it serves TLS only, with certificates
+//!   of a [`TestPki`] made for it.
 //! * [`RedisCluster`]: a private Redis Cluster of such servers (three or
 //!   more masters, optionally one replica each), for the cluster store.
 //! * [`PostgresServer`]: the same for PostgreSQL (`initdb` + `postgres` in a
@@ -49,7 +51,9 @@ pub mod fault_proxy;
 pub mod postgres_server;
 pub mod redis_cluster;
 pub mod redis_server;
+pub mod redis_tls;
 pub mod resp;
+pub mod test_pki;
 
 use std::net::{Ipv4Addr, TcpListener};
 
@@ -59,7 +63,9 @@ pub use fault_proxy::{FaultMode, FaultProxy};
 pub use postgres_server::PostgresServer;
 pub use redis_cluster::RedisCluster;
 pub use redis_server::{RedisServer, RedisServerBuilder, REDIS_SERVER_ENV};
+pub use redis_tls::{ClientAuth, ServerTls};
 pub use resp::{RespConnection, RespValue};
+pub use test_pki::TestPki;
 
 /// Returns a TCP port on `127.0.0.1` that was free a moment ago.
 ///

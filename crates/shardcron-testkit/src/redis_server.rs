@@ -35,6 +35,7 @@ use tempfile::TempDir;
 
 use crate::error::TestkitError;
 use crate::free_port;
+use crate::redis_tls::{self, ClientAuth, ServerTls};
 use crate::resp::{RespConnection, RespValue};
 
 /// Environment variable naming the redis-server binary to use.
@@ -53,7 +54,7 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
 /// Lines of each log included in startup errors.
 const ERROR_LOG_LINES: usize = 30;
 
-const LOG_FILE: &str = "redis.log";
+pub(crate) const LOG_FILE: &str = "redis.log";
 const CONSOLE_FILE: &str = "redis.console.log";
 
 /// Configures and starts a [`RedisServer`]. Obtain one with
@@ -63,6 +64,7 @@ pub struct RedisServerBuilder {
     appendonly: bool,
     extra_args: Vec<String>,
     binary: Option<PathBuf>,
+    tls: Option<ClientAuth>,
 }
 
 impl RedisServerBuilder {
@@ -78,6 +80,15 @@ impl RedisServerBuilder {
     /// `"10mb"`). Extra arguments come last, so they override the defaults.
     pub fn arg(mut self, arg: impl Into<String>) -> Self {
         self.extra_args.push(arg.into());
+        self
+    }
+
+    /// Serves TLS only, with certificates of a fresh test CA made in the
+    /// server's directory, asking clients for a certificate or not (see
+    /// [`crate::redis_tls`]). [`RedisServer::url`] then names the CA and
+    /// the client certificate.
+    pub fn tls(mut self, auth: ClientAuth) -> Self {
+        self.tls = Some(auth);
         self
     }
 
@@ -97,11 +108,19 @@ impl RedisServerBuilder {
             .prefix("shardcron-redis-")
             .tempdir()
             .map_err(|e| TestkitError::io("creating temporary directory for redis-server", e))?;
+        let tls = self
+            .tls
+            .map(|auth| ServerTls::create(dir.path(), auth))
+            .transpose()?;
         let mut last_err = None;
         for attempt in 1..=START_ATTEMPTS {
             let port = free_port()?;
-            let args = server_args(port, dir.path(), self.appendonly, &self.extra_args);
-            match launch(&binary, &args, dir.path(), port) {
+            let mut args = server_args(port, dir.path(), self.appendonly, &[]);
+            if let Some(tls) = &tls {
+                args.extend(tls.args(port));
+            }
+            args.extend(self.extra_args.iter().map(OsString::from));
+            match launch(&binary, &args, dir.path(), port, tls.is_some()) {
                 Ok(child) => {
                     tracing::debug!(port, pid = child.id(), dir = %dir.path().display(), "redis-server started");
                     return Ok(RedisServer {
@@ -112,6 +131,7 @@ impl RedisServerBuilder {
                         port,
                         binary,
                         args,
+                        tls,
                         dir,
                     });
                 }
@@ -136,6 +156,7 @@ pub struct RedisServer {
     port: u16,
     binary: PathBuf,
     args: Vec<OsString>,
+    tls: Option<ServerTls>,
     // Dropped after `Drop::drop` has killed the process.
     dir: TempDir,
 }
@@ -183,9 +204,18 @@ impl RedisServer {
         SocketAddr::from((Ipv4Addr::LOCALHOST, self.port))
     }
 
-    /// `redis://127.0.0.1:<port>`, ready for a Redis client.
+    /// `redis://127.0.0.1:<port>`, ready for a Redis client; for a TLS
+    /// server shardcron's `rediss://127.0.0.1:<port>?tls_ca=…&tls_cert=…&tls_key=…`.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        match &self.tls {
+            Some(tls) => tls.url(self.port),
+            None => format!("redis://127.0.0.1:{}", self.port),
+        }
+    }
+
+    /// The certificates of a TLS server (`None`: plain TCP).
+    pub fn tls(&self) -> Option<&ServerTls> {
+        self.tls.as_ref()
     }
 
     /// The server's working directory (AOF/RDB files, `redis.log`). Removed
@@ -259,7 +289,13 @@ impl RedisServer {
         kill_child(&mut state);
         let deadline = Instant::now() + RESTART_BIND_TIMEOUT;
         loop {
-            match launch(&self.binary, &self.args, self.dir.path(), self.port) {
+            match launch(
+                &self.binary,
+                &self.args,
+                self.dir.path(),
+                self.port,
+                self.tls.is_some(),
+            ) {
                 Ok(child) => {
                     tracing::debug!(port = self.port, pid = child.id(), "redis-server restarted");
                     state.child = Some(child);
@@ -518,9 +554,15 @@ fn is_bind_failure(output: &str) -> bool {
         || output.contains("Could not create server TCP listening socket")
 }
 
-/// Spawns redis-server with `args` and waits until it is ready. On failure the
-/// child is killed and reaped.
-fn launch(binary: &Path, args: &[OsString], dir: &Path, port: u16) -> Result<Child, TestkitError> {
+/// Spawns redis-server with `args` and waits until it is ready (on a TLS
+/// server, by its log). On failure the child is killed and reaped.
+fn launch(
+    binary: &Path,
+    args: &[OsString],
+    dir: &Path,
+    port: u16,
+    tls: bool,
+) -> Result<Child, TestkitError> {
     let offsets = LogOffsets::capture(dir);
     let console_path = dir.join(CONSOLE_FILE);
     let console = File::options()
@@ -541,7 +583,7 @@ fn launch(binary: &Path, args: &[OsString], dir: &Path, port: u16) -> Result<Chi
     })
     .map_err(|e| TestkitError::io(format!("spawning {}", binary.display()), e))?;
 
-    match wait_until_ready(&mut child, port, dir, offsets) {
+    match wait_until_ready(&mut child, port, dir, offsets, tls) {
         Ok(()) => Ok(child),
         Err(e) => {
             let _ = child.kill();
@@ -556,6 +598,7 @@ fn wait_until_ready(
     port: u16,
     dir: &Path,
     offsets: LogOffsets,
+    tls: bool,
 ) -> Result<(), TestkitError> {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let deadline = Instant::now() + READY_TIMEOUT;
@@ -577,7 +620,11 @@ fn wait_until_ready(
             Ok(None) => {}
             Err(e) => return Err(TestkitError::io("checking redis-server status", e)),
         }
-        if let Ok(mut conn) = RespConnection::connect(addr, Duration::from_millis(250)) {
+        if tls {
+            if redis_tls::is_ready(child.id(), dir, offsets.log, port) {
+                return Ok(());
+            }
+        } else if let Ok(mut conn) = RespConnection::connect(addr, Duration::from_millis(250)) {
             // `-LOADING` (AOF replay in progress) means: not ready yet.
             if matches!(conn.query(&["PING"]), Ok(RespValue::Simple(s)) if s == "PONG") {
                 match verify_pid(&mut conn, child, port, &exited) {

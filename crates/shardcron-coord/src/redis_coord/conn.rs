@@ -20,6 +20,7 @@ use redis::cluster::ClusterClientBuilder;
 use redis::cluster_routing::{Route, SingleNodeRoutingInfo, SlotAddr};
 
 use super::cluster_link::{key_slot, ClusterLink};
+use super::tls_options::{client, take_tls_options, StoreTls};
 use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, ServerErrorKind, Value};
 
 use crate::scripts::Scripts;
@@ -137,19 +138,22 @@ pub(crate) fn parse_target(url: &str) -> Result<Target, String> {
 
 /// Checks a Redis store URL before any connection: `Err` says what is
 /// wrong with it (a cluster URL without hosts, a bad node address, a path
-/// or options after a cluster's hosts).
+/// or options after a cluster's hosts, a TLS option's file unusable).
 pub fn check_redis_url(url: &str) -> Result<(), String> {
-    let target = parse_target(url)?;
+    let (url, tls) = take_tls_options(url)?;
+    let target = parse_target(&url)?;
     for node in &target.nodes {
-        redis::Client::open(node.as_str()).map_err(|e| e.to_string())?;
+        client(node, tls.as_ref()).map_err(|e| e.to_string())?;
     }
     Ok(())
 }
 
 impl StoreConn {
-    /// Connects to `target` with these timeouts.
+    /// Connects to `target` (with `tls`'s certificates for a `rediss://`
+    /// server) with these timeouts.
     pub async fn open(
         target: &Target,
+        tls: Option<&StoreTls>,
         response_timeout: Duration,
         connect_timeout: Duration,
     ) -> Result<Self, RedisError> {
@@ -165,7 +169,7 @@ impl StoreConn {
             ))
         } else {
             let node = target.nodes.first().map(String::as_str).unwrap_or_default();
-            let client = redis::Client::open(node)?;
+            let client = client(node, tls)?;
             let config = ConnectionManagerConfig::new()
                 .set_response_timeout(Some(response_timeout))
                 .set_connection_timeout(Some(connect_timeout))

@@ -1,7 +1,9 @@
 //! The harness the conformance suites share: the four stores (the
 //! in-memory one, a real `redis-server`, a real PostgreSQL and a real etcd,
 //! all three started by the test kit), raw access to them, small builders,
-//! and the macro that runs every case on each.
+//! and the macro that runs every case on each. The Redis store runs the
+//! cases twice: in plain TCP, and on a TLS-only server that requires
+//! client certificates (`rediss://` with the TLS options).
 
 #![allow(dead_code)]
 
@@ -15,11 +17,12 @@ use shardcron_coord::{
 use shardcron_core::{JobSpec, RingConfig};
 use shardcron_etcd::EtcdCoordinator;
 use shardcron_postgres::{NamespaceSchema, PostgresCoordinator};
-use shardcron_testkit::{EtcdServer, PostgresServer, RedisCluster, RedisServer};
+use shardcron_testkit::{ClientAuth, EtcdServer, PostgresServer, RedisCluster, RedisServer};
 
 /// The store a case runs against.
 pub enum Env {
     Memory(MemoryStore),
+    /// A private redis-server: plain TCP, or TLS only ([`Env::redis_tls`]).
     Redis(RedisServer),
     /// A private three-master Redis Cluster (no replicas).
     RedisCluster(RedisCluster),
@@ -36,6 +39,17 @@ impl Env {
 
     pub fn redis() -> Self {
         Env::Redis(RedisServer::start().expect("start redis-server"))
+    }
+
+    /// A TLS-only redis-server that requires a client certificate; the
+    /// coordinators reach it with `rediss://…?tls_ca=…&tls_cert=…&tls_key=…`.
+    pub fn redis_tls() -> Self {
+        Env::Redis(
+            RedisServer::builder()
+                .tls(ClientAuth::Required)
+                .start()
+                .expect("start a TLS redis-server"),
+        )
     }
 
     pub fn redis_cluster() -> Self {
@@ -183,8 +197,30 @@ pub async fn raw_cluster<T: ::redis::FromRedisValue>(
     ::redis::from_redis_value(value).unwrap_or_else(|e| panic!("reply: {e}"))
 }
 
+/// A plain client of the private server, outside any coordinator (with the
+/// test CA and client certificate on a TLS server).
+pub fn raw_client(server: &RedisServer) -> ::redis::Client {
+    let Some(tls) = server.tls() else {
+        return ::redis::Client::open(server.url()).expect("client");
+    };
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let pki = tls.pki();
+    let read = |path: &std::path::Path| std::fs::read(path).expect("read a test certificate");
+    ::redis::Client::build_with_tls(
+        format!("rediss://127.0.0.1:{}", server.port()),
+        ::redis::TlsCertificates {
+            client_tls: Some(::redis::ClientTlsConfig {
+                client_cert: read(pki.client_cert()),
+                client_key: read(pki.client_key()),
+            }),
+            root_cert: Some(read(pki.ca())),
+        },
+    )
+    .expect("TLS client")
+}
+
 pub async fn raw_redis<T: ::redis::FromRedisValue>(server: &RedisServer, cmd: &::redis::Cmd) -> T {
-    let client = ::redis::Client::open(server.url()).expect("client");
+    let client = raw_client(server);
     let mut conn = client
         .get_multiplexed_async_connection()
         .await
@@ -277,6 +313,9 @@ macro_rules! conformance {
         }
         mod redis {
             $( #[tokio::test] async fn $name() { super::$name(super::Env::redis()).await } )*
+        }
+        mod redis_tls {
+            $( #[tokio::test] async fn $name() { super::$name(super::Env::redis_tls()).await } )*
         }
         mod redis_cluster {
             $( #[tokio::test] async fn $name() { super::$name(super::Env::redis_cluster()).await } )*
