@@ -26,7 +26,8 @@ pub const DEFAULT_NAMESPACE: &str = "shardcron";
 #[command(name = "shardcron", version, after_help = exit_codes_help())]
 pub struct Cli {
     /// URL of the coordination store: redis://, rediss://,
-    /// redis+cluster://host:port[,host:port...], postgres://,
+    /// redis+cluster://host:port[,host:port...],
+    /// redis+sentinel://host:port[,host:port...]/<master-name>, postgres://,
     /// postgresql://, etcd:// or etcds:// (wins over --redis).
     #[arg(
         long,

@@ -15,6 +15,8 @@
 //!   assertions without a Redis client.
 //! * [`RedisCluster`]: a private Redis Cluster of such servers (three or
 //!   more masters, optionally one replica each), for the cluster store.
+//! * [`SentinelGroup`]: a master, a replica and three sentinels (Redis
+//!   Sentinel), with fast failover settings, for the sentinel store.
 //! * [`PostgresServer`]: the same for PostgreSQL (`initdb` + `postgres` in a
 //!   temporary directory, run as the `postgres` user when the tests run as
 //!   root), for the PostgreSQL store's tests.
@@ -48,6 +50,7 @@ pub mod etcd_server;
 pub mod fault_proxy;
 pub mod postgres_server;
 pub mod redis_cluster;
+pub mod redis_sentinel;
 pub mod redis_server;
 pub mod resp;
 
@@ -58,6 +61,7 @@ pub use etcd_server::{EtcdServer, ETCD_ENV, MAX_TXN_OPS};
 pub use fault_proxy::{FaultMode, FaultProxy};
 pub use postgres_server::PostgresServer;
 pub use redis_cluster::RedisCluster;
+pub use redis_sentinel::SentinelGroup;
 pub use redis_server::{RedisServer, RedisServerBuilder, REDIS_SERVER_ENV};
 pub use resp::{RespConnection, RespValue};
 

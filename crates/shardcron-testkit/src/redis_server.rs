@@ -61,6 +61,7 @@ const CONSOLE_FILE: &str = "redis.console.log";
 #[derive(Debug, Clone, Default)]
 pub struct RedisServerBuilder {
     appendonly: bool,
+    config_file: Option<PathBuf>,
     extra_args: Vec<String>,
     binary: Option<PathBuf>,
 }
@@ -78,6 +79,14 @@ impl RedisServerBuilder {
     /// `"10mb"`). Extra arguments come last, so they override the defaults.
     pub fn arg(mut self, arg: impl Into<String>) -> Self {
         self.extra_args.push(arg.into());
+        self
+    }
+
+    /// Starts the server on this configuration file, read before the
+    /// command-line arguments (which override it). A sentinel
+    /// (`--sentinel`) needs one, which it rewrites as it learns the group.
+    pub fn config_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.config_file = Some(path.into());
         self
     }
 
@@ -100,7 +109,10 @@ impl RedisServerBuilder {
         let mut last_err = None;
         for attempt in 1..=START_ATTEMPTS {
             let port = free_port()?;
-            let args = server_args(port, dir.path(), self.appendonly, &self.extra_args);
+            let mut args = server_args(port, dir.path(), self.appendonly, &self.extra_args);
+            if let Some(config) = &self.config_file {
+                args.insert(0, config.as_os_str().to_owned());
+            }
             match launch(&binary, &args, dir.path(), port) {
                 Ok(child) => {
                     tracing::debug!(port, pid = child.id(), dir = %dir.path().display(), "redis-server started");
