@@ -93,10 +93,16 @@ fn sentinel_failover(namespace: &str, options: &str) -> (ProcFleet, i64, i64, Du
     // workers only talk to the master the sentinels name, and the
     // sentinels turn it into the new master's replica (which, with
     // min_replicas = 1, is what lets claims be confirmed again).
+    let t = Instant::now();
     killed.restart().expect("restart the lost master");
     group
         .wait_replicas()
         .expect("the lost master is a replica again");
+    println!(
+        "{namespace}: promoted {} ms after the kill; the lost master restarted and linked as the new master's replica {} ms later",
+        promoted.as_millis(),
+        t.elapsed().as_millis()
+    );
     std::thread::sleep(Duration::from_secs(6));
     let to = now_ms() - 2000;
     f.stop_all();

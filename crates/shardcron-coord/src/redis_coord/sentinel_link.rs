@@ -159,6 +159,8 @@ struct Inner {
 
 struct State {
     conn: MultiplexedConnection,
+    /// A client of the same master (for the first subscription).
+    client: Client,
     /// `host:port` of the master `conn` reaches.
     master: String,
     last_lookup: Instant,
@@ -190,7 +192,7 @@ impl SentinelLink {
             .set_response_timeout(Some(response_timeout))
             .set_connection_timeout(Some(connect_timeout));
         let sentinels = tokio::sync::Mutex::new(client);
-        let (master, conn) = lookup(&sentinels, &config).await?;
+        let (master, client, conn) = lookup(&sentinels, &config).await?;
         tracing::debug!(%master, "connected to the master named by the sentinels");
         Ok(Self {
             inner: Arc::new(Inner {
@@ -199,6 +201,7 @@ impl SentinelLink {
                 connect_timeout,
                 state: Mutex::new(State {
                     conn,
+                    client,
                     master,
                     last_lookup: Instant::now(),
                     looking: false,
@@ -219,13 +222,22 @@ impl SentinelLink {
         sentinels.async_get_client().await
     }
 
-    /// Where the pub/sub listener subscribes: the master the sentinels
-    /// name at each (re)subscription.
+    /// Where the pub/sub listener subscribes: first the master the link
+    /// is connected to (no second lookup, so the listener is subscribed
+    /// about as soon as on a single server), then, after each lost or
+    /// failed subscription, the master the sentinels name at that time.
     pub fn subscriptions(&self) -> NextClient {
         let link = self.clone();
+        let mut first = true;
         Box::new(move || {
             let link = link.clone();
-            Box::pin(async move { link.master_client().await })
+            let known = std::mem::take(&mut first).then(|| link.lock().client.clone());
+            Box::pin(async move {
+                match known {
+                    Some(client) => Ok(client),
+                    None => link.master_client().await,
+                }
+            })
         })
     }
 
@@ -279,11 +291,12 @@ impl SentinelLink {
             state.looking = false;
             state.last_lookup = Instant::now();
             match found {
-                Ok(Ok((master, conn))) => {
+                Ok(Ok((master, client, conn))) => {
                     if master != state.master {
                         tracing::info!(from = %state.master, to = %master, "following the master the sentinels promoted");
                     }
                     state.master = master;
+                    state.client = client;
                     state.conn = conn;
                 }
                 Ok(Err(e)) => {
@@ -296,17 +309,18 @@ impl SentinelLink {
 }
 
 /// Asks the sentinels for the master (the client checks that it answers
-/// `ROLE` as master) and connects to it: its `host:port` and connection.
+/// `ROLE` as master) and connects to it: its `host:port`, a client of it
+/// and the connection.
 async fn lookup(
     sentinels: &tokio::sync::Mutex<SentinelClient>,
     config: &AsyncConnectionConfig,
-) -> Result<(String, MultiplexedConnection), RedisError> {
+) -> Result<(String, Client, MultiplexedConnection), RedisError> {
     let client = sentinels.lock().await.async_get_client().await?;
     let master = client.get_connection_info().addr().to_string();
     let conn = client
         .get_multiplexed_async_connection_with_config(config)
         .await?;
-    Ok((master, conn))
+    Ok((master, client, conn))
 }
 
 /// Whether a reply says the server is a replica now (`READONLY`, also as
