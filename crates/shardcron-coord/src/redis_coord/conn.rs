@@ -1,7 +1,7 @@
 //! The connection to the store: one server, a Redis Cluster, or the master
 //! of a Redis Sentinel group (see `sentinel_link.rs`).
 //!
-//! Both are behind [`StoreConn`], so every operation is written once. What
+//! All are behind [`StoreConn`], so every operation is written once. What
 //! differs is what may share one request: a server takes a pipeline of
 //! commands of any keys; a cluster serves each slot on one node and refuses
 //! a command or script whose keys span slots (`CROSSSLOT`).
@@ -94,7 +94,8 @@ fn own_options(url: &str) -> Result<(String, Option<u32>, Option<u64>), String> 
 
 /// Reads a store URL: `redis://…` (one server) or
 /// `redis+cluster://[user:pass@]h:p[,h:p…]` (a cluster, through any of
-/// these seed nodes). Returns why a URL is unusable.
+/// these seed nodes) or `redis+sentinel://…/<master-name>` (see
+/// `sentinel_link.rs`). Returns why a URL is unusable.
 pub(crate) fn parse_target(url: &str) -> Result<Target, String> {
     let (url, min_replicas, replica_wait_ms) = own_options(url)?;
     if let Some(rest) = url.strip_prefix(SENTINEL_SCHEME) {

@@ -363,6 +363,18 @@ mod tests {
     }
 
     #[test]
+    fn store_urls_carry_shardcrons_options_to_a_sentinel_target() {
+        let t = super::super::conn::parse_target(
+            "redis+sentinel://h:1,h:2/m?min_replicas=0&replica_wait_ms=50",
+        )
+        .unwrap();
+        assert!(t.nodes.is_empty() && !t.cluster);
+        assert_eq!((t.min_replicas, t.replica_wait_ms), (Some(0), Some(50)));
+        assert_eq!(t.sentinel.map(|s| s.master_name).as_deref(), Some("m"));
+        assert!(super::super::conn::check_redis_url("redis+sentinel://h:1").is_err());
+    }
+
+    #[test]
     fn bad_sentinel_urls_say_what_is_wrong() {
         let cases = [
             ("h:26379", "names no master"),
