@@ -170,8 +170,9 @@ fn a_node_with_another_shard_count_refuses_to_start() {
     assert!(stderr(&o).contains("shard_count"), "{}", stderr(&o));
 }
 
-/// A malformed Redis Cluster URL or option is a configuration error (exit
-/// code 3) naming what is wrong, found before any connection is tried.
+/// A malformed Redis Cluster or Sentinel URL or option is a configuration
+/// error (exit code 3) naming what is wrong, found before any connection is
+/// tried.
 #[test]
 fn a_bad_cluster_url_or_option_is_refused_before_connecting() {
     let cases = [
@@ -182,6 +183,17 @@ fn a_bad_cluster_url_or_option_is_refused_before_connecting() {
             "min_replicas",
         ),
         ("redis://127.0.0.1:1?replica_wait_ms=0", "replica_wait_ms"),
+        ("redis+sentinel://127.0.0.1:1", "names no master"),
+        ("redis+sentinel://127.0.0.1:1/", "names no master"),
+        (
+            "redis+sentinel://127.0.0.1:1,127.0.0.1:x/m",
+            "bad sentinel address \"127.0.0.1:x\"",
+        ),
+        ("redis+sentinel:///m", "names no sentinel"),
+        (
+            "redis+sentinel://127.0.0.1:1/m?min_replicas=two",
+            "min_replicas",
+        ),
     ];
     for (url, expected) in cases {
         let o = std::process::Command::new(bin())

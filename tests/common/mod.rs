@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use shardcron_testkit::{EtcdServer, PostgresServer, RedisCluster, RedisServer, RespValue};
+use shardcron_testkit::{
+    EtcdServer, PostgresServer, RedisCluster, RedisServer, RespValue, SentinelGroup,
+};
 
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_shardcron")
@@ -40,6 +42,8 @@ pub enum StoreKind {
     Etcd,
     /// A three-master Redis Cluster with one replica per master.
     RedisCluster,
+    /// A Redis Sentinel group: a master, a replica, three sentinels.
+    Sentinel,
 }
 
 impl StoreKind {
@@ -50,6 +54,7 @@ impl StoreKind {
             Self::Postgres => "PostgreSQL",
             Self::Etcd => "etcd",
             Self::RedisCluster => "Redis Cluster",
+            Self::Sentinel => "Redis Sentinel",
         }
     }
 }
@@ -61,6 +66,7 @@ pub enum Store {
     Postgres(PostgresServer),
     Etcd(EtcdServer),
     RedisCluster(RedisCluster),
+    Sentinel(SentinelGroup),
 }
 
 impl Store {
@@ -73,6 +79,7 @@ impl Store {
             StoreKind::RedisCluster => {
                 Self::RedisCluster(RedisCluster::start(3, 1).expect("redis cluster"))
             }
+            StoreKind::Sentinel => Self::Sentinel(SentinelGroup::start().expect("sentinel group")),
         }
     }
 
@@ -82,6 +89,7 @@ impl Store {
             Self::Postgres(_) => StoreKind::Postgres,
             Self::Etcd(_) => StoreKind::Etcd,
             Self::RedisCluster(_) => StoreKind::RedisCluster,
+            Self::Sentinel(_) => StoreKind::Sentinel,
         }
     }
 
@@ -92,6 +100,7 @@ impl Store {
             Self::Postgres(p) => p.url(),
             Self::Etcd(e) => e.url(),
             Self::RedisCluster(c) => c.url(),
+            Self::Sentinel(g) => g.url(),
         }
     }
 
@@ -102,6 +111,7 @@ impl Store {
             Self::Postgres(p) => p.addr(),
             Self::Etcd(e) => e.addrs()[0],
             Self::RedisCluster(c) => c.masters()[0].addr(),
+            Self::Sentinel(g) => g.servers()[0].addr(),
         }
     }
 }
@@ -139,6 +149,7 @@ impl Cli {
             Store::Postgres(_) => panic!("this test needs Redis, not PostgreSQL"),
             Store::Etcd(_) => panic!("this test needs Redis, not etcd"),
             Store::RedisCluster(_) => panic!("this test needs one Redis server, not a cluster"),
+            Store::Sentinel(_) => panic!("this test needs one Redis server, not a sentinel group"),
         }
     }
 
@@ -149,6 +160,7 @@ impl Cli {
             Store::Redis(_) => panic!("this test needs etcd, not Redis"),
             Store::Postgres(_) => panic!("this test needs etcd, not PostgreSQL"),
             Store::RedisCluster(_) => panic!("this test needs etcd, not a Redis Cluster"),
+            Store::Sentinel(_) => panic!("this test needs etcd, not a Redis Sentinel group"),
         }
     }
 
@@ -284,16 +296,10 @@ pub fn claim_holder(
 ) -> Option<String> {
     let shard = fleet_job_shard(job, shard_count);
     match store {
-        Store::Redis(redis) => {
-            let keys = shardcron_coord::Keyspace::new(ns);
-            let key = format!("{}{job}@{at}", keys.claim_prefix(shard));
-            let present = |v: String| (v != "(nil)").then_some(v);
-            let key_value = redis.command(&["GET", &key]).ok().and_then(present);
-            let watermark = redis
-                .command(&["HGET", &keys.last_fired(shard), job])
-                .ok()
-                .and_then(present);
-            shardcron_coord::claim_record(key_value.as_deref(), watermark.as_deref(), at)
+        Store::Redis(redis) => redis_claim_holder(redis, ns, job, at, shard),
+        Store::Sentinel(group) => {
+            let master = group.master().expect("the master the sentinels name");
+            redis_claim_holder(master, ns, job, at, shard)
         }
         Store::RedisCluster(cluster) => {
             let keys = shardcron_coord::Keyspace::new(ns);
@@ -339,6 +345,26 @@ pub fn claim_holder(
             shardcron_coord::claim_record(key.as_deref(), watermark.as_deref(), at)
         }
     }
+}
+
+/// [`claim_holder`] on one Redis server: its claim key, else its job's
+/// watermark when that is at the fire.
+fn redis_claim_holder(
+    redis: &RedisServer,
+    ns: &str,
+    job: &str,
+    at: i64,
+    shard: u32,
+) -> Option<String> {
+    let keys = shardcron_coord::Keyspace::new(ns);
+    let key = format!("{}{job}@{at}", keys.claim_prefix(shard));
+    let present = |v: String| (v != "(nil)").then_some(v);
+    let key_value = redis.command(&["GET", &key]).ok().and_then(present);
+    let watermark = redis
+        .command(&["HGET", &keys.last_fired(shard), job])
+        .ok()
+        .and_then(present);
+    shardcron_coord::claim_record(key_value.as_deref(), watermark.as_deref(), at)
 }
 
 /// A fleet of worker processes running `@every 1s` exec jobs that append

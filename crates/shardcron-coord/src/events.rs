@@ -9,20 +9,42 @@
 //! subscribers of every node, so one subscription to any node hears the
 //! whole namespace; the listener is given every node it knows and moves to
 //! the next one whenever its node is lost, so a dead master does not leave
-//! it deaf until that master comes back.
+//! it deaf until that master comes back. Behind Redis Sentinel it asks the
+//! sentinels for the master at each (re)subscription instead, so after a
+//! failover it listens on the promoted replica.
 
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use futures::StreamExt;
 use tokio::sync::broadcast;
 use tracing::{debug, info, warn};
 
 use crate::model::CoordEvent;
 
-/// Spawns the listener task; it runs until aborted. `clients` are tried in
-/// turn: the next one after each lost or failed subscription.
+/// Gives the client of the next subscription attempt.
+pub type NextClient =
+    Box<dyn FnMut() -> BoxFuture<'static, redis::RedisResult<redis::Client>> + Send>;
+
+/// `clients` in turn: the next one after each lost or failed subscription.
+/// `None` if there is none.
+pub fn in_turn(clients: Vec<redis::Client>) -> Option<NextClient> {
+    if clients.is_empty() {
+        return None;
+    }
+    let mut turn = 0usize;
+    Some(Box::new(move || {
+        let client = clients[turn % clients.len()].clone();
+        turn = turn.wrapping_add(1);
+        Box::pin(async move { Ok(client) })
+    }))
+}
+
+/// Spawns the listener task; it runs until aborted. Each subscription
+/// (the first, and each after one was lost or failed) is made on the
+/// client `next_client` gives.
 pub fn spawn_subscriber(
-    clients: Vec<redis::Client>,
+    mut next_client: NextClient,
     channel: String,
     events: broadcast::Sender<CoordEvent>,
     connect_timeout: Duration,
@@ -30,13 +52,11 @@ pub fn spawn_subscriber(
     tokio::spawn(async move {
         let mut backoff = Duration::from_millis(100);
         let mut was_connected = true;
-        let mut turn = 0usize;
         loop {
-            let Some(client) = clients.get(turn % clients.len().max(1)) else {
-                return;
-            };
-            turn = turn.wrapping_add(1);
-            let connected = tokio::time::timeout(connect_timeout, client.get_async_pubsub()).await;
+            let connected = tokio::time::timeout(connect_timeout, async {
+                next_client().await?.get_async_pubsub().await
+            })
+            .await;
             match connected {
                 Ok(Ok(mut pubsub)) => match pubsub.subscribe(&channel).await {
                     Ok(()) => {

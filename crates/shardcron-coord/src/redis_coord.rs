@@ -7,7 +7,10 @@
 //! `conn.rs`); calls that carry many shards (claim batches, lease renewals,
 //! `MGET` of versions) are grouped by slot first, and the two job writes
 //! whose keys spanned slots are split into a per-shard atomic step and an
-//! idempotent namespace step (see `job_writes.rs`). The connections
+//! idempotent namespace step (see `job_writes.rs`). Behind Redis Sentinel
+//! (`redis+sentinel://`) the requests are one server's, sent to the master
+//! the sentinels name and following it across failovers (see
+//! `sentinel_link.rs`). The connections
 //! reconnect by themselves; every request has a response timeout so a
 //! partitioned node notices quickly and its runtime can stop firing before
 //! its leases could expire.
@@ -28,7 +31,7 @@ use tokio::sync::broadcast;
 
 use crate::coordinator::{CoordResult, Coordinator};
 use crate::error::{CoordError, MAX_RELOCATIONS};
-use crate::events::spawn_subscriber;
+use crate::events::{in_turn, spawn_subscriber};
 use crate::keyspace::Keyspace;
 use crate::model::{
     BatchOutcome, ClaimBatch, CloseFire, CoordEvent, HandBack, JobPage, LeaseGrant, LeaseInfo,
@@ -43,6 +46,7 @@ mod conn;
 mod delivery;
 mod history;
 mod job_writes;
+mod sentinel_link;
 mod tls_options;
 
 use claim_calls::{claim_calls, split_claim_reply};
@@ -50,6 +54,7 @@ pub use conn::{check_redis_url, CLUSTER_SCHEME};
 use conn::{parse_target, StoreConn};
 use history::HistoryState;
 pub(crate) use history::{newest_finish, HOUR_MS};
+pub use sentinel_link::SENTINEL_SCHEME;
 use tls_options::{client, describe, take_tls_options};
 
 /// Runs kept in the namespace-wide history.
@@ -190,8 +195,17 @@ impl RedisCoordinator {
         });
         let keys = Keyspace::new(&options.namespace);
         let (events, _) = broadcast::channel(4096);
+        // Behind Sentinel the listener subscribes on the master the
+        // sentinels name at the time; elsewhere on the URL's nodes in turn.
+        let next_client = match &conn {
+            StoreConn::Sentinel(link) => Some(link.subscriptions()),
+            _ => in_turn(clients),
+        };
         let subscriber = spawn_subscriber(
-            clients,
+            next_client.ok_or_else(|| CoordError::Unreachable {
+                url: url.clone(),
+                message: "the store URL names no server".to_owned(),
+            })?,
             keys.events_channel(),
             events.clone(),
             options.connect_timeout,
@@ -350,8 +364,8 @@ impl RedisCoordinator {
     }
 
     /// Replicas a claim or lease acquisition must reach before it counts
-    /// (URL option `min_replicas`; by default 1 on a cluster with replicas,
-    /// else 0).
+    /// (URL option `min_replicas`; by default 1 on a cluster with replicas
+    /// and behind Sentinel, else 0).
     pub fn min_replicas(&self) -> u32 {
         self.wait.map_or(0, |(n, _)| n)
     }

@@ -370,6 +370,9 @@ macro_rules! placement_stores {
         mod redis {
             $( #[tokio::test] async fn $name() { super::$name(super::Env::redis()).await } )*
         }
+        mod sentinel {
+            $( #[tokio::test] async fn $name() { super::$name(super::Env::sentinel()).await } )*
+        }
         mod postgres {
             $( #[tokio::test] async fn $name() { super::$name(super::Env::postgres()).await } )*
         }

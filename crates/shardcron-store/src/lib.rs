@@ -3,6 +3,8 @@
 //! Commands, the daemon and embedders should not care which store a fleet
 //! runs on: the URL's scheme picks it (`redis://`/`rediss://`: Redis,
 //! `redis+cluster://host:port[,host:port…]`: a Redis Cluster,
+//! `redis+sentinel://host:port[,host:port…]/<master>`: the master of a
+//! Redis Sentinel group,
 //! `postgres://`/`postgresql://`: PostgreSQL, `etcd://`/`etcds://`: etcd,
 //! `host:port[,host:port…]`), and every caller gets the
 //! same [`Coordinator`] behind an `Arc`. It lives in a crate of its own
@@ -27,12 +29,14 @@ pub const SUPPORTED_SCHEMES: &[&str] = &[
     "etcd",
     "etcds",
     "redis+cluster",
+    "redis+sentinel",
 ];
 
 /// Which store a URL names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StoreKind {
-    /// Redis (`redis://`, `rediss://`; `redis+cluster://` for a cluster).
+    /// Redis (`redis://`, `rediss://`; `redis+cluster://` for a cluster,
+    /// `redis+sentinel://` for a Sentinel group).
     Redis,
     /// PostgreSQL (`postgres://`, `postgresql://`).
     Postgres,
@@ -80,7 +84,7 @@ pub fn store_kind(url: &str) -> Result<StoreKind, OpenError> {
         .split_once("://")
         .map(|(scheme, _)| scheme.to_ascii_lowercase());
     match scheme.as_deref() {
-        Some("redis" | "rediss" | "redis+cluster") => Ok(StoreKind::Redis),
+        Some("redis" | "rediss" | "redis+cluster" | "redis+sentinel") => Ok(StoreKind::Redis),
         Some("postgres" | "postgresql") => Ok(StoreKind::Postgres),
         Some("etcd" | "etcds") => Ok(StoreKind::Etcd),
         _ => Err(OpenError::UnsupportedScheme {

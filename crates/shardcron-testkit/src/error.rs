@@ -160,6 +160,11 @@ pub enum TestkitError {
     #[error("redis cluster setup: {0}")]
     ClusterSetup(String),
 
+    /// A Sentinel group could not be set up (replica linked, sentinels
+    /// aware of each other) or did not fail over in time.
+    #[error("redis sentinel group: {0}")]
+    SentinelSetup(String),
+
     /// The peer closed the connection before a complete reply arrived.
     #[error("connection closed by peer before a complete reply arrived")]
     ConnectionClosed,

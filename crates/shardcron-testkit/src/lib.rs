@@ -17,6 +17,8 @@
 //!   of a [`TestPki`] made for it.
 //! * [`RedisCluster`]: a private Redis Cluster of such servers (three or
 //!   more masters, optionally one replica each), for the cluster store.
+//! * [`SentinelGroup`]: a master, a replica and three sentinels (Redis
+//!   Sentinel), with fast failover settings, for the sentinel store.
 //! * [`PostgresServer`]: the same for PostgreSQL (`initdb` + `postgres` in a
 //!   temporary directory, run as the `postgres` user when the tests run as
 //!   root), for the PostgreSQL store's tests.
@@ -50,6 +52,7 @@ pub mod etcd_server;
 pub mod fault_proxy;
 pub mod postgres_server;
 pub mod redis_cluster;
+pub mod redis_sentinel;
 pub mod redis_server;
 pub mod redis_tls;
 pub mod resp;
@@ -62,6 +65,7 @@ pub use etcd_server::{EtcdServer, ETCD_ENV, MAX_TXN_OPS};
 pub use fault_proxy::{FaultMode, FaultProxy};
 pub use postgres_server::PostgresServer;
 pub use redis_cluster::RedisCluster;
+pub use redis_sentinel::SentinelGroup;
 pub use redis_server::{RedisServer, RedisServerBuilder, REDIS_SERVER_ENV};
 pub use redis_tls::{ClientAuth, ServerTls};
 pub use resp::{RespConnection, RespValue};

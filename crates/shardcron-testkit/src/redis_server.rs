@@ -62,6 +62,7 @@ const CONSOLE_FILE: &str = "redis.console.log";
 #[derive(Debug, Clone, Default)]
 pub struct RedisServerBuilder {
     appendonly: bool,
+    config_file: Option<PathBuf>,
     extra_args: Vec<String>,
     binary: Option<PathBuf>,
     tls: Option<ClientAuth>,
@@ -89,6 +90,14 @@ impl RedisServerBuilder {
     /// the client certificate.
     pub fn tls(mut self, auth: ClientAuth) -> Self {
         self.tls = Some(auth);
+        self
+    }
+
+    /// Starts the server on this configuration file, read before the
+    /// command-line arguments (which override it). A sentinel
+    /// (`--sentinel`) needs one, which it rewrites as it learns the group.
+    pub fn config_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.config_file = Some(path.into());
         self
     }
 
@@ -120,6 +129,9 @@ impl RedisServerBuilder {
                 args.extend(tls.args(port));
             }
             args.extend(self.extra_args.iter().map(OsString::from));
+            if let Some(config) = &self.config_file {
+                args.insert(0, config.as_os_str().to_owned());
+            }
             match launch(&binary, &args, dir.path(), port, tls.is_some()) {
                 Ok(child) => {
                     tracing::debug!(port, pid = child.id(), dir = %dir.path().display(), "redis-server started");

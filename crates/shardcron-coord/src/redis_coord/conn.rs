@@ -1,6 +1,7 @@
-//! The connection to the store: one server, or a Redis Cluster.
+//! The connection to the store: one server, a Redis Cluster, or the master
+//! of a Redis Sentinel group (see `sentinel_link.rs`).
 //!
-//! Both are behind [`StoreConn`], so every operation is written once. What
+//! All are behind [`StoreConn`], so every operation is written once. What
 //! differs is what may share one request: a server takes a pipeline of
 //! commands of any keys; a cluster serves each slot on one node and refuses
 //! a command or script whose keys span slots (`CROSSSLOT`).
@@ -20,6 +21,7 @@ use redis::cluster::ClusterClientBuilder;
 use redis::cluster_routing::{Route, SingleNodeRoutingInfo, SlotAddr};
 
 use super::cluster_link::{key_slot, ClusterLink};
+use super::sentinel_link::{parse_sentinel_url, SentinelLink, SentinelTarget, SENTINEL_SCHEME};
 use super::tls_options::{client, take_tls_options, StoreTls};
 use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, ServerErrorKind, Value};
 
@@ -36,6 +38,8 @@ pub(crate) enum StoreConn {
     Single(ConnectionManager),
     /// A Redis Cluster (`redis+cluster://`).
     Cluster(ClusterLink),
+    /// The master of a Sentinel group (`redis+sentinel://`).
+    Sentinel(SentinelLink),
 }
 
 /// What a store URL names.
@@ -44,6 +48,8 @@ pub(crate) struct Target {
     pub nodes: Vec<String>,
     /// Whether it is a cluster.
     pub cluster: bool,
+    /// The sentinels and master name of a `redis+sentinel://` URL.
+    pub sentinel: Option<SentinelTarget>,
     /// `min_replicas=N`: replicas that must have a claim or a lease
     /// acquisition before it counts (`None`: the topology's default).
     pub min_replicas: Option<u32>,
@@ -89,13 +95,24 @@ fn own_options(url: &str) -> Result<(String, Option<u32>, Option<u64>), String> 
 
 /// Reads a store URL: `redis://…` (one server) or
 /// `redis+cluster://[user:pass@]h:p[,h:p…]` (a cluster, through any of
-/// these seed nodes). Returns why a URL is unusable.
+/// these seed nodes) or `redis+sentinel://…/<master-name>` (see
+/// `sentinel_link.rs`). Returns why a URL is unusable.
 pub(crate) fn parse_target(url: &str) -> Result<Target, String> {
     let (url, min_replicas, replica_wait_ms) = own_options(url)?;
+    if let Some(rest) = url.strip_prefix(SENTINEL_SCHEME) {
+        return Ok(Target {
+            nodes: Vec::new(),
+            cluster: false,
+            sentinel: Some(parse_sentinel_url(rest)?),
+            min_replicas,
+            replica_wait_ms,
+        });
+    }
     let Some(rest) = url.strip_prefix(CLUSTER_SCHEME) else {
         return Ok(Target {
             nodes: vec![url.clone()],
             cluster: false,
+            sentinel: None,
             min_replicas,
             replica_wait_ms,
         });
@@ -131,6 +148,7 @@ pub(crate) fn parse_target(url: &str) -> Result<Target, String> {
     Ok(Target {
         nodes,
         cluster: true,
+        sentinel: None,
         min_replicas,
         replica_wait_ms,
     })
@@ -157,6 +175,10 @@ impl StoreConn {
         response_timeout: Duration,
         connect_timeout: Duration,
     ) -> Result<Self, RedisError> {
+        if let Some(sentinel) = &target.sentinel {
+            let link = SentinelLink::connect(sentinel, response_timeout, connect_timeout).await?;
+            return Ok(Self::Sentinel(link));
+        }
         if target.cluster {
             let client = ClusterClientBuilder::new(target.nodes.clone())
                 .response_timeout(response_timeout)
@@ -188,6 +210,8 @@ impl StoreConn {
             // A server named alone is not failed over by shardcron's
             // settings: min_replicas stays 0 unless the URL asks.
             Self::Single(_) => Ok(false),
+            // A Sentinel group is there to fail over to a replica.
+            Self::Sentinel(_) => Ok(true),
             Self::Cluster(_) => {
                 let nodes: String = redis::cmd("CLUSTER")
                     .arg("NODES")
@@ -233,8 +257,10 @@ impl StoreConn {
             }
         };
         match self {
-            Self::Single(_) if wait.is_none() => Ok((self.pipeline_once(pipe).await?, true)),
-            Self::Single(_) => {
+            Self::Single(_) | Self::Sentinel(_) if wait.is_none() => {
+                Ok((self.pipeline_once(pipe).await?, true))
+            }
+            Self::Single(_) | Self::Sentinel(_) => {
                 let mut values = self.pipeline_once(&with_wait(pipe.clone())).await?;
                 let ok = confirmed(&mut values);
                 Ok((values, ok))
@@ -379,6 +405,14 @@ impl ConnectionLike for StoreConn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
             Self::Single(c) => c.req_packed_command(cmd),
+            Self::Sentinel(link) => {
+                let link = link.clone();
+                Box::pin(async move {
+                    let reply = link.current().req_packed_command(cmd).await;
+                    link.note(&reply);
+                    reply
+                })
+            }
             Self::Cluster(link) => {
                 let link = link.clone();
                 Box::pin(async move {
@@ -401,6 +435,15 @@ impl ConnectionLike for StoreConn {
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
             Self::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Self::Sentinel(link) => {
+                let link = link.clone();
+                Box::pin(async move {
+                    let mut conn = link.current();
+                    let reply = conn.req_packed_commands(pipeline, offset, count).await;
+                    link.note(&reply);
+                    reply
+                })
+            }
             Self::Cluster(link) => {
                 let link = link.clone();
                 Box::pin(async move {
@@ -418,7 +461,7 @@ impl ConnectionLike for StoreConn {
     fn get_db(&self) -> i64 {
         match self {
             Self::Single(c) => c.get_db(),
-            Self::Cluster(_) => 0,
+            Self::Cluster(_) | Self::Sentinel(_) => 0,
         }
     }
 }

@@ -1,9 +1,10 @@
-//! The harness the conformance suites share: the four stores (the
-//! in-memory one, a real `redis-server`, a real PostgreSQL and a real etcd,
-//! all three started by the test kit), raw access to them, small builders,
-//! and the macro that runs every case on each. The Redis store runs the
-//! cases twice: in plain TCP, and on a TLS-only server that requires
-//! client certificates (`rediss://` with the TLS options).
+//! The harness the conformance suites share: the stores (the in-memory
+//! one, a real `redis-server`, a Redis Cluster, a Redis Sentinel group, a
+//! real PostgreSQL and a real etcd, all started by the test kit), raw
+//! access to them, small builders, and the macro that runs every case on
+//! each. The Redis store runs the cases twice: in plain TCP, and on a
+//! TLS-only server that requires client certificates (`rediss://` with the
+//! TLS options).
 
 #![allow(dead_code)]
 
@@ -17,7 +18,9 @@ use shardcron_coord::{
 use shardcron_core::{JobSpec, RingConfig};
 use shardcron_etcd::EtcdCoordinator;
 use shardcron_postgres::{NamespaceSchema, PostgresCoordinator};
-use shardcron_testkit::{ClientAuth, EtcdServer, PostgresServer, RedisCluster, RedisServer};
+use shardcron_testkit::{
+    ClientAuth, EtcdServer, PostgresServer, RedisCluster, RedisServer, SentinelGroup,
+};
 
 /// The store a case runs against.
 pub enum Env {
@@ -26,6 +29,9 @@ pub enum Env {
     Redis(RedisServer),
     /// A private three-master Redis Cluster (no replicas).
     RedisCluster(RedisCluster),
+    /// A Redis Sentinel group (master, replica, three sentinels), reached
+    /// through its sentinels with the default `min_replicas` (1).
+    Sentinel(SentinelGroup),
     Postgres(PostgresServer),
     Etcd(EtcdServer),
 }
@@ -54,6 +60,10 @@ impl Env {
 
     pub fn redis_cluster() -> Self {
         Env::RedisCluster(RedisCluster::start(3, 0).expect("start redis cluster"))
+    }
+
+    pub fn sentinel() -> Self {
+        Env::Sentinel(SentinelGroup::start().expect("start a sentinel group"))
     }
 
     pub fn postgres() -> Self {
@@ -86,6 +96,9 @@ impl Env {
             Env::RedisCluster(cluster) => {
                 Arc::new(RedisCoordinator::connect(&cluster.url(), "conf", ring).await?)
             }
+            Env::Sentinel(group) => {
+                Arc::new(RedisCoordinator::connect(&group.url(), "conf", ring).await?)
+            }
             Env::Postgres(server) => {
                 Arc::new(PostgresCoordinator::connect(&server.url(), "conf", ring).await?)
             }
@@ -109,6 +122,10 @@ impl Env {
             Env::RedisCluster(cluster) => {
                 let () = raw_cluster(cluster, ::redis::cmd("DEL").arg("{conf}:config")).await;
             }
+            Env::Sentinel(group) => {
+                let master = group.master().expect("the master");
+                let () = raw_redis(master, ::redis::cmd("DEL").arg("{conf}:config")).await;
+            }
             Env::Postgres(server) => {
                 raw_pg(server, &format!("DELETE FROM {}", pg_table("config")), &[]).await;
             }
@@ -126,23 +143,10 @@ impl Env {
     pub async fn put_raw_job(&self, shard: u32, id: &str, json: &str) {
         match self {
             Env::Memory(store) => store.put_raw_job(shard, id, json),
-            Env::Redis(server) => {
-                let () = raw_redis(
-                    server,
-                    ::redis::cmd("HSET")
-                        .arg(format!("{{conf:{shard}}}:jobs"))
-                        .arg(id)
-                        .arg(json),
-                )
-                .await;
-                let () = raw_redis(
-                    server,
-                    ::redis::cmd("HSET")
-                        .arg(format!("{{conf:{shard}}}:last"))
-                        .arg(format!("{id}|v"))
-                        .arg(999_999),
-                )
-                .await;
+            Env::Redis(server) => Self::put_raw_redis_job(server, shard, id, json).await,
+            Env::Sentinel(group) => {
+                let master = group.master().expect("the master");
+                Self::put_raw_redis_job(master, shard, id, json).await
             }
             Env::RedisCluster(cluster) => {
                 let () = raw_cluster(
@@ -179,6 +183,26 @@ impl Env {
                     .expect("put raw job");
             }
         }
+    }
+
+    /// [`Self::put_raw_job`] on one Redis server.
+    async fn put_raw_redis_job(server: &RedisServer, shard: u32, id: &str, json: &str) {
+        let () = raw_redis(
+            server,
+            ::redis::cmd("HSET")
+                .arg(format!("{{conf:{shard}}}:jobs"))
+                .arg(id)
+                .arg(json),
+        )
+        .await;
+        let () = raw_redis(
+            server,
+            ::redis::cmd("HSET")
+                .arg(format!("{{conf:{shard}}}:last"))
+                .arg(format!("{id}|v"))
+                .arg(999_999),
+        )
+        .await;
     }
 }
 
@@ -319,6 +343,9 @@ macro_rules! conformance {
         }
         mod redis_cluster {
             $( #[tokio::test] async fn $name() { super::$name(super::Env::redis_cluster()).await } )*
+        }
+        mod sentinel {
+            $( #[tokio::test] async fn $name() { super::$name(super::Env::sentinel()).await } )*
         }
         mod postgres {
             $( #[tokio::test] async fn $name() { super::$name(super::Env::postgres()).await } )*

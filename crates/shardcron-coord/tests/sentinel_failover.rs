@@ -1,0 +1,136 @@
+//! One coordinator behind Redis Sentinel across a failover: the master is
+//! SIGKILLed, the sentinels promote its replica, and the same coordinator
+//! (no reconnect by its user) reads and writes on the promoted replica,
+//! hears events published there, and refuses to confirm claims until the
+//! promoted master has a replica again.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use shardcron_coord::{BatchOutcome, ClaimOutcome, CoordEvent, FireKind, LeaseGrant};
+use shardcron_core::shard_of;
+
+use common::{first_attempt, job, one_batch, Env, RING};
+
+/// How long the coordinator may take to reach the promoted master.
+const FOLLOW_WITHIN: Duration = Duration::from_secs(10);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_coordinator_follows_the_promoted_replica() {
+    let env = Env::sentinel();
+    let Env::Sentinel(group) = &env else {
+        unreachable!("Env::sentinel() is a sentinel group")
+    };
+    let c = env.coord().await;
+    assert_eq!(
+        shardcron_coord::RedisCoordinator::connect(&group.url(), "conf", RING)
+            .await
+            .expect("connect")
+            .min_replicas(),
+        1,
+        "min_replicas defaults to 1 behind Sentinel"
+    );
+    let mut events = c.subscribe();
+    let stored = c.put_job(&job("alpha"), None).await.expect("put");
+    let shard = shard_of("alpha", RING.shard_count);
+    let token = match c
+        .acquire_leases(&[shard], "n1/x", Duration::from_secs(120))
+        .await
+        .expect("acquire")[0]
+    {
+        LeaseGrant::Granted { token } => token,
+        ref other => panic!("{other:?}"),
+    };
+    let claim = |at: i64| {
+        one_batch(
+            shard,
+            "n1/x",
+            token,
+            vec![first_attempt(
+                "alpha",
+                at,
+                stored.version,
+                FireKind::Scheduled,
+            )],
+        )
+    };
+    let retention = Duration::from_secs(120);
+    let out = c.claim_fires(&claim(1000), retention).await.expect("claim");
+    assert_eq!(
+        out,
+        vec![BatchOutcome::Claimed(vec![ClaimOutcome::Claimed])]
+    );
+
+    let old = group.master().expect("the master");
+    let old_port = old.port();
+    tokio::task::block_in_place(|| {
+        old.kill();
+        group.wait_failover(old_port).expect("the replica promoted");
+    });
+
+    // The same coordinator reaches the promoted master, which has the job.
+    let t = Instant::now();
+    let found = loop {
+        match c.get_job("alpha").await {
+            Ok(found) => break found,
+            Err(e) if t.elapsed() < FOLLOW_WITHIN => {
+                println!("not yet on the promoted master: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("the promoted master not reached: {e}"),
+        }
+    };
+    println!(
+        "promoted master reached {} ms after the promotion",
+        t.elapsed().as_millis()
+    );
+    assert_eq!(found.map(|j| j.version), Some(stored.version));
+
+    // The promoted master has no replica yet: a claim is not confirmed,
+    // so it is an error (a lost reply), never a fire to run.
+    let unconfirmed = c.claim_fires(&claim(2000), retention).await;
+    let err = unconfirmed.expect_err("a claim no replica confirmed");
+    assert!(err.to_string().contains("WAIT fell short"), "{err}");
+
+    // The listener subscribed again, on the promoted master.
+    let t = Instant::now();
+    loop {
+        let left = FOLLOW_WITHIN.saturating_sub(t.elapsed());
+        match tokio::time::timeout(left, events.recv()).await {
+            Ok(Ok(CoordEvent::Resync)) => break,
+            Ok(_) => {}
+            Err(_) => panic!("no resubscription after the failover"),
+        }
+    }
+    c.put_job(&job("beta"), None)
+        .await
+        .expect("put on the promoted master");
+    let beta = shard_of("beta", RING.shard_count);
+    let t = Instant::now();
+    loop {
+        let left = FOLLOW_WITHIN.saturating_sub(t.elapsed());
+        match tokio::time::timeout(left, events.recv()).await {
+            Ok(Ok(CoordEvent::JobsChanged(s))) if s == beta => break,
+            Ok(_) => {}
+            Err(_) => panic!("no event from the promoted master"),
+        }
+    }
+
+    // The lost master back, turned into the new master's replica: claims
+    // are confirmed again, and the claim made before the failover held.
+    tokio::task::block_in_place(|| {
+        old.restart().expect("restart the lost master");
+        group.wait_replicas().expect("the lost master is a replica");
+    });
+    let out = c.claim_fires(&claim(1000), retention).await.expect("claim");
+    assert_eq!(
+        out,
+        vec![BatchOutcome::Claimed(vec![ClaimOutcome::AlreadyClaimed])]
+    );
+    let out = c.claim_fires(&claim(3000), retention).await.expect("claim");
+    assert_eq!(
+        out,
+        vec![BatchOutcome::Claimed(vec![ClaimOutcome::Claimed])]
+    );
+}

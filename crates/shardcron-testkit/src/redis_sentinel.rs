@@ -1,0 +1,250 @@
+//! A private Redis Sentinel group: a master, a replica and three
+//! sentinels, each a [`RedisServer`].
+//!
+//! The sentinel store finds its master by asking sentinels and must follow
+//! a failover without a restart; only real sentinels, which really promote
+//! the replica when the master is killed (and turn the old master, once
+//! back, into a replica of the new one), show that it does. Three sentinels
+//! with a quorum of two is the smallest group that still elects a leader
+//! with one sentinel down, and the usual production shape. The failover
+//! settings are fast (the master counts as down after
+//! [`DOWN_AFTER_MS`]) so a test crosses a failover in seconds.
+
+use std::fs;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+use crate::error::TestkitError;
+use crate::redis_server::RedisServer;
+
+/// The name the sentinels monitor the master under.
+pub const MASTER_NAME: &str = "shardcron";
+/// `down-after-milliseconds`: how long the master may be unreachable
+/// before the sentinels fail it over.
+pub const DOWN_AFTER_MS: u64 = 1_000;
+/// `failover-timeout`, ms: how long one failover attempt may take before
+/// another sentinel retries it.
+const FAILOVER_TIMEOUT_MS: u64 = 3_000;
+/// Sentinels that must agree the master is down.
+const QUORUM: usize = 2;
+/// How long setting up the group, or a failover, may take.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A running private Sentinel group. Dropping it kills every process.
+#[derive(Debug)]
+pub struct SentinelGroup {
+    /// The master as started, then the replica.
+    servers: Vec<RedisServer>,
+    sentinels: Vec<RedisServer>,
+    url_options: std::sync::Mutex<String>,
+    // Removed after the sentinels (declared after them).
+    config_dir: TempDir,
+}
+
+impl SentinelGroup {
+    /// Starts a master, one replica of it and three sentinels monitoring
+    /// it, and waits until the replica's link is up and every sentinel
+    /// knows the replica and the other two sentinels (so that a failover
+    /// can be voted and has a replica to promote).
+    pub fn start() -> Result<Self, TestkitError> {
+        // Replicas sync without the default 5 s wait for more replicas to
+        // share one transfer: the group is ready, and a lost master back
+        // as a replica, in about a second.
+        let data_server = || {
+            RedisServer::builder()
+                .arg("--repl-diskless-sync-delay")
+                .arg("0")
+        };
+        let master = data_server().start()?;
+        let replica = data_server()
+            .arg("--replicaof")
+            .arg("127.0.0.1")
+            .arg(master.port().to_string())
+            .start()?;
+        let config_dir = tempfile::Builder::new()
+            .prefix("shardcron-sentinel-")
+            .tempdir()
+            .map_err(|e| TestkitError::io("creating a directory for sentinel configs", e))?;
+        let config = format!(
+            "sentinel monitor {MASTER_NAME} 127.0.0.1 {port} {QUORUM}\n\
+             sentinel down-after-milliseconds {MASTER_NAME} {DOWN_AFTER_MS}\n\
+             sentinel failover-timeout {MASTER_NAME} {FAILOVER_TIMEOUT_MS}\n\
+             sentinel parallel-syncs {MASTER_NAME} 1\n",
+            port = master.port()
+        );
+        let mut sentinels = Vec::new();
+        for i in 0..3 {
+            let path = config_dir.path().join(format!("sentinel-{i}.conf"));
+            fs::write(&path, &config)
+                .map_err(|e| TestkitError::io(format!("writing {}", path.display()), e))?;
+            sentinels.push(
+                RedisServer::builder()
+                    .config_file(path)
+                    .arg("--sentinel")
+                    .start()?,
+            );
+        }
+        let group = Self {
+            servers: vec![master, replica],
+            sentinels,
+            url_options: std::sync::Mutex::default(),
+            config_dir,
+        };
+        group.wait_replicas()?;
+        wait_for("every sentinel to know the replica and the others", || {
+            for sentinel in &group.sentinels {
+                let info = sentinel.command(&["SENTINEL", "MASTER", MASTER_NAME])?;
+                let field = |name: &str| {
+                    let mut lines = info.lines();
+                    lines.find(|l| *l == name)?;
+                    lines.next()?.parse::<usize>().ok()
+                };
+                if field("num-slaves") < Some(1) || field("num-other-sentinels") < Some(2) {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        })?;
+        Ok(group)
+    }
+
+    /// `redis+sentinel://127.0.0.1:s1,127.0.0.1:s2,127.0.0.1:s3/shardcron`:
+    /// the store URL of this group, with the options given to
+    /// [`Self::set_url_options`] as its query.
+    pub fn url(&self) -> String {
+        let sentinels: Vec<String> = self
+            .sentinels
+            .iter()
+            .map(|s| format!("127.0.0.1:{}", s.port()))
+            .collect();
+        let options = self
+            .url_options
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        let query = if options.is_empty() {
+            String::new()
+        } else {
+            format!("?{options}")
+        };
+        format!(
+            "redis+sentinel://{}/{MASTER_NAME}{query}",
+            sentinels.join(",")
+        )
+    }
+
+    /// Store URL options that [`Self::url`] carries from now on (e.g.
+    /// `min_replicas=0`).
+    pub fn set_url_options(&self, options: &str) {
+        *self
+            .url_options
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = options.to_owned();
+    }
+
+    /// The data servers as started: the master first, then the replica (a
+    /// failover may have swapped their roles since: see [`Self::master`]).
+    pub fn servers(&self) -> &[RedisServer] {
+        &self.servers
+    }
+
+    /// The sentinels.
+    pub fn sentinels(&self) -> &[RedisServer] {
+        &self.sentinels
+    }
+
+    /// The port of the master, as the first running sentinel names it.
+    pub fn master_port(&self) -> Result<u16, TestkitError> {
+        let sentinel = self
+            .sentinels
+            .iter()
+            .find(|s| s.is_running())
+            .ok_or(TestkitError::NotRunning)?;
+        named_master(sentinel)
+    }
+
+    /// The data server the sentinels name as master now.
+    pub fn master(&self) -> Result<&RedisServer, TestkitError> {
+        let port = self.master_port()?;
+        self.servers
+            .iter()
+            .find(|s| s.port() == port)
+            .ok_or_else(|| TestkitError::SentinelSetup(format!("no server on port {port}")))
+    }
+
+    /// Waits until the master on `port` (killed) is replaced: every running
+    /// sentinel names another server, and that server says it is master.
+    pub fn wait_failover(&self, port: u16) -> Result<(), TestkitError> {
+        wait_for("the sentinels to promote the replica", || {
+            let mut named = None;
+            for sentinel in self.sentinels.iter().filter(|s| s.is_running()) {
+                let master = named_master(sentinel)?;
+                if master == port || named.is_some_and(|n| n != master) {
+                    return Ok(false);
+                }
+                named = Some(master);
+            }
+            let Some(server) = self.servers.iter().find(|s| Some(s.port()) == named) else {
+                return Ok(false);
+            };
+            Ok(server.command(&["ROLE"])?.starts_with("master"))
+        })
+    }
+
+    /// Waits until every running data server but the master is its replica
+    /// with the link up (after a failover: the old master, restarted, was
+    /// turned into a replica of the new one and has synced).
+    pub fn wait_replicas(&self) -> Result<(), TestkitError> {
+        wait_for("every replica linked to the master", || {
+            let master = self.master_port()?;
+            for server in self.servers.iter().filter(|s| s.is_running()) {
+                if server.port() == master {
+                    continue;
+                }
+                let info = server.command(&["INFO", "replication"])?;
+                let linked = info.contains("role:slave")
+                    && info.contains(&format!("master_port:{master}\r"))
+                    && info.contains("master_link_status:up");
+                if !linked {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        })
+    }
+
+    /// The directory of the sentinels' configuration files.
+    pub fn config_dir(&self) -> &std::path::Path {
+        self.config_dir.path()
+    }
+}
+
+/// The master port `sentinel` names (`SENTINEL get-master-addr-by-name`).
+fn named_master(sentinel: &RedisServer) -> Result<u16, TestkitError> {
+    let reply = sentinel.command(&["SENTINEL", "get-master-addr-by-name", MASTER_NAME])?;
+    reply
+        .lines()
+        .nth(1)
+        .and_then(|p| p.trim().parse().ok())
+        .ok_or_else(|| TestkitError::SentinelSetup(format!("unexpected master address {reply:?}")))
+}
+
+fn wait_for(
+    what: &str,
+    mut ready: impl FnMut() -> Result<bool, TestkitError>,
+) -> Result<(), TestkitError> {
+    let deadline = Instant::now() + SETUP_TIMEOUT;
+    loop {
+        if ready()? {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(TestkitError::SentinelSetup(format!(
+                "timed out after {SETUP_TIMEOUT:?} waiting for {what}"
+            )));
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
