@@ -20,6 +20,7 @@ use redis::cluster::ClusterClientBuilder;
 use redis::cluster_routing::{Route, SingleNodeRoutingInfo, SlotAddr};
 
 use super::cluster_link::{key_slot, ClusterLink};
+use super::cluster_tls::{cluster_seeds, with_certs};
 use super::tls_options::{client, take_tls_options, StoreTls};
 use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, ServerErrorKind, Value};
 
@@ -89,10 +90,11 @@ fn own_options(url: &str) -> Result<(String, Option<u32>, Option<u64>), String> 
 
 /// Reads a store URL: `redis://…` (one server) or
 /// `redis+cluster://[user:pass@]h:p[,h:p…]` (a cluster, through any of
-/// these seed nodes). Returns why a URL is unusable.
+/// these seed nodes; `rediss+cluster://` over TLS). Returns why a URL is
+/// unusable.
 pub(crate) fn parse_target(url: &str) -> Result<Target, String> {
     let (url, min_replicas, replica_wait_ms) = own_options(url)?;
-    let Some(rest) = url.strip_prefix(CLUSTER_SCHEME) else {
+    let Some((rest, node_scheme)) = cluster_seeds(&url) else {
         return Ok(Target {
             nodes: vec![url.clone()],
             cluster: false,
@@ -117,7 +119,7 @@ pub(crate) fn parse_target(url: &str) -> Result<Target, String> {
         .split(',')
         .map(str::trim)
         .filter(|h| !h.is_empty())
-        .map(|h| format!("redis://{auth}{h}"))
+        .map(|h| format!("{node_scheme}{auth}{h}"))
         .collect();
     if nodes.is_empty() {
         return Err(
@@ -150,7 +152,7 @@ pub fn check_redis_url(url: &str) -> Result<(), String> {
 
 impl StoreConn {
     /// Connects to `target` (with `tls`'s certificates for a `rediss://`
-    /// server) with these timeouts.
+    /// server or a `rediss+cluster://` cluster) with these timeouts.
     pub async fn open(
         target: &Target,
         tls: Option<&StoreTls>,
@@ -158,12 +160,12 @@ impl StoreConn {
         connect_timeout: Duration,
     ) -> Result<Self, RedisError> {
         if target.cluster {
-            let client = ClusterClientBuilder::new(target.nodes.clone())
+            let builder = ClusterClientBuilder::new(target.nodes.clone())
                 .response_timeout(response_timeout)
                 .connection_timeout(connect_timeout)
                 .retries(2)
-                .max_retry_wait(500)
-                .build()?;
+                .max_retry_wait(500);
+            let client = with_certs(builder, tls).build()?;
             Ok(Self::Cluster(
                 ClusterLink::connect(client, connect_timeout).await?,
             ))
