@@ -1,5 +1,6 @@
 //! The chaos scenarios on a Redis Cluster (three masters, one replica
-//! each): real worker processes given `--store redis+cluster://…`, every
+//! each; the failover also on a TLS-only one): real worker processes given
+//! `--store redis+cluster://…` (or `rediss+cluster://…`), every
 //! fire audited from the exec job's own append-only log. Besides exactly
 //! once, a cluster must really spread the namespace: every master ends up
 //! holding shard keys.
