@@ -1,5 +1,6 @@
 //! The chaos scenarios on a Redis Cluster (three masters, one replica
-//! each): real worker processes given `--store redis+cluster://…`, every
+//! each; the failover also on a TLS-only one): real worker processes given
+//! `--store redis+cluster://…` (or `rediss+cluster://…`), every
 //! fire audited from the exec job's own append-only log. Besides exactly
 //! once, a cluster must really spread the namespace: every master ends up
 //! holding shard keys.
@@ -95,12 +96,41 @@ fn a_master_killed_without_wait_is_reported() {
     );
 }
 
+/// The same failover on a TLS-only cluster that requires client
+/// certificates (`rediss+cluster://`): the promoted replica is found and
+/// reached over TLS, and the lost master comes back as its replica over
+/// TLS.
+#[test]
+fn a_master_killed_on_a_tls_cluster_and_its_replica_promoted() {
+    let cluster =
+        shardcron_testkit::RedisCluster::start_tls(3, 1, shardcron_testkit::ClientAuth::Required)
+            .expect("TLS-only redis cluster");
+    let (f, from, to, promoted) =
+        master_failover_on(Store::RedisCluster(cluster), "chaos-failover-tls", "");
+    scenarios::row(
+        "TLS cluster master SIGKILLed, its replica promoted",
+        &f,
+        from,
+        to,
+        &[],
+        Some(promoted),
+    );
+}
+
 /// A fleet of three firing every second on a cluster with one replica per
 /// master (store URL options `options`); the first master is SIGKILLed,
 /// its replica promoted, the lost node restarted as a replica. Returns the
 /// stopped fleet, the audit window and the time to the promotion.
 fn master_failover(namespace: &str, options: &str) -> (ProcFleet, i64, i64, Duration) {
-    let store = Store::start(StoreKind::RedisCluster);
+    master_failover_on(Store::start(StoreKind::RedisCluster), namespace, options)
+}
+
+/// [`master_failover`] on a cluster already started.
+fn master_failover_on(
+    store: Store,
+    namespace: &str,
+    options: &str,
+) -> (ProcFleet, i64, i64, Duration) {
     if let Store::RedisCluster(cluster) = &store {
         cluster.set_url_options(options);
     }

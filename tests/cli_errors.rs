@@ -231,6 +231,14 @@ fn a_tls_store_with_bad_certificates_is_refused_with_what_is_wrong() {
             "has no tls_key",
         ),
         ("redis://127.0.0.1:1?tls_ca=/x.pem", "need a rediss:// URL"),
+        (
+            "redis+cluster://127.0.0.1:1,127.0.0.1:2?tls_ca=/x.pem",
+            "or a rediss+cluster:// one",
+        ),
+        (
+            "rediss+cluster://127.0.0.1:1,127.0.0.1:2?tls_ca=/nonexistent/ca.pem",
+            "tls_ca=/nonexistent/ca.pem: cannot be read",
+        ),
     ];
     for (url, expected) in cases {
         let o = run(url);

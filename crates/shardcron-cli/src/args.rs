@@ -27,7 +27,8 @@ pub const DEFAULT_NAMESPACE: &str = "shardcron";
 pub struct Cli {
     /// URL of the coordination store: redis://,
     /// rediss://...[?tls_ca=PATH&tls_cert=PATH&tls_key=PATH] (TLS),
-    /// redis+cluster://host:port[,host:port...],
+    /// redis+cluster://host:port[,host:port...], rediss+cluster://...
+    /// (TLS, same options),
     /// redis+sentinel://host:port[,host:port...]/<master-name>, postgres://,
     /// postgresql://, etcd:// or etcds:// (wins over --redis).
     #[arg(

@@ -99,7 +99,7 @@ impl CoordError {
 pub fn store_name(url: &str) -> &'static str {
     let scheme = url.split_once("://").map_or("", |(scheme, _)| scheme);
     match scheme.to_ascii_lowercase().as_str() {
-        "redis" | "rediss" => "Redis",
+        "redis" | "rediss" | "redis+cluster" | "rediss+cluster" => "Redis",
         "postgres" | "postgresql" => "PostgreSQL",
         "etcd" | "etcds" => "etcd",
         _ => "the store",

@@ -30,5 +30,5 @@ pub use model::{
 };
 pub use redis_coord::{
     check_redis_url, decode_shard_jobs, redact_url, RedisCoordinator, RedisOptions, CLUSTER_SCHEME,
-    SENTINEL_SCHEME,
+    SENTINEL_SCHEME, TLS_CLUSTER_SCHEME,
 };

@@ -17,7 +17,8 @@
 //!
 //! A `rediss://` store is the same over TLS: the certificate files its URL
 //! names are read once and every connection uses them (see
-//! `tls_options.rs`).
+//! `tls_options.rs`); so is a `rediss+cluster://` one, a cluster whose
+//! every node is reached over TLS (see `cluster_tls.rs`).
 
 use std::time::Duration;
 
@@ -42,6 +43,7 @@ use crate::scripts::Scripts;
 
 mod claim_calls;
 mod cluster_link;
+mod cluster_tls;
 mod conn;
 mod delivery;
 mod history;
@@ -50,6 +52,7 @@ mod sentinel_link;
 mod tls_options;
 
 use claim_calls::{claim_calls, split_claim_reply};
+pub use cluster_tls::TLS_CLUSTER_SCHEME;
 pub use conn::{check_redis_url, CLUSTER_SCHEME};
 use conn::{parse_target, StoreConn};
 use history::HistoryState;

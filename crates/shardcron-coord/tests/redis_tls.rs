@@ -1,12 +1,13 @@
 //! TLS to the Redis store, where it goes wrong: each misconfiguration gets
 //! an error that says what is wrong (a certificate the CA did not sign, a
 //! client certificate missing, a CA file that is not there or not PEM),
-//! against real TLS-only servers and certificates made by the test. That
-//! it works is shown by the conformance suite, which runs on such a server.
+//! against real TLS-only servers (and a TLS-only cluster) and certificates
+//! made by the test. That it works is shown by the conformance suite, which
+//! runs on such a server and on such a cluster.
 
 use shardcron_coord::{CoordError, RedisCoordinator};
 use shardcron_core::RingConfig;
-use shardcron_testkit::{ClientAuth, RedisServer, TestPki};
+use shardcron_testkit::{ClientAuth, RedisCluster, RedisServer, TestPki};
 
 const RING: RingConfig = RingConfig::new(64, 40);
 
@@ -105,4 +106,37 @@ async fn unusable_certificate_files_are_named() {
             "{url} passes the check before connecting"
         );
     }
+}
+
+#[tokio::test]
+async fn a_cluster_whose_certificates_another_ca_signed_fails_verification() {
+    let cluster = RedisCluster::start_tls(3, 0, ClientAuth::Required).expect("TLS cluster");
+    let pki = cluster.pki().expect("TLS cluster");
+    let other = TestPki::new().expect("another CA");
+    let seeds: Vec<String> = cluster
+        .nodes()
+        .map(|n| format!("127.0.0.1:{}", n.port()))
+        .collect();
+    let url = format!(
+        "rediss+cluster://{}?tls_ca={}&tls_cert={}&tls_key={}",
+        seeds.join(","),
+        other.ca().display(),
+        pki.client_cert().display(),
+        pki.client_key().display()
+    );
+    let err = connect(&url).await.to_string();
+    println!("cluster, another CA: {err}");
+    assert!(err.contains("TLS certificate verification failed"), "{err}");
+    // The same cluster URL in plain TCP does not get through either, and a
+    // plain cluster URL refuses the TLS options.
+    let plain = format!(
+        "redis+cluster://{}?tls_ca={}",
+        seeds.join(","),
+        pki.ca().display()
+    );
+    let err = connect(&plain).await.to_string();
+    assert!(err.contains("rediss+cluster://"), "{err}");
+    RedisCoordinator::connect(&cluster.url(), "tls", RING)
+        .await
+        .expect("the cluster's own CA is trusted");
 }

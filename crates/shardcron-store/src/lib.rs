@@ -3,6 +3,7 @@
 //! Commands, the daemon and embedders should not care which store a fleet
 //! runs on: the URL's scheme picks it (`redis://`/`rediss://`: Redis,
 //! `redis+cluster://host:port[,host:port…]`: a Redis Cluster,
+//! `rediss+cluster://…` for one reached over TLS,
 //! `redis+sentinel://host:port[,host:port…]/<master>`: the master of a
 //! Redis Sentinel group,
 //! `postgres://`/`postgresql://`: PostgreSQL, `etcd://`/`etcds://`: etcd,
@@ -30,13 +31,15 @@ pub const SUPPORTED_SCHEMES: &[&str] = &[
     "etcds",
     "redis+cluster",
     "redis+sentinel",
+    "rediss+cluster",
 ];
 
 /// Which store a URL names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StoreKind {
-    /// Redis (`redis://`, `rediss://`; `redis+cluster://` for a cluster,
-    /// `redis+sentinel://` for a Sentinel group).
+    /// Redis (`redis://`, `rediss://`; `redis+cluster://`,
+    /// `rediss+cluster://` for a cluster, `redis+sentinel://` for a
+    /// Sentinel group).
     Redis,
     /// PostgreSQL (`postgres://`, `postgresql://`).
     Postgres,
@@ -84,7 +87,9 @@ pub fn store_kind(url: &str) -> Result<StoreKind, OpenError> {
         .split_once("://")
         .map(|(scheme, _)| scheme.to_ascii_lowercase());
     match scheme.as_deref() {
-        Some("redis" | "rediss" | "redis+cluster" | "redis+sentinel") => Ok(StoreKind::Redis),
+        Some("redis" | "rediss" | "redis+cluster" | "rediss+cluster" | "redis+sentinel") => {
+            Ok(StoreKind::Redis)
+        }
         Some("postgres" | "postgresql") => Ok(StoreKind::Postgres),
         Some("etcd" | "etcds") => Ok(StoreKind::Etcd),
         _ => Err(OpenError::UnsupportedScheme {
@@ -154,6 +159,10 @@ mod tests {
     fn schemes_pick_the_store() {
         assert_eq!(store_kind("redis://h:1").ok(), Some(StoreKind::Redis));
         assert_eq!(store_kind("rediss://h:1").ok(), Some(StoreKind::Redis));
+        assert_eq!(
+            store_kind("rediss+cluster://h:1,h:2").ok(),
+            Some(StoreKind::Redis)
+        );
         assert_eq!(
             store_kind("postgres://u@h/db").ok(),
             Some(StoreKind::Postgres)

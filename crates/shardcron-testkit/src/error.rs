@@ -30,6 +30,12 @@ pub enum TestkitError {
         origin: &'static str,
     },
 
+    /// No `redis-cli` on `PATH`: a TLS server's helpers
+    /// ([`RedisServer::command`](crate::RedisServer::command) and the like)
+    /// talk to it through `redis-cli --tls`.
+    #[error("redis-cli not found on PATH: install it (apt-get install redis-tools)")]
+    RedisCliNotFound,
+
     /// Neither `initdb` and `postgres` on `PATH` nor a server under
     /// `/usr/lib/postgresql/*/bin`.
     #[error(

@@ -16,7 +16,8 @@
 //!   [`tls`](RedisServerBuilder::tls) it serves TLS only, with certificates
 //!   of a [`TestPki`] made for it.
 //! * [`RedisCluster`]: a private Redis Cluster of such servers (three or
-//!   more masters, optionally one replica each), for the cluster store.
+//!   more masters, optionally one replica each), for the cluster store; in
+//!   plain TCP or, with [`start_tls`](RedisCluster::start_tls), TLS only.
 //! * [`SentinelGroup`]: a master, a replica and three sentinels (Redis
 //!   Sentinel), with fast failover settings, for the sentinel store.
 //! * [`PostgresServer`]: the same for PostgreSQL (`initdb` + `postgres` in a

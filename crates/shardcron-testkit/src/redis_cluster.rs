@@ -7,13 +7,22 @@
 //! ADDSLOTSRANGE`, `CLUSTER MEET`, `CLUSTER REPLICATE`) rather than
 //! `redis-cli --cluster create`, so it needs nothing beyond `redis-server`,
 //! and its slots are split evenly between the masters in order.
+//!
+//! [`RedisCluster::start_tls`] starts one that speaks TLS only: every node
+//! has certificates of one shared [`TestPki`], listens with TLS alone
+//! (`--port 0`) and talks TLS to the others (`tls-cluster`,
+//! `tls-replication`), so it announces its TLS port in `CLUSTER SLOTS`; the
+//! cluster is formed with the same commands, sent with `redis-cli --tls`.
 
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::error::TestkitError;
 use crate::redis_server::RedisServer;
+use crate::redis_tls::ClientAuth;
 use crate::resp::RespValue;
+use crate::test_pki::TestPki;
 
 /// Hash slots of a Redis Cluster.
 const SLOTS: u32 = 16_384;
@@ -29,6 +38,8 @@ pub struct RedisCluster {
     masters: Vec<RedisServer>,
     replicas: Vec<RedisServer>,
     url_options: std::sync::Mutex<String>,
+    /// The certificates every node shares, on a TLS cluster.
+    pki: Option<Arc<TestPki>>,
 }
 
 impl RedisCluster {
@@ -36,20 +47,50 @@ impl RedisCluster {
     /// replicas each, forms the cluster and waits until every node reports
     /// `cluster_state:ok` (and every replica's link to its master is up).
     pub fn start(masters: usize, replicas_per_master: usize) -> Result<Self, TestkitError> {
+        Self::start_with(masters, replicas_per_master, None)
+    }
+
+    /// Starts a cluster like [`Self::start`] that speaks TLS only (see the
+    /// [module docs](self)), its nodes asking clients for a certificate per
+    /// `auth`. [`Self::url`] is then a `rediss+cluster://` URL naming the
+    /// test CA and the client certificate.
+    pub fn start_tls(
+        masters: usize,
+        replicas_per_master: usize,
+        auth: ClientAuth,
+    ) -> Result<Self, TestkitError> {
+        let pki = Arc::new(TestPki::new()?);
+        Self::start_with(masters, replicas_per_master, Some((pki, auth)))
+    }
+
+    fn start_with(
+        masters: usize,
+        replicas_per_master: usize,
+        tls: Option<(Arc<TestPki>, ClientAuth)>,
+    ) -> Result<Self, TestkitError> {
         if masters < 3 {
             return Err(TestkitError::ClusterSetup(format!(
                 "a cluster needs at least 3 masters, {masters} asked"
             )));
         }
         let node = || {
-            RedisServer::builder()
+            let builder = RedisServer::builder()
                 .arg("--cluster-enabled")
                 .arg("yes")
                 .arg("--cluster-config-file")
                 .arg("nodes.conf")
                 .arg("--cluster-node-timeout")
-                .arg(NODE_TIMEOUT_MS.to_string())
-                .start()
+                .arg(NODE_TIMEOUT_MS.to_string());
+            match &tls {
+                Some((pki, auth)) => builder
+                    .tls_with(Arc::clone(pki), *auth)
+                    .arg("--tls-cluster")
+                    .arg("yes")
+                    .arg("--tls-replication")
+                    .arg("yes")
+                    .start(),
+                None => builder.start(),
+            }
         };
         let masters: Vec<RedisServer> = (0..masters).map(|_| node()).collect::<Result<_, _>>()?;
         let replicas: Vec<RedisServer> = (0..masters.len() * replicas_per_master)
@@ -59,6 +100,7 @@ impl RedisCluster {
             masters,
             replicas,
             url_options: std::sync::Mutex::default(),
+            pki: tls.map(|(pki, _)| pki),
         };
         cluster.form()?;
         Ok(cluster)
@@ -139,9 +181,16 @@ impl RedisCluster {
         &self.replicas
     }
 
+    /// The certificates of a TLS cluster's nodes (`None`: plain TCP).
+    pub fn pki(&self) -> Option<&TestPki> {
+        self.pki.as_deref()
+    }
+
     /// `redis+cluster://127.0.0.1:p1,127.0.0.1:p2,...` naming every node:
     /// the store URL of this cluster, with the options given to
-    /// [`Self::set_url_options`] as its query.
+    /// [`Self::set_url_options`] as its query. On a TLS cluster,
+    /// `rediss+cluster://…?tls_ca=…&tls_cert=…&tls_key=…` (the test CA and
+    /// the client certificate) and those options.
     pub fn url(&self) -> String {
         let nodes: Vec<String> = self
             .nodes()
@@ -152,12 +201,29 @@ impl RedisCluster {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone();
-        let query = if options.is_empty() {
+        let mut query: Vec<String> = Vec::new();
+        if let Some(pki) = &self.pki {
+            query.push(format!(
+                "tls_ca={}&tls_cert={}&tls_key={}",
+                pki.ca().display(),
+                pki.client_cert().display(),
+                pki.client_key().display()
+            ));
+        }
+        if !options.is_empty() {
+            query.push(options);
+        }
+        let query = if query.is_empty() {
             String::new()
         } else {
-            format!("?{options}")
+            format!("?{}", query.join("&"))
         };
-        format!("redis+cluster://{}{query}", nodes.join(","))
+        let scheme = if self.pki.is_some() {
+            "rediss+cluster"
+        } else {
+            "redis+cluster"
+        };
+        format!("{scheme}://{}{query}", nodes.join(","))
     }
 
     /// Store URL options that [`Self::url`] carries from now on (e.g.
@@ -244,7 +310,9 @@ impl RedisCluster {
 
 fn expect_ok(reply: RespValue) -> Result<(), TestkitError> {
     match reply {
+        // A TLS node answers through redis-cli, as text.
         RespValue::Simple(s) if s == "OK" => Ok(()),
+        RespValue::Bulk(b) if b == b"OK" => Ok(()),
         other => Err(TestkitError::ClusterSetup(format!(
             "unexpected reply {other:?}"
         ))),

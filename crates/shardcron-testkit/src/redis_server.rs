@@ -27,7 +27,7 @@ use std::io::{Read, Seek, SeekFrom};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ExitStatus};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -37,6 +37,7 @@ use crate::error::TestkitError;
 use crate::free_port;
 use crate::redis_tls::{self, ClientAuth, ServerTls};
 use crate::resp::{RespConnection, RespValue};
+use crate::test_pki::TestPki;
 
 /// Environment variable naming the redis-server binary to use.
 pub const REDIS_SERVER_ENV: &str = "SHARDCRON_REDIS_SERVER";
@@ -66,6 +67,7 @@ pub struct RedisServerBuilder {
     extra_args: Vec<String>,
     binary: Option<PathBuf>,
     tls: Option<ClientAuth>,
+    tls_pki: Option<Arc<TestPki>>,
 }
 
 impl RedisServerBuilder {
@@ -90,6 +92,15 @@ impl RedisServerBuilder {
     /// the client certificate.
     pub fn tls(mut self, auth: ClientAuth) -> Self {
         self.tls = Some(auth);
+        self.tls_pki = None;
+        self
+    }
+
+    /// Serves TLS only like [`Self::tls`], with the certificates of `pki`
+    /// (shared by the nodes of one cluster, which must trust each other).
+    pub fn tls_with(mut self, pki: Arc<TestPki>, auth: ClientAuth) -> Self {
+        self.tls = Some(auth);
+        self.tls_pki = Some(pki);
         self
     }
 
@@ -117,10 +128,11 @@ impl RedisServerBuilder {
             .prefix("shardcron-redis-")
             .tempdir()
             .map_err(|e| TestkitError::io("creating temporary directory for redis-server", e))?;
-        let tls = self
-            .tls
-            .map(|auth| ServerTls::create(dir.path(), auth))
-            .transpose()?;
+        let tls = match (self.tls, self.tls_pki) {
+            (Some(auth), Some(pki)) => Some(ServerTls::shared(pki, auth)),
+            (Some(auth), None) => Some(ServerTls::create(dir.path(), auth)?),
+            (None, _) => None,
+        };
         let mut last_err = None;
         for attempt in 1..=START_ATTEMPTS {
             let port = free_port()?;
@@ -352,7 +364,8 @@ impl RedisServer {
     /// (see [`RespValue`]'s `Display`: bulk strings verbatim, integers in
     /// decimal, nulls as `(nil)`, arrays joined by `\n`). An error reply
     /// becomes [`TestkitError::ErrorReply`]. Uses a 5 s timeout; see
-    /// [`command_timeout`](Self::command_timeout) for a shorter one.
+    /// [`command_timeout`](Self::command_timeout) for a shorter one. On a
+    /// TLS server it runs `redis-cli --tls` (see [`crate::redis_tls`]).
     ///
     /// ```no_run
     /// # fn main() -> Result<(), shardcron_testkit::TestkitError> {
@@ -390,11 +403,14 @@ impl RedisServer {
         if !self.is_running() {
             return Err(TestkitError::NotRunning);
         }
-        RespConnection::connect(self.addr(), timeout)?.query(args)
+        match &self.tls {
+            Some(tls) => tls.query(self.port, args, timeout),
+            None => RespConnection::connect(self.addr(), timeout)?.query(args),
+        }
     }
 
     /// Opens a persistent [`RespConnection`] to the server with the given
-    /// connect/read/write timeout.
+    /// connect/read/write timeout (plain TCP: not to a TLS server).
     pub fn connect(&self, timeout: Duration) -> Result<RespConnection, TestkitError> {
         RespConnection::connect(self.addr(), timeout)
     }

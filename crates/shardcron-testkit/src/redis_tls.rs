@@ -9,18 +9,32 @@
 //!
 //! Readiness cannot be a plaintext `PING` then: the server is ready when
 //! its own log (in its own directory, its pid on every line) says so and
-//! its port accepts connections. The plaintext helpers
-//! ([`RedisServer::command`](crate::RedisServer::command) and the like) do
-//! not reach such a server; talk to it with a TLS client built from
+//! its port accepts connections. The synchronous helpers
+//! ([`RedisServer::command`](crate::RedisServer::command),
+//! [`RedisServer::query`](crate::RedisServer::query)) reach such a server
+//! through `redis-cli --tls` with the test CA and the client certificate:
+//! the kit's own RESP client speaks plain TCP only, and setting up a
+//! cluster needs a few commands on each node, not a second TLS stack.
+//! [`RedisServer::connect`](crate::RedisServer::connect) stays plain TCP;
+//! for anything else use a TLS client built from
 //! [`RedisServer::tls`](crate::RedisServer::tls).
+//!
+//! Servers of one Redis Cluster share one CA
+//! ([`RedisServerBuilder::tls_with`](crate::RedisServerBuilder::tls_with)):
+//! they talk to each other over TLS (cluster bus, replication), each
+//! presenting the client certificate when it connects out.
 
 use std::ffi::OsString;
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::Path;
-use std::time::Duration;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
 
 use crate::error::TestkitError;
-use crate::redis_server::{read_from, LOG_FILE};
+use crate::redis_server::{find_executable, read_from, LOG_FILE};
+use crate::resp::RespValue;
 use crate::test_pki::TestPki;
 
 /// Whether a TLS server asks its clients for a certificate signed by its CA.
@@ -35,7 +49,7 @@ pub enum ClientAuth {
 /// The TLS side of a server: its certificates and its client policy.
 #[derive(Debug)]
 pub struct ServerTls {
-    pki: TestPki,
+    pki: Arc<TestPki>,
     auth: ClientAuth,
 }
 
@@ -43,9 +57,14 @@ impl ServerTls {
     /// Makes the certificates in `dir` (the server's directory).
     pub(crate) fn create(dir: &Path, auth: ClientAuth) -> Result<Self, TestkitError> {
         Ok(Self {
-            pki: TestPki::write_to(dir)?,
+            pki: Arc::new(TestPki::write_to(dir)?),
             auth,
         })
+    }
+
+    /// Uses the certificates of `pki`, shared with other servers.
+    pub(crate) fn shared(pki: Arc<TestPki>, auth: ClientAuth) -> Self {
+        Self { pki, auth }
     }
 
     /// The CA and the certificates it signed (the client's among them).
@@ -69,6 +88,10 @@ impl ServerTls {
             ("--tls-cert-file", self.pki.server_cert().into()),
             ("--tls-key-file", self.pki.server_key().into()),
             ("--tls-ca-cert-file", self.pki.ca().into()),
+            // Presented when the server connects out (cluster bus,
+            // replication): its own certificate is for servers only.
+            ("--tls-client-cert-file", self.pki.client_cert().into()),
+            ("--tls-client-key-file", self.pki.client_key().into()),
             (
                 "--tls-auth-clients",
                 OsString::from(match self.auth {
@@ -92,6 +115,75 @@ impl ServerTls {
             self.pki.client_cert().display(),
             self.pki.client_key().display()
         )
+    }
+}
+
+impl ServerTls {
+    /// Sends one command to the server on `port` with `redis-cli --tls`
+    /// (the test CA, the client certificate), waiting up to `timeout` for
+    /// the reply. The reply comes back as text in a
+    /// [`RespValue::Bulk`] (`redis-cli`'s raw output without its last
+    /// newline), an error reply (or a failure to connect) as a
+    /// [`RespValue::Error`].
+    pub(crate) fn query(
+        &self,
+        port: u16,
+        args: &[&str],
+        timeout: Duration,
+    ) -> Result<RespValue, TestkitError> {
+        let cli = find_executable(Path::new("redis-cli")).ok_or(TestkitError::RedisCliNotFound)?;
+        let mut child = Command::new(cli)
+            .arg("--tls")
+            .arg("--cacert")
+            .arg(self.pki.ca())
+            .arg("--cert")
+            .arg(self.pki.client_cert())
+            .arg("--key")
+            .arg(self.pki.client_key())
+            .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+            // -e: an error reply exits with a non-zero status.
+            .arg("-e")
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| TestkitError::io("running redis-cli", e))?;
+        // redis-cli has no timeout of its own: a paused server would keep
+        // it waiting, so it is killed once `timeout` has passed.
+        let deadline = Instant::now() + timeout;
+        loop {
+            match child.try_wait() {
+                Ok(Some(_)) => break,
+                Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(5)),
+                Ok(None) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(TestkitError::Timeout {
+                        context: format!("waiting for redis-cli --tls on port {port}"),
+                        timeout,
+                    });
+                }
+                Err(e) => return Err(TestkitError::io("waiting for redis-cli", e)),
+            }
+        }
+        let output = child
+            .wait_with_output()
+            .map_err(|e| TestkitError::io("reading redis-cli's output", e))?;
+        let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+        if text.ends_with('\n') {
+            text.pop();
+        }
+        if output.status.success() {
+            Ok(RespValue::Bulk(text.into_bytes()))
+        } else {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            Ok(RespValue::Error(
+                format!("{} {}", text.trim(), stderr.trim())
+                    .trim()
+                    .to_owned(),
+            ))
+        }
     }
 }
 

@@ -211,3 +211,39 @@ fn servers_are_independent() {
     a.command(&["SET", "k", "a"]).unwrap();
     assert_eq!(b.command(&["GET", "k"]).unwrap(), "(nil)");
 }
+
+/// A TLS-only cluster forms (its nodes meet and replicate over TLS), its
+/// helpers reach every node through `redis-cli --tls`, and it announces
+/// the TLS ports in `CLUSTER SLOTS`.
+#[test]
+fn a_tls_cluster_forms_and_announces_its_tls_ports() {
+    use shardcron_testkit::{ClientAuth, RedisCluster};
+
+    let cluster = RedisCluster::start_tls(3, 1, ClientAuth::Required).expect("TLS cluster");
+    assert!(
+        cluster.url().starts_with("rediss+cluster://"),
+        "{}",
+        cluster.url()
+    );
+    assert!(cluster.url().contains("tls_cert="), "{}", cluster.url());
+    let masters: Vec<u16> = cluster.masters().iter().map(|m| m.port()).collect();
+    let mut ports = cluster.master_ports().expect("master ports");
+    ports.sort_unstable();
+    let mut expected = masters.clone();
+    expected.sort_unstable();
+    assert_eq!(ports, expected);
+    let slots = cluster.masters()[0]
+        .command(&["CLUSTER", "SLOTS"])
+        .expect("CLUSTER SLOTS");
+    for port in masters {
+        assert!(slots.contains(&port.to_string()), "{port} in {slots}");
+    }
+    cluster.wait_replicas().expect("replicas linked over TLS");
+    let err = cluster.masters()[0]
+        .command(&["NO-SUCH-COMMAND"])
+        .expect_err("error reply");
+    assert!(
+        matches!(err, TestkitError::ErrorReply(ref m) if m.contains("unknown command")),
+        "{err}"
+    );
+}

@@ -21,6 +21,7 @@ use redis::cluster::ClusterClientBuilder;
 use redis::cluster_routing::{Route, SingleNodeRoutingInfo, SlotAddr};
 
 use super::cluster_link::{key_slot, ClusterLink};
+use super::cluster_tls::{cluster_seeds, with_certs};
 use super::sentinel_link::{parse_sentinel_url, SentinelLink, SentinelTarget, SENTINEL_SCHEME};
 use super::tls_options::{client, take_tls_options, StoreTls};
 use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, ServerErrorKind, Value};
@@ -95,8 +96,9 @@ fn own_options(url: &str) -> Result<(String, Option<u32>, Option<u64>), String> 
 
 /// Reads a store URL: `redis://…` (one server) or
 /// `redis+cluster://[user:pass@]h:p[,h:p…]` (a cluster, through any of
-/// these seed nodes) or `redis+sentinel://…/<master-name>` (see
-/// `sentinel_link.rs`). Returns why a URL is unusable.
+/// these seed nodes; `rediss+cluster://` over TLS) or
+/// `redis+sentinel://…/<master-name>` (see `sentinel_link.rs`). Returns why
+/// a URL is unusable.
 pub(crate) fn parse_target(url: &str) -> Result<Target, String> {
     let (url, min_replicas, replica_wait_ms) = own_options(url)?;
     if let Some(rest) = url.strip_prefix(SENTINEL_SCHEME) {
@@ -108,7 +110,7 @@ pub(crate) fn parse_target(url: &str) -> Result<Target, String> {
             replica_wait_ms,
         });
     }
-    let Some(rest) = url.strip_prefix(CLUSTER_SCHEME) else {
+    let Some((rest, node_scheme)) = cluster_seeds(&url) else {
         return Ok(Target {
             nodes: vec![url.clone()],
             cluster: false,
@@ -134,7 +136,7 @@ pub(crate) fn parse_target(url: &str) -> Result<Target, String> {
         .split(',')
         .map(str::trim)
         .filter(|h| !h.is_empty())
-        .map(|h| format!("redis://{auth}{h}"))
+        .map(|h| format!("{node_scheme}{auth}{h}"))
         .collect();
     if nodes.is_empty() {
         return Err(
@@ -168,7 +170,7 @@ pub fn check_redis_url(url: &str) -> Result<(), String> {
 
 impl StoreConn {
     /// Connects to `target` (with `tls`'s certificates for a `rediss://`
-    /// server) with these timeouts.
+    /// server or a `rediss+cluster://` cluster) with these timeouts.
     pub async fn open(
         target: &Target,
         tls: Option<&StoreTls>,
@@ -180,12 +182,12 @@ impl StoreConn {
             return Ok(Self::Sentinel(link));
         }
         if target.cluster {
-            let client = ClusterClientBuilder::new(target.nodes.clone())
+            let builder = ClusterClientBuilder::new(target.nodes.clone())
                 .response_timeout(response_timeout)
                 .connection_timeout(connect_timeout)
                 .retries(2)
-                .max_retry_wait(500)
-                .build()?;
+                .max_retry_wait(500);
+            let client = with_certs(builder, tls).build()?;
             Ok(Self::Cluster(
                 ClusterLink::connect(client, connect_timeout).await?,
             ))

@@ -19,8 +19,9 @@
 //! system's roots), its name included; a failed handshake is reported as
 //! such ([`describe`]), not only as an unreachable server.
 //!
-//! A Redis Cluster store (`redis+cluster://`) takes no TLS options: its
-//! nodes are reached in plain TCP only.
+//! A Redis Cluster reached over TLS (`rediss+cluster://`, see
+//! `cluster_tls.rs`) takes the same options, and its certificates serve
+//! every node; a plain `redis+cluster://` one takes none.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -42,7 +43,7 @@ pub(crate) struct StoreTls {
 
 /// Takes `tls_ca`, `tls_cert` and `tls_key` out of `url`'s query and reads
 /// the files they name. Returns the URL without them and, for a `rediss://`
-/// URL, its certificates (`None` for a plain `redis://` one). `Err` names
+/// or `rediss+cluster://` URL, its certificates (`None` for a plain one). `Err` names
 /// what is wrong: a TLS option on a URL that is not `rediss://`, an unknown
 /// `tls_*` option, a file that cannot be read or holds no PEM certificate
 /// or key, a certificate without its key or a key without its certificate.
@@ -70,10 +71,12 @@ pub(crate) fn take_tls_options(url: &str) -> Result<(String, Option<StoreTls>), 
         format!("{base}?{}", rest.join("&"))
     };
     let scheme = base.split_once("://").map_or("", |(s, _)| s);
-    if !scheme.eq_ignore_ascii_case("rediss") {
+    let tls_scheme =
+        scheme.eq_ignore_ascii_case("rediss") || scheme.eq_ignore_ascii_case("rediss+cluster");
+    if !tls_scheme {
         if files.iter().any(Option::is_some) {
             return Err(format!(
-                "tls_ca, tls_cert and tls_key need a rediss:// URL (TLS to one server), not {scheme}://"
+                "tls_ca, tls_cert and tls_key need a rediss:// URL (TLS to one server) or a rediss+cluster:// one (TLS to a cluster), not {scheme}://"
             ));
         }
         return Ok((url, None));
@@ -115,6 +118,16 @@ impl StoreTls {
     pub(crate) fn client(&self, node: &str) -> Result<redis::Client, RedisError> {
         install_crypto_provider();
         redis::Client::build_with_tls(node, self.certs.clone())
+    }
+
+    /// `builder` (of a cluster whose seeds are `rediss://` URLs) with these
+    /// certificates, used for every node it reaches.
+    pub(crate) fn cluster_builder(
+        &self,
+        builder: redis::cluster::ClusterClientBuilder,
+    ) -> redis::cluster::ClusterClientBuilder {
+        install_crypto_provider();
+        builder.certs(self.certs.clone())
     }
 }
 
@@ -225,7 +238,10 @@ mod tests {
         let err = take_tls_options("redis://h:1?tls_ca=/x").unwrap_err();
         assert!(err.contains("rediss://"), "{err}");
         let err = take_tls_options("redis+cluster://h:1?tls_ca=/x").unwrap_err();
-        assert!(err.contains("rediss://"), "{err}");
+        assert!(err.contains("rediss+cluster://"), "{err}");
+        let (url, tls) = take_tls_options("rediss+cluster://h:1,h:2?min_replicas=1").unwrap();
+        assert_eq!(url, "rediss+cluster://h:1,h:2?min_replicas=1");
+        assert!(tls.is_some());
         let err = take_tls_options("rediss://h:1?tls_cafile=/x").unwrap_err();
         assert!(err.contains("unknown TLS option"), "{err}");
     }

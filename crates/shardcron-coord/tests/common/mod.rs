@@ -4,7 +4,9 @@
 //! access to them, small builders, and the macro that runs every case on
 //! each. The Redis store runs the cases twice: in plain TCP, and on a
 //! TLS-only server that requires client certificates (`rediss://` with the
-//! TLS options).
+//! TLS options); so does the Redis Cluster store (`redis+cluster://`, and
+//! `rediss+cluster://` on a TLS-only cluster that requires client
+//! certificates).
 
 #![allow(dead_code)]
 
@@ -19,7 +21,7 @@ use shardcron_core::{JobSpec, RingConfig};
 use shardcron_etcd::EtcdCoordinator;
 use shardcron_postgres::{NamespaceSchema, PostgresCoordinator};
 use shardcron_testkit::{
-    ClientAuth, EtcdServer, PostgresServer, RedisCluster, RedisServer, SentinelGroup,
+    ClientAuth, EtcdServer, PostgresServer, RedisCluster, RedisServer, SentinelGroup, TestPki,
 };
 
 /// The store a case runs against.
@@ -27,7 +29,8 @@ pub enum Env {
     Memory(MemoryStore),
     /// A private redis-server: plain TCP, or TLS only ([`Env::redis_tls`]).
     Redis(RedisServer),
-    /// A private three-master Redis Cluster (no replicas).
+    /// A private three-master Redis Cluster (no replicas): plain TCP, or
+    /// TLS only ([`Env::redis_cluster_tls`]).
     RedisCluster(RedisCluster),
     /// A Redis Sentinel group (master, replica, three sentinels), reached
     /// through its sentinels with the default `min_replicas` (1).
@@ -64,6 +67,15 @@ impl Env {
 
     pub fn sentinel() -> Self {
         Env::Sentinel(SentinelGroup::start().expect("start a sentinel group"))
+    }
+
+    /// A TLS-only three-master Redis Cluster that requires a client
+    /// certificate; the coordinators reach it with
+    /// `rediss+cluster://…?tls_ca=…&tls_cert=…&tls_key=…`.
+    pub fn redis_cluster_tls() -> Self {
+        Env::RedisCluster(
+            RedisCluster::start_tls(3, 0, ClientAuth::Required).expect("start a TLS redis cluster"),
+        )
     }
 
     pub fn postgres() -> Self {
@@ -211,8 +223,22 @@ pub async fn raw_cluster<T: ::redis::FromRedisValue>(
     cluster: &RedisCluster,
     cmd: &::redis::Cmd,
 ) -> T {
-    let nodes: Vec<String> = cluster.nodes().map(|n| n.url()).collect();
-    let client = ::redis::cluster::ClusterClient::new(nodes).expect("cluster client");
+    let client = match cluster.pki() {
+        None => ::redis::cluster::ClusterClient::new(
+            cluster.nodes().map(|n| n.url()).collect::<Vec<_>>(),
+        ),
+        Some(pki) => {
+            let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+            let nodes: Vec<String> = cluster
+                .nodes()
+                .map(|n| format!("rediss://127.0.0.1:{}", n.port()))
+                .collect();
+            ::redis::cluster::ClusterClientBuilder::new(nodes)
+                .certs(test_certificates(pki))
+                .build()
+        }
+    }
+    .expect("cluster client");
     let mut conn = client
         .get_async_connection()
         .await
@@ -228,19 +254,23 @@ pub fn raw_client(server: &RedisServer) -> ::redis::Client {
         return ::redis::Client::open(server.url()).expect("client");
     };
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let pki = tls.pki();
-    let read = |path: &std::path::Path| std::fs::read(path).expect("read a test certificate");
     ::redis::Client::build_with_tls(
         format!("rediss://127.0.0.1:{}", server.port()),
-        ::redis::TlsCertificates {
-            client_tls: Some(::redis::ClientTlsConfig {
-                client_cert: read(pki.client_cert()),
-                client_key: read(pki.client_key()),
-            }),
-            root_cert: Some(read(pki.ca())),
-        },
+        test_certificates(tls.pki()),
     )
     .expect("TLS client")
+}
+
+/// The test CA and client certificate, for a raw TLS client.
+fn test_certificates(pki: &TestPki) -> ::redis::TlsCertificates {
+    let read = |path: &std::path::Path| std::fs::read(path).expect("read a test certificate");
+    ::redis::TlsCertificates {
+        client_tls: Some(::redis::ClientTlsConfig {
+            client_cert: read(pki.client_cert()),
+            client_key: read(pki.client_key()),
+        }),
+        root_cert: Some(read(pki.ca())),
+    }
 }
 
 pub async fn raw_redis<T: ::redis::FromRedisValue>(server: &RedisServer, cmd: &::redis::Cmd) -> T {
@@ -346,6 +376,9 @@ macro_rules! conformance {
         }
         mod sentinel {
             $( #[tokio::test] async fn $name() { super::$name(super::Env::sentinel()).await } )*
+        }
+        mod redis_cluster_tls {
+            $( #[tokio::test] async fn $name() { super::$name(super::Env::redis_cluster_tls()).await } )*
         }
         mod postgres {
             $( #[tokio::test] async fn $name() { super::$name(super::Env::postgres()).await } )*
