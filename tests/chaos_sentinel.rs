@@ -44,15 +44,7 @@ fn a_sentinel_master_killed_and_its_replica_promoted() {
 #[test]
 fn a_sentinel_master_killed_without_wait_is_reported() {
     let (f, from, to, promoted) = sentinel_failover("chaos-sentinel-nowait", "min_replicas=0");
-    let a = f.audit(from, to);
-    println!(
-        "| master SIGKILLed, min_replicas=0 [Redis Sentinel] | {} | {} duplicates | {} missing | {} ms max lateness | promoted in {} ms |",
-        a.expected,
-        a.duplicates.len(),
-        a.missing.len(),
-        f.max_lateness_ms(from, to),
-        promoted.as_millis()
-    );
+    scenarios::unconfirmed_failover_row("master SIGKILLed, min_replicas=0", &f, from, to, promoted);
     let after = f.audit(to - 3000, to);
     assert!(
         after.missing.len() < after.expected,

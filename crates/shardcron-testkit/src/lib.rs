@@ -51,6 +51,7 @@
 mod error;
 pub mod etcd_server;
 pub mod fault_proxy;
+mod poll;
 pub mod postgres_server;
 pub mod redis_cluster;
 pub mod redis_sentinel;

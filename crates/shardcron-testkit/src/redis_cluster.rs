@@ -15,10 +15,10 @@
 //! cluster is formed with the same commands, sent with `redis-cli --tls`.
 
 use std::sync::Arc;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::error::TestkitError;
+use crate::poll::poll_until;
 use crate::redis_server::RedisServer;
 use crate::redis_tls::ClientAuth;
 use crate::resp::RespValue;
@@ -321,18 +321,7 @@ fn expect_ok(reply: RespValue) -> Result<(), TestkitError> {
 
 fn wait_for(
     what: &str,
-    mut ready: impl FnMut() -> Result<bool, TestkitError>,
+    ready: impl FnMut() -> Result<bool, TestkitError>,
 ) -> Result<(), TestkitError> {
-    let deadline = Instant::now() + FORM_TIMEOUT;
-    loop {
-        if ready()? {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            return Err(TestkitError::ClusterSetup(format!(
-                "timed out after {FORM_TIMEOUT:?} waiting for {what}"
-            )));
-        }
-        thread::sleep(Duration::from_millis(50));
-    }
+    poll_until(what, FORM_TIMEOUT, TestkitError::ClusterSetup, ready)
 }

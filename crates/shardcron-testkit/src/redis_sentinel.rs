@@ -11,12 +11,12 @@
 //! [`DOWN_AFTER_MS`]) so a test crosses a failover in seconds.
 
 use std::fs;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tempfile::TempDir;
 
 use crate::error::TestkitError;
+use crate::poll::poll_until;
 use crate::redis_server::RedisServer;
 
 /// The name the sentinels monitor the master under.
@@ -233,18 +233,7 @@ fn named_master(sentinel: &RedisServer) -> Result<u16, TestkitError> {
 
 fn wait_for(
     what: &str,
-    mut ready: impl FnMut() -> Result<bool, TestkitError>,
+    ready: impl FnMut() -> Result<bool, TestkitError>,
 ) -> Result<(), TestkitError> {
-    let deadline = Instant::now() + SETUP_TIMEOUT;
-    loop {
-        if ready()? {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            return Err(TestkitError::SentinelSetup(format!(
-                "timed out after {SETUP_TIMEOUT:?} waiting for {what}"
-            )));
-        }
-        thread::sleep(Duration::from_millis(50));
-    }
+    poll_until(what, SETUP_TIMEOUT, TestkitError::SentinelSetup, ready)
 }
