@@ -240,6 +240,11 @@ pub struct LiveArgs {
     /// Length of the measured window, e.g. `30s`.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub duration: Duration,
+    /// How long the settled fleet runs before the window, e.g. `120s`: a
+    /// window measured after 100 s finds every job's run-history ring full,
+    /// as in a fleet that has been running, instead of growing it.
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    pub warmup: Duration,
     /// Period of every job (`@every <period>`), at least 1s.
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     pub every: Duration,

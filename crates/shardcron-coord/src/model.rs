@@ -172,6 +172,12 @@ impl FireClaim {
         }
     }
 
+    /// Whether this is the common claim: a scheduled fire, first tried
+    /// (no uncertain earlier attempt), keeping no open entry.
+    pub fn is_plain(&self) -> bool {
+        self.kind == FireKind::Scheduled && self.uncertain.is_empty() && !self.track_open
+    }
+
     /// The same claim, keeping an open entry until the fire is closed.
     pub fn tracked(mut self) -> Self {
         self.track_open = true;

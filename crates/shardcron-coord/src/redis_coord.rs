@@ -823,7 +823,7 @@ impl Coordinator for RedisCoordinator {
         for call in &calls {
             let mut keys = Vec::with_capacity(call.len() * 4);
             let fires: usize = call.iter().map(|b| b.fires.len()).sum();
-            let mut args = Vec::with_capacity(1 + call.len() * 4 + fires * 7);
+            let mut args = Vec::with_capacity(1 + call.len() * 5 + fires * 7);
             args.push(retention.as_millis().to_string());
             for batch in call.iter() {
                 keys.extend([
@@ -832,24 +832,31 @@ impl Coordinator for RedisCoordinator {
                     self.keys.triggers(batch.shard),
                     self.keys.open_fires(batch.shard),
                 ]);
+                // A batch of plain scheduled fires (no trigger, no
+                // uncertain attempt, no open entry) leaves out the three
+                // fields whose defaults they carry.
+                let full = batch.fires.iter().any(|f| !f.is_plain());
                 args.push(format!("{}|{}", batch.holder, batch.token));
                 args.push(self.keys.claim_prefix(batch.shard));
                 args.push((MAX_EARLY_CLAIM_MS + batch.ahead_ms.max(0)).to_string());
                 args.push(batch.fires.len().to_string());
+                args.push(if full { "7" } else { "4" }.to_owned());
                 for fire in &batch.fires {
                     args.push(fire.job_id.clone());
                     args.push(fire.scheduled_ms.to_string());
-                    args.push(fire.kind.code().to_owned());
                     args.push(fire.job_version.to_string());
                     args.push(fire.attempt.to_string());
-                    args.push(
-                        fire.uncertain
-                            .iter()
-                            .map(u64::to_string)
-                            .collect::<Vec<_>>()
-                            .join(","),
-                    );
-                    args.push(if fire.track_open { "1" } else { "" }.to_owned());
+                    if full {
+                        args.push(fire.kind.code().to_owned());
+                        args.push(
+                            fire.uncertain
+                                .iter()
+                                .map(u64::to_string)
+                                .collect::<Vec<_>>()
+                                .join(","),
+                        );
+                        args.push(if fire.track_open { "1" } else { "" }.to_owned());
+                    }
                 }
             }
             Self::evalsha(&mut pipe, &self.scripts.claim, &keys, &args);

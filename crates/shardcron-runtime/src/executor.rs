@@ -25,11 +25,12 @@
 //! [`Executor::next_ahead_at`] when to wake and calls
 //! [`Executor::release_due`].
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use futures::FutureExt;
 use shardcron_coord::{CloseFire, RunOutcome, RunRecord, StartedFire};
 use shardcron_core::{FireId, Job, OverlapPolicy};
@@ -202,7 +203,7 @@ impl EndSink {
 
 /// What a finished run task reports back.
 struct Finished {
-    job_id: String,
+    job: Arc<Job>,
     shard: u32,
 }
 
@@ -496,7 +497,7 @@ impl Executor {
         self.tasks.spawn(
             async move {
                 let finished = Finished {
-                    job_id: fire.job.id().to_owned(),
+                    job: fire.job.clone(),
                     shard: fire.shard,
                 };
                 run.run(fire).await;
@@ -507,21 +508,22 @@ impl Executor {
     }
 
     fn finished(&mut self, done: Finished) -> u32 {
-        let Finished { job_id, shard } = done;
+        let Finished { job, shard } = done;
+        let job_id = job.id();
         m::in_flight_add(-1.0);
         self.count_out(shard);
-        if let Some(n) = self.running.get_mut(&job_id) {
+        if let Some(n) = self.running.get_mut(job_id) {
             *n -= 1;
             if *n == 0 {
-                self.running.remove(&job_id);
+                self.running.remove(job_id);
             }
         }
-        if !self.running.contains_key(&job_id) {
-            let backlogged = self.next_backlogged(&job_id);
+        if !self.running.contains_key(job_id) {
+            let backlogged = self.next_backlogged(job_id);
             if backlogged.is_none() {
-                self.catching_up.remove(&job_id);
+                self.catching_up.remove(job_id);
             }
-            if let Some(next) = backlogged.or_else(|| self.queued.remove(&job_id)) {
+            if let Some(next) = backlogged.or_else(|| self.queued.remove(job_id)) {
                 self.start(next);
             }
         }

@@ -37,6 +37,18 @@ pub struct Recorder {
 }
 
 impl Recorder {
+    /// A recorder with room for `fires` runs set aside up front, so that
+    /// growing the log (a copy of all of it, under the lock every handler
+    /// takes) does not stall the runs being measured.
+    pub fn with_capacity(fires: usize) -> Self {
+        Self {
+            log: Arc::new(Mutex::new(Log {
+                fires: Vec::with_capacity(fires),
+                workers: Vec::new(),
+            })),
+        }
+    }
+
     /// Records a run of `job_id` by worker `worker`, scheduled at
     /// `scheduled_ms`, started at `started_ms`.
     pub fn record(&self, worker: &str, job_id: &str, scheduled_ms: i64, started_ms: i64) {

@@ -378,7 +378,12 @@ pub fn measure(args: &LiveArgs) -> Result<LiveReport, BenchError> {
         .enable_all()
         .build()
         .map_err(|e| BenchError::live("building the tokio runtime", e))?;
-    let recorder = Recorder::default();
+    // Room for the window and the minute of settling around it, at most
+    // 16 M runs (384 MB of address space, touched only as runs come in).
+    let run_ms = plan.duration_ms + millis(args.warmup) as i64 + 60_000;
+    let fires_expected = u64::from(args.jobs)
+        .saturating_mul(u64::try_from(run_ms / plan.every_ms.max(1000)).unwrap_or(0));
+    let recorder = Recorder::with_capacity(fires_expected.min(16_000_000) as usize);
     let schedule = plan.schedule.clone();
     let url = server.url();
     let store_version = match &server {
@@ -426,11 +431,12 @@ pub fn measure(args: &LiveArgs) -> Result<LiveReport, BenchError> {
 
     // Start on a period boundary at least one period away (`--schedule`:
     // at its first fire at least 2 s away).
+    let warmup_ms = millis(args.warmup) as i64;
     let from_ms = match &args.schedule {
-        None => (now_ms().div_euclid(plan.every_ms) + 2) * plan.every_ms,
+        None => ((now_ms() + warmup_ms).div_euclid(plan.every_ms) + 2) * plan.every_ms,
         Some(_) => plan
             .job
-            .next_after(now_ms() + 2000 + millis(plan.settings.claim_ahead) as i64)
+            .next_after(now_ms() + warmup_ms + 2000 + millis(plan.settings.claim_ahead) as i64)
             .ok_or_else(|| {
                 BenchError::InvalidArgs("--schedule: the schedule never fires".to_owned())
             })?,
@@ -616,6 +622,7 @@ pub fn measure(args: &LiveArgs) -> Result<LiveReport, BenchError> {
             millis(plan.settings.member_ttl),
         ),
         settle_ms,
+        warmup_ms: millis(args.warmup),
         window: (from_ms, to_ms),
         lost_with_crash: attribution.lost_per_event.iter().sum(),
         recorded_not_run,

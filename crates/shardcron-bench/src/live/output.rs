@@ -85,6 +85,8 @@ pub struct LiveReport {
     pub ttl_ms: (u64, u64),
     /// Time from starting the workers until every shard was owned, ms.
     pub settle_ms: u64,
+    /// How long the settled fleet ran before the window (`--warmup`), ms.
+    pub warmup_ms: u64,
     /// Measured window `[from_ms, to_ms)`, Unix ms.
     pub window: (i64, i64),
     /// Fire audit of the window.
@@ -159,7 +161,7 @@ pub fn summary_text(r: &LiveReport) -> String {
     };
     let _ = writeln!(
         out,
-        "live{store}: {} workers, {} jobs {}, {} shards, {} settings, claim ahead {} ms, window {:.1} s (settled in {} ms)",
+        "live{store}: {} workers, {} jobs {}, {} shards, {} settings, claim ahead {} ms, window {:.1} s (settled in {} ms{})",
         r.workers,
         r.jobs,
         r.schedule,
@@ -167,7 +169,12 @@ pub fn summary_text(r: &LiveReport) -> String {
         r.settings,
         r.claim_ahead_ms,
         (r.window.1 - r.window.0) as f64 / 1000.0,
-        r.settle_ms
+        r.settle_ms,
+        if r.warmup_ms > 0 {
+            format!(", then {:.0} s of warm-up", r.warmup_ms as f64 / 1000.0)
+        } else {
+            String::new()
+        }
     );
     let rss = r
         .worker_rss_mib_per_10k_jobs

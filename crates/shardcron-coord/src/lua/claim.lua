@@ -4,10 +4,13 @@
 --   watermark, job|v: the job's version, job|t: its last trigger's ms,
 --   |t: the latest of the shard's), trigger queue, open fires.
 -- ARGV: retention ms, then per batch: holder|token, claim key prefix, max
---   early ms, fire count n, then per fire (7 each): job id, scheduled ms,
---   kind ('s' scheduled, 't' trigger), job version, attempt id, uncertain
---   attempts (comma-separated, '' if none), track ('1' for delivery
---   at_least_once, else '').
+--   early ms, fire count n, fields per fire f (4 or 7), then per fire (f
+--   each): job id, scheduled ms, job version, attempt id, and with f = 7
+--   also kind ('s' scheduled, 't' trigger), uncertain attempts
+--   (comma-separated, '' if none), track ('1' for delivery at_least_once,
+--   else ''). A fire given with 4 fields is scheduled, has no uncertain
+--   attempt and is not tracked: the common case, sent without the three
+--   defaults (every argument is a string Redis parses and Lua interns).
 --
 -- The claim record of a fire is holder|token|attempt. It lives in the
 -- fire's claim key (prefix .. job@ms) when that exists, else in the job's
@@ -66,8 +69,9 @@ local function hmget(key, fields)
   return all
 end
 
--- One batch: keys from KEYS[k + 1], arguments from ARGV[a] (its holder|token).
-local function claim(k, a, n)
+-- One batch: keys from KEYS[k + 1], arguments from ARGV[a] (its
+-- holder|token), n fires of f arguments each.
+local function claim(k, a, n, f)
   local lease, wm_key = KEYS[k + 1], KEYS[k + 2]
   local queue_key, open_key = KEYS[k + 3], KEYS[k + 4]
   local holder_token, prefix = ARGV[a], ARGV[a + 1]
@@ -78,30 +82,38 @@ local function claim(k, a, n)
   out[#out + 1] = 1
   local holder = string.match(holder_token, '^(.*)|%d+$')
   local holder_bar = holder .. '|'
+  local lease_bar = holder_token .. '|'
   local latest = now + tonumber(ARGV[a + 2])
-  local first, last = a + 4, a + 4 + 7 * (n - 1)
-  local jobs, wanted = {}, {}
+  local first, last = a + 5, a + 5 + f * (n - 1)
+  -- Per fire j: its scheduled ms as a number, parsed once.
+  local wanted, at_ns = {}, {}
   local earliest = math.huge
-  for i = first, last, 7 do
+  local j = 0
+  for i = first, last, f do
     local job = ARGV[i]
-    jobs[#jobs + 1] = job
-    wanted[#wanted + 1] = job
-    wanted[#wanted + 1] = job .. '|v'
+    j = j + 1
+    wanted[2 * j - 1] = job
+    wanted[2 * j] = job .. '|v'
     local at_n = tonumber(ARGV[i + 1])
+    at_ns[j] = at_n
     if at_n < earliest then earliest = at_n end
   end
   -- The shard's latest trigger instant, at or after every job's own.
-  wanted[#wanted + 1] = '|t'
-  -- Per job j: state[2j - 1] watermark, state[2j] version.
+  wanted[2 * n + 1] = '|t'
+  -- Per fire j: state[2j - 1] its job's watermark, state[2j] its version.
   local state = hmget(wm_key, wanted)
-  -- Per job j, its last trigger's ms, read only when the shard has a
+  -- Per fire j, its job's last trigger's ms, read only when the shard has a
   -- trigger at or after the batch's earliest fire: otherwise no job of
   -- the batch has one at or after any of its fires.
   local trigs = {}
-  local shard_trig = state[#wanted]
+  local shard_trig = state[2 * n + 1]
   if shard_trig and tonumber(shard_trig) >= earliest then
     local fields = {}
-    for j = 1, #jobs do fields[j] = jobs[j] .. '|t' end
+    j = 0
+    for i = first, last, f do
+      j = j + 1
+      fields[j] = ARGV[i] .. '|t'
+    end
     trigs = hmget(wm_key, fields)
   end
   -- Per job: the watermark's ms (a number, or false when there is none),
@@ -118,8 +130,10 @@ local function claim(k, a, n)
     here[wm_key] = w_here
   end
   local dirty, dirty_order = {}, {}
-  for j = 1, #jobs do
-    local job = jobs[j]
+  j = 0
+  for i = first, last, f do
+    j = j + 1
+    local job = ARGV[i]
     if w_at[job] == nil then
       local v = state[2 * j - 1]
       if v then
@@ -148,19 +162,26 @@ local function claim(k, a, n)
     w_at[job], w_raw[job], w_sep[job], w_here[job] = at_n, raw, #at + 1, true
   end
   -- Whether job's watermark record (holder|token|attempt) is this call's
-  -- holder's, read in place.
+  -- holder's, read in place: first as written under this very lease
+  -- (holder|token| and an attempt with no '|', two plain finds), else
+  -- under any token of the holder.
   local function own(job)
     local from = w_sep[job] + 1
     local v = w_raw[job]
+    if string.find(v, lease_bar, from, true) == from then
+      local rest = from + #lease_bar
+      return rest <= #v and string.find(v, '|', rest, true) == nil
+    end
     return string.find(v, holder_bar, from, true) == from
       and string.find(v, '^%d+|[^|]+$', from + #holder_bar) ~= nil
   end
-  local j = 0
-  for i = first, last, 7 do
+  j = 0
+  for i = first, last, f do
     j = j + 1
-    local job, at, kind = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-    local uncertain = ARGV[i + 5]
-    local at_n = tonumber(at)
+    local job, at = ARGV[i], ARGV[i + 1]
+    local kind, uncertain, track = 's', '', ''
+    if f == 7 then kind, uncertain, track = ARGV[i + 4], ARGV[i + 5], ARGV[i + 6] end
+    local at_n = at_ns[j]
     local at_watermark = w_at[job] == at_n and w_sep[job] ~= nil
     local key = nil
     local code = -1
@@ -172,7 +193,7 @@ local function claim(k, a, n)
       if cur then
         local h, a2 = string.match(cur, '^(.*)|%d+|(%d+)$')
         if h == holder and string.find(',' .. uncertain .. ',', ',' .. a2 .. ',', 1, true) then
-          local value = holder_token .. '|' .. ARGV[i + 4]
+          local value = holder_token .. '|' .. ARGV[i + 3]
           if in_key then redis.call('SET', key, value, 'PX', retention) end
           if at_watermark then set_watermark(job, at, at_n, at .. '|' .. value) end
           code = 1
@@ -180,7 +201,7 @@ local function claim(k, a, n)
       end
     end
     if code == -1 then
-      if state[2 * j] ~= ARGV[i + 3] then
+      if state[2 * j] ~= ARGV[i + 2] then
         code = 2
       elseif kind == 's' and at_n > latest then
         code = 3
@@ -201,7 +222,7 @@ local function claim(k, a, n)
             redis.call('SET', prefix .. job .. '@' .. string.sub(raw, 1, sep - 1),
               string.sub(raw, sep + 1), 'NX', 'PX', retention)
           end
-          local raw = at .. '|' .. holder_token .. '|' .. ARGV[i + 4]
+          local raw = at .. '|' .. holder_token .. '|' .. ARGV[i + 3]
           set_watermark(job, at, at_n, raw)
           if guard then redis.call('SET', key, string.sub(raw, #at + 2), 'PX', retention) end
           code = 1
@@ -210,12 +231,12 @@ local function claim(k, a, n)
         code = 0
         key = key or (prefix .. job .. '@' .. at)
         if not at_watermark
-          and redis.call('SET', key, holder_token .. '|' .. ARGV[i + 4], 'NX', 'PX', retention) then
+          and redis.call('SET', key, holder_token .. '|' .. ARGV[i + 3], 'NX', 'PX', retention) then
           code = 1
         end
       end
     end
-    if code == 1 and ARGV[i + 6] == '1' then
+    if code == 1 and track == '1' then
       redis.call('HSET', open_key, job .. '@' .. at, holder_token .. '|1|' .. kind)
     end
     if kind == 't' and (code == 0 or code == 1) then
@@ -237,9 +258,9 @@ end
 
 local k, a = 0, 2
 while a <= #ARGV do
-  local n = tonumber(ARGV[a + 3])
-  claim(k, a, n)
+  local n, f = tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])
+  claim(k, a, n, f)
   k = k + 4
-  a = a + 4 + 7 * n
+  a = a + 5 + f * n
 end
 return out

@@ -30,10 +30,10 @@
 //! wrote (`{ns}:runs:<job>`, 7 days TTL) are still read until they expire.
 
 use std::cmp::Reverse;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
+use foldhash::{HashMap, HashMapExt};
 use redis::{Pipeline, Value};
 use tracing::debug;
 
@@ -141,18 +141,22 @@ impl HistoryState {
         let mut next: Vec<(String, u64)> = Vec::new();
         let mut index: HashMap<&str, usize> = HashMap::new();
         for (run, &shard) in runs.iter().zip(shards) {
-            let number = numbers
-                .entry(shard)
-                .or_default()
-                .entry(run.job_id.clone())
-                .or_insert(0);
-            assigned.push(*number);
-            *number += 1;
+            let jobs = numbers.entry(shard).or_default();
+            let number = jobs.get(&run.job_id).copied().unwrap_or(0);
+            assigned.push(number);
+            let following = number + 1;
+            // Known jobs (nearly all) are updated without copying the id.
+            match jobs.get_mut(&run.job_id) {
+                Some(n) => *n = following,
+                None => {
+                    jobs.insert(run.job_id.clone(), following);
+                }
+            }
             match index.get(run.job_id.as_str()) {
-                Some(&i) => next[i].1 = *number,
+                Some(&i) => next[i].1 = following,
                 None => {
                     index.insert(run.job_id.as_str(), next.len());
-                    next.push((run.job_id.clone(), *number));
+                    next.push((run.job_id.clone(), following));
                 }
             }
         }

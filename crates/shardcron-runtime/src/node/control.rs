@@ -130,6 +130,7 @@ impl Node {
                 _ => {}
             }
         }
+        self.handoffs = self.held.values().any(|h| h.handoff.is_some());
         if !gave_up.is_empty() {
             self.executor.start_ended_ahead(None);
         }
@@ -156,6 +157,9 @@ impl Node {
 
     /// Releases every shard in handoff whose runs have all ended.
     pub(super) async fn release_idle_handoffs(&mut self) {
+        if !self.handoffs {
+            return;
+        }
         let ready: Vec<u32> = self
             .held
             .iter()

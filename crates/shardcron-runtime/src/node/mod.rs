@@ -99,6 +99,11 @@ pub(crate) struct Node {
     desired: BTreeSet<u32>,
     desired_since: HashMap<u32, Instant>,
     held: BTreeMap<u32, Held>,
+    /// Whether a held shard may be in handoff: set wherever a handoff
+    /// starts, recomputed by each control step. Saves the per-shard scans
+    /// of every loop turn when none is, which is most of them (during a
+    /// burst the loop turns once per finished run).
+    handoffs: bool,
     timetable: Timetable,
     executor: Executor,
     records: Option<mpsc::UnboundedSender<Note>>,
@@ -198,6 +203,7 @@ impl Node {
             desired: BTreeSet::new(),
             desired_since: HashMap::new(),
             held: BTreeMap::new(),
+            handoffs: false,
             timetable: Timetable::new(),
             executor,
             records: Some(records),
@@ -349,9 +355,7 @@ impl Node {
     /// step reaps before it dispatches), so a burst of thousands of short
     /// runs does not turn the loop once per run.
     fn finishes_matter(&self) -> bool {
-        self.overloaded
-            || self.executor.has_fires_behind_runs()
-            || self.held.values().any(|h| h.handoff.is_some())
+        self.overloaded || self.executor.has_fires_behind_runs() || self.handoffs
     }
 
     /// Reaps every finished run, so overlap decisions and handoffs see

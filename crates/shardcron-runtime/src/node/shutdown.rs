@@ -38,6 +38,7 @@ impl Node {
         let left = self.store(async move { coord.deregister(&id).await }).await;
         self.coord_result("deregister", t, left);
         let now = Instant::now();
+        self.handoffs = true;
         for held in self.held.values_mut() {
             held.handoff.get_or_insert(Handoff {
                 since: now,
