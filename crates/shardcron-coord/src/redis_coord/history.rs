@@ -142,16 +142,17 @@ impl HistoryState {
         let mut index: HashMap<&str, usize> = HashMap::new();
         for (run, &shard) in runs.iter().zip(shards) {
             let jobs = numbers.entry(shard).or_default();
-            let number = jobs.get(&run.job_id).copied().unwrap_or(0);
+            // Known jobs (nearly all) are looked up once, without copying
+            // the id.
+            let number = match jobs.get_mut(&run.job_id) {
+                Some(n) => std::mem::replace(n, *n + 1),
+                None => {
+                    jobs.insert(run.job_id.clone(), 1);
+                    0
+                }
+            };
             assigned.push(number);
             let following = number + 1;
-            // Known jobs (nearly all) are updated without copying the id.
-            match jobs.get_mut(&run.job_id) {
-                Some(n) => *n = following,
-                None => {
-                    jobs.insert(run.job_id.clone(), following);
-                }
-            }
             match index.get(run.job_id.as_str()) {
                 Some(&i) => next[i].1 = following,
                 None => {
