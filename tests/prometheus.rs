@@ -83,6 +83,9 @@ fn known_metrics() -> (BTreeSet<&'static str>, BTreeSet<&'static str>) {
         m::LEADER,
         m::LEADER_CHANGES_TOTAL,
         m::FIRES_BY_PLACEMENT_TOTAL,
+        m::RUNS_WAITING,
+        m::OVERLOADED,
+        m::CLAIM_PAUSES_TOTAL,
     ]);
     all.extend(histograms.iter().copied());
     (all, histograms)

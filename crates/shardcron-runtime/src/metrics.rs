@@ -73,9 +73,14 @@ pub const FIRES_LOST_TOTAL: &str = "shardcron_fires_lost_total";
 pub const RUNS_WAITING: &str = "shardcron_runs_waiting";
 /// Fires claimed ahead of their instant, waiting on this node for it.
 pub const FIRES_CLAIMED_AHEAD: &str = "shardcron_fires_claimed_ahead";
-/// 1 while this node stops claiming new fires because its waiting line is
-/// full; those fires run late (catch-up) or count as misfires by policy.
+/// 1 while this node's waiting line has stayed full for longer than the
+/// on-time tolerance: it claims nothing new, and the fires it leaves run
+/// late (catch-up) or count as misfires by policy.
 pub const OVERLOADED: &str = "shardcron_overloaded";
+/// Times claiming paused because the waiting line was full. A release of
+/// many fires claimed ahead for one instant does this for as long as their
+/// runs take to start; only a line that stays full is overload.
+pub const CLAIM_PAUSES_TOTAL: &str = "shardcron_claim_pauses_total";
 /// Stored jobs in owned shards that this node cannot decode (skipped).
 pub const JOBS_UNREADABLE: &str = "shardcron_jobs_unreadable";
 /// Fire claims refused because the store's clock says they are not yet due.
@@ -172,7 +177,11 @@ pub fn describe() {
     );
     describe_gauge!(
         OVERLOADED,
-        "1 while this node stops claiming because its waiting line is full."
+        "1 while this node's waiting line has stayed full for longer than the on-time tolerance."
+    );
+    describe_counter!(
+        CLAIM_PAUSES_TOTAL,
+        "Times claiming paused because the waiting line was full (not overload by itself)."
     );
     describe_gauge!(
         JOBS_UNREADABLE,

@@ -45,4 +45,11 @@ pub struct WorkerReport {
     pub leases_lost: u64,
     /// Runs cancelled by the drain deadline.
     pub cancelled_at_shutdown: usize,
+    /// Times claiming paused because the waiting line was full (a release
+    /// of many fires claimed ahead fills it for as long as it takes to
+    /// start them; that alone is not overload).
+    pub claim_pauses: u64,
+    /// Times the node declared itself overloaded: its waiting line stayed
+    /// full for longer than `on_time_tolerance`.
+    pub overloads: u64,
 }

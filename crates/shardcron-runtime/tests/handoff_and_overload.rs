@@ -236,3 +236,67 @@ async fn overload_never_drops_a_claimed_fire() {
         runs.len()
     );
 }
+
+/// Runs one node with `concurrency` run slots for 6 s over 40 every-second
+/// jobs whose runs take `ms`; returns its report and the runs it started.
+async fn forty_every_second(ms: u64, concurrency: usize) -> (WorkerReport, usize) {
+    let store = MemoryStore::new();
+    let admin = store.coordinator("t", RING).expect("coord");
+    for i in 0..40 {
+        admin
+            .put_job(&job(&format!("j{i:02}"), "@every 1s", ms), None)
+            .await
+            .expect("put");
+    }
+    let spans: Spans = Arc::default();
+    let settings = WorkerSettings {
+        concurrency,
+        ..WorkerSettings::fast()
+    };
+    let a = start(&store, "a", settings, spans.clone());
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let report = stop(a).await;
+    let started = spans.lock().expect("spans").len();
+    (report, started)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn releasing_many_fires_claimed_ahead_is_not_overload() {
+    // 40 fires claimed ahead come due at each second on a node with 4 run
+    // slots (a waiting line of 8): each release fills the line, and it
+    // drains in 0.5 s, well within the on-time tolerance. Claiming pauses
+    // meanwhile, but the node is keeping up: no overload is declared.
+    let (report, started) = forty_every_second(50, 4).await;
+    println!(
+        "release: claimed {}, started {started}, claim pauses {}, overloads {}",
+        report.claimed, report.claim_pauses, report.overloads
+    );
+    assert!(
+        report.claim_pauses >= 1,
+        "each release of 40 fires fills a waiting line of 8: {report:?}"
+    );
+    assert_eq!(
+        report.overloads, 0,
+        "a line that drains within the on-time tolerance is not overload: {report:?}"
+    );
+    assert!(
+        started as u64 >= report.claimed.saturating_sub(40),
+        "the fires claimed ran ({started} of {})",
+        report.claimed
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_line_that_stays_full_is_overload() {
+    // 40 fires a second of 400 ms runs on 2 run slots: 16 slot-seconds of
+    // work arrive each second, so the waiting line never drains.
+    let (report, _) = forty_every_second(400, 2).await;
+    println!(
+        "persistent: claimed {}, claim pauses {}, overloads {}",
+        report.claimed, report.claim_pauses, report.overloads
+    );
+    assert!(
+        report.overloads >= 1,
+        "a line full for longer than the on-time tolerance is overload: {report:?}"
+    );
+}

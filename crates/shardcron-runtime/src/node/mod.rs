@@ -33,7 +33,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use metrics::gauge;
+use metrics::{counter, gauge};
 use shardcron_coord::{CoordError, CoordEvent, Coordinator, MemberInfo, StoredPlacement};
 use shardcron_core::{broadcast_shard, leader_shard, RingConfig, ShardWeights};
 use tokio::sync::{broadcast, mpsc, watch};
@@ -131,6 +131,11 @@ pub(crate) struct Node {
     /// The store said a fire was not due yet: this node's idea of the time
     /// is off. Nothing is claimed until the next heartbeat resamples it.
     clock_suspect: bool,
+    /// Since when the waiting line has been full: claiming pauses while it
+    /// is (see [`Node::update_overload`]).
+    line_full_since: Option<Instant>,
+    /// Whether the node has declared itself overloaded: its line has stayed
+    /// full for longer than `on_time_tolerance`.
     overloaded: bool,
     reachable: bool,
     registered: bool,
@@ -218,6 +223,7 @@ impl Node {
             last_claim: Instant::now(),
             status_at: Instant::now(),
             clock_suspect: false,
+            line_full_since: None,
             overloaded: false,
             reachable: true,
             registered: false,
@@ -244,11 +250,16 @@ impl Node {
         // Every node reports whether it leads, so the dashboard shows the
         // followers too.
         gauge!(m::LEADER).set(0.0);
+        // And whether it is overloaded, and how often claiming paused, so the
+        // overload alert and panels see every node, not only troubled ones.
+        gauge!(m::OVERLOADED).set(0.0);
+        counter!(m::CLAIM_PAUSES_TOTAL).increment(0);
         loop {
             self.reap_finished();
             self.update_overload();
             let fire_at = self.next_claim_at();
             let ahead_at = self.executor.next_ahead_at();
+            let overload_at = self.overload_due_at();
             tokio::select! {
                 biased;
                 () = &mut shutdown => break,
@@ -271,6 +282,7 @@ impl Node {
                     Err(broadcast::error::RecvError::Closed) => events = self.coord.subscribe(),
                 },
                 _ = self.executor.next_finished(), if self.finishes_matter() => {}
+                () = sleep_until_opt(overload_at) => {}
                 () = self.unwritten.written_changed() => {}
                 () = tokio::time::sleep_until(poll_at) => {
                     let next = if self.poll_versions().await {
@@ -355,7 +367,7 @@ impl Node {
     /// step reaps before it dispatches), so a burst of thousands of short
     /// runs does not turn the loop once per run.
     fn finishes_matter(&self) -> bool {
-        self.overloaded || self.executor.has_fires_behind_runs() || self.handoffs
+        self.line_full_since.is_some() || self.executor.has_fires_behind_runs() || self.handoffs
     }
 
     /// Reaps every finished run, so overlap decisions and handoffs see
@@ -374,7 +386,7 @@ impl Node {
     /// When the next claim step is due: `claim_ahead` before the earliest
     /// due fire, and not before a tick after the last step.
     fn next_claim_at(&mut self) -> Option<Instant> {
-        if self.clock_suspect || self.overloaded {
+        if self.clock_suspect || self.line_full_since.is_some() {
             return None;
         }
         let ahead_ms = self.settings.claim_ahead.as_millis() as i64;
@@ -384,24 +396,62 @@ impl Node {
         Some(at.max(self.last_claim + self.claim_tick()))
     }
 
-    /// Stops claiming while the waiting line is full, and says so once per
-    /// change of state.
+    /// Pauses claiming while the waiting line is full, and declares the
+    /// node overloaded only when the line stays full for longer than
+    /// `on_time_tolerance`.
+    ///
+    /// A full line alone is not overload: fires claimed ahead for one
+    /// instant are all released at that instant, and more than the line
+    /// holds (`2 × concurrency`) is normal for a large fleet at the top of a
+    /// minute. They drain in as long as their runs take, and claiming waits
+    /// meanwhile (counted in `shardcron_claim_pauses_total`). A line still
+    /// full after the on-time tolerance means fires start later than the
+    /// node's own idea of "on time" because it has too few run slots: that
+    /// is overload, reported once per change of state (log, gauge, report).
     fn update_overload(&mut self) {
-        let overloaded = self.executor.capacity() == 0;
         gauge!(m::RUNS_WAITING).set(self.executor.waiting() as f64);
         gauge!(m::FIRES_CLAIMED_AHEAD).set(self.executor.claimed_ahead() as f64);
+        let full = self.executor.capacity() == 0;
+        match (full, self.line_full_since) {
+            (true, None) => {
+                self.line_full_since = Some(Instant::now());
+                self.report.claim_pauses += 1;
+                counter!(m::CLAIM_PAUSES_TOTAL).increment(1);
+                debug!(
+                    waiting = self.executor.waiting(),
+                    "waiting line full: claiming pauses"
+                );
+            }
+            (false, Some(_)) => self.line_full_since = None,
+            _ => {}
+        }
+        let overloaded = self
+            .line_full_since
+            .is_some_and(|since| since.elapsed() >= self.settings.on_time_tolerance);
         if overloaded != self.overloaded {
             self.overloaded = overloaded;
             gauge!(m::OVERLOADED).set(if overloaded { 1.0 } else { 0.0 });
             if overloaded {
+                self.report.overloads += 1;
                 warn!(
                     waiting = self.executor.waiting(),
                     concurrency = self.settings.concurrency,
-                    "overloaded: waiting line full; new fires stay unclaimed and will run late or count as misfires by policy"
+                    full_for_ms = self.settings.on_time_tolerance.as_millis() as u64,
+                    "overloaded: waiting line full for longer than the on-time tolerance; new fires stay unclaimed and will run late or count as misfires by policy"
                 );
             } else {
                 info!("no longer overloaded: claiming again");
             }
+        }
+    }
+
+    /// When a full waiting line becomes overload, while it is full and the
+    /// node has not declared it yet: the loop wakes then even if no run
+    /// ends (runs that never end are the likeliest cause).
+    fn overload_due_at(&self) -> Option<Instant> {
+        match self.line_full_since {
+            Some(since) if !self.overloaded => Some(since + self.settings.on_time_tolerance),
+            _ => None,
         }
     }
 
