@@ -59,8 +59,10 @@ impl Keyspace {
     }
 
     /// The last runs of every job, in one hash: field
-    /// [`Self::job_history_slot`] of `i % cap` holds `i|<record JSON>`, the
-    /// job's run number `i` (from 0). One hash for all jobs lets a write
+    /// [`Self::job_history_slot`] of `i % cap` holds run number `i` (from
+    /// 0) of the job, `i|<compact record>` (see
+    /// [`crate::redis_coord::ring_entry`]; earlier versions wrote
+    /// `i|<record JSON>`). One hash for all jobs lets a write
     /// carry the runs of any number of jobs in one command. (Not under
     /// `{ns}:runs:`, where a legacy list of a job named like it would be.)
     pub fn job_history(&self) -> String {

@@ -48,6 +48,7 @@ mod conn;
 mod delivery;
 mod history;
 mod job_writes;
+pub mod ring_entry;
 mod sentinel_link;
 mod tls_options;
 
@@ -132,13 +133,23 @@ impl Drop for RedisCoordinator {
     }
 }
 
-/// The URL without any password, for messages.
+/// The URL without any password, for messages: the user information
+/// before the hosts, and the value of a `sentinel_password` option.
 pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
+    let url = match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
             format!("{}***{}", &url[..scheme + 3], &url[at..])
         }
         _ => url.to_owned(),
+    };
+    const OPTION: &str = "sentinel_password=";
+    match url.find(OPTION) {
+        Some(at) => {
+            let value = at + OPTION.len();
+            let end = url[value..].find('&').map_or(url.len(), |i| value + i);
+            format!("{}***{}", &url[..value], &url[end..])
+        }
+        None => url,
     }
 }
 
@@ -1319,6 +1330,14 @@ mod tests {
         assert_eq!(
             redact_url("redis://127.0.0.1:6379"),
             "redis://127.0.0.1:6379"
+        );
+        assert_eq!(
+            redact_url("redis+sentinel://:m@h:1,h:2/m?min_replicas=0&sentinel_password=s&x=1"),
+            "redis+sentinel://***@h:1,h:2/m?min_replicas=0&sentinel_password=***&x=1"
+        );
+        assert_eq!(
+            redact_url("redis+sentinel://h:1/m?sentinel_password=s"),
+            "redis+sentinel://h:1/m?sentinel_password=***"
         );
     }
 

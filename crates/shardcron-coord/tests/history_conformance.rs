@@ -276,3 +276,54 @@ async fn runs_listed_by_an_earlier_version_stay_readable() {
         vec![T0 + 2000, T0 + 1000]
     );
 }
+
+#[tokio::test]
+async fn ring_entries_of_an_earlier_version_read_with_compact_ones() {
+    let env = Env::redis();
+    let Env::Redis(server) = &env else {
+        unreachable!()
+    };
+    let c = env.coord().await;
+    // Runs 0 and 1 of job "mixed" as an earlier version wrote them
+    // (`number|JSON`), and its stored count.
+    for (number, at) in [(0, T0), (1, T0 + 1000)] {
+        let json = serde_json::to_string(&run("mixed", at)).expect("json");
+        let () = raw_redis(
+            server,
+            ::redis::cmd("HSET")
+                .arg("{conf}:jobruns")
+                .arg(format!("{number}:mixed"))
+                .arg(format!("{number}|{json}")),
+        )
+        .await;
+    }
+    let hour = T0.div_euclid(3_600_000);
+    let () = raw_redis(
+        server,
+        ::redis::cmd("HSET")
+            .arg("{conf}:jobruns:n")
+            .arg("mixed")
+            .arg(format!("2|{hour}")),
+    )
+    .await;
+    let mut failed = run("mixed", T0 + 2000);
+    failed.outcome = RunOutcome::Failed;
+    failed.error = Some("exit status 3 | see log".into());
+    c.record_runs(&[failed.clone()]).await.expect("record");
+    let stored: Option<String> = raw_redis(
+        server,
+        ::redis::cmd("HGET").arg("{conf}:jobruns").arg("2:mixed"),
+    )
+    .await;
+    let stored = stored.expect("run 2 in slot 2");
+    assert!(
+        stored.starts_with("2|1|") && stored.len() < 100,
+        "new entries are compact: {stored}"
+    );
+    let runs = c.recent_runs(Some("mixed"), 10).await.expect("runs");
+    assert_eq!(
+        runs,
+        vec![failed, run("mixed", T0 + 1000), run("mixed", T0)],
+        "both forms read back whole, newest first"
+    );
+}

@@ -8,13 +8,50 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use shardcron_coord::{BatchOutcome, ClaimOutcome, CoordEvent, FireKind, LeaseGrant};
+use shardcron_coord::{
+    BatchOutcome, ClaimOutcome, CoordEvent, Coordinator, FireKind, LeaseGrant, RedisCoordinator,
+};
 use shardcron_core::shard_of;
+use shardcron_testkit::{GroupPasswords, RedisServer, SentinelGroup};
 
 use common::{first_attempt, job, one_batch, Env, RING};
 
 /// How long the coordinator may take to reach the promoted master.
 const FOLLOW_WITHIN: Duration = Duration::from_secs(10);
+
+/// SIGKILLs the master and waits until the sentinels have promoted the
+/// replica; returns the killed server.
+fn fail_over(group: &SentinelGroup) -> &RedisServer {
+    let old = group.master().expect("the master");
+    let old_port = old.port();
+    tokio::task::block_in_place(|| {
+        old.kill();
+        group.wait_failover(old_port).expect("the replica promoted");
+    });
+    old
+}
+
+/// The version of `job_id` on the promoted master, read by the same
+/// coordinator as soon as it reaches it (within [`FOLLOW_WITHIN`]); prints
+/// how long that took after the promotion, after `label`.
+async fn version_after_failover(c: &dyn Coordinator, job_id: &str, label: &str) -> Option<u64> {
+    let t = Instant::now();
+    let found = loop {
+        match c.get_job(job_id).await {
+            Ok(found) => break found,
+            Err(e) if t.elapsed() < FOLLOW_WITHIN => {
+                println!("not yet on the promoted master: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("the promoted master not reached: {e}"),
+        }
+    };
+    println!(
+        "{label}promoted master reached {} ms after the promotion",
+        t.elapsed().as_millis()
+    );
+    found.map(|j| j.version)
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_coordinator_follows_the_promoted_replica() {
@@ -24,7 +61,7 @@ async fn a_coordinator_follows_the_promoted_replica() {
     };
     let c = env.coord().await;
     assert_eq!(
-        shardcron_coord::RedisCoordinator::connect(&group.url(), "conf", RING)
+        RedisCoordinator::connect(&group.url(), "conf", RING)
             .await
             .expect("connect")
             .min_replicas(),
@@ -62,30 +99,13 @@ async fn a_coordinator_follows_the_promoted_replica() {
         vec![BatchOutcome::Claimed(vec![ClaimOutcome::Claimed])]
     );
 
-    let old = group.master().expect("the master");
-    let old_port = old.port();
-    tokio::task::block_in_place(|| {
-        old.kill();
-        group.wait_failover(old_port).expect("the replica promoted");
-    });
+    let old = fail_over(group);
 
     // The same coordinator reaches the promoted master, which has the job.
-    let t = Instant::now();
-    let found = loop {
-        match c.get_job("alpha").await {
-            Ok(found) => break found,
-            Err(e) if t.elapsed() < FOLLOW_WITHIN => {
-                println!("not yet on the promoted master: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(e) => panic!("the promoted master not reached: {e}"),
-        }
-    };
-    println!(
-        "promoted master reached {} ms after the promotion",
-        t.elapsed().as_millis()
+    assert_eq!(
+        version_after_failover(&*c, "alpha", "").await,
+        Some(stored.version)
     );
-    assert_eq!(found.map(|j| j.version), Some(stored.version));
 
     // The promoted master has no replica yet: a claim is not confirmed,
     // so it is an error (a lost reply), never a fire to run.
@@ -132,5 +152,53 @@ async fn a_coordinator_follows_the_promoted_replica() {
     assert_eq!(
         out,
         vec![BatchOutcome::Claimed(vec![ClaimOutcome::Claimed])]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_that_wants_passwords_is_reached_and_followed_with_them() {
+    let group = tokio::task::block_in_place(|| {
+        SentinelGroup::start_with_passwords(GroupPasswords {
+            data: "data-pw".into(),
+            sentinel: "sentinel-pw".into(),
+        })
+    })
+    .expect("a password-protected sentinel group");
+    let url = group.url();
+    assert!(url.contains(":data-pw@") && url.contains("sentinel_password=sentinel-pw"));
+    // Without either password, or with a wrong one, the store refuses, and
+    // the error says which login failed.
+    for (bad, whose) in [
+        (url.replace("sentinel_password=sentinel-pw", ""), "sentinel"),
+        (url.replace("sentinel-pw", "wrong"), "sentinel"),
+        (url.replace(":data-pw@", ""), "master"),
+        (url.replace("data-pw", "wrong"), "master"),
+    ] {
+        let err = RedisCoordinator::connect(&bad, "pw", RING)
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{bad} connected"));
+        println!("{bad}: {err}");
+        let text = err.to_string().to_lowercase();
+        assert!(
+            text.contains("auth") || text.contains("password"),
+            "{bad}: the error names the refused login: {err}"
+        );
+        assert!(
+            text.contains(whose),
+            "{bad}: the error says whose login: {err}"
+        );
+    }
+    let c = RedisCoordinator::connect(&url, "pw", RING)
+        .await
+        .expect("both passwords given");
+    let stored = c.put_job(&job("alpha"), None).await.expect("put");
+
+    // A failover: the coordinator asks the sentinels again, logs in to
+    // them and to the promoted master, and finds the job there.
+    fail_over(&group);
+    assert_eq!(
+        version_after_failover(&c, "alpha", "password-protected group: ").await,
+        Some(stored.version)
     );
 }

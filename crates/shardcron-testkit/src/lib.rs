@@ -67,7 +67,7 @@ pub use etcd_server::{EtcdServer, ETCD_ENV, MAX_TXN_OPS};
 pub use fault_proxy::{FaultMode, FaultProxy};
 pub use postgres_server::PostgresServer;
 pub use redis_cluster::RedisCluster;
-pub use redis_sentinel::SentinelGroup;
+pub use redis_sentinel::{GroupPasswords, SentinelGroup};
 pub use redis_server::{RedisServer, RedisServerBuilder, REDIS_SERVER_ENV};
 pub use redis_tls::{ClientAuth, ServerTls};
 pub use resp::{RespConnection, RespValue};

@@ -39,8 +39,22 @@ pub struct SentinelGroup {
     servers: Vec<RedisServer>,
     sentinels: Vec<RedisServer>,
     url_options: std::sync::Mutex<String>,
+    /// The passwords of [`Self::start_with_passwords`], if any.
+    passwords: Option<GroupPasswords>,
     // Removed after the sentinels (declared after them).
     config_dir: TempDir,
+}
+
+/// The passwords a client must give, to the data servers and to the
+/// sentinels (see [`SentinelGroup::start_with_passwords`]).
+#[derive(Clone, Debug)]
+pub struct GroupPasswords {
+    /// `requirepass` of the master and its replica (and the `masterauth`
+    /// of a replica, the `auth-pass` the sentinels use).
+    pub data: String,
+    /// `requirepass` of the sentinels (and the `sentinel-pass` they use
+    /// with each other).
+    pub sentinel: String,
 }
 
 impl SentinelGroup {
@@ -49,13 +63,33 @@ impl SentinelGroup {
     /// knows the replica and the other two sentinels (so that a failover
     /// can be voted and has a replica to promote).
     pub fn start() -> Result<Self, TestkitError> {
+        Self::start_with(None)
+    }
+
+    /// Like [`Self::start`], with every server protected as in production:
+    /// the data servers need `passwords.data` (replicas log in to their
+    /// master with it, and so do the sentinels), the sentinels need
+    /// `passwords.sentinel` (they log in to each other with it). A client
+    /// without them is refused. [`Self::url`] then carries both.
+    pub fn start_with_passwords(passwords: GroupPasswords) -> Result<Self, TestkitError> {
+        Self::start_with(Some(passwords))
+    }
+
+    fn start_with(passwords: Option<GroupPasswords>) -> Result<Self, TestkitError> {
         // Replicas sync without the default 5 s wait for more replicas to
         // share one transfer: the group is ready, and a lost master back
         // as a replica, in about a second.
         let data_server = || {
-            RedisServer::builder()
+            let builder = RedisServer::builder()
                 .arg("--repl-diskless-sync-delay")
-                .arg("0")
+                .arg("0");
+            match &passwords {
+                Some(p) => builder
+                    .password(p.data.clone())
+                    .arg("--masterauth")
+                    .arg(p.data.clone()),
+                None => builder,
+            }
         };
         let master = data_server().start()?;
         let replica = data_server()
@@ -67,29 +101,36 @@ impl SentinelGroup {
             .prefix("shardcron-sentinel-")
             .tempdir()
             .map_err(|e| TestkitError::io("creating a directory for sentinel configs", e))?;
-        let config = format!(
+        let mut config = format!(
             "sentinel monitor {MASTER_NAME} 127.0.0.1 {port} {QUORUM}\n\
              sentinel down-after-milliseconds {MASTER_NAME} {DOWN_AFTER_MS}\n\
              sentinel failover-timeout {MASTER_NAME} {FAILOVER_TIMEOUT_MS}\n\
              sentinel parallel-syncs {MASTER_NAME} 1\n",
             port = master.port()
         );
+        if let Some(p) = &passwords {
+            config.push_str(&format!(
+                "sentinel auth-pass {MASTER_NAME} {}\nsentinel sentinel-pass {}\n",
+                p.data, p.sentinel
+            ));
+        }
         let mut sentinels = Vec::new();
         for i in 0..3 {
             let path = config_dir.path().join(format!("sentinel-{i}.conf"));
             fs::write(&path, &config)
                 .map_err(|e| TestkitError::io(format!("writing {}", path.display()), e))?;
-            sentinels.push(
-                RedisServer::builder()
-                    .config_file(path)
-                    .arg("--sentinel")
-                    .start()?,
-            );
+            let sentinel = RedisServer::builder().config_file(path).arg("--sentinel");
+            let sentinel = match &passwords {
+                Some(p) => sentinel.password(p.sentinel.clone()),
+                None => sentinel,
+            };
+            sentinels.push(sentinel.start()?);
         }
         let group = Self {
             servers: vec![master, replica],
             sentinels,
             url_options: std::sync::Mutex::default(),
+            passwords,
             config_dir,
         };
         group.wait_replicas()?;
@@ -112,25 +153,35 @@ impl SentinelGroup {
 
     /// `redis+sentinel://127.0.0.1:s1,127.0.0.1:s2,127.0.0.1:s3/shardcron`:
     /// the store URL of this group, with the options given to
-    /// [`Self::set_url_options`] as its query.
+    /// [`Self::set_url_options`] as its query (and, for a group with
+    /// passwords, `:password@` and `sentinel_password`).
     pub fn url(&self) -> String {
         let sentinels: Vec<String> = self
             .sentinels
             .iter()
             .map(|s| format!("127.0.0.1:{}", s.port()))
             .collect();
-        let options = self
+        let mut options: Vec<String> = Vec::new();
+        let mut login = String::new();
+        if let Some(p) = &self.passwords {
+            login = format!(":{}@", p.data);
+            options.push(format!("sentinel_password={}", p.sentinel));
+        }
+        let set = self
             .url_options
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone();
+        if !set.is_empty() {
+            options.push(set);
+        }
         let query = if options.is_empty() {
             String::new()
         } else {
-            format!("?{options}")
+            format!("?{}", options.join("&"))
         };
         format!(
-            "redis+sentinel://{}/{MASTER_NAME}{query}",
+            "redis+sentinel://{login}{}/{MASTER_NAME}{query}",
             sentinels.join(",")
         )
     }

@@ -68,6 +68,7 @@ pub struct RedisServerBuilder {
     binary: Option<PathBuf>,
     tls: Option<ClientAuth>,
     tls_pki: Option<Arc<TestPki>>,
+    password: Option<String>,
 }
 
 impl RedisServerBuilder {
@@ -112,6 +113,17 @@ impl RedisServerBuilder {
         self
     }
 
+    /// Makes the default user need `password` (`--requirepass`; a
+    /// sentinel's clients need it too). Every command this kit sends logs
+    /// in with it first (`AUTH`); [`RedisServer::url`] does not carry it.
+    pub fn password(mut self, password: impl Into<String>) -> Self {
+        let password = password.into();
+        self.extra_args.push("--requirepass".into());
+        self.extra_args.push(password.clone());
+        self.password = Some(password);
+        self
+    }
+
     /// Uses this redis-server binary instead of `SHARDCRON_REDIS_SERVER` /
     /// `PATH` lookup.
     pub fn binary(mut self, path: impl Into<PathBuf>) -> Self {
@@ -144,7 +156,8 @@ impl RedisServerBuilder {
             if let Some(config) = &self.config_file {
                 args.insert(0, config.as_os_str().to_owned());
             }
-            match launch(&binary, &args, dir.path(), port, tls.is_some()) {
+            let password = self.password.as_deref();
+            match launch(&binary, &args, dir.path(), port, tls.is_some(), password) {
                 Ok(child) => {
                     tracing::debug!(port, pid = child.id(), dir = %dir.path().display(), "redis-server started");
                     return Ok(RedisServer {
@@ -156,6 +169,7 @@ impl RedisServerBuilder {
                         binary,
                         args,
                         tls,
+                        password: self.password.clone(),
                         dir,
                     });
                 }
@@ -181,6 +195,8 @@ pub struct RedisServer {
     binary: PathBuf,
     args: Vec<OsString>,
     tls: Option<ServerTls>,
+    /// The default user's password, sent before every command.
+    password: Option<String>,
     // Dropped after `Drop::drop` has killed the process.
     dir: TempDir,
 }
@@ -319,6 +335,7 @@ impl RedisServer {
                 self.dir.path(),
                 self.port,
                 self.tls.is_some(),
+                self.password.as_deref(),
             ) {
                 Ok(child) => {
                     tracing::debug!(port = self.port, pid = child.id(), "redis-server restarted");
@@ -405,14 +422,18 @@ impl RedisServer {
         }
         match &self.tls {
             Some(tls) => tls.query(self.port, args, timeout),
-            None => RespConnection::connect(self.addr(), timeout)?.query(args),
+            None => self.connect(timeout)?.query(args),
         }
     }
 
     /// Opens a persistent [`RespConnection`] to the server with the given
     /// connect/read/write timeout (plain TCP: not to a TLS server).
+    /// Logs in first when the server has a password.
     pub fn connect(&self, timeout: Duration) -> Result<RespConnection, TestkitError> {
-        RespConnection::connect(self.addr(), timeout)
+        log_in(
+            RespConnection::connect(self.addr(), timeout)?,
+            self.password.as_deref(),
+        )
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -582,6 +603,19 @@ fn is_bind_failure(output: &str) -> bool {
         || output.contains("Could not create server TCP listening socket")
 }
 
+/// `conn` after `AUTH password`, when there is one.
+fn log_in(
+    mut conn: RespConnection,
+    password: Option<&str>,
+) -> Result<RespConnection, TestkitError> {
+    if let Some(password) = password {
+        if let RespValue::Error(e) = conn.query(&["AUTH", password])? {
+            return Err(TestkitError::ErrorReply(e));
+        }
+    }
+    Ok(conn)
+}
+
 /// Spawns redis-server with `args` and waits until it is ready (on a TLS
 /// server, by its log). On failure the child is killed and reaped.
 fn launch(
@@ -590,6 +624,7 @@ fn launch(
     dir: &Path,
     port: u16,
     tls: bool,
+    password: Option<&str>,
 ) -> Result<Child, TestkitError> {
     let offsets = LogOffsets::capture(dir);
     let console_path = dir.join(CONSOLE_FILE);
@@ -611,7 +646,7 @@ fn launch(
     })
     .map_err(|e| TestkitError::io(format!("spawning {}", binary.display()), e))?;
 
-    match wait_until_ready(&mut child, port, dir, offsets, tls) {
+    match wait_until_ready(&mut child, port, dir, offsets, tls, password) {
         Ok(()) => Ok(child),
         Err(e) => {
             let _ = child.kill();
@@ -627,6 +662,7 @@ fn wait_until_ready(
     dir: &Path,
     offsets: LogOffsets,
     tls: bool,
+    password: Option<&str>,
 ) -> Result<(), TestkitError> {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let deadline = Instant::now() + READY_TIMEOUT;
@@ -652,7 +688,9 @@ fn wait_until_ready(
             if redis_tls::is_ready(child.id(), dir, offsets.log, port) {
                 return Ok(());
             }
-        } else if let Ok(mut conn) = RespConnection::connect(addr, Duration::from_millis(250)) {
+        } else if let Ok(mut conn) = RespConnection::connect(addr, Duration::from_millis(250))
+            .and_then(|conn| log_in(conn, password))
+        {
             // `-LOADING` (AOF replay in progress) means: not ready yet.
             if matches!(conn.query(&["PING"]), Ok(RespValue::Simple(s)) if s == "PONG") {
                 match verify_pid(&mut conn, child, port, &exited) {

@@ -67,11 +67,7 @@ pub(super) fn explain_by_records(
         };
         for item in items {
             let Ok(text) = item.into_text() else { continue };
-            // `number|record JSON`
-            let Some((_, json)) = text.split_once('|') else {
-                continue;
-            };
-            if let Ok(run) = serde_json::from_str::<shardcron_coord::RunRecord>(json) {
+            if let Ok((_, run)) = shardcron_coord::redis_coord::ring_entry::decode(&job_id, &text) {
                 outcomes.insert(run.fire_id, run.outcome.as_str().to_owned());
             }
         }

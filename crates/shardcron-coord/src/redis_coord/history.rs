@@ -37,6 +37,7 @@ use foldhash::{HashMap, HashMapExt};
 use redis::{Pipeline, Value};
 use tracing::debug;
 
+use super::ring_entry;
 use super::{
     value_to_string, RedisCoordinator, HISTORY_SWEEP_EVERY_MS, JOB_RUN_HISTORY_CAP,
     JOB_RUN_HISTORY_RETENTION_HOURS, RUN_HISTORY_CAP,
@@ -242,10 +243,10 @@ impl RedisCoordinator {
             .arg(RUN_HISTORY_CAP - 1)
             .ignore();
         let ring = pipe.cmd("HSET").arg(self.keys.job_history());
-        for ((run, json), number) in runs.iter().zip(&jsons).zip(&numbers) {
+        for (run, &number) in runs.iter().zip(&numbers) {
             let slot = (number % JOB_RUN_HISTORY_CAP as u64) as usize;
             ring.arg(Keyspace::job_history_slot(slot, &run.job_id))
-                .arg(format!("{number}|{json}"));
+                .arg(ring_entry::encode(number, run));
         }
         ring.ignore();
         let counts = pipe.cmd("HSET").arg(self.keys.job_history_counts());
@@ -309,11 +310,9 @@ impl RedisCoordinator {
         };
         let mut numbered = Vec::new();
         for entry in slots.iter().flatten() {
-            let (number, json) = entry
-                .split_once('|')
-                .and_then(|(n, json)| Some((n.parse::<u64>().ok()?, json)))
-                .ok_or_else(|| Self::corrupt("run record", "no run number"))?;
-            numbered.push((number, parse(json)?));
+            numbered.push(
+                ring_entry::decode(job_id, entry).map_err(|e| Self::corrupt("run record", e))?,
+            );
         }
         numbered.sort_by_key(|(number, run)| Reverse((*number, run.finished_ms)));
         let mut runs: Vec<RunRecord> = numbered

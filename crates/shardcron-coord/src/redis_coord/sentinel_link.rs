@@ -47,12 +47,17 @@ pub(crate) struct SentinelTarget {
     pub master_name: String,
     /// User and password of the master (and its replicas), if any.
     pub auth: (Option<String>, Option<String>),
+    /// User and password of the sentinels themselves (URL options
+    /// `sentinel_user`, `sentinel_password`), if any: a sentinel with
+    /// `requirepass` or an ACL user refuses a client that does not
+    /// authenticate, and its password is usually not the master's.
+    pub sentinel_auth: (Option<String>, Option<String>),
 }
 
 /// Reads the part of a `redis+sentinel://` URL after the scheme (and after
 /// shardcron's own query options were taken out):
-/// `[user:password@]host:port[,host:port…]/<master-name>`. Returns why it
-/// is unusable.
+/// `[user:password@]host:port[,host:port…]/<master-name>[?sentinel_user=…&sentinel_password=…]`.
+/// Returns why it is unusable.
 pub(crate) fn parse_sentinel_url(rest: &str) -> Result<SentinelTarget, String> {
     let (auth, rest) = match rest.rsplit_once('@') {
         Some((auth, rest)) => (Some(auth), rest),
@@ -64,11 +69,10 @@ pub(crate) fn parse_sentinel_url(rest: &str) -> Result<SentinelTarget, String> {
                 .into(),
         );
     };
-    if let Some((_, query)) = path.split_once('?') {
-        return Err(format!(
-            "a sentinel URL takes no options but min_replicas and replica_wait_ms, found {query:?}"
-        ));
-    }
+    let (path, sentinel_auth) = match path.split_once('?') {
+        Some((path, query)) => (path, sentinel_options(query)?),
+        None => (path, (None, None)),
+    };
     let master_name = path.trim_end_matches('/');
     if master_name.is_empty() {
         return Err(
@@ -121,7 +125,48 @@ pub(crate) fn parse_sentinel_url(rest: &str) -> Result<SentinelTarget, String> {
         sentinels,
         master_name: master_name.to_owned(),
         auth,
+        sentinel_auth,
     })
+}
+
+/// Reads the query of a sentinel URL (after shardcron's own options were
+/// taken out): `sentinel_user` and `sentinel_password`, percent-decoded.
+fn sentinel_options(query: &str) -> Result<(Option<String>, Option<String>), String> {
+    let (mut user, mut password) = (None, None);
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let value =
+            percent_decode(value).ok_or_else(|| format!("bad percent-encoding in {key}"))?;
+        let slot = match key {
+            "sentinel_user" => &mut user,
+            "sentinel_password" => &mut password,
+            _ => {
+                return Err(format!(
+                    "a sentinel URL takes no options but sentinel_user, sentinel_password, min_replicas and replica_wait_ms, found {key:?}"
+                ))
+            }
+        };
+        if value.is_empty() {
+            return Err(format!("{key} is empty"));
+        }
+        *slot = Some(value);
+    }
+    if user.is_some() && password.is_none() {
+        return Err("sentinel_user needs a sentinel_password".into());
+    }
+    Ok((user, password))
+}
+
+/// `RedisConnectionInfo` with the user and password of `auth`, if any.
+fn with_auth(auth: &(Option<String>, Option<String>)) -> redis::RedisConnectionInfo {
+    let mut info = redis::RedisConnectionInfo::default();
+    if let Some(user) = &auth.0 {
+        info = info.set_username(user);
+    }
+    if let Some(password) = &auth.1 {
+        info = info.set_password(password);
+    }
+    info
 }
 
 /// `%XX` sequences decoded (as in the user and password of a `redis://`
@@ -174,16 +219,19 @@ impl SentinelLink {
         response_timeout: Duration,
         connect_timeout: Duration,
     ) -> Result<Self, RedisError> {
-        let mut redis_info = redis::RedisConnectionInfo::default();
-        if let Some(user) = &target.auth.0 {
-            redis_info = redis_info.set_username(user);
-        }
-        if let Some(password) = &target.auth.1 {
-            redis_info = redis_info.set_password(password);
-        }
-        let node_info = SentinelNodeConnectionInfo::default().set_redis_connection_info(redis_info);
+        let node_info = SentinelNodeConnectionInfo::default()
+            .set_redis_connection_info(with_auth(&target.auth));
+        let sentinels = target
+            .sentinels
+            .iter()
+            .map(|url| {
+                url.as_str()
+                    .into_connection_info()
+                    .map(|info| info.set_redis_settings(with_auth(&target.sentinel_auth)))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let client = SentinelClient::build(
-            target.sentinels.clone(),
+            sentinels,
             target.master_name.clone(),
             Some(node_info),
             SentinelServerType::Master,
@@ -192,7 +240,11 @@ impl SentinelLink {
             .set_response_timeout(Some(response_timeout))
             .set_connection_timeout(Some(connect_timeout));
         let sentinels = tokio::sync::Mutex::new(client);
-        let (master, client, conn) = lookup(&sentinels, &config).await?;
+        let (master, client, conn) = match lookup(&sentinels, &config).await {
+            Ok(found) => found,
+            Err(e) if is_login_refused(&e) => return Err(whose_login(target, &config, e).await),
+            Err(e) => return Err(e),
+        };
         tracing::debug!(%master, "connected to the master named by the sentinels");
         Ok(Self {
             inner: Arc::new(Inner {
@@ -323,6 +375,55 @@ async fn lookup(
     Ok((master, client, conn))
 }
 
+/// Whether `e` is a refused login (`NOAUTH`, `WRONGPASS`, or the client's
+/// own authentication failure).
+fn is_login_refused(e: &RedisError) -> bool {
+    let text = e.to_string();
+    e.kind() == ErrorKind::AuthenticationFailed
+        || text.contains("NOAUTH")
+        || text.contains("WRONGPASS")
+}
+
+/// The error of a lookup that a login refused, saying whose: the lookup
+/// logs in to the sentinels and then to the master they name, and the
+/// client's error does not tell which. One sentinel that takes the
+/// sentinel login (a `PING` answered) means the master refused.
+async fn whose_login(
+    target: &SentinelTarget,
+    config: &AsyncConnectionConfig,
+    refused: RedisError,
+) -> RedisError {
+    let mut sentinel_took_login = false;
+    for url in &target.sentinels {
+        let Ok(info) = url.as_str().into_connection_info() else {
+            continue;
+        };
+        let info = info.set_redis_settings(with_auth(&target.sentinel_auth));
+        let Ok(client) = Client::open(info) else {
+            continue;
+        };
+        if let Ok(mut conn) = client
+            .get_multiplexed_async_connection_with_config(config)
+            .await
+        {
+            if redis::cmd("PING")
+                .query_async::<String>(&mut conn)
+                .await
+                .is_ok()
+            {
+                sentinel_took_login = true;
+                break;
+            }
+        }
+    }
+    let whose = if sentinel_took_login {
+        "the master the sentinels named refused the login (the URL's user and password)"
+    } else {
+        "the sentinels refused the login (options sentinel_user and sentinel_password)"
+    };
+    RedisError::from((ErrorKind::AuthenticationFailed, whose, refused.to_string()))
+}
+
 /// Whether a reply says the server is a replica now (`READONLY`, also as
 /// the error of a script's write).
 fn is_read_only(e: &RedisError) -> bool {
@@ -360,6 +461,12 @@ mod tests {
         let t = parse_sentinel_url(":secret@h:1/m/").unwrap();
         assert_eq!(t.auth, (None, Some("secret".into())));
         assert_eq!(t.master_name, "m");
+        assert_eq!(t.sentinel_auth, (None, None));
+        let t = parse_sentinel_url("h:1/m?sentinel_user=s&sentinel_password=p%26w").unwrap();
+        assert_eq!(t.sentinel_auth, (Some("s".into()), Some("p&w".into())));
+        assert_eq!(t.master_name, "m");
+        let t = parse_sentinel_url("h:1/m?sentinel_password=pw").unwrap();
+        assert_eq!(t.sentinel_auth, (None, Some("pw".into())));
     }
 
     #[test]
@@ -385,6 +492,12 @@ mod tests {
             ("h/m", "bad sentinel address \"h\""),
             ("h:1/m/0", "master name alone"),
             ("h:1/m?db=2", "takes no options"),
+            ("h:1/m?sentinel_user=u", "needs a sentinel_password"),
+            ("h:1/m?sentinel_password=", "sentinel_password is empty"),
+            (
+                "h:1/m?sentinel_password=%zz",
+                "bad percent-encoding in sentinel_password",
+            ),
         ];
         for (url, expected) in cases {
             let err = parse_sentinel_url(url).err().unwrap_or_default();
