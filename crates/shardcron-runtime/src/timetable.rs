@@ -9,9 +9,10 @@
 //! I/O happens here, so the policy is unit-tested exhaustively.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, BinaryHeap, HashMap};
+use std::collections::{BTreeSet, BinaryHeap};
 use std::sync::Arc;
 
+use foldhash::HashMap;
 use shardcron_core::{Job, MisfirePolicy};
 
 /// Most fires of one job examined in one wake-up.
@@ -60,6 +61,7 @@ pub struct DueFires {
 /// Owned jobs and their next fire times.
 #[derive(Default)]
 pub struct Timetable {
+    /// The entries by job id (`foldhash`: looked up twice per fire taken).
     jobs: HashMap<String, JobEntry>,
     /// Job ids per shard, so per-shard questions cost the shard's jobs, not
     /// every job of the node.
@@ -203,13 +205,14 @@ impl Timetable {
                 window.furthest_ms
             };
             self.drop_stale_top();
-            let Some(Reverse((due, id))) = self.heap.peek().cloned() else {
+            match self.heap.peek() {
+                Some(Reverse((due, _))) if *due <= furthest_ms => {}
+                _ => break,
+            }
+            // Taken by value: the id moves on to the job's next heap entry.
+            let Some(Reverse((due, id))) = self.heap.pop() else {
                 break;
             };
-            if due > furthest_ms {
-                break;
-            }
-            self.heap.pop();
             let Some(entry) = self.jobs.get_mut(&id) else {
                 continue;
             };

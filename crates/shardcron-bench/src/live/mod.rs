@@ -653,6 +653,8 @@ pub fn measure(args: &LiveArgs) -> Result<LiveReport, BenchError> {
         redis_cpu_s_per_1000_fires: per_thousand(redis_cpu_s, audit.fired),
         claimed_total: reports.iter().map(|r| r.claimed).sum(),
         claim_conflicts_total: reports.iter().map(|r| r.claim_conflicts).sum(),
+        claim_pauses_total: reports.iter().map(|r| r.claim_pauses).sum(),
+        overloads_total: reports.iter().map(|r| r.overloads).sum(),
         churn,
         lateness_per_second: timeline::per_second(&fires, from_ms, to_ms),
         audit,

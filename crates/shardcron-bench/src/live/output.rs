@@ -127,6 +127,12 @@ pub struct LiveReport {
     pub claimed_total: u64,
     /// Claims those workers lost to another node.
     pub claim_conflicts_total: u64,
+    /// Times those workers paused claiming for a full waiting line (a
+    /// release of many fires claimed ahead does this briefly).
+    pub claim_pauses_total: u64,
+    /// Times those workers declared themselves overloaded (a waiting line
+    /// full for longer than the on-time tolerance).
+    pub overloads_total: u64,
     /// The churn events, in order.
     pub churn: Vec<EventReport>,
     /// Lateness per second of the window.
@@ -286,6 +292,11 @@ pub fn summary_text(r: &LiveReport) -> String {
         } else {
             ""
         }
+    );
+    let _ = writeln!(
+        out,
+        "claim pauses / overloads       {:>7} / {}",
+        r.claim_pauses_total, r.overloads_total
     );
     out
 }
