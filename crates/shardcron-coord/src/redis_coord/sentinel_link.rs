@@ -157,6 +157,19 @@ fn sentinel_options(query: &str) -> Result<(Option<String>, Option<String>), Str
     Ok((user, password))
 }
 
+/// How to reach each sentinel of `target`, with the sentinels' login.
+fn sentinel_infos(target: &SentinelTarget) -> Result<Vec<redis::ConnectionInfo>, RedisError> {
+    target
+        .sentinels
+        .iter()
+        .map(|url| {
+            url.as_str()
+                .into_connection_info()
+                .map(|info| info.set_redis_settings(with_auth(&target.sentinel_auth)))
+        })
+        .collect()
+}
+
 /// `RedisConnectionInfo` with the user and password of `auth`, if any.
 fn with_auth(auth: &(Option<String>, Option<String>)) -> redis::RedisConnectionInfo {
     let mut info = redis::RedisConnectionInfo::default();
@@ -221,17 +234,8 @@ impl SentinelLink {
     ) -> Result<Self, RedisError> {
         let node_info = SentinelNodeConnectionInfo::default()
             .set_redis_connection_info(with_auth(&target.auth));
-        let sentinels = target
-            .sentinels
-            .iter()
-            .map(|url| {
-                url.as_str()
-                    .into_connection_info()
-                    .map(|info| info.set_redis_settings(with_auth(&target.sentinel_auth)))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
         let client = SentinelClient::build(
-            sentinels,
+            sentinel_infos(target)?,
             target.master_name.clone(),
             Some(node_info),
             SentinelServerType::Master,
@@ -394,11 +398,7 @@ async fn whose_login(
     refused: RedisError,
 ) -> RedisError {
     let mut sentinel_took_login = false;
-    for url in &target.sentinels {
-        let Ok(info) = url.as_str().into_connection_info() else {
-            continue;
-        };
-        let info = info.set_redis_settings(with_auth(&target.sentinel_auth));
+    for info in sentinel_infos(target).unwrap_or_default() {
         let Ok(client) = Client::open(info) else {
             continue;
         };
