@@ -129,6 +129,7 @@ fn claim(c: &mut Criterion) {
                                     })
                                     .collect(),
                                 ahead_ms: 0,
+                                loaded_at: None,
                             };
                             match coordinator.claim_fires(&[batch], RETENTION).await {
                                 Ok(outcomes) => {

@@ -6,14 +6,21 @@ then for each script given runs calls of 200 shard batches of 10 fires
 (one fire per job, every fire a real claim), alternating the scripts
 round by round, and prints the Redis CPU (INFO cpu, user + sys) per fire
 of each round. Each script is given as path:form, where form is the
-arguments per fire: 4 or 7 for the current layout (a batch says which),
-0 for the layout before that (always 7, no per-batch field).
+arguments per fire: 4 or 7 for the layout with per-fire versions (a batch
+says which), 0 for the layout before that (always 7, no per-batch field),
+2 for a batch that gives the shard version its job versions were loaded
+at and one attempt id (job id and instant per fire; the shard's version
+is unchanged, so no job version is read), 8 for the same batch after
+another job of the shard was written (every job version is read and
+compared with the loaded one).
 
     pip install redis
     git show d1e858d:crates/shardcron-coord/src/lua/claim.lua > old.lua
     python3 benches/lua/claim_ab.py old.lua:0,crates/shardcron-coord/src/lua/claim.lua:4 4
+    python3 benches/lua/claim_ab.py crates/shardcron-coord/src/lua/claim.lua:4,crates/shardcron-coord/src/lua/claim.lua:2 4
+    JOBS=2 python3 benches/lua/claim_ab.py ...   # fires per batch (default 10)
 """
-import redis, sys, subprocess, time, tempfile, socket
+import os, redis, sys, subprocess, time, tempfile, socket
 
 
 def free_port():
@@ -25,9 +32,10 @@ srv = subprocess.Popen(['redis-server', '--port', str(port), '--bind', '127.0.0.
                         '--appendonly', 'no', '--dir', d], stdout=subprocess.DEVNULL)
 time.sleep(0.5)
 r = redis.Redis(port=port)
-SH = 1024; JOBS = 10; HOLDER = 'w0/5f3a9c1e'; TOK = '1796517963982196'
+SH = 1024; JOBS = int(os.environ.get('JOBS', '10')); HOLDER = 'w0/5f3a9c1e'; TOK = '1796517963982196'
 for s in range(SH):
     r.set(f'{{sc:{s}}}:lease', f'{HOLDER}|{TOK}', px=10**9)
+    r.set(f'{{sc:{s}}}:ver', '5')
     r.hset(f'{{sc:{s}}}:last', mapping={f'job-{s*JOBS+j:05d}|v': '1' for j in range(JOBS)})
 
 
@@ -48,9 +56,18 @@ def run(path, calls, form):
             s = (c * 200 + b) % SH
             keys += [f'{{sc:{s}}}:lease', f'{{sc:{s}}}:last', f'{{sc:{s}}}:triggers', f'{{sc:{s}}}:open']
             args += [f'{HOLDER}|{TOK}', f'{{sc:{s}}}:fire:', '100000000000000', str(JOBS)]
+            T[s] += 1000
+            if form in (2, 8):
+                # The shard is at version 5; loaded at 5 (unchanged) or 4.
+                keys.append(f'{{sc:{s}}}:ver')
+                att[0] += 1
+                args += ['2', '5' if form == 2 else '4', str(att[0])]
+                for j in range(JOBS):
+                    args += [f'job-{s*JOBS+j:05d}', str(T[s])]
+                fires += JOBS
+                continue
             if form:
                 args.append(str(form))
-            T[s] += 1000
             for j in range(JOBS):
                 att[0] += 1
                 job = f'job-{s*JOBS+j:05d}'

@@ -75,6 +75,13 @@ pub struct ShardState {
     /// reads it.
     #[serde(skip)]
     claim_log: BTreeMap<String, (String, i64)>,
+    /// Fires of batches whose promise about job versions
+    /// ([`ClaimBatch::loaded_at`]) was false: deciding from the shard
+    /// would have taken a version that is not current as current. Refused
+    /// as changed, and kept for an outside audit (the simulator fails a
+    /// seed that has any). The protocol never reads it.
+    #[serde(skip)]
+    broken_promises: Vec<String>,
     #[serde(default)]
     triggers: Vec<(String, i64)>,
     #[serde(default)]
@@ -313,6 +320,7 @@ impl Shard {
             .map(|fire| {
                 let outcome = self.claim_one(
                     fire,
+                    batch.loaded_at,
                     &batch.holder,
                     &value_prefix,
                     latest_ms,
@@ -329,9 +337,33 @@ impl Shard {
             .collect()
     }
 
+    /// Whether `fire`'s job changed since the caller read it. With the
+    /// batch's promise `loaded_at`, decided as `claim.lua` decides it from
+    /// the shard: changed when the job is gone or was written after the
+    /// shard was at `loaded_at` (never when the shard is still at it). A
+    /// fire that decision would pass although its version is not the
+    /// job's is a broken promise: refused, and noted for the audit.
+    fn job_changed(&mut self, fire: &FireClaim, loaded_at: Option<u64>) -> bool {
+        let current = self.job_version(&fire.job_id);
+        let Some(loaded) = loaded_at else {
+            return current != Some(fire.job_version);
+        };
+        let changed = self.version != loaded && current.is_none_or(|v| v > loaded);
+        if !changed && current != Some(fire.job_version) {
+            self.broken_promises.push(format!(
+                "fire {}@{} carries version {} of its job, which is at {current:?}, in a batch that promised versions read at shard version {loaded} or later (the shard is at {})",
+                fire.job_id, fire.scheduled_ms, fire.job_version, self.version
+            ));
+            return true;
+        }
+        changed
+    }
+
+    #[allow(clippy::too_many_arguments)]
     fn claim_one(
         &mut self,
         fire: &FireClaim,
+        loaded_at: Option<u64>,
         holder: &str,
         value_prefix: &str,
         latest_ms: i64,
@@ -363,7 +395,7 @@ impl Shard {
         }
         let outcome = if taken_over {
             ClaimOutcome::Claimed
-        } else if self.job_version(&fire.job_id) != Some(fire.job_version) {
+        } else if self.job_changed(fire, loaded_at) {
             ClaimOutcome::JobChanged
         } else if fire.kind == FireKind::Scheduled && at > latest_ms {
             ClaimOutcome::NotYetDue
@@ -586,6 +618,18 @@ impl MemoryStore {
                 json: json.to_owned(),
             },
         );
+    }
+
+    /// Every broken promise about job versions a claim batch made
+    /// ([`ClaimBatch::loaded_at`]), one line each: none, unless the caller
+    /// has a bug (for tests and the simulator).
+    pub fn broken_version_promises(&self) -> Vec<String> {
+        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state
+            .shards
+            .values()
+            .flat_map(|s| s.broken_promises.iter().cloned())
+            .collect()
     }
 
     /// Every fire claimed within the claim retention as `(job id,

@@ -200,6 +200,18 @@ pub struct ClaimBatch {
     /// of this batch may be claimed, on top of [`MAX_EARLY_CLAIM_MS`]: the
     /// caller's claim-ahead window (0 claims nothing before it is due).
     pub ahead_ms: i64,
+    /// The caller's promise about its fires' job versions, or `None` for
+    /// none: `Some(v)` says that every fire's `job_version` was read when
+    /// the shard's version ([`ShardJobs::version`]) was `v` or later, as
+    /// the jobs of a shard load whose version was `v` are. A store may then
+    /// decide "job changed" from the shard instead of each fire: a job
+    /// whose version is not above `v` was not written since, so the fire's
+    /// version is current; one above `v` (or gone) is refused as changed.
+    /// A store may also ignore it and compare each fire's version: the two
+    /// decide alike for every batch that keeps the promise, except that
+    /// deciding from the shard may refuse a fire read after a write that
+    /// followed `v` (the caller reloads, as for any refusal).
+    pub loaded_at: Option<u64>,
 }
 
 /// A claimed `at_least_once` fire that no terminal record has closed yet,

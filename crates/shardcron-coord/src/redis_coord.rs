@@ -37,7 +37,7 @@ use crate::keyspace::Keyspace;
 use crate::model::{
     BatchOutcome, ClaimBatch, CloseFire, CoordEvent, HandBack, JobPage, LeaseGrant, LeaseInfo,
     MemberInfo, Membership, OpenFire, PlacementInputs, QueuedTrigger, RecoverBatch, RecoverOutcome,
-    RunRecord, ShardJobs, StoredJob, StoredPlacement, UnreadableJob, MAX_EARLY_CLAIM_MS,
+    RunRecord, ShardJobs, StoredJob, StoredPlacement, UnreadableJob,
 };
 use crate::scripts::Scripts;
 
@@ -52,7 +52,7 @@ pub mod ring_entry;
 mod sentinel_link;
 mod tls_options;
 
-use claim_calls::{claim_calls, split_claim_reply};
+use claim_calls::{claim_call_args, claim_calls, split_claim_reply};
 pub use cluster_tls::TLS_CLUSTER_SCHEME;
 pub use conn::{check_redis_url, CLUSTER_SCHEME};
 use conn::{parse_target, StoreConn};
@@ -832,44 +832,7 @@ impl Coordinator for RedisCoordinator {
         };
         let mut pipe = redis::pipe();
         for call in &calls {
-            let mut keys = Vec::with_capacity(call.len() * 4);
-            let fires: usize = call.iter().map(|b| b.fires.len()).sum();
-            let mut args = Vec::with_capacity(1 + call.len() * 5 + fires * 7);
-            args.push(retention.as_millis().to_string());
-            for batch in call.iter() {
-                keys.extend([
-                    self.keys.lease(batch.shard),
-                    self.keys.last_fired(batch.shard),
-                    self.keys.triggers(batch.shard),
-                    self.keys.open_fires(batch.shard),
-                ]);
-                // A batch of plain scheduled fires (no trigger, no
-                // uncertain attempt, no open entry) leaves out the three
-                // fields whose defaults they carry.
-                let full = batch.fires.iter().any(|f| !f.is_plain());
-                args.push(format!("{}|{}", batch.holder, batch.token));
-                args.push(self.keys.claim_prefix(batch.shard));
-                args.push((MAX_EARLY_CLAIM_MS + batch.ahead_ms.max(0)).to_string());
-                args.push(batch.fires.len().to_string());
-                args.push(if full { "7" } else { "4" }.to_owned());
-                for fire in &batch.fires {
-                    args.push(fire.job_id.clone());
-                    args.push(fire.scheduled_ms.to_string());
-                    args.push(fire.job_version.to_string());
-                    args.push(fire.attempt.to_string());
-                    if full {
-                        args.push(fire.kind.code().to_owned());
-                        args.push(
-                            fire.uncertain
-                                .iter()
-                                .map(u64::to_string)
-                                .collect::<Vec<_>>()
-                                .join(","),
-                        );
-                        args.push(if fire.track_open { "1" } else { "" }.to_owned());
-                    }
-                }
-            }
+            let (keys, args) = claim_call_args(&self.keys, call, retention);
             Self::evalsha(&mut pipe, &self.scripts.claim, &keys, &args);
         }
         let replies: Vec<Vec<i64>> = self.pipeline_confirmed("claim fires", &pipe).await?;

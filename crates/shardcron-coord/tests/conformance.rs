@@ -7,6 +7,7 @@ use std::time::Duration;
 use shardcron_coord::{
     BatchOutcome, ClaimBatch, ClaimOutcome, CoordError, CoordEvent, Coordinator, FireClaim,
     FireKind, HandBack, LeaseGrant, QueuedTrigger, RedisCoordinator, RunOutcome, RunRecord,
+    ShardJobs,
 };
 use shardcron_core::{shard_of, JobSpec, RingConfig, ShardMap, ShardWeights};
 
@@ -401,6 +402,85 @@ async fn a_large_batch_is_decided_fire_by_fire(env: Env) {
     assert_eq!(got, want);
 }
 
+/// A batch that promises its job versions were read at a shard load
+/// (`loaded_at`) is decided as one checked fire by fire: a job unchanged
+/// since is claimed, whatever else of its shard was written; one rewritten
+/// or deleted since is refused. A store may decide it from the shard's
+/// version without reading each job's (Redis does).
+async fn a_batch_promising_its_load_is_decided_as_fire_by_fire(env: Env) {
+    let c = env.coord().await;
+    let shard = shard_of("alpha", RING.shard_count);
+    let ids: Vec<String> = (0..10_000)
+        .map(|i| format!("job-{i}"))
+        .filter(|id| shard_of(id, RING.shard_count) == shard)
+        .take(3)
+        .collect();
+    assert_eq!(ids.len(), 3, "enough jobs in one shard");
+    for id in &ids {
+        c.put_job(&job(id), None).await.expect("put");
+    }
+    let token = acquire(&c, shard, "n1/x").await;
+    let load = c.load_shards(&[shard]).await.expect("load").remove(0);
+    let version_of = |load: &ShardJobs, id: &str| {
+        load.jobs
+            .iter()
+            .find(|j| j.spec.id == id)
+            .map(|j| j.version)
+            .expect("loaded")
+    };
+    let (a, b) = (ids[0].as_str(), ids[1].as_str());
+    let promising = |load: &ShardJobs, at: i64, fires: &[&str], attempt: u64| {
+        let fires = fires
+            .iter()
+            .map(|id| FireClaim::new(*id, at, FireKind::Scheduled, version_of(load, id), attempt))
+            .collect();
+        let mut batch = one_batch(shard, "n1/x", token, fires);
+        batch[0].loaded_at = Some(load.version);
+        batch
+    };
+    let retention = Duration::from_secs(120);
+    let claim = |batch: Vec<ClaimBatch>| {
+        let c = c.clone();
+        async move { c.claim_fires(&batch, retention).await.expect("claim") }
+    };
+    let claimed = |codes: Vec<ClaimOutcome>| vec![BatchOutcome::Claimed(codes)];
+    use ClaimOutcome::{AlreadyClaimed, Claimed, JobChanged};
+    // Nothing written since the load.
+    assert_eq!(
+        claim(promising(&load, 1_000, &[a, b], 7)).await,
+        claimed(vec![Claimed, Claimed])
+    );
+    assert_eq!(
+        claim(promising(&load, 1_000, &[a], 8)).await,
+        claimed(vec![AlreadyClaimed])
+    );
+    // Another job of the shard rewritten: the shard's version moved, these
+    // two did not change.
+    c.put_job(&job(&ids[2]), None).await.expect("rewrite");
+    assert_eq!(
+        claim(promising(&load, 2_000, &[a, b], 9)).await,
+        claimed(vec![Claimed, Claimed])
+    );
+    // One of them rewritten, the other deleted.
+    c.put_job(&job(a), None).await.expect("rewrite");
+    assert_eq!(
+        claim(promising(&load, 3_000, &[a, b], 10)).await,
+        claimed(vec![JobChanged, Claimed])
+    );
+    assert!(c.delete_job(b, None).await.expect("delete"));
+    assert_eq!(
+        claim(promising(&load, 4_000, &[a, b], 11)).await,
+        claimed(vec![JobChanged, JobChanged])
+    );
+    // Loaded again, the rewritten job is claimed under its new version.
+    let reload = c.load_shards(&[shard]).await.expect("load").remove(0);
+    assert!(reload.version > load.version);
+    assert_eq!(
+        claim(promising(&reload, 4_000, &[a], 12)).await,
+        claimed(vec![Claimed])
+    );
+}
+
 /// The batches of one `claim_fires` call are decided each on its own: a
 /// lost lease fails only its batch, an empty batch is answered as empty,
 /// and every outcome comes back in its batch's place, however many fires
@@ -443,6 +523,7 @@ async fn the_batches_of_one_call_are_decided_each_on_its_own(env: Env) {
             token: if stale { token + 1 } else { token },
             fires,
             ahead_ms: 0,
+            loaded_at: None,
         });
     }
     let out = c
@@ -1307,6 +1388,7 @@ conformance!(
     leases_fence_and_release_only_if_ours,
     claims_are_exactly_once_and_fenced,
     a_large_batch_is_decided_fire_by_fire,
+    a_batch_promising_its_load_is_decided_as_fire_by_fire,
     the_batches_of_one_call_are_decided_each_on_its_own,
     the_watermark_keeps_the_records_a_holder_may_still_need,
     a_trigger_and_a_scheduled_fire_of_one_ms_are_one_fire,

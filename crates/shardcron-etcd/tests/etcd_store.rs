@@ -43,6 +43,7 @@ async fn claim_one(c: &EtcdCoordinator, job_id: &str, version: u64, at: i64) -> 
         token: t,
         fires: vec![FireClaim::new(job_id, at, FireKind::Scheduled, version, 1)],
         ahead_ms: 0,
+        loaded_at: None,
     };
     match c
         .claim_fires(&[batch], Duration::from_secs(60))
@@ -250,6 +251,7 @@ async fn concurrent_claims_and_renewals_never_double_claim() {
                             })
                             .collect(),
                         ahead_ms: 0,
+                        loaded_at: None,
                     })
                     .collect();
                 let out = c
@@ -368,6 +370,7 @@ async fn a_cluster_survives_a_member_and_leases_end_with_their_holder() {
         token: ta,
         fires: vec![FireClaim::new("k", now, FireKind::Scheduled, v, 1)],
         ahead_ms: 0,
+        loaded_at: None,
     };
     assert_eq!(
         a.claim_fires(&[batch], Duration::from_secs(60))
@@ -536,6 +539,7 @@ async fn claims_of_unknown_fate_are_resolved_by_retries_with_their_lost_attempts
             token: t,
             fires,
             ahead_ms: 0,
+            loaded_at: None,
         }]
     };
     let retention = Duration::from_secs(60);

@@ -93,6 +93,7 @@ async fn a_small_quota_etcd_without_auto_compaction_keeps_taking_claims() {
                         token: tokens[shard as usize],
                         fires: vec![claim],
                         ahead_ms: 2000,
+                        loaded_at: None,
                     }),
                 }
             }

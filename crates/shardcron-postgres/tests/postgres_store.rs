@@ -245,6 +245,7 @@ async fn concurrent_claims_and_renewals_in_any_order_neither_deadlock_nor_double
                             token,
                             fires,
                             ahead_ms: 0,
+                            loaded_at: None,
                         }
                     })
                     .collect();
@@ -393,6 +394,7 @@ async fn claim_one_fire(
                 token,
                 fires: vec![FireClaim::new(job, at, FireKind::Scheduled, version, 1)],
                 ahead_ms: 0,
+                loaded_at: None,
             }],
             retention,
         )

@@ -280,3 +280,39 @@ async fn a_pause_undone_before_the_instant_of_a_fire_claimed_ahead_keeps_the_fir
         "the job was active again at its instant: {at_instant:?}"
     );
 }
+
+/// A job moved from the leader's shard to its own keeps firing, even when
+/// its new shard's counter gives it the very version number it had in the
+/// leader's shard: the timetable entry must follow the job to its new
+/// shard (claims made under the old shard are refused there).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_moved_out_of_the_leader_shard_keeps_firing() {
+    let coord: Arc<dyn Coordinator> = Arc::new(MemoryCoordinator::new("m", RING).expect("coord"));
+    let mut spec = JobSpec::new("mover", "@every 1s", "ok");
+    spec.placement = shardcron_core::Placement::Leader;
+    let first = coord.put_job(&spec, None).await.expect("put");
+    let c2 = coord.clone();
+    let edit = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        spec.placement = shardcron_core::Placement::Sharded;
+        let moved = c2.put_job(&spec, None).await.expect("move");
+        let at = shardcron_runtime::Clock::now_ms(&shardcron_runtime::SystemClock);
+        (moved.version, at)
+    });
+    run_worker_for(coord.clone(), 8, Arc::new(AtomicUsize::new(0))).await;
+    let (moved_version, moved_at) = edit.await.expect("join");
+    assert_eq!(
+        moved_version, first.version,
+        "the case needs the same version number in both shards"
+    );
+    let runs = coord.recent_runs(None, 1000).await.expect("runs");
+    let after: Vec<i64> = runs_of(&runs, "mover")
+        .iter()
+        .map(|r| r.scheduled_ms)
+        .filter(|&ms| ms > moved_at + 1_000)
+        .collect();
+    assert!(
+        after.len() >= 3,
+        "fires after the move: {after:?} (moved at {moved_at})"
+    );
+}

@@ -48,6 +48,10 @@ pub enum Check {
     Fencing,
     /// A fire started before its scheduled time.
     EarlyStart,
+    /// A claim batch promised job versions read at a shard load they were
+    /// not read at (the store refused the fire; deciding from the shard
+    /// would have run a stale version).
+    VersionPromise,
     /// The scenario itself could not run (setup error).
     Setup,
 }
@@ -61,6 +65,7 @@ impl Check {
             Self::Overlap => "overlap",
             Self::Fencing => "fencing",
             Self::EarlyStart => "early-start",
+            Self::VersionPromise => "version-promise",
             Self::Setup => "setup",
         }
     }
@@ -115,6 +120,15 @@ pub fn check_all(obs: &Observed, info: &RunInfo, shard_count: u32) -> (Vec<Viola
     overlaps(obs, info, &mut found);
     fencing(obs, &mut found);
     early_starts(obs, &mut found);
+    for message in &info.broken_version_promises {
+        found.push(Found {
+            check: Check::VersionPromise,
+            job: None,
+            shard: None,
+            at: 0,
+            message: message.clone(),
+        });
+    }
     (fold(found, &obs.events, shard_count), stats)
 }
 

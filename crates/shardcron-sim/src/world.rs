@@ -50,6 +50,9 @@ pub struct RunInfo {
     pub nodes: usize,
     /// Jobs created at the start.
     pub jobs: usize,
+    /// Claim batches whose promise about job versions was false, as the
+    /// store noted them (`MemoryStore::broken_version_promises`).
+    pub broken_version_promises: Vec<String>,
 }
 
 enum Action {
@@ -179,6 +182,7 @@ pub async fn run(
         end_ms: EPOCH_MS + end,
         nodes: n_nodes,
         jobs: n_jobs,
+        broken_version_promises: w.store.broken_version_promises(),
     })
 }
 

@@ -1,16 +1,26 @@
 -- Claim fires of one or more shards, each batch atomically with its lease
 -- check; the batches are independent (one lost lease fails only its own).
--- KEYS: per batch (4 each): lease, job-state hash (field job: the
---   watermark, job|v: the job's version, job|t: its last trigger's ms,
---   |t: the latest of the shard's), trigger queue, open fires.
+-- KEYS: per batch: lease, job-state hash (field job: the watermark, job|v:
+--   the job's version, job|t: its last trigger's ms, |t: the latest of the
+--   shard's), trigger queue, open fires, and with f = 2 (below) the shard's
+--   version counter.
 -- ARGV: retention ms, then per batch: holder|token, claim key prefix, max
---   early ms, fire count n, fields per fire f (4 or 7), then per fire (f
---   each): job id, scheduled ms, job version, attempt id, and with f = 7
---   also kind ('s' scheduled, 't' trigger), uncertain attempts
---   (comma-separated, '' if none), track ('1' for delivery at_least_once,
---   else ''). A fire given with 4 fields is scheduled, has no uncertain
---   attempt and is not tracked: the common case, sent without the three
---   defaults (every argument is a string Redis parses and Lua interns).
+--   early ms, fire count n, form f (2, 4 or 7), then
+--   * f = 4 or 7, per fire (f each): job id, scheduled ms, job version,
+--     attempt id, and with f = 7 also kind ('s' scheduled, 't' trigger),
+--     uncertain attempts (comma-separated, '' if none), track ('1' for
+--     delivery at_least_once, else ''). A fire given with 4 fields is
+--     scheduled, has no uncertain attempt and is not tracked;
+--   * f = 2, the common case: the shard version the caller read its job
+--     versions at or after (loaded), one attempt id for every fire of the
+--     batch, then per fire (2 each): job id, scheduled ms. Every fire is
+--     plain as with f = 4, and the job versions are not sent: a job whose
+--     version is not above loaded has not been written since the shard was
+--     at loaded, so the caller's version of it is current; when the shard
+--     version still is loaded, no job of the shard was written and no
+--     version is read at all (docs/ARCHITECTURE.md, "Job versions by
+--     shard"). Every argument is a string Redis parses and Lua interns:
+--     fewer per fire is most of what a claim costs.
 --
 -- The claim record of a fire is holder|token|attempt. It lives in the
 -- fire's claim key (prefix .. job@ms) when that exists, else in the job's
@@ -31,7 +41,8 @@
 --   1. a lost earlier attempt of this holder found in the fire's record is
 --      taken over: the record is rewritten with this attempt, so each lost
 --      attempt can be taken over once, by one later attempt;
---   2. the job's version must be the caller's, else 2 (nothing written);
+--   2. the job's version must be the caller's (f = 2: not above loaded),
+--      else 2 (nothing written);
 --   3. a scheduled fire must not be later than server time + max early,
 --      else 3 (a trigger's ms is the store's own: see trigger.lua);
 --   4. a scheduled fire must be later than the watermark and, if a trigger
@@ -75,7 +86,15 @@ local function claim(k, a, n, f)
   local lease, wm_key = KEYS[k + 1], KEYS[k + 2]
   local queue_key, open_key = KEYS[k + 3], KEYS[k + 4]
   local holder_token, prefix = ARGV[a], ARGV[a + 1]
-  if redis.call('GET', lease) ~= holder_token then
+  -- f = 2 also reads the shard's version: one command for both.
+  local lease_is, shard_version
+  if f == 2 then
+    local got = redis.call('MGET', lease, KEYS[k + 5])
+    lease_is, shard_version = got[1], got[2]
+  else
+    lease_is = redis.call('GET', lease)
+  end
+  if lease_is ~= holder_token then
     out[#out + 1] = -1
     return
   end
@@ -84,36 +103,67 @@ local function claim(k, a, n, f)
   local holder_bar = holder .. '|'
   local lease_bar = holder_token .. '|'
   local latest = now + tonumber(ARGV[a + 2])
-  local first, last = a + 5, a + 5 + f * (n - 1)
-  -- Per fire j: its scheduled ms as a number, parsed once.
-  local wanted, at_ns = {}, {}
+  -- Per fire j: its job, its instant as given and as a number, and (f = 4
+  -- or 7) where its arguments start. With f = 2 the batch gives the shard
+  -- version its fires' job versions were read at (loaded) and one attempt
+  -- id for all its fires; unchanged: the shard version is still that.
+  local jobs, ats, at_ns, base = {}, {}, {}, {}
   local earliest = math.huge
-  local j = 0
-  for i = first, last, f do
-    local job = ARGV[i]
-    j = j + 1
-    wanted[2 * j - 1] = job
-    wanted[2 * j] = job .. '|v'
-    local at_n = tonumber(ARGV[i + 1])
-    at_ns[j] = at_n
-    if at_n < earliest then earliest = at_n end
+  local loaded, suffix, unchanged = nil, nil, false
+  -- The job-state fields to read: per fire its watermark, and its version
+  -- unless the shard is unchanged; then the shard's latest trigger.
+  local wanted = {}
+  if f == 2 then
+    loaded = ARGV[a + 5]
+    suffix = '|' .. holder_token .. '|' .. ARGV[a + 6]
+    unchanged = shard_version == loaded
+    local nums = {}
+    local j = 0
+    for i = a + 7, a + 5 + 2 * n, 2 do
+      j = j + 1
+      local job, at = ARGV[i], ARGV[i + 1]
+      local at_n = nums[at]
+      if not at_n then
+        at_n = tonumber(at)
+        nums[at] = at_n
+        if at_n < earliest then earliest = at_n end
+      end
+      jobs[j], ats[j], at_ns[j] = job, at, at_n
+      if unchanged then
+        wanted[j] = job
+      else
+        wanted[2 * j - 1] = job
+        wanted[2 * j] = job .. '|v'
+      end
+    end
+    loaded = tonumber(loaded)
+  else
+    local j = 0
+    for i = a + 5, a + 5 + f * (n - 1), f do
+      j = j + 1
+      local job = ARGV[i]
+      jobs[j], ats[j], base[j] = job, ARGV[i + 1], i
+      wanted[2 * j - 1] = job
+      wanted[2 * j] = job .. '|v'
+      local at_n = tonumber(ARGV[i + 1])
+      at_ns[j] = at_n
+      if at_n < earliest then earliest = at_n end
+    end
   end
+  local per = unchanged and 1 or 2
   -- The shard's latest trigger instant, at or after every job's own.
-  wanted[2 * n + 1] = '|t'
-  -- Per fire j: state[2j - 1] its job's watermark, state[2j] its version.
+  wanted[per * n + 1] = '|t'
+  -- Per fire j: state[per * j - per + 1] its job's watermark and, with
+  -- per = 2, state[2j] its version.
   local state = hmget(wm_key, wanted)
   -- Per fire j, its job's last trigger's ms, read only when the shard has a
   -- trigger at or after the batch's earliest fire: otherwise no job of
   -- the batch has one at or after any of its fires.
   local trigs = {}
-  local shard_trig = state[2 * n + 1]
+  local shard_trig = state[per * n + 1]
   if shard_trig and tonumber(shard_trig) >= earliest then
     local fields = {}
-    j = 0
-    for i = first, last, f do
-      j = j + 1
-      fields[j] = ARGV[i] .. '|t'
-    end
+    for j = 1, n do fields[j] = jobs[j] .. '|t' end
     trigs = hmget(wm_key, fields)
   end
   -- Per job: the watermark's ms (a number, or false when there is none),
@@ -130,12 +180,10 @@ local function claim(k, a, n, f)
     here[wm_key] = w_here
   end
   local dirty, dirty_order = {}, {}
-  j = 0
-  for i = first, last, f do
-    j = j + 1
-    local job = ARGV[i]
+  for j = 1, n do
+    local job = jobs[j]
     if w_at[job] == nil then
-      local v = state[2 * j - 1]
+      local v = state[per * j - per + 1]
       if v then
         local sep = string.find(v, '|', 1, true)
         if sep and sep < #v then
@@ -175,10 +223,8 @@ local function claim(k, a, n, f)
     return string.find(v, holder_bar, from, true) == from
       and string.find(v, '^%d+|[^|]+$', from + #holder_bar) ~= nil
   end
-  j = 0
-  for i = first, last, f do
-    j = j + 1
-    local job, at = ARGV[i], ARGV[i + 1]
+  for j = 1, n do
+    local job, at, i = jobs[j], ats[j], base[j]
     local kind, uncertain, track = 's', '', ''
     if f == 7 then kind, uncertain, track = ARGV[i + 4], ARGV[i + 5], ARGV[i + 6] end
     local at_n = at_ns[j]
@@ -201,7 +247,15 @@ local function claim(k, a, n, f)
       end
     end
     if code == -1 then
-      if state[2 * j] ~= ARGV[i + 2] then
+      -- f = 2: a job whose version is not above the loaded shard version
+      -- was not written since, so the caller's version of it is current.
+      local changed
+      if f == 2 then
+        changed = not unchanged and not ((tonumber(state[2 * j]) or math.huge) <= loaded)
+      else
+        changed = state[2 * j] ~= ARGV[i + 2]
+      end
+      if changed then
         code = 2
       elseif kind == 's' and at_n > latest then
         code = 3
@@ -222,7 +276,7 @@ local function claim(k, a, n, f)
             redis.call('SET', prefix .. job .. '@' .. string.sub(raw, 1, sep - 1),
               string.sub(raw, sep + 1), 'NX', 'PX', retention)
           end
-          local raw = at .. '|' .. holder_token .. '|' .. ARGV[i + 3]
+          local raw = suffix and (at .. suffix) or (at .. '|' .. holder_token .. '|' .. ARGV[i + 3])
           set_watermark(job, at, at_n, raw)
           if guard then redis.call('SET', key, string.sub(raw, #at + 2), 'PX', retention) end
           code = 1
@@ -260,7 +314,12 @@ local k, a = 0, 2
 while a <= #ARGV do
   local n, f = tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])
   claim(k, a, n, f)
-  k = k + 4
-  a = a + 5 + f * n
+  if f == 2 then
+    k = k + 5
+    a = a + 7 + 2 * n
+  else
+    k = k + 4
+    a = a + 5 + f * n
+  end
 end
 return out

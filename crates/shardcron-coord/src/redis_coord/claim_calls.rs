@@ -13,9 +13,12 @@
 //! with. One batch is never split: its fires are decided in order within
 //! one atomic step.
 
+use std::time::Duration;
+
 use crate::coordinator::CoordResult;
 use crate::error::CoordError;
-use crate::model::{BatchOutcome, ClaimBatch, ClaimOutcome};
+use crate::keyspace::Keyspace;
+use crate::model::{BatchOutcome, ClaimBatch, ClaimOutcome, MAX_EARLY_CLAIM_MS};
 
 /// Fires one `claim.lua` call carries at most, unless a single batch is
 /// larger (a batch is never split).
@@ -39,6 +42,103 @@ pub(super) fn claim_calls(batches: &[ClaimBatch]) -> Vec<&[ClaimBatch]> {
         calls.push(&batches[start..]);
     }
     calls
+}
+
+/// How `claim.lua` is given a batch's fires (its `f`): the fewer strings
+/// per fire, the less Redis parses and Lua interns, which is most of what a
+/// claim costs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Form {
+    /// Plain fires sharing one attempt id, under the caller's promise of
+    /// the shard version their job versions were read at: job id and
+    /// instant per fire; the versions are decided from the shard.
+    ByShard(u64),
+    /// Plain fires: job id, instant, job version, attempt per fire.
+    Plain,
+    /// Any fire: the four, then kind, uncertain attempts, open entry.
+    Full,
+}
+
+impl Form {
+    fn of(batch: &ClaimBatch) -> Self {
+        let Some(first) = batch.fires.first() else {
+            return Form::Plain;
+        };
+        if batch.fires.iter().any(|f| !f.is_plain()) {
+            Form::Full
+        } else if let Some(loaded) = batch
+            .loaded_at
+            .filter(|_| batch.fires.iter().all(|f| f.attempt == first.attempt))
+        {
+            Form::ByShard(loaded)
+        } else {
+            Form::Plain
+        }
+    }
+
+    fn code(self) -> &'static str {
+        match self {
+            Form::ByShard(_) => "2",
+            Form::Plain => "4",
+            Form::Full => "7",
+        }
+    }
+}
+
+/// The keys and arguments of one `claim.lua` call carrying `call`'s
+/// batches, in the layout the script's header describes.
+pub(super) fn claim_call_args(
+    keys: &Keyspace,
+    call: &[ClaimBatch],
+    retention: Duration,
+) -> (Vec<String>, Vec<String>) {
+    let fires: usize = call.iter().map(|b| b.fires.len()).sum();
+    let mut call_keys = Vec::with_capacity(call.len() * 5);
+    let mut args = Vec::with_capacity(1 + call.len() * 7 + fires * 4);
+    args.push(retention.as_millis().to_string());
+    for batch in call {
+        let form = Form::of(batch);
+        call_keys.extend([
+            keys.lease(batch.shard),
+            keys.last_fired(batch.shard),
+            keys.triggers(batch.shard),
+            keys.open_fires(batch.shard),
+        ]);
+        args.push(format!("{}|{}", batch.holder, batch.token));
+        args.push(keys.claim_prefix(batch.shard));
+        args.push((MAX_EARLY_CLAIM_MS + batch.ahead_ms.max(0)).to_string());
+        args.push(batch.fires.len().to_string());
+        args.push(form.code().to_owned());
+        if let Form::ByShard(loaded) = form {
+            call_keys.push(keys.shard_version(batch.shard));
+            args.push(loaded.to_string());
+            let attempt = batch.fires.first().map_or(0, |f| f.attempt);
+            args.push(attempt.to_string());
+            for fire in &batch.fires {
+                args.push(fire.job_id.clone());
+                args.push(fire.scheduled_ms.to_string());
+            }
+            continue;
+        }
+        for fire in &batch.fires {
+            args.push(fire.job_id.clone());
+            args.push(fire.scheduled_ms.to_string());
+            args.push(fire.job_version.to_string());
+            args.push(fire.attempt.to_string());
+            if form == Form::Full {
+                args.push(fire.kind.code().to_owned());
+                args.push(
+                    fire.uncertain
+                        .iter()
+                        .map(u64::to_string)
+                        .collect::<Vec<_>>()
+                        .join(","),
+                );
+                args.push(if fire.track_open { "1" } else { "" }.to_owned());
+            }
+        }
+    }
+    (call_keys, args)
 }
 
 /// Appends one outcome per batch of `call` from the call's reply: per
@@ -118,7 +218,40 @@ mod tests {
                 })
                 .collect(),
             ahead_ms: 0,
+            loaded_at: None,
         }
+    }
+
+    #[test]
+    fn a_batch_is_sent_in_the_shortest_form_its_fires_allow() {
+        let keys = Keyspace::new("ns");
+        let mut by_shard = batch(3, 2);
+        by_shard.loaded_at = Some(41);
+        let (k, args) = claim_call_args(&keys, &[by_shard.clone()], Duration::from_secs(9));
+        assert_eq!(k.len(), 5, "{k:?}");
+        assert_eq!(k[4], keys.shard_version(3));
+        // Fire count, form, loaded shard version, the one attempt, fires.
+        assert_eq!(
+            &args[4..],
+            &["2", "2", "41", "1", "j0", "1000", "j1", "1000"].map(str::to_owned),
+        );
+        // Attempts that differ need a field each.
+        let mut two_attempts = by_shard.clone();
+        two_attempts.fires[1].attempt = 2;
+        let (k, args) = claim_call_args(&keys, &[two_attempts], Duration::from_secs(9));
+        assert_eq!(k.len(), 4);
+        assert_eq!(args[5], "4");
+        assert_eq!(&args[6..10], &["j0", "1000", "1", "1"].map(str::to_owned));
+        // A fire that is not plain needs all seven.
+        let mut full = by_shard;
+        full.fires[0].uncertain = vec![7, 8];
+        let (k, args) = claim_call_args(&keys, &[full], Duration::from_secs(9));
+        assert_eq!(k.len(), 4);
+        assert_eq!(args[5], "7");
+        assert_eq!(
+            &args[6..13],
+            &["j0", "1000", "1", "1", "s", "7,8", ""].map(str::to_owned)
+        );
     }
 
     #[test]

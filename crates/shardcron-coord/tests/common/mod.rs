@@ -355,6 +355,7 @@ pub fn one_batch(shard: u32, holder: &str, token: u64, fires: Vec<FireClaim>) ->
         token,
         fires,
         ahead_ms: 0,
+        loaded_at: None,
     }]
 }
 

@@ -64,20 +64,27 @@ impl Node {
         self.drop_invalid_leases();
         let now_ms = self.clock.now_ms();
         let mut step = StepBatches::default();
-        self.take_pending(&mut step, now_ms);
+        // One attempt id for every claim of the step: an attempt only has
+        // to tell this holder's attempts at one fire apart, and a fire is
+        // claimed at most once per step. The store is then sent it once
+        // per batch instead of once per fire.
+        let attempt = self.new_attempt();
+        self.take_pending(&mut step, now_ms, attempt);
         if !self.clock_suspect {
-            self.take_timetable(&mut step, now_ms);
+            self.take_timetable(&mut step, now_ms, attempt);
         }
         let claims: Vec<ClaimBatch> = std::mem::take(&mut step.by_shard)
             .into_iter()
             .filter(|(_, fires)| !fires.is_empty())
             .filter_map(|(shard, fires)| {
                 let held = self.held.get(&shard)?;
+                let fires: Vec<FireClaim> = fires.into_values().collect();
                 Some(ClaimBatch {
                     shard,
                     holder: self.holder.clone(),
                     token: held.token,
-                    fires: fires.into_values().collect(),
+                    loaded_at: self.versions_loaded_at(shard, held.version, &fires),
+                    fires,
                     ahead_ms: self.settings.claim_ahead.as_millis() as i64,
                 })
             })
@@ -128,7 +135,7 @@ impl Node {
     /// Moves pending claims into the step's batches, keeps the ones whose
     /// shard cannot be claimed now, and gives up unresolved ones too old to
     /// run.
-    fn take_pending(&mut self, step: &mut StepBatches, now_ms: i64) {
+    fn take_pending(&mut self, step: &mut StepBatches, now_ms: i64, attempt: u64) {
         for (key, p) in self.pending.take_all() {
             let (shard, job_id, at) = key.clone();
             if self.held.get(&shard).is_some_and(|h| h.claimable()) {
@@ -136,7 +143,7 @@ impl Node {
                 let claim = FireClaim {
                     uncertain: p.uncertain,
                     track_open: p.tracked || self.tracks_fires(&job_id),
-                    ..FireClaim::new(job_id.clone(), at, p.kind, version, self.new_attempt())
+                    ..FireClaim::new(job_id.clone(), at, p.kind, version, attempt)
                 };
                 step.by_shard
                     .entry(shard)
@@ -179,6 +186,25 @@ impl Node {
         }
     }
 
+    /// The promise a batch of `shard`'s fires can make about their job
+    /// versions ([`ClaimBatch::loaded_at`]): the version of the shard's
+    /// last load, when every fire carries the version its job has in the
+    /// timetable under that shard. `install_jobs` sets every entry of a
+    /// shard from one load (a job it did not load leaves the timetable), so
+    /// those versions were read at that load's shard version or later. A
+    /// fire carrying any other version (a pending claim of an older one)
+    /// makes no promise: its batch is decided fire by fire.
+    fn versions_loaded_at(&self, shard: u32, loaded: u64, fires: &[FireClaim]) -> Option<u64> {
+        fires
+            .iter()
+            .all(|f| {
+                self.timetable
+                    .get(&f.job_id)
+                    .is_some_and(|e| e.shard == shard && e.version == f.job_version)
+            })
+            .then_some(loaded)
+    }
+
     /// How long an unresolved claim is worth resolving: its job's grace (or
     /// the default), never longer than the claim key lives.
     fn giveup_ms(&self, job_id: &str) -> i64 {
@@ -217,7 +243,7 @@ impl Node {
 
     /// Takes timetable fires due now or within their shard's claim-ahead
     /// horizon, as many as the executor has room for.
-    fn take_timetable(&mut self, step: &mut StepBatches, now_ms: i64) {
+    fn take_timetable(&mut self, step: &mut StepBatches, now_ms: i64, attempt: u64) {
         let room = self.executor.capacity();
         if room == 0 {
             return;
@@ -249,10 +275,9 @@ impl Node {
             step.cursor_before
                 .entry(d.job_id.clone())
                 .or_insert(d.cursor_before);
-            let attempts: Vec<u64> = d.run.iter().map(|_| self.new_attempt()).collect();
             let track_open = self.tracks_fires(&d.job_id);
             let fires = step.by_shard.entry(d.shard).or_default();
-            for (&at, attempt) in d.run.iter().zip(attempts) {
+            for &at in &d.run {
                 fires
                     .entry((d.job_id.clone(), at))
                     // The same fire is pending (a lost reply, or a trigger
