@@ -36,6 +36,9 @@ pub const ETCD_ENV: &str = "SHARDCRON_ETCD";
 pub const MAX_TXN_OPS: u32 = 128;
 
 const START_TIMEOUT: Duration = Duration::from_secs(20);
+/// Starts tried with fresh ports when one was taken between
+/// [`free_port`] finding it free and etcd binding it.
+const START_ATTEMPTS: u32 = 5;
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 const LOG_FILE: &str = "etcd.log";
 
@@ -158,16 +161,39 @@ impl EtcdServer {
         Self::start_members(3, &[])
     }
 
+    /// Starts `count` members on free ports, again on fresh ports (and a
+    /// fresh directory) while a member finds one of its ports taken: a port
+    /// found free can be bound by another process before etcd binds it.
     fn start_members(count: usize, extra: &[&str]) -> Result<EtcdServer, TestkitError> {
         let binary = resolve_binary()?;
+        let mut last = None;
+        for attempt in 1..=START_ATTEMPTS {
+            let mut ports = Vec::new();
+            for _ in 0..count {
+                ports.push((free_port()?, free_port()?));
+            }
+            match Self::start_on(&binary, &ports, extra) {
+                Err(e) if port_taken(&e) => {
+                    tracing::debug!(attempt, error = %e, "etcd port taken, retrying with others");
+                    last = Some(e);
+                }
+                other => return other,
+            }
+        }
+        Err(last.unwrap_or(TestkitError::PortInUse { port: 0 }))
+    }
+
+    /// Starts one member per `(client, peer)` port pair and waits until
+    /// every member serves clients.
+    fn start_on(
+        binary: &Path,
+        ports: &[(u16, u16)],
+        extra: &[&str],
+    ) -> Result<EtcdServer, TestkitError> {
         let dir = tempfile::Builder::new()
             .prefix("shardcron-etcd-")
             .tempdir()
             .map_err(|e| TestkitError::io("creating a temporary directory for etcd", e))?;
-        let mut ports = Vec::new();
-        for _ in 0..count {
-            ports.push((free_port()?, free_port()?));
-        }
         let cluster: Vec<String> = ports
             .iter()
             .enumerate()
@@ -226,11 +252,11 @@ impl EtcdServer {
             });
         }
         for member in &mut members {
-            member.launch(&binary)?;
+            member.launch(binary)?;
         }
         let server = EtcdServer {
             members: Mutex::new(members),
-            binary,
+            binary: binary.to_owned(),
             client_ports: ports.iter().map(|(c, _)| *c).collect(),
             _dir: dir,
         };
@@ -247,15 +273,20 @@ impl EtcdServer {
     fn wait_ready(&self) -> Result<(), TestkitError> {
         let deadline = Instant::now() + START_TIMEOUT;
         let mut members = self.lock();
-        for member in members.iter_mut() {
+        for i in 0..members.len() {
             loop {
-                if member.live_child().is_none() {
-                    return Err(TestkitError::EtcdStartFailed {
-                        port: member.client_port,
-                        reason: "exited".into(),
-                        log_tail: member.log_tail(),
-                    });
+                // Any member that exited (a port taken, say) is reported at
+                // once, not after the others time out without a quorum.
+                for member in members.iter_mut() {
+                    if member.live_child().is_none() {
+                        return Err(TestkitError::EtcdStartFailed {
+                            port: member.client_port,
+                            reason: "exited".into(),
+                            log_tail: member.log_tail(),
+                        });
+                    }
                 }
+                let member = &members[i];
                 if healthy(member.client_port) {
                     break;
                 }
@@ -385,4 +416,34 @@ fn resolve_binary() -> Result<PathBuf, TestkitError> {
         .map(|dir| dir.join("etcd"))
         .find(|p| p.is_file())
         .ok_or(TestkitError::EtcdNotFound)
+}
+
+/// Whether a start failed because a member could not bind one of its ports.
+fn port_taken(e: &TestkitError) -> bool {
+    matches!(e, TestkitError::EtcdStartFailed { log_tail, .. } if log_tail.contains("address already in use"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::TcpListener;
+
+    use super::*;
+
+    #[test]
+    fn a_member_whose_port_is_taken_fails_as_a_taken_port() {
+        let taken = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
+        let port = taken.local_addr().expect("addr").port();
+        let binary = resolve_binary().expect("etcd");
+        for ports in [
+            (port, free_port().expect("port")),
+            (free_port().expect("port"), port),
+        ] {
+            let err = EtcdServer::start_on(&binary, &[ports], &[]).expect_err("the port is taken");
+            assert!(port_taken(&err), "{err}");
+        }
+        // A start that fails for another reason is not retried.
+        let err = EtcdServer::start_on(&binary, &[(port, port)], &["--no-such-flag"])
+            .expect_err("a bad flag");
+        assert!(!port_taken(&err), "{err}");
+    }
 }
