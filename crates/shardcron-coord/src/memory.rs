@@ -320,8 +320,7 @@ impl Shard {
             .map(|fire| {
                 let outcome = self.claim_one(
                     fire,
-                    batch.loaded_at,
-                    &batch.holder,
+                    batch,
                     &value_prefix,
                     latest_ms,
                     here,
@@ -359,17 +358,16 @@ impl Shard {
         changed
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn claim_one(
         &mut self,
         fire: &FireClaim,
-        loaded_at: Option<u64>,
-        holder: &str,
+        batch: &ClaimBatch,
         value_prefix: &str,
         latest_ms: i64,
         here: &mut HashSet<String>,
         deadline: i64,
     ) -> ClaimOutcome {
+        let holder = batch.holder.as_str();
         let key = format!("{}@{}", fire.job_id, fire.scheduled_ms);
         let value = format!("{value_prefix}|{}", fire.attempt);
         let at = fire.scheduled_ms;
@@ -395,7 +393,7 @@ impl Shard {
         }
         let outcome = if taken_over {
             ClaimOutcome::Claimed
-        } else if self.job_changed(fire, loaded_at) {
+        } else if self.job_changed(fire, batch.loaded_at) {
             ClaimOutcome::JobChanged
         } else if fire.kind == FireKind::Scheduled && at > latest_ms {
             ClaimOutcome::NotYetDue

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-use crate::{free_port, TestkitError};
+use crate::{free_port, retry_taken_ports, TestkitError};
 
 /// Environment variable naming the `etcd` binary to use instead of `PATH`'s.
 pub const ETCD_ENV: &str = "SHARDCRON_ETCD";
@@ -36,9 +36,6 @@ pub const ETCD_ENV: &str = "SHARDCRON_ETCD";
 pub const MAX_TXN_OPS: u32 = 128;
 
 const START_TIMEOUT: Duration = Duration::from_secs(20);
-/// Starts tried with fresh ports when one was taken between
-/// [`free_port`] finding it free and etcd binding it.
-const START_ATTEMPTS: u32 = 5;
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 const LOG_FILE: &str = "etcd.log";
 
@@ -166,21 +163,13 @@ impl EtcdServer {
     /// found free can be bound by another process before etcd binds it.
     fn start_members(count: usize, extra: &[&str]) -> Result<EtcdServer, TestkitError> {
         let binary = resolve_binary()?;
-        let mut last = None;
-        for attempt in 1..=START_ATTEMPTS {
+        retry_taken_ports(port_taken, || {
             let mut ports = Vec::new();
             for _ in 0..count {
                 ports.push((free_port()?, free_port()?));
             }
-            match Self::start_on(&binary, &ports, extra) {
-                Err(e) if port_taken(&e) => {
-                    tracing::debug!(attempt, error = %e, "etcd port taken, retrying with others");
-                    last = Some(e);
-                }
-                other => return other,
-            }
-        }
-        Err(last.unwrap_or(TestkitError::PortInUse { port: 0 }))
+            Self::start_on(&binary, &ports, extra)
+        })
     }
 
     /// Starts one member per `(client, peer)` port pair and waits until

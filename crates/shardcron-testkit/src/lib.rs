@@ -73,6 +73,31 @@ pub use redis_tls::{ClientAuth, ServerTls};
 pub use resp::{RespConnection, RespValue};
 pub use test_pki::TestPki;
 
+/// Starts tried by [`retry_taken_ports`].
+const START_ATTEMPTS: u32 = 5;
+
+/// Runs `start`, which picks its own free ports, again while it fails
+/// because one of them was taken between [`free_port`] finding it free and
+/// the server binding it (`taken` says which errors mean that), up to
+/// [`START_ATTEMPTS`] times. Returns its first other outcome, else the
+/// last taken-port error.
+pub(crate) fn retry_taken_ports<T>(
+    taken: impl Fn(&TestkitError) -> bool,
+    mut start: impl FnMut() -> Result<T, TestkitError>,
+) -> Result<T, TestkitError> {
+    let mut last = None;
+    for attempt in 1..=START_ATTEMPTS {
+        match start() {
+            Err(e) if taken(&e) => {
+                tracing::debug!(attempt, error = %e, "port taken, retrying with fresh ones");
+                last = Some(e);
+            }
+            other => return other,
+        }
+    }
+    Err(last.unwrap_or(TestkitError::PortInUse { port: 0 }))
+}
+
 /// Returns a TCP port on `127.0.0.1` that was free a moment ago.
 ///
 /// It binds `127.0.0.1:0`, reads the port the OS picked, and releases it. The

@@ -36,13 +36,11 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 use crate::error::TestkitError;
-use crate::free_port;
-use crate::redis_server::{find_executable, read_from, spawn, tail_lines};
+use crate::redis_server::{find_executable, is_port_in_use, read_from, spawn, tail_lines};
+use crate::{free_port, retry_taken_ports};
 
 /// How long to wait for a freshly started server to accept connections.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
-/// How many fresh ports [`PostgresServer::start`] tries.
-const START_ATTEMPTS: usize = 5;
 /// How long [`PostgresServer::restart`] keeps retrying a busy port.
 const RESTART_BIND_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long [`PostgresServer::stop`] waits for a clean exit before SIGKILL.
@@ -93,25 +91,18 @@ impl PostgresServer {
             chown(dir.path(), uid, gid)?;
         }
         run_initdb(&bin, dir.path(), user)?;
-        let mut last = None;
-        for _ in 0..START_ATTEMPTS {
+        let (port, child) = retry_taken_ports(is_port_in_use, || {
             let port = free_port()?;
-            match launch(&bin, dir.path(), port, user) {
-                Ok(child) => {
-                    return Ok(PostgresServer {
-                        state: Mutex::new(Some(child)),
-                        paused: Mutex::new(false),
-                        port,
-                        bin,
-                        user,
-                        dir,
-                    })
-                }
-                Err(e @ TestkitError::PortInUse { .. }) => last = Some(e),
-                Err(e) => return Err(e),
-            }
-        }
-        Err(last.unwrap_or(TestkitError::PortInUse { port: 0 }))
+            Ok((port, launch(&bin, dir.path(), port, user)?))
+        })?;
+        Ok(PostgresServer {
+            state: Mutex::new(Some(child)),
+            paused: Mutex::new(false),
+            port,
+            bin,
+            user,
+            dir,
+        })
     }
 
     /// The TCP port (stable across [`restart`](Self::restart)).

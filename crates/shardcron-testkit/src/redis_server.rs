@@ -34,18 +34,16 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 use crate::error::TestkitError;
-use crate::free_port;
 use crate::redis_tls::{self, ClientAuth, ServerTls};
 use crate::resp::{RespConnection, RespValue};
 use crate::test_pki::TestPki;
+use crate::{free_port, retry_taken_ports};
 
 /// Environment variable naming the redis-server binary to use.
 pub const REDIS_SERVER_ENV: &str = "SHARDCRON_REDIS_SERVER";
 
 /// How long to wait for a freshly started server to answer `PING`.
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
-/// How many fresh ports [`RedisServerBuilder::start`] tries.
-const START_ATTEMPTS: usize = 5;
 /// How long [`RedisServer::restart`] keeps retrying a busy port.
 const RESTART_BIND_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long [`RedisServer::stop`] waits for a graceful exit before SIGKILL.
@@ -145,8 +143,8 @@ impl RedisServerBuilder {
             (Some(auth), None) => Some(ServerTls::create(dir.path(), auth)?),
             (None, _) => None,
         };
-        let mut last_err = None;
-        for attempt in 1..=START_ATTEMPTS {
+        let password = self.password.as_deref();
+        let (port, args, child) = retry_taken_ports(is_port_in_use, || {
             let port = free_port()?;
             let mut args = server_args(port, dir.path(), self.appendonly, &[]);
             if let Some(tls) = &tls {
@@ -156,31 +154,22 @@ impl RedisServerBuilder {
             if let Some(config) = &self.config_file {
                 args.insert(0, config.as_os_str().to_owned());
             }
-            let password = self.password.as_deref();
-            match launch(&binary, &args, dir.path(), port, tls.is_some(), password) {
-                Ok(child) => {
-                    tracing::debug!(port, pid = child.id(), dir = %dir.path().display(), "redis-server started");
-                    return Ok(RedisServer {
-                        state: Mutex::new(State {
-                            child: Some(child),
-                            paused: false,
-                        }),
-                        port,
-                        binary,
-                        args,
-                        tls,
-                        password: self.password.clone(),
-                        dir,
-                    });
-                }
-                Err(e @ TestkitError::PortInUse { .. }) => {
-                    tracing::debug!(port, attempt, "port taken, retrying with another one");
-                    last_err = Some(e);
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        Err(last_err.unwrap_or(TestkitError::PortInUse { port: 0 }))
+            let child = launch(&binary, &args, dir.path(), port, tls.is_some(), password)?;
+            Ok((port, args, child))
+        })?;
+        tracing::debug!(port, pid = child.id(), dir = %dir.path().display(), "redis-server started");
+        Ok(RedisServer {
+            state: Mutex::new(State {
+                child: Some(child),
+                paused: false,
+            }),
+            port,
+            binary,
+            args,
+            tls,
+            password: self.password.clone(),
+            dir,
+        })
     }
 }
 
@@ -596,6 +585,11 @@ pub(crate) fn read_from(path: &Path, offset: u64) -> String {
 pub(crate) fn tail_lines(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Whether a start failed on a taken port (and is worth another port).
+pub(crate) fn is_port_in_use(e: &TestkitError) -> bool {
+    matches!(e, TestkitError::PortInUse { .. })
 }
 
 fn is_bind_failure(output: &str) -> bool {

@@ -52,7 +52,12 @@ enum Form {
     /// Plain fires sharing one attempt id, under the caller's promise of
     /// the shard version their job versions were read at: job id and
     /// instant per fire; the versions are decided from the shard.
-    ByShard(u64),
+    ByShard {
+        /// The promised shard version (`ClaimBatch::loaded_at`).
+        loaded: u64,
+        /// The attempt id every fire carries.
+        attempt: u64,
+    },
     /// Plain fires: job id, instant, job version, attempt per fire.
     Plain,
     /// Any fire: the four, then kind, uncertain attempts, open entry.
@@ -70,7 +75,10 @@ impl Form {
             .loaded_at
             .filter(|_| batch.fires.iter().all(|f| f.attempt == first.attempt))
         {
-            Form::ByShard(loaded)
+            Form::ByShard {
+                loaded,
+                attempt: first.attempt,
+            }
         } else {
             Form::Plain
         }
@@ -78,7 +86,7 @@ impl Form {
 
     fn code(self) -> &'static str {
         match self {
-            Form::ByShard(_) => "2",
+            Form::ByShard { .. } => "2",
             Form::Plain => "4",
             Form::Full => "7",
         }
@@ -109,10 +117,9 @@ pub(super) fn claim_call_args(
         args.push((MAX_EARLY_CLAIM_MS + batch.ahead_ms.max(0)).to_string());
         args.push(batch.fires.len().to_string());
         args.push(form.code().to_owned());
-        if let Form::ByShard(loaded) = form {
+        if let Form::ByShard { loaded, attempt } = form {
             call_keys.push(keys.shard_version(batch.shard));
             args.push(loaded.to_string());
-            let attempt = batch.fires.first().map_or(0, |f| f.attempt);
             args.push(attempt.to_string());
             for fire in &batch.fires {
                 args.push(fire.job_id.clone());
