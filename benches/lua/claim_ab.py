@@ -19,8 +19,17 @@ compared with the loaded one).
     python3 benches/lua/claim_ab.py old.lua:0,crates/shardcron-coord/src/lua/claim.lua:4 4
     python3 benches/lua/claim_ab.py crates/shardcron-coord/src/lua/claim.lua:4,crates/shardcron-coord/src/lua/claim.lua:2 4
     JOBS=2 python3 benches/lua/claim_ab.py ...   # fires per batch (default 10)
+    IR=1 python3 benches/lua/claim_ab.py ...     # instructions, not CPU time
+
+CPU time moves by +-10 % between identical rounds on a shared host. With
+IR=1 the server runs under valgrind's callgrind and each round reports the
+thousands of instructions the server executed per fire (the counters are
+zeroed before a round and dumped after it), which repeat to within 0.1 %
+from round to round; rounds are 10 calls instead of 150 (valgrind is about
+50 times slower). The first round of each script starts from empty
+watermarks and is cheaper: compare the later rounds.
 """
-import os, redis, sys, subprocess, time, tempfile, socket
+import glob, os, redis, sys, subprocess, time, tempfile, socket
 
 
 def free_port():
@@ -28,9 +37,12 @@ def free_port():
 
 
 port = free_port(); d = tempfile.mkdtemp()
-srv = subprocess.Popen(['redis-server', '--port', str(port), '--bind', '127.0.0.1', '--save', '',
-                        '--appendonly', 'no', '--dir', d], stdout=subprocess.DEVNULL)
-time.sleep(0.5)
+IR = os.environ.get('IR') == '1'
+wrap = ['valgrind', '--tool=callgrind', f'--callgrind-out-file={d}/cg.out'] if IR else []
+srv = subprocess.Popen(wrap + ['redis-server', '--port', str(port), '--bind', '127.0.0.1', '--save', '',
+                               '--appendonly', 'no', '--dir', d],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+time.sleep(5 if IR else 0.5)
 r = redis.Redis(port=port)
 SH = 1024; JOBS = int(os.environ.get('JOBS', '10')); HOLDER = 'w0/5f3a9c1e'; TOK = '1796517963982196'
 for s in range(SH):
@@ -43,13 +55,30 @@ def cpu():
     i = r.info('cpu'); return i['used_cpu_user'] + i['used_cpu_sys']
 
 
+def instructions():
+    """Instructions the server executed since the counters were last zeroed
+    (and zeroes them): callgrind dumps its counters to a new file."""
+    before = set(glob.glob(f'{d}/cg.out*'))
+    subprocess.run(['callgrind_control', '-d', str(srv.pid)], capture_output=True, check=True)
+    total = 0
+    for path in set(glob.glob(f'{d}/cg.out*')) - before:
+        for line in open(path):
+            if line.startswith(('summary:', 'totals:')):
+                total = max(total, int(line.split()[1]))
+    return total
+
+
 T = [1_700_000_000_000] * SH
 att = [0]
 
 
 def run(path, calls, form):
     sha = r.script_load(open(path).read())
-    fires = 0; c0 = cpu()
+    fires = 0
+    if IR:
+        instructions()
+    else:
+        c0 = cpu()
     for c in range(calls):
         keys = []; args = ['900000']
         for b in range(200):
@@ -80,6 +109,8 @@ def run(path, calls, form):
                 fires += 1
         out = r.evalsha(sha, len(keys), *keys, *args)
         assert all(x == 1 for x in out), (path, out[:30])
+    if IR:
+        return instructions() / fires / 1000
     return (cpu() - c0) / fires * 1e6
 
 
@@ -87,7 +118,7 @@ res = {}
 spec = [x.rsplit(':', 1) for x in sys.argv[1].split(',')]
 for rep in range(int(sys.argv[2]) if len(sys.argv) > 2 else 3):
     for path, form in spec:
-        res.setdefault(f'{path}:{form}', []).append(run(path, 150, int(form)))
+        res.setdefault(f'{path}:{form}', []).append(run(path, 10 if IR else 150, int(form)))
 for p, v in res.items():
-    print(p, ' '.join(f'{x:.2f}' for x in v), 'us/fire redis CPU')
+    print(p, ' '.join(f'{x:.2f}' for x in v), 'k instructions/fire' if IR else 'us/fire redis CPU')
 srv.terminate()

@@ -64,28 +64,134 @@
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local retention = ARGV[1]
-local out = {}
--- Per watermark hash, the jobs whose watermark this call wrote.
-local here = {}
+local out, outs = {}, 0
+local function put(code)
+  outs = outs + 1
+  out[outs] = code
+end
 -- unpack() takes at most ~8000 values: read and write in chunks.
 local CHUNK = 4000
-local function hmget(key, fields)
-  if #fields == 0 then return {} end
-  if #fields <= CHUNK then return redis.call('HMGET', key, unpack(fields)) end
+-- HMGET of fields[1..count] of key.
+local function hmget(key, fields, count)
+  if count == 0 then return {} end
+  if count <= CHUNK then return redis.call('HMGET', key, unpack(fields, 1, count)) end
   local all = {}
-  for from = 1, #fields, CHUNK do
-    local part = redis.call('HMGET', key, unpack(fields, from, math.min(from + CHUNK - 1, #fields)))
+  for from = 1, count, CHUNK do
+    local part = redis.call('HMGET', key, unpack(fields, from, math.min(from + CHUNK - 1, count)))
     for i = 1, #part do all[#all + 1] = part[i] end
   end
   return all
+end
+-- Decimal ms strings already converted, for the whole call: most fires of
+-- a call share their instant, and most watermarks share theirs.
+local nums = {}
+local function num(s)
+  local v = nums[s]
+  if not v then
+    v = tonumber(s)
+    nums[s] = v
+  end
+  return v
+end
+
+-- What the batches of this call share. The tables below are made once per
+-- call, not per batch (made empty and grown key by key, per batch, they
+-- cost 15 % of the script's instructions per fire; docs/BENCHMARKS.md
+-- §4o); the arrays are indexed by a fire's position in the whole call (g).
+-- Per fire at g: its job, its instant as given and as a number, and (f = 4
+-- or 7) where its arguments start.
+local jobs, ats, at_ns, base = {}, {}, {}, {}
+local placed = 0
+-- Per watermark hash: job -> the position of the job's first fire in this
+-- call in that hash, which keys the job's watermark below. A later batch
+-- of the same shard finds the watermark as the earlier one left it:
+-- batches of one shard in one call count as one call.
+local first_in = {}
+-- Per job (by that position): the watermark's ms (a number, or false when
+-- there is none), the watermark as stored, the position of the '|' that
+-- ends its ms (nil for an old plain-ms watermark, which has no record),
+-- whether this call wrote it, and the batch that last wrote it. The record
+-- (holder|token|attempt) is cut out of the stored value only where it is
+-- needed: most fires only compare ms and check whose the record is.
+local w_at, w_raw, w_sep, w_here, w_batch = {}, {}, {}, {}, {}
+-- Scratch of one batch: the job-state fields to read, and the watermark
+-- fields to write.
+local wanted, fields = {}, {}
+local batch_no = 0
+-- The jobs the current batch wrote, each followed by its position (2 *
+-- dirty_n values).
+local dirty, dirty_n = {}, 0
+-- A batch with no trigger to look at.
+local NO_TRIGGERS = {}
+-- The lease the previous batch claimed under, and what is derived from it:
+-- the batches of one call nearly always share it.
+local last_lease, holder, holder_bar, lease_bar
+-- The current batch's claim key prefix.
+local prefix
+
+-- The record of the watermark at g (nil when it has none).
+local function record(g)
+  local sep = w_sep[g]
+  return sep and string.sub(w_raw[g], sep + 1)
+end
+-- Whether the watermark record at g (holder|token|attempt) is the current
+-- batch's holder's, read in place: first as written under this very lease
+-- (lease_bar is holder|token|, and an attempt with no '|', two plain
+-- finds), else under any token of the holder.
+local function own(g)
+  local from = w_sep[g] + 1
+  local v = w_raw[g]
+  if string.find(v, lease_bar, from, true) == from then
+    local rest = from + #lease_bar
+    return rest <= #v and string.find(v, '|', rest, true) == nil
+  end
+  return string.find(v, holder_bar, from, true) == from
+    and string.find(v, '^%d+|[^|]+$', from + #holder_bar) ~= nil
+end
+-- Moves the watermark at g to at (at_n as a number); raw is
+-- `at|holder|token|attempt`.
+local function set_watermark(g, job, at, at_n, raw)
+  if w_batch[g] ~= batch_no then
+    w_batch[g] = batch_no
+    dirty[dirty_n + 1] = job
+    dirty[dirty_n + 2] = g
+    dirty_n = dirty_n + 2
+  end
+  w_at[g], w_raw[g], w_sep[g], w_here[g] = at_n, raw, #at + 1, true
+end
+-- Claims the scheduled fire of job at at (at_n as a number), its watermark
+-- at g, if the fire is later than the watermark and, when trig (the job's
+-- latest trigger ms, or nil) is at or after it, has no claim key (key: the
+-- fire's claim key if the caller made it already). tail is the record's
+-- `|holder|token|attempt`. Returns 1 if claimed, else 0.
+local function claim_scheduled(g, job, at, at_n, trig, key, tail)
+  local l = w_at[g]
+  if l and at_n <= l then return 0 end
+  if trig and tonumber(trig) >= at_n then
+    key = key or (prefix .. job .. '@' .. at)
+    if redis.call('EXISTS', key) == 1 then return 0 end
+  else
+    key = nil
+  end
+  local sep = w_sep[g]
+  if l and sep and (w_here[g] or not own(g)) then
+    local raw = w_raw[g]
+    redis.call('SET', prefix .. job .. '@' .. string.sub(raw, 1, sep - 1),
+      string.sub(raw, sep + 1), 'NX', 'PX', retention)
+  end
+  set_watermark(g, job, at, at_n, at .. tail)
+  if key then redis.call('SET', key, string.sub(tail, 2), 'PX', retention) end
+  return 1
 end
 
 -- One batch: keys from KEYS[k + 1], arguments from ARGV[a] (its
 -- holder|token), n fires of f arguments each.
 local function claim(k, a, n, f)
+  batch_no = batch_no + 1
   local lease, wm_key = KEYS[k + 1], KEYS[k + 2]
   local queue_key, open_key = KEYS[k + 3], KEYS[k + 4]
-  local holder_token, prefix = ARGV[a], ARGV[a + 1]
+  local holder_token = ARGV[a]
+  prefix = ARGV[a + 1]
   -- f = 2 also reads the shard's version: one command for both.
   local lease_is, shard_version
   if f == 2 then
@@ -95,40 +201,39 @@ local function claim(k, a, n, f)
     lease_is = redis.call('GET', lease)
   end
   if lease_is ~= holder_token then
-    out[#out + 1] = -1
+    put(-1)
     return
   end
-  out[#out + 1] = 1
-  local holder = string.match(holder_token, '^(.*)|%d+$')
-  local holder_bar = holder .. '|'
-  local lease_bar = holder_token .. '|'
+  put(1)
+  if holder_token ~= last_lease then
+    last_lease = holder_token
+    holder = string.match(holder_token, '^(.*)|%d+$')
+    holder_bar = holder .. '|'
+    lease_bar = holder_token .. '|'
+  end
   local latest = now + tonumber(ARGV[a + 2])
-  -- Per fire j: its job, its instant as given and as a number, and (f = 4
-  -- or 7) where its arguments start. With f = 2 the batch gives the shard
-  -- version its fires' job versions were read at (loaded) and one attempt
-  -- id for all its fires; unchanged: the shard version is still that.
-  local jobs, ats, at_ns, base = {}, {}, {}, {}
+  -- This batch's fires are at g0 + 1 .. g0 + n. With f = 2 the batch gives
+  -- the shard version its fires' job versions were read at (loaded) and
+  -- one attempt id for all its fires; unchanged: the shard version is
+  -- still that.
+  local g0 = placed
+  placed = placed + n
   local earliest = math.huge
   local loaded, suffix, unchanged = nil, nil, false
   -- The job-state fields to read: per fire its watermark, and its version
   -- unless the shard is unchanged; then the shard's latest trigger.
-  local wanted = {}
   if f == 2 then
     loaded = ARGV[a + 5]
     suffix = '|' .. holder_token .. '|' .. ARGV[a + 6]
     unchanged = shard_version == loaded
-    local nums = {}
-    local j = 0
+    local g = g0
     for i = a + 7, a + 5 + 2 * n, 2 do
-      j = j + 1
+      g = g + 1
+      local j = g - g0
       local job, at = ARGV[i], ARGV[i + 1]
-      local at_n = nums[at]
-      if not at_n then
-        at_n = tonumber(at)
-        nums[at] = at_n
-        if at_n < earliest then earliest = at_n end
-      end
-      jobs[j], ats[j], at_ns[j] = job, at, at_n
+      local at_n = num(at)
+      if at_n < earliest then earliest = at_n end
+      jobs[g], ats[g], at_ns[g] = job, at, at_n
       if unchanged then
         wanted[j] = job
       else
@@ -138,176 +243,141 @@ local function claim(k, a, n, f)
     end
     loaded = tonumber(loaded)
   else
-    local j = 0
+    local g = g0
     for i = a + 5, a + 5 + f * (n - 1), f do
-      j = j + 1
+      g = g + 1
+      local j = g - g0
       local job = ARGV[i]
-      jobs[j], ats[j], base[j] = job, ARGV[i + 1], i
+      local at_n = num(ARGV[i + 1])
+      jobs[g], ats[g], at_ns[g], base[g] = job, ARGV[i + 1], at_n, i
       wanted[2 * j - 1] = job
       wanted[2 * j] = job .. '|v'
-      local at_n = tonumber(ARGV[i + 1])
-      at_ns[j] = at_n
       if at_n < earliest then earliest = at_n end
     end
   end
   local per = unchanged and 1 or 2
   -- The shard's latest trigger instant, at or after every job's own.
   wanted[per * n + 1] = '|t'
-  -- Per fire j: state[per * j - per + 1] its job's watermark and, with
-  -- per = 2, state[2j] its version.
-  local state = hmget(wm_key, wanted)
+  -- Per fire j of the batch: state[per * j - per + 1] its job's watermark
+  -- and, with per = 2, state[2j] its version.
+  local state = hmget(wm_key, wanted, per * n + 1)
   -- Per fire j, its job's last trigger's ms, read only when the shard has a
   -- trigger at or after the batch's earliest fire: otherwise no job of
   -- the batch has one at or after any of its fires.
-  local trigs = {}
+  local trigs = NO_TRIGGERS
   local shard_trig = state[per * n + 1]
   if shard_trig and tonumber(shard_trig) >= earliest then
-    local fields = {}
-    for j = 1, n do fields[j] = jobs[j] .. '|t' end
-    trigs = hmget(wm_key, fields)
+    for j = 1, n do wanted[j] = jobs[g0 + j] .. '|t' end
+    trigs = hmget(wm_key, wanted, n)
   end
-  -- Per job: the watermark's ms (a number, or false when there is none),
-  -- the watermark as stored, and the position of the '|' that ends its ms
-  -- (nil for an old plain-ms watermark, which has no record). The record
-  -- (holder|token|attempt) is cut out of the stored value only where it is
-  -- needed: most fires only compare ms and check whose the record is.
-  local w_at, w_raw, w_sep = {}, {}, {}
-  -- Jobs whose watermark this call wrote, in this batch or an earlier one
-  -- of the same shard: batches of one shard in one call count as one call.
-  local w_here = here[wm_key]
-  if not w_here then
-    w_here = {}
-    here[wm_key] = w_here
+  local first = first_in[wm_key]
+  if not first then
+    first = {}
+    first_in[wm_key] = first
   end
-  local dirty, dirty_order = {}, {}
   for j = 1, n do
-    local job = jobs[j]
-    if w_at[job] == nil then
+    local job = jobs[g0 + j]
+    if not first[job] then
+      local g = g0 + j
+      first[job] = g
       local v = state[per * j - per + 1]
       if v then
         local sep = string.find(v, '|', 1, true)
         if sep and sep < #v then
-          w_at[job], w_raw[job], w_sep[job] = tonumber(string.sub(v, 1, sep - 1)), v, sep
+          w_at[g], w_raw[g], w_sep[g] = num(string.sub(v, 1, sep - 1)), v, sep
         else
-          w_at[job], w_raw[job] = tonumber(v), v
+          w_at[g], w_raw[g], w_sep[g] = tonumber(v), v, nil
         end
       else
-        w_at[job] = false
+        w_at[g], w_raw[g], w_sep[g] = false, nil, nil
       end
+      w_here[g], w_batch[g] = false, 0
     end
   end
-  -- The record of job's watermark (nil when it has none).
-  local function record(job)
-    local sep = w_sep[job]
-    return sep and string.sub(w_raw[job], sep + 1)
-  end
-  -- raw is `at|holder|token|attempt`, at the ms string of at_n.
-  local function set_watermark(job, at, at_n, raw)
-    if not dirty[job] then
-      dirty[job] = true
-      dirty_order[#dirty_order + 1] = job
-    end
-    w_at[job], w_raw[job], w_sep[job], w_here[job] = at_n, raw, #at + 1, true
-  end
-  -- Whether job's watermark record (holder|token|attempt) is this call's
-  -- holder's, read in place: first as written under this very lease
-  -- (holder|token| and an attempt with no '|', two plain finds), else
-  -- under any token of the holder.
-  local function own(job)
-    local from = w_sep[job] + 1
-    local v = w_raw[job]
-    if string.find(v, lease_bar, from, true) == from then
-      local rest = from + #lease_bar
-      return rest <= #v and string.find(v, '|', rest, true) == nil
-    end
-    return string.find(v, holder_bar, from, true) == from
-      and string.find(v, '^%d+|[^|]+$', from + #holder_bar) ~= nil
-  end
-  for j = 1, n do
-    local job, at, i = jobs[j], ats[j], base[j]
-    local kind, uncertain, track = 's', '', ''
-    if f == 7 then kind, uncertain, track = ARGV[i + 4], ARGV[i + 5], ARGV[i + 6] end
-    local at_n = at_ns[j]
-    local at_watermark = w_at[job] == at_n and w_sep[job] ~= nil
-    local key = nil
-    local code = -1
-    if uncertain ~= '' then
-      key = prefix .. job .. '@' .. at
-      local cur = redis.call('GET', key)
-      local in_key = cur ~= false and cur ~= nil
-      if not in_key and at_watermark then cur = record(job) end
-      if cur then
-        local h, a2 = string.match(cur, '^(.*)|%d+|(%d+)$')
-        if h == holder and string.find(',' .. uncertain .. ',', ',' .. a2 .. ',', 1, true) then
-          local value = holder_token .. '|' .. ARGV[i + 3]
-          if in_key then redis.call('SET', key, value, 'PX', retention) end
-          if at_watermark then set_watermark(job, at, at_n, at .. '|' .. value) end
-          code = 1
-        end
-      end
-    end
-    if code == -1 then
-      -- f = 2: a job whose version is not above the loaded shard version
-      -- was not written since, so the caller's version of it is current.
-      local changed
-      if f == 2 then
-        changed = not unchanged and not ((tonumber(state[2 * j]) or math.huge) <= loaded)
-      else
-        changed = state[2 * j] ~= ARGV[i + 2]
-      end
-      if changed then
+  dirty_n = 0
+  if f == 2 then
+    -- Every fire is a plain scheduled one (see the header): only its job's
+    -- version, the server's clock and the watermark decide.
+    for j = 1, n do
+      local fg = g0 + j
+      local at_n = at_ns[fg]
+      local code
+      -- A job whose version is not above the loaded shard version was not
+      -- written since, so the caller's version of it is current.
+      if not unchanged and not ((tonumber(state[2 * j]) or math.huge) <= loaded) then
         code = 2
-      elseif kind == 's' and at_n > latest then
+      elseif at_n > latest then
         code = 3
-      elseif kind == 's' then
-        code = 0
-        local l = w_at[job]
-        local fresh = (not l) or at_n > l
-        local trig = trigs[j]
-        local guard = fresh and trig and tonumber(trig) >= at_n
-        if guard then
-          key = key or (prefix .. job .. '@' .. at)
-          if redis.call('EXISTS', key) == 1 then fresh = false end
-        end
-        if fresh then
-          local sep = w_sep[job]
-          if l and sep and (w_here[job] or not own(job)) then
-            local raw = w_raw[job]
-            redis.call('SET', prefix .. job .. '@' .. string.sub(raw, 1, sep - 1),
-              string.sub(raw, sep + 1), 'NX', 'PX', retention)
-          end
-          local raw = suffix and (at .. suffix) or (at .. '|' .. holder_token .. '|' .. ARGV[i + 3])
-          set_watermark(job, at, at_n, raw)
-          if guard then redis.call('SET', key, string.sub(raw, #at + 2), 'PX', retention) end
-          code = 1
-        end
       else
-        code = 0
-        key = key or (prefix .. job .. '@' .. at)
-        if not at_watermark
-          and redis.call('SET', key, holder_token .. '|' .. ARGV[i + 3], 'NX', 'PX', retention) then
-          code = 1
+        local job = jobs[fg]
+        code = claim_scheduled(first[job], job, ats[fg], at_n, trigs[j], nil, suffix)
+      end
+      outs = outs + 1
+      out[outs] = code
+    end
+  else
+    for j = 1, n do
+      local fg = g0 + j
+      local job, at, i = jobs[fg], ats[fg], base[fg]
+      local g = first[job]
+      local kind, uncertain, track = 's', '', ''
+      if f == 7 then kind, uncertain, track = ARGV[i + 4], ARGV[i + 5], ARGV[i + 6] end
+      local at_n = at_ns[fg]
+      local at_watermark = w_at[g] == at_n and w_sep[g] ~= nil
+      local key = nil
+      local code = -1
+      if uncertain ~= '' then
+        key = prefix .. job .. '@' .. at
+        local cur = redis.call('GET', key)
+        local in_key = cur ~= false and cur ~= nil
+        if not in_key and at_watermark then cur = record(g) end
+        if cur then
+          local h, a2 = string.match(cur, '^(.*)|%d+|(%d+)$')
+          if h == holder and string.find(',' .. uncertain .. ',', ',' .. a2 .. ',', 1, true) then
+            local value = holder_token .. '|' .. ARGV[i + 3]
+            if in_key then redis.call('SET', key, value, 'PX', retention) end
+            if at_watermark then set_watermark(g, job, at, at_n, at .. '|' .. value) end
+            code = 1
+          end
         end
       end
+      if code == -1 then
+        if state[2 * j] ~= ARGV[i + 2] then
+          code = 2
+        elseif kind == 's' and at_n > latest then
+          code = 3
+        elseif kind == 's' then
+          code = claim_scheduled(g, job, at, at_n, trigs[j], key, '|' .. holder_token .. '|' .. ARGV[i + 3])
+        else
+          code = 0
+          key = key or (prefix .. job .. '@' .. at)
+          if not at_watermark
+            and redis.call('SET', key, holder_token .. '|' .. ARGV[i + 3], 'NX', 'PX', retention) then
+            code = 1
+          end
+        end
+      end
+      if code == 1 and track == '1' then
+        redis.call('HSET', open_key, job .. '@' .. at, holder_token .. '|1|' .. kind)
+      end
+      if kind == 't' and (code == 0 or code == 1) then
+        redis.call('LREM', queue_key, 1, job .. '|' .. at)
+      end
+      outs = outs + 1
+      out[outs] = code
     end
-    if code == 1 and track == '1' then
-      redis.call('HSET', open_key, job .. '@' .. at, holder_token .. '|1|' .. kind)
-    end
-    if kind == 't' and (code == 0 or code == 1) then
-      redis.call('LREM', queue_key, 1, job .. '|' .. at)
-    end
-    out[#out + 1] = code
   end
-  local fields = {}
-  for _, job in ipairs(dirty_order) do
-    fields[#fields + 1] = job
-    fields[#fields + 1] = w_raw[job]
-    if #fields >= CHUNK then
-      redis.call('HSET', wm_key, unpack(fields))
-      fields = {}
+  local count = 0
+  for d = 1, dirty_n, 2 do
+    fields[count + 1] = dirty[d]
+    fields[count + 2] = w_raw[dirty[d + 1]]
+    count = count + 2
+    if count >= CHUNK then
+      redis.call('HSET', wm_key, unpack(fields, 1, count))
+      count = 0
     end
   end
-  if #fields > 0 then redis.call('HSET', wm_key, unpack(fields)) end
+  if count > 0 then redis.call('HSET', wm_key, unpack(fields, 1, count)) end
 end
 
 local k, a = 0, 2
