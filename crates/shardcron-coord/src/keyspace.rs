@@ -69,8 +69,9 @@ impl Keyspace {
         format!("{{{}}}:jobruns", self.ns)
     }
 
-    /// Per job, `count|hour`: how many of its runs were written (the number
-    /// its next run gets) and the hour (Unix ms / 3,600,000) of the last
+    /// Per job, `count|hour`: where its next run number is read back from
+    /// (written every tenth run, so at most 9 below it; the ring's entries
+    /// say how far past it) and the hour (Unix ms / 3,600,000) of the last
     /// write, for the sweep that removes deleted jobs' history.
     pub fn job_history_counts(&self) -> String {
         format!("{{{}}}:jobruns:n", self.ns)

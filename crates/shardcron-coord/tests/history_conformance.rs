@@ -236,17 +236,98 @@ async fn a_write_costs_the_same_commands_for_one_job_or_a_thousand() {
     let calls = |list: &[(&str, u64)]| -> Vec<(String, u64)> {
         list.iter().map(|(n, c)| ((*n).to_owned(), *c)).collect()
     };
-    let steady = calls(&[("hset", 2), ("lpush", 1), ("ltrim", 1)]);
+    // A job's count is stored the first time this coordinator writes it,
+    // then when its next number reaches a multiple of ten: the writes
+    // after the first carry only the ring's HSET.
+    let steady = calls(&[("hset", 1), ("lpush", 1), ("ltrim", 1)]);
     assert_eq!(
         per_write,
         vec![
             // Jobs this coordinator has not written yet: their counts are
-            // read first (one HMGET for all).
+            // read first (one HMGET for all). These have none, so they have
+            // no ring to read their next numbers back from.
             calls(&[("hmget", 1), ("hset", 2), ("lpush", 1), ("ltrim", 1)]),
             steady.clone(),
             steady,
         ]
     );
+}
+
+/// The stored entry of run `number` of `job` (its ring slot), if any.
+async fn ring_entry(
+    server: &shardcron_testkit::RedisServer,
+    job: &str,
+    number: u64,
+) -> Option<String> {
+    let slot = number % JOB_RUN_HISTORY_CAP as u64;
+    raw_redis(
+        server,
+        ::redis::cmd("HGET")
+            .arg("{conf}:jobruns")
+            .arg(format!("{slot}:{job}")),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_jobs_next_number_is_read_back_from_its_ring_past_its_stored_count() {
+    let env = Env::redis();
+    let Env::Redis(server) = &env else {
+        unreachable!()
+    };
+    let a = env.coord().await;
+    for i in 0..13 {
+        a.record_runs(&[run("r", T0 + i * 1000)])
+            .await
+            .expect("record");
+    }
+    let hour = T0.div_euclid(3_600_000);
+    let count: Option<String> = raw_redis(
+        server,
+        ::redis::cmd("HGET").arg("{conf}:jobruns:n").arg("r"),
+    )
+    .await;
+    assert_eq!(
+        count,
+        Some(format!("10|{hour}")),
+        "13 runs: the count was stored at 10, not since"
+    );
+    // A coordinator that has not written the job numbers on from its ring.
+    let b = env.coord().await;
+    b.record_runs(&[run("r", T0 + 13_000)])
+        .await
+        .expect("record");
+    let entry = ring_entry(server, "r", 13).await.expect("run 13");
+    assert!(entry.starts_with("13|"), "run 13 in slot 13: {entry}");
+    let expected: Vec<i64> = (0..14).rev().map(|i| T0 + i * 1000).collect();
+    assert_eq!(scheduled(&b, Some("r"), 100).await, expected);
+
+    // Entries past the stored count by more than one window of slots (as a
+    // flush whose reply was lost would leave them): copies of run 13 as
+    // runs 14..=25.
+    for number in 14..=25u64 {
+        let copy = format!("{number}|{}", entry.split_once('|').expect("number").1);
+        let slot = number % JOB_RUN_HISTORY_CAP as u64;
+        let () = raw_redis(
+            server,
+            ::redis::cmd("HSET")
+                .arg("{conf}:jobruns")
+                .arg(format!("{slot}:r"))
+                .arg(copy),
+        )
+        .await;
+    }
+    let c = env.coord().await;
+    c.record_runs(&[run("r", T0 + 26_000)])
+        .await
+        .expect("record");
+    let entry = ring_entry(server, "r", 26).await.expect("run 26");
+    assert!(
+        entry.starts_with("26|"),
+        "numbered past every entry: {entry}"
+    );
+    let newest = c.recent_runs(Some("r"), 1).await.expect("runs");
+    assert_eq!(newest[0].scheduled_ms, T0 + 26_000);
 }
 
 #[tokio::test]

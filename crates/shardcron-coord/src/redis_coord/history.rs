@@ -5,21 +5,38 @@
 //! A flush costs the same four commands however many records and jobs it
 //! carries: `LPUSH` + `LTRIM` of the namespace list, one `HSET` of the
 //! records into the per-job rings (one hash for all jobs, `{ns}:jobruns`)
-//! and one `HSET` of the jobs' run counts (`{ns}:jobruns:n`). Per-job lists
+//! and one `HSET` of run counts (`{ns}:jobruns:n`). Per-job lists
 //! would cost commands per job, i.e. per fire when each job fires about
 //! once per flush (10,000 jobs every second); a Lua script doing the same
 //! in one call would spend as much Redis CPU as the per-job lists did on
 //! moving every record through Lua (measured). So the numbers that pick
-//! each run's slot in its job's ring are
-//! counted here: seeded from the stored counts the first time this
-//! coordinator writes a job, then kept. A job's runs are written by the
-//! holder of its shard's lease, so the numbers of a shard's jobs are
-//! forgotten (and read again) whenever this coordinator acquires, releases
-//! or fails to renew that lease. Only two writers overlapping at a handoff
-//! (the old holder's last flush after the new holder read the count) can
-//! give two runs one number: one replaces the other in the ring (both stay
-//! in the namespace list). Every ring entry carries its number, and reads
-//! order by it, so that never shows runs out of order.
+//! each run's slot in its job's ring are counted here, and the ring
+//! entries, which carry their numbers, are what the numbers are read back
+//! from:
+//!
+//! * A job's stored count (`count|hour`) is written when its next number
+//!   reaches a multiple of [`COUNT_EVERY`], when the record hour changed
+//!   since this coordinator last wrote it, and the first time this
+//!   coordinator writes the job. So it is at most `COUNT_EVERY - 1` behind
+//!   the job's runs, and a busy job's count costs a tenth of a field per
+//!   run instead of one (the counts were about 3 % of redis-server's CPU
+//!   at 10,000 every-second jobs, docs/BENCHMARKS.md §4o).
+//! * The first time this coordinator writes a job, it reads the count `c`
+//!   and then the ring slots of numbers `c`, `c + 1`, ... (the slot of `c`
+//!   alone first, then windows of `COUNT_EVERY` per round trip) until one
+//!   does not hold the number its place expects: that number is the job's
+//!   next. An entry left by a
+//!   flush whose reply was lost, past the stored count, is found the same
+//!   way.
+//!
+//! A job's runs are written by the holder of its shard's lease, so the
+//! numbers of a shard's jobs are forgotten (and read again) whenever this
+//! coordinator acquires, releases or fails to renew that lease. Only two
+//! writers overlapping at a handoff (the old holder's last flush after the
+//! new holder read the ring) can give two runs one number: one replaces
+//! the other in the ring (both stay in the namespace list). Every ring
+//! entry carries its number, and reads order by it, so that never shows
+//! runs out of order.
 //!
 //! A job's last [`JOB_RUN_HISTORY_CAP`] runs stay readable however rarely it
 //! fires and however busy the namespace is, as long as the job is defined;
@@ -52,6 +69,42 @@ pub(crate) const HOUR_MS: i64 = 3_600_000;
 /// Run counts one sweep step looks at.
 const SWEEP_COUNT: usize = 500;
 
+/// A job's stored run count is written when its next number reaches a
+/// multiple of this (and when the record hour changes): the count is at
+/// most this much minus one behind the job's ring, and reading a job's
+/// next number back reads this many ring slots per round trip.
+pub(crate) const COUNT_EVERY: u64 = 10;
+
+/// What this coordinator knows of one job's run numbers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct JobNumbers {
+    /// The number the job's next run gets.
+    next: u64,
+    /// The record hour of the count this coordinator last stored for the
+    /// job (`None`: none stored yet).
+    stored_hour: Option<i64>,
+}
+
+/// The stored count (`count|hour`) as a number; absent or unreadable: 0.
+fn parse_count(count: Option<&str>) -> u64 {
+    count
+        .and_then(|c| c.split('|').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The run number a ring entry starts with (both the compact form and the
+/// JSON one of earlier versions start `number|`).
+fn entry_number(entry: &str) -> Option<u64> {
+    entry.split_once('|').and_then(|(n, _)| n.parse().ok())
+}
+
+/// Whether a job's count is stored by a flush at record hour `hour` that
+/// moved its next number from `before` to `numbers.next`.
+fn count_due(numbers: &JobNumbers, before: u64, hour: i64) -> bool {
+    numbers.stored_hour != Some(hour) || before / COUNT_EVERY != numbers.next / COUNT_EVERY
+}
+
 /// The newest `finished_ms` of `runs` (0 if none): the history's notion of
 /// "now", so retention follows the records, not this process's clock.
 pub(crate) fn newest_finish(runs: &[RunRecord]) -> i64 {
@@ -60,8 +113,8 @@ pub(crate) fn newest_finish(runs: &[RunRecord]) -> i64 {
 
 /// What a coordinator keeps between history writes.
 pub(super) struct HistoryState {
-    /// Per shard, per job: the number the job's next run gets.
-    numbers: Mutex<HashMap<u32, HashMap<String, u64>>>,
+    /// Per shard, per job: its next run number and stored count.
+    numbers: Mutex<HashMap<u32, HashMap<String, JobNumbers>>>,
     /// Record time of the last sweep step.
     swept_ms: AtomicI64,
     /// Where the sweep goes on.
@@ -77,7 +130,7 @@ impl HistoryState {
         }
     }
 
-    fn numbers(&self) -> MutexGuard<'_, HashMap<u32, HashMap<String, u64>>> {
+    fn numbers(&self) -> MutexGuard<'_, HashMap<u32, HashMap<String, JobNumbers>>> {
         self.numbers.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -120,49 +173,74 @@ impl HistoryState {
         unknown
     }
 
-    /// Takes the stored counts (`count|hour`, absent: 0) of `jobs` as their
-    /// next numbers.
-    fn seed(&self, jobs: Vec<(u32, String)>, counts: &[Option<String>]) {
+    /// Takes `next[i]` as the next number of `jobs[i]` (read back from the
+    /// store).
+    fn seed(&self, jobs: Vec<(u32, String)>, next: &[u64]) {
         let mut numbers = self.numbers();
-        for ((shard, job), count) in jobs.into_iter().zip(counts) {
-            let next = count
-                .as_deref()
-                .and_then(|c| c.split('|').next())
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(0);
-            numbers.entry(shard).or_default().entry(job).or_insert(next);
+        for ((shard, job), &next) in jobs.into_iter().zip(next) {
+            numbers
+                .entry(shard)
+                .or_default()
+                .entry(job)
+                .or_insert(JobNumbers {
+                    next,
+                    stored_hour: None,
+                });
         }
     }
 
-    /// Numbers `runs` (oldest first) and returns the numbers with each
-    /// job's next number after them, in order of first appearance.
-    fn number(&self, runs: &[RunRecord], shards: &[u32]) -> (Vec<u64>, Vec<(String, u64)>) {
+    /// Numbers `runs` (oldest first), recorded at record hour `hour`, and
+    /// returns the numbers with, in order of first appearance, each job
+    /// whose count is to be stored and its next number after them.
+    fn number(
+        &self,
+        runs: &[RunRecord],
+        shards: &[u32],
+        hour: i64,
+    ) -> (Vec<u64>, Vec<(String, u64)>) {
         let mut numbers = self.numbers();
         let mut assigned = Vec::with_capacity(runs.len());
-        let mut next: Vec<(String, u64)> = Vec::new();
+        // Per job of the flush (first appearance order): its shard and its
+        // next number before the flush.
+        let mut seen: Vec<(&str, u32, u64)> = Vec::new();
         let mut index: HashMap<&str, usize> = HashMap::new();
         for (run, &shard) in runs.iter().zip(shards) {
             let jobs = numbers.entry(shard).or_default();
             // Known jobs (nearly all) are looked up once, without copying
             // the id.
             let number = match jobs.get_mut(&run.job_id) {
-                Some(n) => std::mem::replace(n, *n + 1),
+                Some(n) => {
+                    n.next += 1;
+                    n.next - 1
+                }
                 None => {
-                    jobs.insert(run.job_id.clone(), 1);
+                    jobs.insert(
+                        run.job_id.clone(),
+                        JobNumbers {
+                            next: 1,
+                            stored_hour: None,
+                        },
+                    );
                     0
                 }
             };
             assigned.push(number);
-            let following = number + 1;
-            match index.get(run.job_id.as_str()) {
-                Some(&i) => next[i].1 = following,
-                None => {
-                    index.insert(run.job_id.as_str(), next.len());
-                    next.push((run.job_id.clone(), following));
-                }
+            if !index.contains_key(run.job_id.as_str()) {
+                index.insert(run.job_id.as_str(), seen.len());
+                seen.push((run.job_id.as_str(), shard, number));
             }
         }
-        (assigned, next)
+        let mut stored = Vec::new();
+        for (job, shard, before) in seen {
+            let Some(n) = numbers.get_mut(&shard).and_then(|jobs| jobs.get_mut(job)) else {
+                continue;
+            };
+            if count_due(n, before, hour) {
+                n.stored_hour = Some(hour);
+                stored.push((job.to_owned(), n.next));
+            }
+        }
+        (assigned, stored)
     }
 
     /// Whether a sweep step is due at record time `now_ms` (and if so,
@@ -179,8 +257,8 @@ impl HistoryState {
 
 impl RedisCoordinator {
     /// Writes `runs` (oldest first) to the history and applies `closes`,
-    /// in one round trip (one more the first time a job is written, to
-    /// read its count).
+    /// in one round trip (two or more the first time a job is written, to
+    /// read its next number back).
     pub(super) async fn write_history(
         &self,
         runs: &[RunRecord],
@@ -191,13 +269,8 @@ impl RedisCoordinator {
         let shards: Vec<u32> = runs.iter().map(|r| r.shard).collect();
         let unknown = self.history.unknown(runs, &shards);
         if !unknown.is_empty() {
-            let mut hmget = redis::cmd("HMGET");
-            hmget.arg(self.keys.job_history_counts());
-            for (_, job) in &unknown {
-                hmget.arg(job);
-            }
-            let counts: Vec<Option<String>> = self.query("run counts", &hmget).await?;
-            self.history.seed(unknown, &counts);
+            let next = self.read_next_numbers(&unknown).await?;
+            self.history.seed(unknown, &next);
         }
         let mut pipe = redis::pipe();
         self.push_run_records(&mut pipe, runs, &shards)?;
@@ -211,6 +284,62 @@ impl RedisCoordinator {
             self.sweep_step(newest.div_euclid(HOUR_MS)).await;
         }
         Ok(())
+    }
+
+    /// The next run number of each of `jobs`: its stored count, then as
+    /// many more as its ring holds in the places that follow (see the
+    /// module docs): the count's own slot first, then [`COUNT_EVERY`] ring
+    /// slots per job and round trip.
+    async fn read_next_numbers(&self, jobs: &[(u32, String)]) -> CoordResult<Vec<u64>> {
+        let mut hmget = redis::cmd("HMGET");
+        hmget.arg(self.keys.job_history_counts());
+        for (_, job) in jobs {
+            hmget.arg(job);
+        }
+        let counts: Vec<Option<String>> = self.query("run counts", &hmget).await?;
+        let mut next: Vec<u64> = counts.iter().map(|c| parse_count(c.as_deref())).collect();
+        // The jobs whose ring may hold numbers past `next`: those with a
+        // count. A coordinator's first write of a job writes its count in
+        // the pipeline that starts the ring, so a job without one has no
+        // ring (short of that pipeline stopping between the two, which
+        // numbers as two overlapping writers do). A whole ring is the most
+        // that can be read back.
+        let mut open: Vec<usize> = (0..jobs.len()).filter(|&i| counts[i].is_some()).collect();
+        // The first window is the count's own slot: a job written no
+        // further than its count (new, rare, or whose writer stored the
+        // count last) is settled by one field, not ten.
+        let mut window = 1;
+        let mut read = 0;
+        while !open.is_empty() && read < JOB_RUN_HISTORY_CAP as u64 {
+            let mut slots = redis::cmd("HMGET");
+            slots.arg(self.keys.job_history());
+            for &i in &open {
+                for d in 0..window {
+                    let slot = ((next[i] + d) % JOB_RUN_HISTORY_CAP as u64) as usize;
+                    slots.arg(Keyspace::job_history_slot(slot, &jobs[i].1));
+                }
+            }
+            let entries: Vec<Option<String>> = self.query("run numbers", &slots).await?;
+            let mut still_open = Vec::new();
+            for (&i, held_here) in open.iter().zip(entries.chunks(window as usize)) {
+                let from = next[i];
+                let held = held_here
+                    .iter()
+                    .zip(from..)
+                    .take_while(|(entry, number)| {
+                        entry.as_deref().and_then(entry_number) == Some(*number)
+                    })
+                    .count() as u64;
+                next[i] = from + held;
+                if held == window {
+                    still_open.push(i);
+                }
+            }
+            open = still_open;
+            read += window;
+            window = COUNT_EVERY;
+        }
+        Ok(next)
     }
 
     /// Queues the history writes of `runs` on `pipe`, numbered from the
@@ -229,8 +358,8 @@ impl RedisCoordinator {
             .map(serde_json::to_string)
             .collect::<Result<Vec<String>, _>>()
             .map_err(|e| Self::corrupt("run record", e))?;
-        let (numbers, next) = self.history.number(runs, shards);
         let hour = newest_finish(runs).div_euclid(HOUR_MS);
+        let (numbers, stored) = self.history.number(runs, shards, hour);
 
         let list = pipe.cmd("LPUSH").arg(self.keys.runs());
         for json in &jsons {
@@ -249,11 +378,13 @@ impl RedisCoordinator {
                 .arg(ring_entry::encode(number, run));
         }
         ring.ignore();
-        let counts = pipe.cmd("HSET").arg(self.keys.job_history_counts());
-        for (job, count) in &next {
-            counts.arg(job).arg(format!("{count}|{hour}"));
+        if !stored.is_empty() {
+            let counts = pipe.cmd("HSET").arg(self.keys.job_history_counts());
+            for (job, count) in &stored {
+                counts.arg(job).arg(format!("{count}|{hour}"));
+            }
+            counts.ignore();
         }
-        counts.ignore();
         Ok(())
     }
 
