@@ -2,10 +2,11 @@
 //! in the pipeline that also closes `at_least_once` fires, and the reads of
 //! a job's last runs.
 //!
-//! A flush costs the same four commands however many records and jobs it
+//! A flush costs at most four commands however many records and jobs it
 //! carries: `LPUSH` + `LTRIM` of the namespace list, one `HSET` of the
 //! records into the per-job rings (one hash for all jobs, `{ns}:jobruns`)
-//! and one `HSET` of run counts (`{ns}:jobruns:n`). Per-job lists
+//! and, when any is due (below), one `HSET` of run counts
+//! (`{ns}:jobruns:n`). Per-job lists
 //! would cost commands per job, i.e. per fire when each job fires about
 //! once per flush (10,000 jobs every second); a Lua script doing the same
 //! in one call would spend as much Redis CPU as the per-job lists did on
