@@ -51,7 +51,7 @@ use std::cmp::Reverse;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use foldhash::{HashMap, HashMapExt};
+use foldhash::{HashMap, HashSet, HashSetExt};
 use redis::{Pipeline, Value};
 use tracing::debug;
 
@@ -94,16 +94,12 @@ fn parse_count(count: Option<&str>) -> u64 {
         .unwrap_or(0)
 }
 
-/// The run number a ring entry starts with (both the compact form and the
-/// JSON one of earlier versions start `number|`).
-fn entry_number(entry: &str) -> Option<u64> {
-    entry.split_once('|').and_then(|(n, _)| n.parse().ok())
-}
-
-/// Whether a job's count is stored by a flush at record hour `hour` that
-/// moved its next number from `before` to `numbers.next`.
-fn count_due(numbers: &JobNumbers, before: u64, hour: i64) -> bool {
-    numbers.stored_hour != Some(hour) || before / COUNT_EVERY != numbers.next / COUNT_EVERY
+/// Whether a job's count is to be stored after a run of a flush at record
+/// hour `hour` moved its next number up to `numbers.next`: the count was
+/// not stored in this hour, or the number reached a multiple of
+/// [`COUNT_EVERY`].
+fn count_due(numbers: &JobNumbers, hour: i64) -> bool {
+    numbers.stored_hour != Some(hour) || numbers.next % COUNT_EVERY == 0
 }
 
 /// The newest `finished_ms` of `runs` (0 if none): the history's notion of
@@ -191,8 +187,8 @@ impl HistoryState {
     }
 
     /// Numbers `runs` (oldest first), recorded at record hour `hour`, and
-    /// returns the numbers with, in order of first appearance, each job
-    /// whose count is to be stored and its next number after them.
+    /// returns the numbers with, in order of becoming due, each job whose
+    /// count is to be stored and its next number after them.
     fn number(
         &self,
         runs: &[RunRecord],
@@ -201,46 +197,47 @@ impl HistoryState {
     ) -> (Vec<u64>, Vec<(String, u64)>) {
         let mut numbers = self.numbers();
         let mut assigned = Vec::with_capacity(runs.len());
-        // Per job of the flush (first appearance order): its shard and its
-        // next number before the flush.
-        let mut seen: Vec<(&str, u32, u64)> = Vec::new();
-        let mut index: HashMap<&str, usize> = HashMap::new();
+        // The jobs whose count became due in this flush, each once, with
+        // the shard it is kept under. Most flushes make few of them due, so
+        // only these are looked up again for their number after the flush.
+        let mut due: Vec<(&str, u32)> = Vec::new();
+        let mut due_seen: HashSet<&str> = HashSet::new();
         for (run, &shard) in runs.iter().zip(shards) {
             let jobs = numbers.entry(shard).or_default();
             // Known jobs (nearly all) are looked up once, without copying
             // the id.
-            let number = match jobs.get_mut(&run.job_id) {
+            let (number, now_due) = match jobs.get_mut(&run.job_id) {
                 Some(n) => {
                     n.next += 1;
-                    n.next - 1
+                    let now_due = count_due(n, hour);
+                    if now_due {
+                        n.stored_hour = Some(hour);
+                    }
+                    (n.next - 1, now_due)
                 }
                 None => {
                     jobs.insert(
                         run.job_id.clone(),
                         JobNumbers {
                             next: 1,
-                            stored_hour: None,
+                            stored_hour: Some(hour),
                         },
                     );
-                    0
+                    (0, true)
                 }
             };
             assigned.push(number);
-            if !index.contains_key(run.job_id.as_str()) {
-                index.insert(run.job_id.as_str(), seen.len());
-                seen.push((run.job_id.as_str(), shard, number));
+            if now_due && due_seen.insert(run.job_id.as_str()) {
+                due.push((run.job_id.as_str(), shard));
             }
         }
-        let mut stored = Vec::new();
-        for (job, shard, before) in seen {
-            let Some(n) = numbers.get_mut(&shard).and_then(|jobs| jobs.get_mut(job)) else {
-                continue;
-            };
-            if count_due(n, before, hour) {
-                n.stored_hour = Some(hour);
-                stored.push((job.to_owned(), n.next));
-            }
-        }
+        let stored = due
+            .into_iter()
+            .filter_map(|(job, shard)| {
+                let next = numbers.get(&shard)?.get(job)?.next;
+                Some((job.to_owned(), next))
+            })
+            .collect();
         (assigned, stored)
     }
 
@@ -328,7 +325,7 @@ impl RedisCoordinator {
                     .iter()
                     .zip(from..)
                     .take_while(|(entry, number)| {
-                        entry.as_deref().and_then(entry_number) == Some(*number)
+                        entry.as_deref().and_then(ring_entry::number) == Some(*number)
                     })
                     .count() as u64;
                 next[i] = from + held;

@@ -70,6 +70,13 @@ pub fn encode(number: u64, run: &RunRecord) -> String {
     )
 }
 
+/// The run number the entry `text` starts with (both the compact form and
+/// the JSON one of earlier versions start `number|`), read without decoding
+/// the rest.
+pub fn number(text: &str) -> Option<u64> {
+    text.split_once('|').and_then(|(n, _)| n.parse().ok())
+}
+
 /// Reads the entry `text` of a ring of `job_id`: its run number and run.
 /// Accepts both the compact form and the JSON one of earlier versions.
 pub fn decode(job_id: &str, text: &str) -> Result<(u64, RunRecord), String> {
