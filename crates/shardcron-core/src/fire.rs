@@ -49,6 +49,25 @@ impl FireId {
             ..Self::new(job_id, scheduled_ms)
         }
     }
+
+    /// The id as text, as `Display` prints it, built in one allocation
+    /// (`to_string` grows its buffer part by part; every run record of
+    /// every fire names its fire).
+    pub fn text(&self) -> String {
+        use fmt::Write as _;
+        let member = self.member.as_deref();
+        // '@', and an i64 is at most 20 characters with its sign.
+        let len = self.job_id.len() + 21 + member.map_or(0, |m| m.len() + 1);
+        let mut out = String::with_capacity(len);
+        out.push_str(&self.job_id);
+        out.push('@');
+        let _ = write!(out, "{}", self.scheduled_ms);
+        if let Some(member) = member {
+            out.push('/');
+            out.push_str(member);
+        }
+        out
+    }
 }
 
 impl fmt::Display for FireId {
@@ -99,6 +118,7 @@ mod tests {
     fn round_trips_through_display_and_parse() {
         let id = FireId::new("billing:nightly", 1_767_225_600_000);
         assert_eq!(id.to_string(), "billing:nightly@1767225600000");
+        assert_eq!(id.text(), id.to_string());
         assert_eq!("billing:nightly@1767225600000".parse::<FireId>(), Ok(id));
     }
 
@@ -106,6 +126,8 @@ mod tests {
     fn a_broadcast_fire_names_its_member() {
         let id = FireId::broadcast("cache:flush", 1_767_225_600_000, "node-2");
         assert_eq!(id.to_string(), "cache:flush@1767225600000/node-2");
+        assert_eq!(id.text(), id.to_string());
+        assert_eq!(FireId::new("j", -1).text(), "j@-1");
         assert_eq!("cache:flush@1767225600000/node-2".parse::<FireId>(), Ok(id));
         assert!("cache:flush@1767225600000/".parse::<FireId>().is_err());
     }

@@ -200,8 +200,16 @@ impl ServerClock {
 
     /// Server-corrected now, Unix ms.
     pub fn now_ms(&self) -> i64 {
+        self.ms_at(tokio::time::Instant::now())
+    }
+
+    /// Server-corrected time at the monotonic instant `at` (read just
+    /// before), Unix ms, so one clock read gives both a run's start and
+    /// the start of its duration. Before the first sample: the local wall
+    /// clock now.
+    pub fn ms_at(&self, at: tokio::time::Instant) -> i64 {
         if self.is_synced() {
-            self.mono_ms(tokio::time::Instant::now()) + self.offset_ms.load(Ordering::Relaxed)
+            self.mono_ms(at) + self.offset_ms.load(Ordering::Relaxed)
         } else {
             self.local.now_ms()
         }

@@ -25,19 +25,20 @@
 //! [`Executor::next_ahead_at`] when to wake and calls
 //! [`Executor::release_due`].
 
+use std::borrow::Borrow;
 use std::collections::VecDeque;
+use std::hash::{Hash, Hasher};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use futures::FutureExt;
 use shardcron_coord::{CloseFire, RunOutcome, RunRecord, StartedFire};
 use shardcron_core::{FireId, Job, OverlapPolicy};
 use tokio::sync::{mpsc, Semaphore};
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info_span, warn, Instrument};
+use tracing::{debug, info_span, Instrument};
 
 use crate::ahead::{AheadLine, AheadRevision};
 use crate::clock::ServerClock;
@@ -45,6 +46,7 @@ use crate::handler::{FireContext, HandlerError, HandlerRegistry};
 use crate::lease_watch::LeaseGuard;
 use crate::metrics as m;
 use crate::recorder::{FireEnd, Note, UnwrittenCloses};
+use crate::run_set::RunSet;
 
 /// How long a cancelled or timed-out handler gets to observe its
 /// cancellation before it is dropped.
@@ -207,6 +209,31 @@ struct Finished {
     shard: u32,
 }
 
+/// A job as a map key, by its id, without copying the id: the job's `Arc`
+/// (a start would otherwise allocate a copy of the id, and its end free it).
+#[derive(Clone, Debug)]
+struct JobKey(Arc<Job>);
+
+impl Borrow<str> for JobKey {
+    fn borrow(&self) -> &str {
+        self.0.id()
+    }
+}
+
+impl Hash for JobKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.id().hash(state);
+    }
+}
+
+impl PartialEq for JobKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.id() == other.0.id()
+    }
+}
+
+impl Eq for JobKey {}
+
 /// Starts claimed fires per overlap policy and tracks what is in flight.
 pub struct Executor {
     node_id: String,
@@ -214,7 +241,7 @@ pub struct Executor {
     permits: Arc<Semaphore>,
     clock: ServerClock,
     sink: EndSink,
-    running: HashMap<String, usize>,
+    running: HashMap<JobKey, usize>,
     queued: HashMap<String, ClaimedFire>,
     backlog: HashMap<String, VecDeque<ClaimedFire>>,
     backlog_len: usize,
@@ -222,7 +249,7 @@ pub struct Executor {
     per_shard: HashMap<u32, usize>,
     /// Fires claimed before their instant.
     ahead: AheadLine,
-    tasks: JoinSet<Finished>,
+    tasks: RunSet<Finished>,
     hard_stop: CancellationToken,
     /// What every run task shares, built once: a fire's task takes one
     /// reference count instead of cloning each part.
@@ -262,7 +289,7 @@ impl Executor {
             catching_up: HashSet::new(),
             per_shard: HashMap::new(),
             ahead: AheadLine::default(),
-            tasks: JoinSet::new(),
+            tasks: RunSet::new(),
             hard_stop,
             run_task,
         }
@@ -338,7 +365,7 @@ impl Executor {
             self.count_out(waiting.fire.shard);
             match waiting.withdrawn {
                 Some(why) => self.record_not_run(&waiting.fire, RunOutcome::Cancelled, why),
-                None => self.dispatch(waiting.fire),
+                None => self.dispatch_at(waiting.fire, now),
             }
         }
         released
@@ -391,7 +418,15 @@ impl Executor {
     /// ([`ServerClock::earliest_now_ms`]) has reached it, so no fire starts
     /// before its instant.
     pub fn dispatch(&mut self, fire: ClaimedFire) {
-        if fire.scheduled_ms > self.clock.earliest_now_ms() && !self.hard_stop.is_cancelled() {
+        let now = self.clock.earliest_now_ms();
+        self.dispatch_at(fire, now);
+    }
+
+    /// [`Executor::dispatch`] with the earliest server time `now` read by
+    /// the caller: a release reads the clock once for all the fires it
+    /// dispatches.
+    fn dispatch_at(&mut self, fire: ClaimedFire, now: i64) {
+        if fire.scheduled_ms > now && !self.hard_stop.is_cancelled() {
             self.count_in(fire.shard);
             self.ahead.push(fire);
             return;
@@ -480,7 +515,7 @@ impl Executor {
         match self.running.get_mut(fire.job.id()) {
             Some(n) => *n += 1,
             None => {
-                self.running.insert(fire.job.id().to_owned(), 1);
+                self.running.insert(JobKey(fire.job.clone()), 1);
             }
         }
         m::in_flight_add(1.0);
@@ -494,16 +529,13 @@ impl Executor {
             token = fire.token,
             delivery = fire.delivery
         );
+        let finished = Finished {
+            job: fire.job.clone(),
+            shard: fire.shard,
+        };
         self.tasks.spawn(
-            async move {
-                let finished = Finished {
-                    job: fire.job.clone(),
-                    shard: fire.shard,
-                };
-                run.run(fire).await;
-                finished
-            }
-            .instrument(span),
+            finished,
+            async move { run.run(fire).await }.instrument(span),
         );
     }
 
@@ -563,22 +595,12 @@ impl Executor {
         next
     }
 
-    fn on_joined(&mut self, joined: Result<Finished, tokio::task::JoinError>) -> Option<u32> {
-        match joined {
-            Ok(done) => Some(self.finished(done)),
-            Err(e) => {
-                warn!(error = %e, "run task failed outside the handler");
-                None
-            }
-        }
-    }
-
     /// Reaps every run that has already finished, without waiting; returns
     /// the shards whose runs ended.
     pub fn reap_finished(&mut self) -> Vec<u32> {
         let mut shards = Vec::new();
-        while let Some(joined) = self.tasks.try_join_next() {
-            shards.extend(self.on_joined(joined));
+        while let Some(done) = self.tasks.try_reap() {
+            shards.push(self.finished(done));
         }
         shards
     }
@@ -586,10 +608,8 @@ impl Executor {
     /// Waits for the next run to finish (pending forever when none is in
     /// flight); returns its shard.
     pub async fn next_finished(&mut self) -> Option<u32> {
-        match self.tasks.join_next().await {
-            Some(joined) => self.on_joined(joined),
-            None => std::future::pending().await,
-        }
+        let done = self.tasks.reap().await;
+        Some(self.finished(done))
     }
 
     /// Cancels every run of the node (shutdown past its drain deadline);
@@ -602,9 +622,7 @@ impl Executor {
     /// Drops every run task at once (the last step of a shutdown whose runs
     /// ignored cancellation); returns how many were dropped.
     pub fn abort_all(&mut self) -> usize {
-        let left = self.tasks.len();
-        self.tasks.abort_all();
-        left
+        self.tasks.abort_all()
     }
 }
 
@@ -639,7 +657,7 @@ fn send_record(
         job_id: fields.job_id.to_owned(),
         fire_id: sink
             .fire_id(fields.job_id, fields.scheduled_ms, fields.shard)
-            .to_string(),
+            .text(),
         node_id: sink.node_id.clone(),
         shard: fields.shard,
         fencing_token: fields.token,
@@ -686,8 +704,9 @@ impl RunTask {
         let Ok(_permit) = self.permits.clone().acquire_owned().await else {
             return;
         };
-        if !fire.lease.is_live() || self.hard_stop.is_cancelled() {
-            let (reason, why) = if self.hard_stop.is_cancelled() {
+        let stopped = self.hard_stop.is_cancelled();
+        if stopped || !fire.lease.is_live() {
+            let (reason, why) = if stopped {
                 (
                     "shutdown",
                     "the node stopped before the claimed fire could start",
@@ -703,19 +722,18 @@ impl RunTask {
             let now = self.clock.now_ms();
             self.finish(
                 &fire,
-                now,
-                0,
-                RunOutcome::Cancelled,
-                Some(why.to_owned()),
-                None,
+                &fire_id,
+                (now, 0),
+                (RunOutcome::Cancelled, Some(why.to_owned()), None),
             );
             return;
         }
         let cancel = StopSignal {
-            node: self.hard_stop.clone(),
-            lease: fire.lease.cancelled_token(),
+            node: &self.hard_stop,
+            lease: fire.lease.runs_token(),
         };
-        let started_ms = self.clock.now_ms();
+        let began = tokio::time::Instant::now();
+        let started_ms = self.clock.ms_at(began);
         m::lateness(
             started_ms - fire.scheduled_ms,
             job.spec.metrics_label.as_deref(),
@@ -723,19 +741,20 @@ impl RunTask {
         let Some(handler) = self.handlers.get(&job.spec.handler).cloned() else {
             self.finish(
                 &fire,
-                started_ms,
-                0,
-                RunOutcome::UnknownHandler,
-                Some(format!(
-                    "no handler named {:?} on node {}",
-                    job.spec.handler, self.node_id
-                )),
-                None,
+                &fire_id,
+                (started_ms, 0),
+                (
+                    RunOutcome::UnknownHandler,
+                    Some(format!(
+                        "no handler named {:?} on node {}",
+                        job.spec.handler, self.node_id
+                    )),
+                    None,
+                ),
             );
             return;
         };
         self.sink.started(&fire, started_ms);
-        let began = Instant::now();
         let mut attempt = 1u32;
         // Attempt numbers never repeat for one fire id: a recovered delivery
         // starts above every attempt an earlier delivery could have made.
@@ -743,7 +762,7 @@ impl RunTask {
             .delivery
             .saturating_sub(1)
             .saturating_mul(job.spec.retry.max_retries.saturating_add(1));
-        let (outcome, error, detail) = loop {
+        let verdict = loop {
             // Cancelled by this task when it sees the stop signal (the
             // handler's token is its own, so no task per run links them).
             let attempt_cancel = CancellationToken::new();
@@ -821,17 +840,18 @@ impl RunTask {
             };
         };
         m::run_duration(began.elapsed());
-        self.finish(&fire, started_ms, attempt, outcome, error, detail);
+        self.finish(&fire, &fire_id, (started_ms, attempt), verdict);
     }
 
+    /// Sends the record of `fire` (named `fire_id`), started at
+    /// `started_ms` after `attempts` attempts, ended with `verdict`
+    /// (outcome, error, detail).
     fn finish(
         &self,
         fire: &ClaimedFire,
-        started_ms: i64,
-        attempts: u32,
-        outcome: RunOutcome,
-        error: Option<String>,
-        detail: Option<String>,
+        fire_id: &FireId,
+        (started_ms, attempts): (i64, u32),
+        (outcome, error, detail): (RunOutcome, Option<String>, Option<String>),
     ) {
         m::fire_outcome(outcome, fire.job.spec.metrics_label.as_deref());
         if outcome != RunOutcome::Succeeded {
@@ -839,10 +859,7 @@ impl RunTask {
         }
         let record = RunRecord {
             job_id: fire.job.id().to_owned(),
-            fire_id: self
-                .sink
-                .fire_id(fire.job.id(), fire.scheduled_ms, fire.shard)
-                .to_string(),
+            fire_id: fire_id.text(),
             node_id: self.node_id.clone(),
             shard: fire.shard,
             fencing_token: fire.token,
@@ -890,13 +907,15 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 }
 
 /// What stops a run: the node stopping, or the shard's lease ending (lost,
-/// or a handoff that gave up waiting).
-struct StopSignal {
-    node: CancellationToken,
-    lease: CancellationToken,
+/// or a handoff that gave up waiting). Borrowed, not cloned: every clone and
+/// drop of a token takes a lock shared by every fire of the node (or of the
+/// shard), thousands of times at the top of a busy second.
+struct StopSignal<'a> {
+    node: &'a CancellationToken,
+    lease: &'a CancellationToken,
 }
 
-impl StopSignal {
+impl StopSignal<'_> {
     /// Resolves when either source is cancelled.
     async fn cancelled(&self) {
         tokio::select! {

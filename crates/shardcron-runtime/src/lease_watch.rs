@@ -54,6 +54,13 @@ impl LeaseGuard {
     pub fn cancelled_token(&self) -> CancellationToken {
         self.runs.clone()
     }
+
+    /// The same signal, borrowed: a clone or a drop of a token takes the
+    /// lock that every fire of the shard shares, so a run that only waits
+    /// on it borrows it.
+    pub fn runs_token(&self) -> &CancellationToken {
+        &self.runs
+    }
 }
 
 impl LeaseWatch {

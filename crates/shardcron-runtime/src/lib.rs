@@ -53,6 +53,7 @@ pub mod metrics;
 mod node;
 #[doc(hidden)]
 pub mod recorder;
+mod run_set;
 #[doc(hidden)]
 pub mod settings;
 #[doc(hidden)]

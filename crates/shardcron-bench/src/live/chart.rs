@@ -148,6 +148,7 @@ mod tests {
             .map(|second| SecondLateness {
                 second,
                 fires: 100,
+                min_ms: 5,
                 p50_ms: 20,
                 p99_ms: if second == 5 { 4000 } else { 60 },
                 max_ms: if second == 5 { 5000 } else { 80 },

@@ -490,12 +490,12 @@ pub fn events_csv(events: &[EventReport]) -> String {
 
 /// `lateness.csv`: one row per second of the window with a scheduled run.
 pub fn lateness_csv(series: &[SecondLateness]) -> String {
-    let mut out = String::from("second,fires,p50_ms,p99_ms,max_ms\n");
+    let mut out = String::from("second,fires,min_ms,p50_ms,p99_ms,max_ms\n");
     for s in series {
         let _ = writeln!(
             out,
-            "{},{},{},{},{}",
-            s.second, s.fires, s.p50_ms, s.p99_ms, s.max_ms
+            "{},{},{},{},{},{}",
+            s.second, s.fires, s.min_ms, s.p50_ms, s.p99_ms, s.max_ms
         );
     }
     out
@@ -584,13 +584,14 @@ mod tests {
         let series = [SecondLateness {
             second: 3,
             fires: 10,
+            min_ms: 0,
             p50_ms: 1,
             p99_ms: 2,
             max_ms: 3,
         }];
         assert_eq!(
             lateness_csv(&series),
-            "second,fires,p50_ms,p99_ms,max_ms\n3,10,1,2,3\n"
+            "second,fires,min_ms,p50_ms,p99_ms,max_ms\n3,10,0,1,2,3\n"
         );
     }
 }

@@ -21,6 +21,9 @@ pub struct SecondLateness {
     pub second: u32,
     /// Runs scheduled in the bucket.
     pub fires: u64,
+    /// Smallest lateness, ms: for a burst, how late its first run started
+    /// (the wake-up), apart from how long the burst took to start.
+    pub min_ms: i64,
     /// Median lateness, ms.
     pub p50_ms: i64,
     /// 99th percentile, ms.
@@ -51,6 +54,7 @@ pub fn per_second(fires: &[Fire], from_ms: i64, to_ms: i64) -> Vec<SecondLatenes
             SecondLateness {
                 second,
                 fires: bucket.len() as u64,
+                min_ms: bucket.first().copied().unwrap_or(0),
                 p50_ms: percentile(bucket, 0.50),
                 p99_ms: percentile(bucket, 0.99),
                 max_ms: bucket.last().copied().unwrap_or(0),
@@ -117,6 +121,7 @@ mod tests {
             SecondLateness {
                 second: 0,
                 fires: 3,
+                min_ms: 5,
                 p50_ms: 7,
                 p99_ms: 100,
                 max_ms: 100
