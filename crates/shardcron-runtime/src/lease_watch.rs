@@ -50,14 +50,9 @@ impl LeaseGuard {
     }
 
     /// The signal the handler sees: trips when the lease is lost or the
-    /// shard's runs are cancelled by a handoff.
-    pub fn cancelled_token(&self) -> CancellationToken {
-        self.runs.clone()
-    }
-
-    /// The same signal, borrowed: a clone or a drop of a token takes the
-    /// lock that every fire of the shard shares, so a run that only waits
-    /// on it borrows it.
+    /// shard's runs are cancelled by a handoff. Borrowed: a clone or a drop
+    /// of a token takes the lock that every fire of the shard shares, so a
+    /// run that only waits on it borrows it.
     pub fn runs_token(&self) -> &CancellationToken {
         &self.runs
     }
@@ -156,6 +151,6 @@ mod tests {
         watch.cancel_runs();
         assert!(!guard.is_live());
         assert!(watch.is_valid(), "cancelling runs keeps the lease");
-        assert!(guard.cancelled_token().is_cancelled());
+        assert!(guard.runs_token().is_cancelled());
     }
 }
