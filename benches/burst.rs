@@ -31,9 +31,6 @@ use shardcron_runtime::recorder::{Note, UnwrittenCloses};
 use shardcron_runtime::{FnHandler, HandlerRegistry, RunOutput, SystemClock};
 use tokio::sync::{mpsc, Notify};
 
-#[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Fires in one burst: one worker's share of 20,000 jobs on four.
 const FIRES: usize = 5_000;
 /// Shards the jobs spread over (the default shard count).
@@ -138,6 +135,9 @@ async fn burst(
 }
 
 fn bench(c: &mut Criterion) {
+    // The daemon's allocator (linked from shardcron-alloc), tuned as the
+    // daemon tunes it.
+    shardcron_alloc::keep_freed_memory();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -1,12 +1,7 @@
-//! The `shardcron` binary: see `shardcron --help`.
-
-/// A burst of fires allocates on every runtime thread at once; glibc's
-/// malloc spent a sixth of a worker's CPU there (profile of
-/// `shardcron-bench live --jobs 10000`), mimalloc a fraction of it. The
-/// library leaves the choice to the program that embeds it.
-#[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+//! The `shardcron` binary: see `shardcron --help`. Its allocator, and
+//! why it is tuned as it is, are the `shardcron-alloc` crate's.
 
 fn main() -> std::process::ExitCode {
+    shardcron_alloc::keep_freed_memory();
     shardcron_cli::main()
 }

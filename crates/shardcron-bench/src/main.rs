@@ -9,13 +9,9 @@ use clap::Parser;
 use shardcron_bench::cli::{Cli, Command};
 use shardcron_bench::{live, peer, sim_cmd, BenchError};
 
-/// The allocator the `shardcron` daemon also uses: a burst of fires
-/// allocates on every runtime thread at once, where glibc's malloc spent a
-/// sixth of the workers' CPU.
-#[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
+    // The daemon's allocator, tuned as the daemon tunes it.
+    shardcron_alloc::keep_freed_memory();
     let cli = Cli::parse();
     match cli.command {
         Command::Sim(args) => match sim_cmd::run(&args) {

@@ -548,18 +548,22 @@ impl Executor {
         self.count_out(shard);
         if let Some(n) = self.running.get_mut(job_id) {
             *n -= 1;
-            if *n == 0 {
-                self.running.remove(job_id);
+            if *n > 0 {
+                return shard;
             }
+            self.running.remove(job_id);
         }
-        if !self.running.contains_key(job_id) {
-            let backlogged = self.next_backlogged(job_id);
-            if backlogged.is_none() {
-                self.catching_up.remove(job_id);
-            }
-            if let Some(next) = backlogged.or_else(|| self.queued.remove(job_id)) {
-                self.start(next);
-            }
+        // The job has no run left. Most often no fire waits behind one
+        // (no overlap queue, no catch-up line): nothing more to look up.
+        if self.queued.is_empty() && self.backlog.is_empty() && self.catching_up.is_empty() {
+            return shard;
+        }
+        let backlogged = self.next_backlogged(job_id);
+        if backlogged.is_none() {
+            self.catching_up.remove(job_id);
+        }
+        if let Some(next) = backlogged.or_else(|| self.queued.remove(job_id)) {
+            self.start(next);
         }
         shard
     }

@@ -5,13 +5,15 @@
 //! pure function so it can be unit-tested: within the measured window every
 //! job must have fired exactly once at every multiple of its period.
 
+use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use serde::Serialize;
 
 /// One run observed by the counting handler.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Fire {
     /// Index `i` of job `job-i` (`u32::MAX` for an id of another form).
     pub job: u32,
@@ -23,62 +25,132 @@ pub struct Fire {
     pub worker: u16,
 }
 
-/// The log behind a [`Recorder`].
-#[derive(Debug, Default)]
-struct Log {
-    fires: Vec<Fire>,
-    workers: Vec<String>,
+/// How many logs a [`Recorder`] keeps: each thread that records appends
+/// to its own, so the runs being measured do not queue on one lock, nor
+/// stall behind a thread preempted while holding it. More threads than logs
+/// share them.
+const LOGS: usize = 8;
+
+/// The first threads to record, whose logs get the room set aside up
+/// front: the two threads of the runtime the workers run on.
+const PREPARED_LOGS: usize = 2;
+
+/// Gives every recorder an identity, so a thread can remember its log in
+/// each.
+static RECORDERS: AtomicU64 = AtomicU64::new(1);
+
+thread_local! {
+    /// This thread's log in the recorder it last recorded to: (recorder,
+    /// log).
+    static LOG_OF_THIS_THREAD: Cell<(u64, usize)> = const { Cell::new((0, 0)) };
+}
+
+/// What a [`Recorder`] shares between its clones.
+#[derive(Debug)]
+struct Shared {
+    id: u64,
+    logs: Vec<Mutex<Vec<Fire>>>,
+    threads: AtomicUsize,
+    workers: Mutex<Vec<String>>,
+    recorded: AtomicUsize,
 }
 
 /// Shared, append-only log of fires.
-#[derive(Clone, Debug, Default)]
+///
+/// The counting handler is part of what a run measures, so recording is
+/// kept off the paths that would slow the runs down: a worker's index is
+/// looked up once, when it joins ([`Recorder::worker`]); each thread
+/// appends to a log of its own; and the logs' memory is written once up
+/// front, so that the first run to reach a fresh page does not take the
+/// page fault (thousands of runs start in the same few milliseconds).
+#[derive(Clone, Debug)]
 pub struct Recorder {
-    log: Arc<Mutex<Log>>,
+    shared: Arc<Shared>,
+}
+
+impl Default for Recorder {
+    fn default() -> Self {
+        Self::with_capacity(0)
+    }
 }
 
 impl Recorder {
-    /// A recorder with room for `fires` runs set aside up front, so that
-    /// growing the log (a copy of all of it, under the lock every handler
-    /// takes) does not stall the runs being measured.
+    /// A recorder with room for `fires` runs set aside and written up front,
+    /// so that neither growing a log (a copy of all of it, under the lock
+    /// its thread takes) nor a first touch of its memory stalls the runs
+    /// being measured.
     pub fn with_capacity(fires: usize) -> Self {
+        // The runs split about evenly between the runtime's two threads:
+        // their logs get 60 % each; the others grow on demand.
+        let per_log = fires.saturating_mul(3) / 5;
+        let logs = (0..LOGS)
+            .map(|index| {
+                let mut log = Vec::new();
+                if index < PREPARED_LOGS {
+                    log.resize(per_log, Fire::default());
+                    log.clear();
+                }
+                Mutex::new(log)
+            })
+            .collect();
         Self {
-            log: Arc::new(Mutex::new(Log {
-                fires: Vec::with_capacity(fires),
-                workers: Vec::new(),
-            })),
+            shared: Arc::new(Shared {
+                id: RECORDERS.fetch_add(1, Ordering::Relaxed),
+                logs,
+                threads: AtomicUsize::new(0),
+                workers: Mutex::new(Vec::new()),
+                recorded: AtomicUsize::new(0),
+            }),
         }
     }
 
-    /// Records a run of `job_id` by worker `worker`, scheduled at
-    /// `scheduled_ms`, started at `started_ms`.
-    pub fn record(&self, worker: &str, job_id: &str, scheduled_ms: i64, started_ms: i64) {
+    /// The index of worker `name` in [`Recorder::workers`] (and in
+    /// [`Fire::worker`]): registered at its first call, the same ever after.
+    pub fn worker(&self, name: &str) -> u16 {
+        let mut workers = lock(&self.shared.workers);
+        let index = match workers.iter().position(|w| w == name) {
+            Some(index) => index,
+            None => {
+                workers.push(name.to_owned());
+                workers.len() - 1
+            }
+        };
+        u16::try_from(index).unwrap_or(u16::MAX)
+    }
+
+    /// Records a run of `job_id` by worker `worker` (see
+    /// [`Recorder::worker`]), scheduled at `scheduled_ms`, started at
+    /// `started_ms`.
+    pub fn record(&self, worker: u16, job_id: &str, scheduled_ms: i64, started_ms: i64) {
         let job = job_id
             .strip_prefix("job-")
             .and_then(|i| i.parse().ok())
             .unwrap_or(u32::MAX);
-        let mut log = self.log.lock().unwrap_or_else(PoisonError::into_inner);
-        let index = match log.workers.iter().position(|w| w == worker) {
-            Some(index) => index,
-            None => {
-                log.workers.push(worker.to_owned());
-                log.workers.len() - 1
-            }
-        };
-        log.fires.push(Fire {
+        lock(&self.shared.logs[self.log_of_this_thread()]).push(Fire {
             job,
             scheduled_ms,
             started_ms,
-            worker: u16::try_from(index).unwrap_or(u16::MAX),
+            worker,
         });
+        self.shared.recorded.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The log this thread appends to: taken in turn at its first record.
+    fn log_of_this_thread(&self) -> usize {
+        LOG_OF_THIS_THREAD.with(|cell| {
+            let (recorder, log) = cell.get();
+            if recorder == self.shared.id {
+                return log;
+            }
+            let log = self.shared.threads.fetch_add(1, Ordering::Relaxed) % LOGS;
+            cell.set((self.shared.id, log));
+            log
+        })
     }
 
     /// Number of fires recorded so far.
     pub fn len(&self) -> usize {
-        self.log
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .fires
-            .len()
+        self.shared.recorded.load(Ordering::Relaxed)
     }
 
     /// Whether nothing was recorded yet.
@@ -86,23 +158,24 @@ impl Recorder {
         self.len() == 0
     }
 
-    /// A copy of every fire recorded so far.
+    /// A copy of every fire recorded so far, in order of start.
     pub fn snapshot(&self) -> Vec<Fire> {
-        self.log
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .fires
-            .clone()
+        let mut fires = Vec::with_capacity(self.len());
+        for log in &self.shared.logs {
+            fires.extend_from_slice(&lock(log));
+        }
+        fires.sort_by_key(|f| f.started_ms);
+        fires
     }
 
     /// Names of the workers that recorded fires; [`Fire::worker`] indexes it.
     pub fn workers(&self) -> Vec<String> {
-        self.log
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .workers
-            .clone()
+        lock(&self.shared.workers).clone()
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Lateness percentiles, milliseconds (start of the handler minus scheduled time).
@@ -318,9 +391,11 @@ mod tests {
         assert_eq!(percentile(&values, 0.99), 99);
         assert_eq!(percentile(&[], 0.5), 0);
         let recorder = Recorder::default();
-        recorder.record("w1", "job-12", 1000, 1003);
-        recorder.record("w0", "other", 1000, 1003);
-        recorder.record("w1", "job-3", 2000, 2003);
+        let (w1, w0) = (recorder.worker("w1"), recorder.worker("w0"));
+        assert_eq!(recorder.worker("w1"), w1, "a worker keeps its index");
+        recorder.record(w1, "job-12", 1000, 1003);
+        recorder.record(w0, "other", 1000, 1003);
+        recorder.record(w1, "job-3", 2000, 2003);
         let fires = recorder.snapshot();
         assert_eq!(fires[0].job, 12);
         assert_eq!(fires[1].job, u32::MAX);
@@ -329,5 +404,31 @@ mod tests {
             fires.iter().map(|f| f.worker).collect::<Vec<_>>(),
             vec![0, 1, 0]
         );
+    }
+
+    #[test]
+    fn runs_recorded_on_many_threads_all_reach_the_snapshot_in_order_of_start() {
+        let recorder = Recorder::with_capacity(1_000);
+        let worker = recorder.worker("w");
+        let threads: Vec<_> = (0..LOGS as i64 + 2)
+            .map(|t| {
+                let recorder = recorder.clone();
+                std::thread::spawn(move || {
+                    for i in 0..100 {
+                        recorder.record(worker, &format!("job-{i}"), 0, 1000 - t * 100 - i);
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().expect("a recording thread");
+        }
+        let fires = recorder.snapshot();
+        assert_eq!(fires.len(), (LOGS + 2) * 100);
+        assert_eq!(recorder.len(), fires.len());
+        assert!(fires.windows(2).all(|w| w[0].started_ms <= w[1].started_ms));
+        let other = Recorder::default();
+        other.record(worker, "job-1", 0, 1);
+        assert_eq!(other.snapshot().len(), 1, "a thread's log is per recorder");
     }
 }

@@ -129,7 +129,7 @@ impl Fleet {
     pub async fn join(&mut self, name: &str) -> Result<(), BenchError> {
         let coordinator = connect(&self.url, self.ring).await?;
         let recorder = self.recorder.clone();
-        let worker_name = name.to_owned();
+        let worker_index = recorder.worker(name);
         let worker = Worker::builder(coordinator)
             .node_id(node_id(name))
             .settings(self.settings.clone())
@@ -137,9 +137,8 @@ impl Fleet {
                 "count",
                 FnHandler(move |ctx: FireContext| {
                     let recorder = recorder.clone();
-                    let worker_name = worker_name.clone();
                     async move {
-                        recorder.record(&worker_name, &ctx.job_id, ctx.scheduled_ms, now_ms());
+                        recorder.record(worker_index, &ctx.job_id, ctx.scheduled_ms, now_ms());
                         Ok(RunOutput::default())
                     }
                 }),
