@@ -64,10 +64,5 @@ mod tests {
         }
         keep_freed_memory();
         assert_eq!(purge_delay_ms(), PURGE_DELAY_MS);
-        let kept: Vec<Vec<u8>> = (0..64).map(|i| vec![i as u8; 64 * 1024]).collect();
-        assert_eq!(
-            kept.iter().map(|v| v[0] as usize).sum::<usize>(),
-            63 * 64 / 2
-        );
     }
 }
