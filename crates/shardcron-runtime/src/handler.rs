@@ -7,11 +7,11 @@
 //! handler everything it needs to be idempotent downstream (the fire id) and to
 //! stop when its node loses the shard (the cancellation token).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use foldhash::HashMap;
 use shardcron_core::FireId;
 use tokio_util::sync::CancellationToken;
 
@@ -119,7 +119,7 @@ where
     }
 }
 
-/// Handlers by name.
+/// Handlers by name (`foldhash`: every run looks its handler up).
 #[derive(Clone, Default)]
 pub struct HandlerRegistry {
     handlers: HashMap<String, Arc<dyn Handler>>,

@@ -58,6 +58,42 @@ pub struct DueFires {
     pub cursor_before: i64,
 }
 
+/// A job's next fire in the heap.
+///
+/// Ordered by instant, then by when it was pushed, never by the job's id:
+/// thousands of every-second jobs share one instant, and a heap ordered by
+/// id compared their ids (long common prefixes) at every step of every pop
+/// of every claim step. Jobs of one instant leave in the order they were
+/// put in.
+#[derive(Clone, Debug)]
+struct NextFire {
+    at: i64,
+    seq: u64,
+    /// The job's id, shared by its entry's successive heap items (one
+    /// allocation per upsert, not per fire).
+    id: Arc<str>,
+}
+
+impl PartialEq for NextFire {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+
+impl Eq for NextFire {}
+
+impl PartialOrd for NextFire {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for NextFire {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.at, self.seq).cmp(&(other.at, other.seq))
+    }
+}
+
 /// Owned jobs and their next fire times.
 #[derive(Default)]
 pub struct Timetable {
@@ -66,7 +102,9 @@ pub struct Timetable {
     /// Job ids per shard, so per-shard questions cost the shard's jobs, not
     /// every job of the node.
     by_shard: HashMap<u32, BTreeSet<String>>,
-    heap: BinaryHeap<Reverse<(i64, String)>>,
+    heap: BinaryHeap<Reverse<NextFire>>,
+    /// Heap items pushed so far (the tie-break among equal instants).
+    pushed: u64,
 }
 
 impl Timetable {
@@ -115,7 +153,7 @@ impl Timetable {
             entry.job.next_after(entry.cursor_ms)
         };
         if let Some(next) = entry.next_ms {
-            self.heap.push(Reverse((next, entry.job.id().to_owned())));
+            self.push_next(next, Arc::from(entry.job.id()));
         }
         let id = entry.job.id().to_owned();
         if let Some(old) = self.jobs.insert(id.clone(), entry) {
@@ -161,9 +199,21 @@ impl Timetable {
         ids.len()
     }
 
+    fn push_next(&mut self, at: i64, id: Arc<str>) {
+        self.pushed += 1;
+        self.heap.push(Reverse(NextFire {
+            at,
+            seq: self.pushed,
+            id,
+        }));
+    }
+
     fn drop_stale_top(&mut self) {
-        while let Some(Reverse((due, id))) = self.heap.peek() {
-            let live = self.jobs.get(id).is_some_and(|e| e.next_ms == Some(*due));
+        while let Some(Reverse(top)) = self.heap.peek() {
+            let live = self
+                .jobs
+                .get(&*top.id)
+                .is_some_and(|e| e.next_ms == Some(top.at));
             if live {
                 return;
             }
@@ -174,7 +224,7 @@ impl Timetable {
     /// Earliest due time, Unix ms.
     pub fn next_due(&mut self) -> Option<i64> {
         self.drop_stale_top();
-        self.heap.peek().map(|Reverse((due, _))| *due)
+        self.heap.peek().map(|Reverse(top)| top.at)
     }
 
     /// Takes the jobs with fires up to their shard's horizon in `window`,
@@ -206,14 +256,15 @@ impl Timetable {
             };
             self.drop_stale_top();
             match self.heap.peek() {
-                Some(Reverse((due, _))) if *due <= furthest_ms => {}
+                Some(Reverse(top)) if top.at <= furthest_ms => {}
                 _ => break,
             }
-            // Taken by value: the id moves on to the job's next heap entry.
-            let Some(Reverse((due, id))) = self.heap.pop() else {
+            // Taken by value: the id moves on to the job's next heap item.
+            let Some(Reverse(top)) = self.heap.pop() else {
                 break;
             };
-            let Some(entry) = self.jobs.get_mut(&id) else {
+            let due = top.at;
+            let Some(entry) = self.jobs.get_mut(&*top.id) else {
                 continue;
             };
             let horizon_ms = if ahead_full {
@@ -222,13 +273,13 @@ impl Timetable {
                 (window.shard_horizon)(entry.shard).max(window.now_ms)
             };
             if due > horizon_ms {
-                deferred.push(Reverse((due, id)));
+                deferred.push(Reverse(top));
                 continue;
             }
             let decision = decide(entry, window.now_ms, horizon_ms, on_time_tolerance_ms);
             entry.next_ms = entry.job.next_after(entry.cursor_ms);
             if let Some(next) = entry.next_ms {
-                self.heap.push(Reverse((next, id)));
+                self.push_next(next, top.id);
             }
             if !decision.run.is_empty()
                 || !decision.misfired.is_empty()
@@ -620,5 +671,30 @@ mod window_tests {
         assert_eq!(t.remove_shard(0), 1);
         assert!(t.jobs_of_shard(0).is_empty() && t.get("a").is_none());
         assert_eq!((t.len(), t.jobs_of_shard(1)), (1, vec!["c".to_owned()]));
+    }
+
+    #[test]
+    fn jobs_of_one_instant_are_taken_in_the_order_they_were_put_in() {
+        let mut t = Timetable::new();
+        for id in ["c", "a", "b"] {
+            let mut e = job_on(id, 0, "@every 1s", MisfirePolicy::Skip);
+            e.cursor_ms = T0;
+            t.upsert(e);
+        }
+        let mut taken = Vec::new();
+        for now_ms in [T0 + 1000, T0 + 1000, T0 + 1000, T0 + 2000] {
+            let due = t.take_due(&ClaimWindow::due_at(now_ms), 2000, 1);
+            taken.extend(due.into_iter().map(|d| (d.job_id, d.run)));
+        }
+        let at = |ms: i64| vec![T0 + ms];
+        assert_eq!(
+            taken,
+            [
+                ("c".to_owned(), at(1000)),
+                ("a".to_owned(), at(1000)),
+                ("b".to_owned(), at(1000)),
+                ("c".to_owned(), at(2000)),
+            ]
+        );
     }
 }

@@ -14,7 +14,7 @@
 //! being claimed twice; the overlap, timeout, retry and panic rules are the
 //! executor's, the same for every fire.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::time::Duration;
 
 use metrics::counter;

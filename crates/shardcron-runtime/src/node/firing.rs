@@ -10,8 +10,9 @@
 //! | lease lost | the shard is dropped; the next owner catches its scheduled fires up; unresolved claims stay pending |
 //! | reply lost | every fire of the request becomes pending with its attempt marked uncertain, claimed again 250 ms later |
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
+use foldhash::HashMap;
 use metrics::counter;
 use shardcron_coord::{BatchOutcome, ClaimBatch, ClaimOutcome, FireClaim, FireKind, RunOutcome};
 use tokio::time::Instant;
@@ -315,23 +316,31 @@ impl Node {
             .get(&shard)
             .map_or_else(LeaseGuard::ended, |h| h.watch.guard());
         let tolerance_ms = self.settings.on_time_tolerance.as_millis() as i64;
-        let mut latest: HashMap<&str, i64> = HashMap::new();
-        for fire in &batch.fires {
-            let l = latest
-                .entry(fire.job_id.as_str())
-                .or_insert(fire.scheduled_ms);
-            *l = (*l).max(fire.scheduled_ms);
-        }
-        let mut dispatch = Vec::new();
-        for (fire, code) in batch.fires.iter().zip(codes) {
-            match code {
-                ClaimOutcome::Claimed => {
-                    let catch_up = now_ms - fire.scheduled_ms > tolerance_ms
+        // A fire followed by a later one of its job in the same batch is
+        // being made up (catch-up), as is one past the on-time tolerance.
+        let catch_up: Vec<bool> = {
+            let mut latest: HashMap<&str, i64> = HashMap::default();
+            for fire in &batch.fires {
+                let l = latest
+                    .entry(fire.job_id.as_str())
+                    .or_insert(fire.scheduled_ms);
+                *l = (*l).max(fire.scheduled_ms);
+            }
+            batch
+                .fires
+                .iter()
+                .map(|fire| {
+                    now_ms - fire.scheduled_ms > tolerance_ms
                         || latest
                             .get(fire.job_id.as_str())
-                            .is_some_and(|&l| fire.scheduled_ms < l);
-                    dispatch.push((fire.clone(), catch_up));
-                }
+                            .is_some_and(|&l| fire.scheduled_ms < l)
+                })
+                .collect()
+        };
+        let mut dispatch = Vec::new();
+        for ((fire, code), catch_up) in batch.fires.into_iter().zip(codes).zip(catch_up) {
+            match code {
+                ClaimOutcome::Claimed => dispatch.push((fire, catch_up)),
                 ClaimOutcome::AlreadyClaimed => {
                     self.report.claim_conflicts += 1;
                     counter!(m::CLAIM_CONFLICTS_TOTAL).increment(1);
@@ -423,6 +432,10 @@ impl Node {
     }
 
     pub(super) fn record_misfires(&self, d: &DueFires, token: u64) {
+        let misfires = d.misfired.len() + usize::from(d.beyond_grace.is_some());
+        if misfires == 0 {
+            return;
+        }
         let Some(entry) = self.timetable.get(&d.job_id) else {
             return;
         };
@@ -438,10 +451,7 @@ impl Node {
             tracked: false,
             trigger: false,
         };
-        let misfires = d.misfired.len() + usize::from(d.beyond_grace.is_some());
-        if misfires > 0 {
-            counter!(m::MISFIRES_TOTAL).increment(misfires as u64);
-        }
+        counter!(m::MISFIRES_TOTAL).increment(misfires as u64);
         if let Some(first) = d.beyond_grace {
             self.executor.record_not_run(
                 &mk(first),
