@@ -321,6 +321,13 @@ pub struct LiveArgs {
     /// Skip drawing the chart.
     #[arg(long)]
     pub no_charts: bool,
+    /// Run the workers observed as `shardcron worker` observes itself: the
+    /// daemon's log subscriber at its default `info` filter (to stderr;
+    /// `RUST_LOG` overrides it) and its Prometheus recorder installed, so
+    /// the figures include what every fire pays for its span and metrics.
+    /// Without it the workers run as a library embedded with neither.
+    #[arg(long)]
+    pub observe: bool,
 }
 
 /// The store `live` runs its workers on.

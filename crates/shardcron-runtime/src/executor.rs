@@ -42,6 +42,7 @@ use tracing::{debug, info_span, Instrument};
 
 use crate::ahead::{AheadLine, AheadRevision};
 use crate::clock::ServerClock;
+use crate::fire_metrics::FireMetrics;
 use crate::handler::{FireContext, HandlerError, HandlerRegistry};
 use crate::lease_watch::LeaseGuard;
 use crate::metrics as m;
@@ -236,7 +237,6 @@ impl Eq for JobKey {}
 
 /// Starts claimed fires per overlap policy and tracks what is in flight.
 pub struct Executor {
-    node_id: String,
     concurrency: usize,
     permits: Arc<Semaphore>,
     clock: ServerClock,
@@ -269,15 +269,15 @@ impl Executor {
         let permits = Arc::new(Semaphore::new(concurrency));
         let hard_stop = CancellationToken::new();
         let run_task = Arc::new(RunTask {
-            node_id: node_id.clone(),
+            node_id,
             handlers,
             permits: permits.clone(),
             clock: clock.clone(),
             sink: sink.clone(),
             hard_stop: hard_stop.clone(),
+            metrics: FireMetrics::register(),
         });
         Self {
-            node_id,
             concurrency,
             permits,
             clock,
@@ -518,14 +518,18 @@ impl Executor {
                 self.running.insert(JobKey(fire.job.clone()), 1);
             }
         }
-        m::in_flight_add(1.0);
         let run = self.run_task.clone();
+        let fire_id = self
+            .sink
+            .fire_id(fire.job.id(), fire.scheduled_ms, fire.shard);
+        // The node is named once, by the `worker` span this one is made
+        // under: a subscriber formats a span's fields when the span is
+        // made, which every fire pays for.
         let span = info_span!(
             "fire",
             job = %fire.job.id(),
-            fire = %FireId::new(fire.job.id(), fire.scheduled_ms),
+            fire = %fire_id,
             shard = fire.shard,
-            node = %self.node_id,
             token = fire.token,
             delivery = fire.delivery
         );
@@ -537,14 +541,15 @@ impl Executor {
         // timeout, the stop signal) is boxed where it is made: a spawn moves
         // a task's future several times on its way into the task cell, and
         // at the top of a busy second those copies are thousands.
-        let run = Box::pin(run.run(fire));
+        let run = Box::pin(run.run(fire, fire_id));
         self.tasks.spawn(finished, run.instrument(span));
+        self.run_task.metrics.in_flight_add(1.0);
     }
 
     fn finished(&mut self, done: Finished) -> u32 {
         let Finished { job, shard } = done;
         let job_id = job.id();
-        m::in_flight_add(-1.0);
+        self.run_task.metrics.in_flight_add(-1.0);
         self.count_out(shard);
         if let Some(n) = self.running.get_mut(job_id) {
             *n -= 1;
@@ -686,6 +691,7 @@ struct RunTask {
     clock: ServerClock,
     sink: EndSink,
     hard_stop: CancellationToken,
+    metrics: FireMetrics,
 }
 
 enum Attempt {
@@ -704,9 +710,8 @@ impl RunTask {
     /// the job's next fire, so starting it would let two handlers of one job
     /// run at once. It is recorded as `cancelled` and counted in
     /// `shardcron_fires_lost_total`, never dropped silently.
-    async fn run(self: Arc<Self>, fire: ClaimedFire) {
+    async fn run(self: Arc<Self>, fire: ClaimedFire, fire_id: FireId) {
         let job = fire.job.clone();
-        let fire_id = self.sink.fire_id(job.id(), fire.scheduled_ms, fire.shard);
         let Ok(_permit) = self.permits.clone().acquire_owned().await else {
             return;
         };
@@ -740,7 +745,7 @@ impl RunTask {
         };
         let began = tokio::time::Instant::now();
         let started_ms = self.clock.ms_at(began);
-        m::lateness(
+        self.metrics.lateness(
             started_ms - fire.scheduled_ms,
             job.spec.metrics_label.as_deref(),
         );
@@ -845,7 +850,7 @@ impl RunTask {
                 ),
             };
         };
-        m::run_duration(began.elapsed());
+        self.metrics.run_duration(began.elapsed());
         self.finish(&fire, &fire_id, (started_ms, attempt), verdict);
     }
 
@@ -859,7 +864,8 @@ impl RunTask {
         (started_ms, attempts): (i64, u32),
         (outcome, error, detail): (RunOutcome, Option<String>, Option<String>),
     ) {
-        m::fire_outcome(outcome, fire.job.spec.metrics_label.as_deref());
+        self.metrics
+            .outcome(outcome, fire.job.spec.metrics_label.as_deref());
         if outcome != RunOutcome::Succeeded {
             debug!(outcome = outcome.as_str(), error = ?error, "run did not succeed");
         }

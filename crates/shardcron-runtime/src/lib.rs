@@ -46,6 +46,8 @@ pub mod clock;
 #[doc(hidden)]
 pub mod executor;
 #[doc(hidden)]
+pub mod fire_metrics;
+#[doc(hidden)]
 pub mod handler;
 #[doc(hidden)]
 pub mod lease_watch;

@@ -7,9 +7,7 @@
 
 use std::time::Duration;
 
-use metrics::{
-    counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit,
-};
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, histogram, Unit};
 use shardcron_coord::RunOutcome;
 
 /// Fires by outcome.
@@ -222,11 +220,6 @@ pub fn lateness(ms: i64, job_label: Option<&str>) {
 /// Records a run's duration.
 pub fn run_duration(d: Duration) {
     histogram!(RUN_DURATION_SECONDS).record(d.as_secs_f64());
-}
-
-/// Adjusts the in-flight gauge.
-pub fn in_flight_add(delta: f64) {
-    gauge!(RUNS_IN_FLIGHT).increment(delta);
 }
 
 /// Records one coordination round trip.

@@ -116,6 +116,21 @@ fn per_thousand(cpu_s: f64, fires: u64) -> f64 {
     }
 }
 
+/// Installs what `shardcron worker` installs to observe itself: its log
+/// subscriber at the worker's default filter and its Prometheus recorder.
+/// Once per process: both are global.
+fn observe_as_the_daemon(runtime: &tokio::runtime::Runtime) -> Result<(), BenchError> {
+    shardcron_cli::logging::init(
+        shardcron_cli::args::LogFormat::Text,
+        shardcron_cli::logging::WORKER_DEFAULT_FILTER,
+    );
+    // The recorder's upkeep task is spawned on the fleet's runtime.
+    let _in_runtime = runtime.enter();
+    shardcron_cli::admin_http::install_metrics("bench", fleet::NAMESPACE)
+        .map(drop)
+        .map_err(|e| BenchError::live("installing the metrics recorder", e))
+}
+
 /// Snapshot of the counters around the window.
 struct Counters {
     commands: BTreeMap<String, u64>,
@@ -378,6 +393,9 @@ pub fn measure(args: &LiveArgs) -> Result<LiveReport, BenchError> {
         .enable_all()
         .build()
         .map_err(|e| BenchError::live("building the tokio runtime", e))?;
+    if args.observe {
+        observe_as_the_daemon(&runtime)?;
+    }
     // Room for the window and the minute of settling around it, at most
     // 16 M runs (384 MB of address space, touched only as runs come in).
     let run_ms = plan.duration_ms + millis(args.warmup) as i64 + 60_000;
@@ -608,6 +626,7 @@ pub fn measure(args: &LiveArgs) -> Result<LiveReport, BenchError> {
         settings: if args.fast { "fast" } else { "default" },
         heartbeat_ms: millis(plan.settings.heartbeat),
         claim_ahead_ms: millis(plan.settings.claim_ahead),
+        observed: args.observe,
         redis_bytes_per_job: if on_redis { redis_bytes_per_job } else { 0.0 },
         redis_memory_growth_bytes: if on_redis {
             i64::try_from(window_memory_after).unwrap_or(i64::MAX)

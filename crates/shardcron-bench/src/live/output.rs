@@ -69,6 +69,9 @@ pub struct LiveReport {
     pub heartbeat_ms: u64,
     /// How long before its instant each fire was claimed, ms.
     pub claim_ahead_ms: u64,
+    /// Whether the workers ran observed as `shardcron worker` observes
+    /// itself (`--observe`: its log subscriber and Prometheus recorder).
+    pub observed: bool,
     /// Redis `used_memory` growth from registering the jobs, per job
     /// (the job, its index entry, version and weight; before any fire).
     pub redis_bytes_per_job: f64,
@@ -167,13 +170,18 @@ pub fn summary_text(r: &LiveReport) -> String {
     };
     let _ = writeln!(
         out,
-        "live{store}: {} workers, {} jobs {}, {} shards, {} settings, claim ahead {} ms, window {:.1} s (settled in {} ms{})",
+        "live{store}: {} workers, {} jobs {}, {} shards, {} settings, claim ahead {} ms{}, window {:.1} s (settled in {} ms{})",
         r.workers,
         r.jobs,
         r.schedule,
         r.shards,
         r.settings,
         r.claim_ahead_ms,
+        if r.observed {
+            ", observed as `shardcron worker`"
+        } else {
+            ""
+        },
         (r.window.1 - r.window.0) as f64 / 1000.0,
         r.settle_ms,
         if r.warmup_ms > 0 {

@@ -21,6 +21,7 @@ use tracing::{debug, warn};
 use super::pending::{record_unresolved, FireKey, Pending};
 use super::Node;
 use crate::executor::{ClaimedFire, EntryChange, RecordFields};
+use crate::fire_metrics::SHARDED;
 use crate::lease_watch::LeaseGuard;
 use crate::metrics as m;
 use crate::timetable::{ClaimWindow, DueFires};
@@ -410,9 +411,9 @@ impl Node {
         let placement = if shard == self.leader_shard {
             "leader"
         } else {
-            "sharded"
+            SHARDED
         };
-        counter!(m::FIRES_BY_PLACEMENT_TOTAL, "placement" => placement).increment(1);
+        self.metrics.claimed(placement);
         if catch_up {
             counter!(m::CATCHUP_FIRES_TOTAL).increment(1);
         }

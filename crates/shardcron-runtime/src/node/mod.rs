@@ -42,6 +42,7 @@ use tracing::{debug, info, warn};
 
 use crate::clock::{Clock, ServerClock};
 use crate::executor::{EndSink, Executor};
+use crate::fire_metrics::FireMetrics;
 use crate::handler::HandlerRegistry;
 use crate::lease_watch::LeaseWatch;
 use crate::metrics as m;
@@ -106,6 +107,9 @@ pub(crate) struct Node {
     handoffs: bool,
     timetable: Timetable,
     executor: Executor,
+    /// Handles of the series the loop and the claim step record per turn
+    /// and per fire.
+    metrics: FireMetrics,
     records: Option<mpsc::UnboundedSender<Note>>,
     recorder: tokio::task::JoinHandle<()>,
     /// Open-entry changes of tracked fires not yet written, per shard: a
@@ -211,6 +215,7 @@ impl Node {
             handoffs: false,
             timetable: Timetable::new(),
             executor,
+            metrics: FireMetrics::register(),
             records: Some(records),
             recorder,
             unwritten,
@@ -409,8 +414,8 @@ impl Node {
     /// node's own idea of "on time" because it has too few run slots: that
     /// is overload, reported once per change of state (log, gauge, report).
     fn update_overload(&mut self) {
-        gauge!(m::RUNS_WAITING).set(self.executor.waiting() as f64);
-        gauge!(m::FIRES_CLAIMED_AHEAD).set(self.executor.claimed_ahead() as f64);
+        self.metrics
+            .line(self.executor.waiting(), self.executor.claimed_ahead());
         let full = self.executor.capacity() == 0;
         match (full, self.line_full_since) {
             (true, None) => {
