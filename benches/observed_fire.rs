@@ -23,12 +23,8 @@ use shardcron_runtime::metrics as m;
 
 /// The daemon's recorder and subscriber, installed for the whole process.
 fn observe_as_the_daemon(runtime: &tokio::runtime::Runtime) {
-    shardcron_cli::logging::init(
-        shardcron_cli::args::LogFormat::Text,
-        shardcron_cli::logging::WORKER_DEFAULT_FILTER,
-    );
     let _in_runtime = runtime.enter();
-    if let Err(e) = shardcron_cli::admin_http::install_metrics("bench", "bench") {
+    if let Err(e) = shardcron_cli::observe::as_a_worker("bench", "bench") {
         panic!("installing the recorder: {e}");
     }
 }

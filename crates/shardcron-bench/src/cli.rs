@@ -369,8 +369,10 @@ pub struct PeerArgs {
     /// Length of each measured window, whole seconds (e.g. `30s`).
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub duration: Duration,
-    /// BullMQ's warm-up before its window, whole seconds (shardcron's
-    /// window starts once its fleet has settled).
+    /// Warm-up before each system's window, whole seconds: BullMQ's from
+    /// its first fire, shardcron's from its fleet settling (`live
+    /// --warmup`). Both windows then measure the sustained rate rather
+    /// than a fleet's first seconds.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub warmup: Duration,
     /// Concurrency of each BullMQ worker (run.js `--concurrency`).

@@ -15,6 +15,8 @@
 //! * [`output`]: stdout, tables and time formats.
 //! * [`status_report`]: the fleet status, for `status` and the API.
 //! * [`admin_http`]: `/metrics`, `/healthz`, `/readyz` of a worker.
+//! * [`observe`]: the worker's log subscriber and recorder in one call,
+//!   for workers run outside the daemon.
 //! * [`api`]: the authenticated `/v1` admin API on the same address.
 //! * [`signals`]: graceful shutdown on SIGTERM/SIGINT.
 //! * [`cmd`]: the subcommands.
@@ -30,6 +32,7 @@ pub mod connect;
 pub mod exit;
 pub mod jobs_input;
 pub mod logging;
+pub mod observe;
 pub mod output;
 pub mod signals;
 pub mod status_report;

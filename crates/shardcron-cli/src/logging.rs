@@ -4,7 +4,11 @@
 //! | jq` and friends never see a log line. A long-running worker defaults to
 //! `info` (its log is the operator's view of membership and leases), one-shot
 //! commands to `warn` (a script wants their output, not their chatter). JSON
-//! lines are for log shippers.
+//! lines are for log shippers: each carries the event's fields at the top
+//! level and, under `spans`, every span it was logged in, outermost first,
+//! with its fields (the `worker` span's `node`, the `fire` span's `job`,
+//! `fire`, `shard`, `token`, `delivery`), so a handler's lines say which
+//! fire they belong to, as the text format's prefix does.
 
 use std::io::IsTerminal;
 
@@ -42,7 +46,7 @@ pub fn init(format: LogFormat, default_filter: &str) {
             .json()
             .flatten_event(true)
             .with_current_span(false)
-            .with_span_list(false)
+            .with_span_list(true)
             .try_init()
             .is_ok(),
     };

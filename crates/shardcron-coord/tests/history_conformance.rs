@@ -7,7 +7,6 @@
 //! commands however many jobs it carries, and per-job lists of an earlier
 //! version stay readable.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use shardcron_coord::redis_coord::{JOB_RUN_HISTORY_CAP, RUN_HISTORY_CAP};
@@ -16,7 +15,7 @@ use shardcron_core::shard_of;
 
 mod common;
 
-use common::{acquire, job, raw_redis, Env, RING};
+use common::{acquire, command_calls, job, raw_redis, Env, RING};
 
 /// A realistic record time (Nov 2023), so hours and days are as in use.
 const T0: i64 = 1_700_000_000_000;
@@ -189,22 +188,6 @@ conformance!(
     a_jobs_runs_stay_in_order_across_lease_holders,
 );
 
-/// Calls per command since the last `CONFIG RESETSTAT`.
-async fn command_calls(server: &shardcron_testkit::RedisServer) -> BTreeMap<String, u64> {
-    let info: String = raw_redis(server, ::redis::cmd("INFO").arg("commandstats")).await;
-    info.lines()
-        .filter_map(|line| {
-            let (name, fields) = line.trim().strip_prefix("cmdstat_")?.split_once(':')?;
-            let calls = fields
-                .split(',')
-                .find_map(|f| f.strip_prefix("calls="))?
-                .parse()
-                .ok()?;
-            Some((name.to_owned(), calls))
-        })
-        .collect()
-}
-
 #[tokio::test]
 async fn a_write_costs_the_same_commands_for_one_job_or_a_thousand() {
     let env = Env::redis();
@@ -221,16 +204,7 @@ async fn a_write_costs_the_same_commands_for_one_job_or_a_thousand() {
             .collect();
         let () = raw_redis(server, ::redis::cmd("CONFIG").arg("RESETSTAT")).await;
         c.record_runs(&batch).await.expect("record");
-        let calls: Vec<(String, u64)> = command_calls(server)
-            .await
-            .into_iter()
-            .filter(|(name, _)| {
-                !(name == "info"
-                    || name == "hello"
-                    || name.starts_with("client")
-                    || name.starts_with("config"))
-            })
-            .collect();
+        let calls: Vec<(String, u64)> = command_calls(server).await.into_iter().collect();
         per_write.push(calls);
     }
     let calls = |list: &[(&str, u64)]| -> Vec<(String, u64)> {

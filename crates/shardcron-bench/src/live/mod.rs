@@ -116,17 +116,13 @@ fn per_thousand(cpu_s: f64, fires: u64) -> f64 {
     }
 }
 
-/// Installs what `shardcron worker` installs to observe itself: its log
-/// subscriber at the worker's default filter and its Prometheus recorder.
-/// Once per process: both are global.
+/// Installs what `shardcron worker` installs to observe itself
+/// ([`shardcron_cli::observe::as_a_worker`]). Once per process: both parts
+/// are global.
 fn observe_as_the_daemon(runtime: &tokio::runtime::Runtime) -> Result<(), BenchError> {
-    shardcron_cli::logging::init(
-        shardcron_cli::args::LogFormat::Text,
-        shardcron_cli::logging::WORKER_DEFAULT_FILTER,
-    );
     // The recorder's upkeep task is spawned on the fleet's runtime.
     let _in_runtime = runtime.enter();
-    shardcron_cli::admin_http::install_metrics("bench", fleet::NAMESPACE)
+    shardcron_cli::observe::as_a_worker("bench", fleet::NAMESPACE)
         .map(drop)
         .map_err(|e| BenchError::live("installing the metrics recorder", e))
 }

@@ -425,7 +425,7 @@ pub struct Setup {
     pub workers: u32,
     /// Measured window, s.
     pub duration_s: u64,
-    /// BullMQ's warm-up, s.
+    /// Warm-up before each window (both systems), s.
     pub warmup_s: u64,
     /// Concurrency per BullMQ worker.
     pub concurrency: u32,
@@ -547,7 +547,7 @@ pub fn markdown(c: &Comparison) -> String {
         out,
         "Peer comparison: shardcron {} vs {bullmq}, {} workers each, every job firing every second, \
          {} s window per run; one run at a time, each on its own redis-server {}; \
-         Node {}, BullMQ `--aligned`, concurrency {}, warm-up {} s; {} cores.",
+         Node {}, BullMQ `--aligned`, concurrency {}; each window after a {} s warm-up; {} cores.",
         s.shardcron_version,
         s.workers,
         s.duration_s,

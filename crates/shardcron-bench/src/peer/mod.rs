@@ -144,6 +144,10 @@ fn live_args(
         jobs.to_string().into(),
         "--duration".into(),
         format!("{}s", args.duration.as_secs()).into(),
+        // The same warm-up as BullMQ's: both windows measure the sustained
+        // rate, not the catch-up of a fleet's first seconds.
+        "--warmup".into(),
+        format!("{}s", args.warmup.as_secs()).into(),
         "--redis-server".into(),
         redis_server.into(),
         "--out".into(),
@@ -324,6 +328,7 @@ mod tests {
         .unwrap();
         assert_eq!((live.workers, live.jobs), (2, 5000));
         assert_eq!(live.duration, Duration::from_secs(20));
+        assert_eq!(live.warmup, Duration::from_secs(10), "BullMQ's warm-up");
         assert_eq!(live.every, Duration::from_secs(1));
         assert_eq!(
             live.redis_server.as_deref(),

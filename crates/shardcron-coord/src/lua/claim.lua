@@ -48,6 +48,9 @@
 --   4. a scheduled fire must be later than the watermark and, if a trigger
 --      of the job is at or after it, have no key; a trigger must have no key
 --      and not be the watermark's ms.
+-- The leases (and f = 2 shard versions) of all the call's batches are
+-- read with one MGET before the first batch is decided (the script writes
+-- none of them, so each batch sees what it would have read itself).
 -- A batch's job versions, watermarks and trigger instants are read with
 -- one HMGET of the job-state hash and the watermarks it moved are written
 -- with one HSET at the end; later fires of the batch see the watermark the earlier ones left.
@@ -189,21 +192,15 @@ local function claim_scheduled(g, job, at, at_n, trig, key, tail)
 end
 
 -- One batch: keys from KEYS[k + 1], arguments from ARGV[a] (its
--- holder|token), n fires of f arguments each.
-local function claim(k, a, n, f)
+-- holder|token), n fires of f arguments each; lease_is and shard_version
+-- are the values of its lease and (f = 2) shard version keys, as read
+-- before the first batch (see the end of the script).
+local function claim(k, a, n, f, lease_is, shard_version)
   batch_no = batch_no + 1
-  local lease, wm_key = KEYS[k + 1], KEYS[k + 2]
+  local wm_key = KEYS[k + 2]
   local queue_key, open_key = KEYS[k + 3], KEYS[k + 4]
   local holder_token = ARGV[a]
   prefix = ARGV[a + 1]
-  -- f = 2 also reads the shard's version: one command for both.
-  local lease_is, shard_version
-  if f == 2 then
-    local got = redis.call('MGET', lease, KEYS[k + 5])
-    lease_is, shard_version = got[1], got[2]
-  else
-    lease_is = redis.call('GET', lease)
-  end
   if lease_is ~= holder_token then
     put(-1)
     return
@@ -384,16 +381,50 @@ local function claim(k, a, n, f)
   if count > 0 then redis.call('HSET', wm_key, unpack(fields, 1, count)) end
 end
 
-local k, a = 0, 2
-while a <= #ARGV do
-  local n, f = tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])
-  claim(k, a, n, f)
-  if f == 2 then
-    k = k + 5
-    a = a + 7 + 2 * n
-  else
-    k = k + 4
-    a = a + 5 + f * n
+-- Where each batch starts (keys at k + 1, arguments at a) and its fire
+-- count and form; and the keys every batch checks: its lease and, with
+-- f = 2, its shard version.
+local bk, ba, bn, bf = {}, {}, {}, {}
+local checked, nchecked = {}, 0
+do
+  local k, a, b = 0, 2, 0
+  while a <= #ARGV do
+    local n, f = tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])
+    b = b + 1
+    bk[b], ba[b], bn[b], bf[b] = k, a, n, f
+    nchecked = nchecked + 1
+    checked[nchecked] = KEYS[k + 1]
+    if f == 2 then
+      nchecked = nchecked + 1
+      checked[nchecked] = KEYS[k + 5]
+      k = k + 5
+      a = a + 7 + 2 * n
+    else
+      k = k + 4
+      a = a + 5 + f * n
+    end
   end
+end
+-- Every batch's lease (and shard version) in one MGET, read before the
+-- first batch is decided rather than at the start of each: this script
+-- writes neither kind of key and runs atomically, so each batch sees the
+-- values it would have read itself. One command instead of one per batch
+-- (most of the call's fixed cost at a job or two per shard).
+local values = {}
+for from = 1, nchecked, CHUNK do
+  local part = redis.call('MGET', unpack(checked, from, math.min(from + CHUNK - 1, nchecked)))
+  for i = 1, #part do values[from + i - 1] = part[i] end
+end
+local v = 0
+for b = 1, #bk do
+  local f = bf[b]
+  local shard_version = nil
+  v = v + 1
+  local lease_is = values[v]
+  if f == 2 then
+    v = v + 1
+    shard_version = values[v]
+  end
+  claim(bk[b], ba[b], bn[b], f, lease_is, shard_version)
 end
 return out

@@ -10,6 +10,7 @@
 
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -388,4 +389,28 @@ macro_rules! conformance {
             $( #[tokio::test] async fn $name() { super::$name(super::Env::etcd()).await } )*
         }
     };
+}
+
+/// Calls per command since the last `CONFIG RESETSTAT` (commands a script
+/// runs are counted too), leaving out the connection's own (`HELLO`,
+/// `CLIENT …`) and the test's (`INFO`, `CONFIG …`).
+pub async fn command_calls(server: &RedisServer) -> BTreeMap<String, u64> {
+    let info: String = raw_redis(server, ::redis::cmd("INFO").arg("commandstats")).await;
+    info.lines()
+        .filter_map(|line| {
+            let (name, fields) = line.trim().strip_prefix("cmdstat_")?.split_once(':')?;
+            let calls = fields
+                .split(',')
+                .find_map(|f| f.strip_prefix("calls="))?
+                .parse()
+                .ok()?;
+            Some((name.to_owned(), calls))
+        })
+        .filter(|(name, _)| {
+            !(name == "info"
+                || name == "hello"
+                || name.starts_with("client")
+                || name.starts_with("config"))
+        })
+        .collect()
 }
