@@ -570,6 +570,19 @@ impl ProcFleet {
         lines[lines.len().saturating_sub(20)..].join("\n")
     }
 
+    /// The last `n` lines of `node`'s log that are warnings or errors, or
+    /// say whom its store connection follows: what a failed chaos
+    /// assertion needs to tell a stall from a fault.
+    pub fn log_warnings(&self, node: &str, n: usize) -> String {
+        let text =
+            std::fs::read_to_string(self.cli.path(&format!("{node}.log"))).unwrap_or_default();
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("WARN") || l.contains("ERROR") || l.contains("following"))
+            .collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+
     /// Status JSON of the namespace, from the real binary.
     pub fn status(&self) -> serde_json::Value {
         let o = self.cli.run(&["status", "--json"]);

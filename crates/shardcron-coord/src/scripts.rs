@@ -25,6 +25,15 @@ macro_rules! with_migration {
     };
 }
 
+/// The source of a script that reads many leases at once, with the prelude
+/// that reads them with `MGET` yet fails on a key of the wrong type as
+/// `GET` would (`lua/read_strings.lua`) in front.
+macro_rules! with_string_reader {
+    ($path:literal) => {
+        concat!(include_str!("lua/read_strings.lua"), include_str!($path))
+    };
+}
+
 /// Every script the Redis coordinator runs.
 pub struct Scripts {
     /// Register/refresh a member.
@@ -78,9 +87,9 @@ impl Scripts {
             members: Script::new(include_str!("lua/members.lua")),
             deregister: Script::new(include_str!("lua/deregister.lua")),
             acquire: Script::new(with_migration!("lua/acquire.lua")),
-            renew: Script::new(include_str!("lua/renew.lua")),
+            renew: Script::new(with_string_reader!("lua/renew.lua")),
             release: Script::new(include_str!("lua/release.lua")),
-            claim: Script::new(include_str!("lua/claim.lua")),
+            claim: Script::new(with_string_reader!("lua/claim.lua")),
             put_job: Script::new(with_migration!("lua/put_job.lua")),
             delete_job: Script::new(with_migration!("lua/delete_job.lua")),
             ensure_config: Script::new(include_str!("lua/ensure_config.lua")),
@@ -104,9 +113,9 @@ impl Scripts {
             include_str!("lua/members.lua"),
             include_str!("lua/deregister.lua"),
             with_migration!("lua/acquire.lua"),
-            include_str!("lua/renew.lua"),
+            with_string_reader!("lua/renew.lua"),
             include_str!("lua/release.lua"),
-            include_str!("lua/claim.lua"),
+            with_string_reader!("lua/claim.lua"),
             with_migration!("lua/put_job.lua"),
             with_migration!("lua/delete_job.lua"),
             include_str!("lua/ensure_config.lua"),

@@ -11,9 +11,8 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{command_calls, first_attempt, job, raw_redis, Env, RING};
-use shardcron_coord::{BatchOutcome, ClaimBatch, ClaimOutcome, FireKind, LeaseGrant};
-use shardcron_core::shard_of;
+use common::{claim_step, command_calls, every_shard_held, raw_redis, Env, RING};
+use shardcron_coord::{BatchOutcome, ClaimOutcome};
 
 /// Calls of `name` in `calls` (0 when it was not called).
 fn of(calls: &BTreeMap<String, u64>, name: &str) -> u64 {
@@ -28,50 +27,13 @@ async fn a_claim_call_and_a_renewal_read_their_leases_in_one_command() {
     };
     let c = env.coord().await;
     // Jobs in most of the ring's shards, every shard held by one holder.
-    let mut by_shard: BTreeMap<u32, Vec<(String, u64)>> = BTreeMap::new();
-    for i in 0..150 {
-        let id = format!("job-{i}");
-        let stored = c.put_job(&job(&id), None).await.expect("put");
-        by_shard
-            .entry(shard_of(&id, RING.shard_count))
-            .or_default()
-            .push((id, stored.version));
-    }
-    let shards: Vec<u32> = (0..RING.shard_count).collect();
     let holder = "n1/x";
     let ttl = Duration::from_secs(30);
-    let tokens: Vec<u64> = c
-        .acquire_leases(&shards, holder, ttl)
-        .await
-        .expect("acquire")
-        .into_iter()
-        .map(|g| match g {
-            LeaseGrant::Granted { token } => token,
-            other => panic!("{other:?}"),
-        })
-        .collect();
-    let loaded = c
-        .load_shards(&by_shard.keys().copied().collect::<Vec<_>>())
-        .await
-        .expect("load");
+    let (by_shard, tokens) = every_shard_held(&c, 150, holder, ttl).await;
+    let shards: Vec<u32> = (0..RING.shard_count).collect();
     // One batch per shard with jobs, as a claim step sends them: the
     // shard-version form for all but one, whose fires are sent one by one.
-    let batches: Vec<ClaimBatch> = by_shard
-        .iter()
-        .zip(&loaded)
-        .enumerate()
-        .map(|(i, ((&shard, jobs), load))| ClaimBatch {
-            shard,
-            holder: holder.to_owned(),
-            token: tokens[shard as usize],
-            fires: jobs
-                .iter()
-                .map(|(id, v)| first_attempt(id, 5_000, *v, FireKind::Scheduled))
-                .collect(),
-            ahead_ms: 0,
-            loaded_at: (i > 0).then_some(load.version),
-        })
-        .collect();
+    let batches = claim_step(&c, &by_shard, &tokens, holder, 5_000, |i| i > 0).await;
     assert!(batches.len() > 40, "{} shards with jobs", batches.len());
     let () = raw_redis(server, ::redis::cmd("CONFIG").arg("RESETSTAT")).await;
     let out = c

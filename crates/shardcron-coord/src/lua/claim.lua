@@ -50,7 +50,9 @@
 --      and not be the watermark's ms.
 -- The leases (and f = 2 shard versions) of all the call's batches are
 -- read with one MGET before the first batch is decided (the script writes
--- none of them, so each batch sees what it would have read itself).
+-- none of them, so each batch sees what it would have read itself; a key
+-- of the wrong type fails the call before anything is written: see
+-- read_strings.lua, prepended to this script).
 -- A batch's job versions, watermarks and trigger instants are read with
 -- one HMGET of the job-state hash and the watermarks it moved are written
 -- with one HSET at the end; later fires of the batch see the watermark the earlier ones left.
@@ -405,16 +407,15 @@ do
     end
   end
 end
--- Every batch's lease (and shard version) in one MGET, read before the
--- first batch is decided rather than at the start of each: this script
--- writes neither kind of key and runs atomically, so each batch sees the
--- values it would have read itself. One command instead of one per batch
--- (most of the call's fixed cost at a job or two per shard).
-local values = {}
-for from = 1, nchecked, CHUNK do
-  local part = redis.call('MGET', unpack(checked, from, math.min(from + CHUNK - 1, nchecked)))
-  for i = 1, #part do values[from + i - 1] = part[i] end
-end
+-- Every batch's lease (and shard version) in one MGET (read_strings),
+-- read before the first batch is decided rather than at the start of
+-- each: this script writes neither kind of key and runs atomically, so
+-- each batch sees the values it would have read itself. One command
+-- instead of one per batch (most of the call's fixed cost at a job or two
+-- per shard). And a key of the wrong type fails the whole call before any
+-- batch has written a thing, where reading batch by batch would have
+-- failed it after the earlier batches had claimed their fires.
+local values = read_strings(checked, nchecked)
 local v = 0
 for b = 1, #bk do
   local f = bf[b]

@@ -9,23 +9,20 @@
 -- holder still runs it (an earlier single-command SET XX GET, which wrote a
 -- foreign value back with our TTL, did exactly that; the conformance case
 -- a_refused_renewal_leaves_the_new_holders_expiry_alone holds it).
--- The values are read with one MGET (in chunks: unpack() takes at most
--- ~8000 values) before any lease is extended: the script writes no value
--- and runs atomically, so each lease is decided on the value a GET of its
--- own would have read. One command for the call instead of one per lease.
+-- The values are read first, all of them (read_strings, with one MGET),
+-- and only then is any lease extended: the script writes no value and runs
+-- atomically, so each lease is decided on the value a GET of its own would
+-- have read, and a lease key of the wrong type fails the call before any
+-- lease is extended. One command for the call instead of one per lease.
 -- Returns per lease 1 extended, 0 not ours (nothing written).
+local values = read_strings(KEYS, #KEYS)
 local out = {}
-local CHUNK = 4000
-for from = 1, #KEYS, CHUNK do
-  local to = math.min(from + CHUNK - 1, #KEYS)
-  local values = redis.call('MGET', unpack(KEYS, from, to))
-  for i = from, to do
-    if values[i - from + 1] == ARGV[i + 1] then
-      redis.call('PEXPIRE', KEYS[i], ARGV[1])
-      out[i] = 1
-    else
-      out[i] = 0
-    end
+for i = 1, #KEYS do
+  if values[i] == ARGV[i + 1] then
+    redis.call('PEXPIRE', KEYS[i], ARGV[1])
+    out[i] = 1
+  else
+    out[i] = 0
   end
 end
 return out

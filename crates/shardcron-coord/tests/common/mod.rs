@@ -360,6 +360,73 @@ pub fn one_batch(shard: u32, holder: &str, token: u64, fires: Vec<FireClaim>) ->
     }]
 }
 
+/// Jobs spread over the ring's shards (`jobs` of them, by shard: id and
+/// version), and every shard of the ring held by `holder` for `ttl` (the
+/// token of shard `s` at index `s`): what one node of a one-node fleet
+/// holds.
+pub async fn every_shard_held(
+    c: &Arc<dyn Coordinator>,
+    jobs: usize,
+    holder: &str,
+    ttl: Duration,
+) -> (BTreeMap<u32, Vec<(String, u64)>>, Vec<u64>) {
+    let mut by_shard: BTreeMap<u32, Vec<(String, u64)>> = BTreeMap::new();
+    for i in 0..jobs {
+        let id = format!("job-{i}");
+        let stored = c.put_job(&job(&id), None).await.expect("put");
+        by_shard
+            .entry(shardcron_core::shard_of(&id, RING.shard_count))
+            .or_default()
+            .push((id, stored.version));
+    }
+    let shards: Vec<u32> = (0..RING.shard_count).collect();
+    let tokens = c
+        .acquire_leases(&shards, holder, ttl)
+        .await
+        .expect("acquire")
+        .into_iter()
+        .map(|g| match g {
+            LeaseGrant::Granted { token } => token,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    (by_shard, tokens)
+}
+
+/// The batches of one claim step over `by_shard` (from
+/// [`every_shard_held`]): a batch per shard with jobs, each job's fire at
+/// `at`; the `i`th batch promises its shard's load (the shard-version
+/// form) when `promise(i)`, else sends its fires one by one.
+pub async fn claim_step(
+    c: &Arc<dyn Coordinator>,
+    by_shard: &BTreeMap<u32, Vec<(String, u64)>>,
+    tokens: &[u64],
+    holder: &str,
+    at: i64,
+    promise: impl Fn(usize) -> bool,
+) -> Vec<ClaimBatch> {
+    let loaded = c
+        .load_shards(&by_shard.keys().copied().collect::<Vec<_>>())
+        .await
+        .expect("load");
+    by_shard
+        .iter()
+        .zip(&loaded)
+        .enumerate()
+        .map(|(i, ((&shard, jobs), load))| ClaimBatch {
+            shard,
+            holder: holder.to_owned(),
+            token: tokens[shard as usize],
+            fires: jobs
+                .iter()
+                .map(|(id, v)| first_attempt(id, at, *v, FireKind::Scheduled))
+                .collect(),
+            ahead_ms: 0,
+            loaded_at: promise(i).then_some(load.version),
+        })
+        .collect()
+}
+
 /// Runs every named case against every store.
 #[macro_export]
 macro_rules! conformance {
