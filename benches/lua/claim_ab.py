@@ -72,8 +72,21 @@ T = [1_700_000_000_000] * SH
 att = [0]
 
 
+PRELUDE = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                       '../../crates/shardcron-coord/src/lua/read_strings.lua')
+
+
+def source(path):
+    """The script as the coordinator loads it: a claim.lua that reads its
+    leases through read_strings gets that prelude in front (scripts.rs)."""
+    text = open(path).read()
+    if 'read_strings(' in text and 'local function read_strings' not in text:
+        text = open(PRELUDE).read() + text
+    return text
+
+
 def run(path, calls, form):
-    sha = r.script_load(open(path).read())
+    sha = r.script_load(source(path))
     fires = 0
     if IR:
         instructions()
