@@ -240,7 +240,9 @@ pub struct LiveArgs {
     /// Length of the measured window, e.g. `30s`.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub duration: Duration,
-    /// How long the settled fleet runs before the window, e.g. `120s`: a
+    /// How long the settled fleet runs before the window, e.g. `120s`,
+    /// counted from when it has caught up with the fires due while the
+    /// jobs were registered (that is waited for in any case): a
     /// window measured after 100 s finds every job's run-history ring full,
     /// as in a fleet that has been running, instead of growing it.
     #[arg(long, default_value = "0s", value_parser = parse_duration)]
@@ -370,7 +372,8 @@ pub struct PeerArgs {
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub duration: Duration,
     /// Warm-up before each system's window, whole seconds: BullMQ's from
-    /// its first fire, shardcron's from its fleet settling (`live
+    /// its first fire, shardcron's from its fleet settling and catching up
+    /// with the fires due while its jobs were registered (`live
     /// --warmup`). Both windows then measure the sustained rate rather
     /// than a fleet's first seconds.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]

@@ -167,10 +167,31 @@ impl Recorder {
         fires
     }
 
+    /// Calls `visit` on every fire recorded since `cursor` last read (each
+    /// log in its own order), and moves `cursor` past them: how the phases
+    /// around the window follow the runs without copying all of them.
+    pub fn read_new(&self, cursor: &mut ReadCursor, mut visit: impl FnMut(&Fire)) {
+        for (log, read) in self.shared.logs.iter().zip(cursor.read.iter_mut()) {
+            let log = lock(log);
+            log.get(*read..)
+                .unwrap_or_default()
+                .iter()
+                .for_each(&mut visit);
+            *read = log.len();
+        }
+    }
+
     /// Names of the workers that recorded fires; [`Fire::worker`] indexes it.
     pub fn workers(&self) -> Vec<String> {
         lock(&self.shared.workers).clone()
     }
+}
+
+/// How far a reader of a [`Recorder`] got in each of its logs (see
+/// [`Recorder::read_new`]); a new cursor starts at the first fire.
+#[derive(Clone, Debug, Default)]
+pub struct ReadCursor {
+    read: [usize; LOGS],
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

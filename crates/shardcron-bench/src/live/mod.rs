@@ -11,8 +11,9 @@
 //! started, worker)`; once the fleet has settled (every shard held by its
 //! owner in the expected placement: `ShardMap::place` over the running
 //! workers and the weights of the jobs the benchmark registered, see
-//! [`weights`]) a window of `--duration`, aligned to a period boundary, is
-//! measured:
+//! [`weights`]) and has caught up with the fires due while the jobs were
+//! registered (`phases`), a window of `--duration`, aligned to a period
+//! boundary, is measured:
 //!
 //! * fires/s and lateness p50/p99/max (handler start − `scheduled_ms`),
 //!   overall and per second of the window (`lateness_over_time.svg`),
@@ -37,7 +38,8 @@
 //!
 //! The modules: [`churn`] parses the timeline, `fleet` runs the workers,
 //! `driver` plays the timeline and times settling, [`settle`] confirms it in
-//! Redis, [`mod@audit`], [`claims`], [`timeline`], [`per_node`] and `results`
+//! Redis, `phases` waits out the catch-up before the window and the tail
+//! after it, [`mod@audit`], [`claims`], [`timeline`], [`per_node`] and `results`
 //! judge the recorded fires, [`output`], `files` and `chart` write the
 //! results.
 
@@ -52,6 +54,7 @@ mod fleet;
 pub mod output;
 pub mod per_node;
 pub mod pg;
+mod phases;
 mod results;
 pub mod settle;
 pub mod stats;
@@ -443,6 +446,15 @@ pub fn measure(args: &LiveArgs) -> Result<LiveReport, BenchError> {
         }
     );
 
+    // Warm up (and measure) only once the fleet runs on time: it first
+    // works off the fires due while the jobs were registered (see
+    // `phases`).
+    let caught_up = runtime.block_on(phases::wait_caught_up(&recorder, Duration::from_secs(60)));
+    match caught_up {
+        Ok(ms) => eprintln!("caught up with the fires due since registration after {ms} ms"),
+        Err(ms) => eprintln!("still catching up after {ms} ms: measuring anyway"),
+    }
+
     // Start on a period boundary at least one period away (`--schedule`:
     // at its first fire at least 2 s away).
     let warmup_ms = millis(args.warmup) as i64;
@@ -494,7 +506,7 @@ pub fn measure(args: &LiveArgs) -> Result<LiveReport, BenchError> {
     // Let runs of the window's last instants finish and be recorded: at
     // overload fires run late, so wait until no more of them start (3 s
     // without a new start, 90 s at most).
-    runtime.block_on(wait_for_the_tail(&recorder));
+    runtime.block_on(phases::wait_for_the_tail(&recorder, to_ms));
     let (fleet, timings) = driver.into_parts();
     let workers_at_end = fleet.names();
     let reports = runtime.block_on(fleet.stop());
@@ -637,6 +649,7 @@ pub fn measure(args: &LiveArgs) -> Result<LiveReport, BenchError> {
             millis(plan.settings.member_ttl),
         ),
         settle_ms,
+        caught_up_ms: caught_up.ok(),
         warmup_ms: millis(args.warmup),
         window: (from_ms, to_ms),
         lost_with_crash: attribution.lost_per_event.iter().sum(),
@@ -689,20 +702,6 @@ struct StoreFigures {
     redis_cpu_s: f64,
     postgres: Option<pg::PgReport>,
     etcd: Option<etcd::EtcdReport>,
-}
-
-/// Waits until no fire has started for 3 s (at most 90 s): the late tail of
-/// an overloaded run.
-async fn wait_for_the_tail(recorder: &Recorder) {
-    let limit = tokio::time::Instant::now() + Duration::from_secs(90);
-    let mut seen = recorder.len();
-    let mut quiet = 0;
-    while quiet < 3 && tokio::time::Instant::now() < limit {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let now = recorder.len();
-        quiet = if now == seen { quiet + 1 } else { 0 };
-        seen = now;
-    }
 }
 
 fn millis(duration: Duration) -> u64 {

@@ -88,7 +88,11 @@ pub struct LiveReport {
     pub ttl_ms: (u64, u64),
     /// Time from starting the workers until every shard was owned, ms.
     pub settle_ms: u64,
-    /// How long the settled fleet ran before the window (`--warmup`), ms.
+    /// Time from settling until the fleet had caught up with the fires due
+    /// while the jobs were registered (a second of runs all under 1 s
+    /// late), ms; `None` if it had not after a minute.
+    pub caught_up_ms: Option<u64>,
+    /// How long the caught-up fleet ran before the window (`--warmup`), ms.
     pub warmup_ms: u64,
     /// Measured window `[from_ms, to_ms)`, Unix ms.
     pub window: (i64, i64),
@@ -170,7 +174,7 @@ pub fn summary_text(r: &LiveReport) -> String {
     };
     let _ = writeln!(
         out,
-        "live{store}: {} workers, {} jobs {}, {} shards, {} settings, claim ahead {} ms{}, window {:.1} s (settled in {} ms{})",
+        "live{store}: {} workers, {} jobs {}, {} shards, {} settings, claim ahead {} ms{}, window {:.1} s (settled in {} ms, {}{})",
         r.workers,
         r.jobs,
         r.schedule,
@@ -184,6 +188,10 @@ pub fn summary_text(r: &LiveReport) -> String {
         },
         (r.window.1 - r.window.0) as f64 / 1000.0,
         r.settle_ms,
+        r.caught_up_ms.map_or_else(
+            || "still catching up after 60 s".to_owned(),
+            |ms| format!("caught up in {ms} ms")
+        ),
         if r.warmup_ms > 0 {
             format!(", then {:.0} s of warm-up", r.warmup_ms as f64 / 1000.0)
         } else {
