@@ -6,7 +6,7 @@
 //! fires due at once. Between the claim and the instant three things can
 //! happen, and the line answers each:
 //!
-//! - *the instant comes*: [`AheadLine::pop_due`] hands the fire to the
+//! - *the instant comes*: [`AheadLine::take_due`] hands the fire to the
 //!   executor, which applies the overlap policy then, against the runs going
 //!   on at that moment, as for a fire claimed when due;
 //! - *the job changes*: [`AheadLine::revise`] makes the fire run the job as
@@ -18,6 +18,7 @@
 //!   (the executor's start check records it `cancelled`, abandoning a
 //!   tracked fire's open entry for the shard's next owner to recover).
 
+use std::collections::btree_map::IntoValues;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -95,13 +96,14 @@ impl AheadLine {
         self.fires.first_key_value().map(|(&(at, _), _)| at)
     }
 
-    /// Takes the earliest fire if its instant is at or before `now_ms`.
-    pub fn pop_due(&mut self, now_ms: i64) -> Option<AheadFire> {
-        let entry = self.fires.first_entry()?;
-        if entry.key().0 > now_ms {
-            return None;
-        }
-        Some(entry.remove())
+    /// Takes every fire whose instant is at or before `now_ms`, in order of
+    /// (instant, arrival). The line is split at `now_ms` and the due part
+    /// read out front to back: taking the first entry one at a time moves
+    /// the rest of its tree node up each time, a copy of several fires per
+    /// fire when thousands are released at one instant.
+    pub fn take_due(&mut self, now_ms: i64) -> IntoValues<(i64, u64), AheadFire> {
+        let later = self.fires.split_off(&(now_ms.saturating_add(1), 0));
+        std::mem::replace(&mut self.fires, later).into_values()
     }
 
     /// Applies a reload of `shard`'s jobs to its waiting fires.
@@ -169,12 +171,17 @@ mod tests {
         line.push(fire("b", 0, 2000));
         line.push(fire("a", 0, 1000));
         line.push(fire("c", 0, 2000));
+        line.push(fire("d", 0, 3000));
         assert_eq!(line.next_instant(), Some(1000));
-        assert!(line.pop_due(999).is_none());
-        let order: Vec<String> = std::iter::from_fn(|| line.pop_due(2000))
+        assert_eq!(line.take_due(999).count(), 0);
+        let order: Vec<String> = line
+            .take_due(2000)
             .map(|w| w.fire.job.id().to_owned())
             .collect();
         assert_eq!(order, ["a", "b", "c"], "same instant: in order of arrival");
+        assert_eq!(line.len(), 1, "the later fire waits");
+        assert_eq!(line.next_instant(), Some(3000));
+        assert_eq!(line.take_due(i64::MAX).count(), 1);
         assert!(line.is_empty());
     }
 
@@ -185,9 +192,10 @@ mod tests {
         line.push(fire("b", 1, 1000));
         line.revise(0, |_| AheadRevision::Withdraw("paused"));
         line.revise(1, |_| AheadRevision::Keep);
-        let a = line.pop_due(1000).expect("a");
+        let mut due = line.take_due(1000);
+        let a = due.next().expect("a");
         assert_eq!(a.withdrawn, Some("paused"));
-        let b = line.pop_due(1000).expect("b");
+        let b = due.next().expect("b");
         assert_eq!(b.withdrawn, None);
         line.push(fire("a", 0, 2000));
         line.revise(0, |_| AheadRevision::Withdraw("paused"));
@@ -200,7 +208,7 @@ mod tests {
             job: resumed.clone(),
             version: 3,
         });
-        let a = line.pop_due(2000).expect("a");
+        let a = line.take_due(2000).next().expect("a");
         assert_eq!(a.withdrawn, None, "resumed before its instant: it runs");
         assert_eq!(
             (a.fire.version, a.fire.job.spec.handler.as_str()),

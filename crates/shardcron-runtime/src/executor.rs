@@ -356,7 +356,7 @@ impl Executor {
     pub fn release_due(&mut self) -> usize {
         let now = self.clock.earliest_now_ms();
         let mut released = 0;
-        while let Some(waiting) = self.ahead.pop_due(now) {
+        for waiting in self.ahead.take_due(now) {
             if released == 0 {
                 // Overlap decisions must see every run that has ended.
                 self.reap_finished();
