@@ -505,7 +505,7 @@ pub fn measure(args: &LiveArgs) -> Result<LiveReport, BenchError> {
     runtime.block_on(driver.finish(Duration::from_secs(60)));
     // Let runs of the window's last instants finish and be recorded: at
     // overload fires run late, so wait until no more of them start (3 s
-    // without a new start, 90 s at most).
+    // without a start of one of the window's instants, 90 s at most).
     runtime.block_on(phases::wait_for_the_tail(&recorder, to_ms));
     let (fleet, timings) = driver.into_parts();
     let workers_at_end = fleet.names();

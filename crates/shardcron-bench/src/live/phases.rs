@@ -18,42 +18,19 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::audit::{ReadCursor, Recorder};
+use super::audit::{Fire, ReadCursor, Recorder};
 
 /// Lateness from which a run counts as catching up rather than on time:
 /// the sustained-rate criterion of `peer` (p99 under 1 s).
 const CATCHING_UP_MS: i64 = 1_000;
 
-/// How often the phases read the runs recorded since their last look.
-const LOOK_EVERY: Duration = Duration::from_millis(500);
-
-/// Looks in a row without a run as late as [`CATCHING_UP_MS`] that make
-/// the fleet caught up: one second of runs on time.
-const ON_TIME_LOOKS: u32 = 2;
-
-/// Waits until the fleet has run one second without starting a fire
-/// [`CATCHING_UP_MS`] or more late. Returns the milliseconds waited, or
-/// `Err` with them when `limit` passed first (the window is measured
-/// anyway, and shows the lateness).
+/// Waits until the fleet has run one second (two looks half a second
+/// apart) without starting a fire [`CATCHING_UP_MS`] or more late. Returns
+/// the milliseconds waited, or `Err` with them when `limit` passed first
+/// (the window is measured anyway, and shows the lateness).
 pub async fn wait_caught_up(recorder: &Recorder, limit: Duration) -> Result<u64, u64> {
-    let started = Instant::now();
-    let mut cursor = ReadCursor::default();
-    let mut on_time_looks = 0;
-    loop {
-        tokio::time::sleep(LOOK_EVERY).await;
-        let mut late = false;
-        recorder.read_new(&mut cursor, |fire| {
-            late |= fire.started_ms - fire.scheduled_ms >= CATCHING_UP_MS;
-        });
-        on_time_looks = if late { 0 } else { on_time_looks + 1 };
-        let waited = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        if on_time_looks >= ON_TIME_LOOKS {
-            return Ok(waited);
-        }
-        if started.elapsed() >= limit {
-            return Err(waited);
-        }
-    }
+    let catching_up = |fire: &Fire| fire.started_ms - fire.scheduled_ms >= CATCHING_UP_MS;
+    wait_for_quiet(recorder, Duration::from_millis(500), 2, limit, catching_up).await
 }
 
 /// Waits until no run of a fire scheduled before `to_ms` (the window's
@@ -61,16 +38,38 @@ pub async fn wait_caught_up(recorder: &Recorder, limit: Duration) -> Result<u64,
 /// instants run late. Runs of later instants do not count, so a fleet on
 /// time is done about 3 s after the window.
 pub async fn wait_for_the_tail(recorder: &Recorder, to_ms: i64) {
-    let limit = Instant::now() + Duration::from_secs(90);
+    let of_the_window = |fire: &Fire| fire.scheduled_ms < to_ms;
+    let limit = Duration::from_secs(90);
+    // Either way the window is measured next: a tail still running at the
+    // limit shows in the audit.
+    let _ = wait_for_quiet(recorder, Duration::from_secs(1), 3, limit, of_the_window).await;
+}
+
+/// Looks at the runs recorded since the last look every `look_every`,
+/// until `looks` looks in a row found none that `counts`. Returns the
+/// milliseconds waited, or `Err` with them once `limit` has passed.
+async fn wait_for_quiet(
+    recorder: &Recorder,
+    look_every: Duration,
+    looks: u32,
+    limit: Duration,
+    counts: impl Fn(&Fire) -> bool,
+) -> Result<u64, u64> {
+    let started = Instant::now();
     let mut cursor = ReadCursor::default();
-    let mut quiet = 0;
-    while quiet < 3 && Instant::now() < limit {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let mut of_the_window = false;
-        recorder.read_new(&mut cursor, |fire| {
-            of_the_window |= fire.scheduled_ms < to_ms;
-        });
-        quiet = if of_the_window { 0 } else { quiet + 1 };
+    let mut quiet_looks = 0;
+    loop {
+        tokio::time::sleep(look_every).await;
+        let mut seen = false;
+        recorder.read_new(&mut cursor, |fire| seen |= counts(fire));
+        quiet_looks = if seen { 0 } else { quiet_looks + 1 };
+        let waited = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        if quiet_looks >= looks {
+            return Ok(waited);
+        }
+        if started.elapsed() >= limit {
+            return Err(waited);
+        }
     }
 }
 
