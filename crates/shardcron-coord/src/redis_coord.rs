@@ -1241,7 +1241,7 @@ impl Coordinator for RedisCoordinator {
             )
             .await?;
         raw.iter()
-            .map(|r| serde_json::from_str(r).map_err(|e| Self::corrupt("run record", e)))
+            .map(|r| ring_entry::decode_listed(r).map_err(|e| Self::corrupt("run record", e)))
             .collect()
     }
 

@@ -333,6 +333,36 @@ async fn runs_listed_by_an_earlier_version_stay_readable() {
 }
 
 #[tokio::test]
+async fn the_namespace_list_reads_records_of_an_earlier_version_with_new_entries() {
+    let env = Env::redis();
+    let Env::Redis(server) = &env else {
+        unreachable!()
+    };
+    let c = env.coord().await;
+    // Two runs listed as the record's JSON, as earlier versions wrote them,
+    // one with an error that holds a `|`.
+    let mut failed = run("before", T0);
+    failed.outcome = RunOutcome::Failed;
+    failed.error = Some("exit 1 | boom".into());
+    for record in [failed.clone(), run("before", T0 + 1000)] {
+        let json = serde_json::to_string(&record).expect("json");
+        let () = raw_redis(server, ::redis::cmd("LPUSH").arg("{conf}:runs").arg(json)).await;
+    }
+    let mut now = run("after", T0 + 2000);
+    now.detail = Some("a|b".into());
+    c.record_runs(std::slice::from_ref(&now))
+        .await
+        .expect("record");
+    let newest: String = raw_redis(server, ::redis::cmd("LINDEX").arg("{conf}:runs").arg(0)).await;
+    assert!(
+        newest.starts_with("after|0|1|"),
+        "listed as the ring entry behind its job id: {newest}"
+    );
+    let listed = c.recent_runs(None, 10).await.expect("runs");
+    assert_eq!(listed, vec![now, run("before", T0 + 1000), failed]);
+}
+
+#[tokio::test]
 async fn ring_entries_of_an_earlier_version_read_with_compact_ones() {
     let env = Env::redis();
     let Env::Redis(server) = &env else {

@@ -3,7 +3,8 @@
 //! a job's last runs.
 //!
 //! A flush costs at most four commands however many records and jobs it
-//! carries: `LPUSH` + `LTRIM` of the namespace list, one `HSET` of the
+//! carries: `LPUSH` + `LTRIM` of the namespace list (each run's ring
+//! entry behind its job id, [`ring_entry::listed`]), one `HSET` of the
 //! records into the per-job rings (one hash for all jobs, `{ns}:jobruns`)
 //! and, when any is due (below), one `HSET` of run counts
 //! (`{ns}:jobruns:n`). Per-job lists
@@ -279,7 +280,7 @@ impl RedisCoordinator {
             self.history.seed(unknown, &next);
         }
         let mut pipe = redis::pipe();
-        self.push_run_records(&mut pipe, runs, &shards)?;
+        self.push_run_records(&mut pipe, runs, &shards);
         self.push_closes(&mut pipe, closes);
         if let Err(e) = self.pipeline::<()>("record runs", &pipe).await {
             self.history.forget_jobs(runs, &shards);
@@ -350,46 +351,12 @@ impl RedisCoordinator {
 
     /// Queues the history writes of `runs` on `pipe`, numbered from the
     /// known counts (`shards[i]` is the shard of `runs[i]`).
-    fn push_run_records(
-        &self,
-        pipe: &mut Pipeline,
-        runs: &[RunRecord],
-        shards: &[u32],
-    ) -> CoordResult<()> {
+    fn push_run_records(&self, pipe: &mut Pipeline, runs: &[RunRecord], shards: &[u32]) {
         if runs.is_empty() {
-            return Ok(());
+            return;
         }
-        let jsons = runs
-            .iter()
-            .map(serde_json::to_string)
-            .collect::<Result<Vec<String>, _>>()
-            .map_err(|e| Self::corrupt("run record", e))?;
         let hour = newest_finish(runs).div_euclid(HOUR_MS);
         let (numbers, stored) = self.history.number(runs, shards, hour);
-
-        // The two big commands are sized before their arguments go in: a
-        // write carries up to 5,000 records, and a command grown argument
-        // by argument reallocates (and copies) its buffer about a dozen
-        // times, onto fresh pages the kernel must zero (in a profile of
-        // four workers at 20,000 fires a second, that zeroing and the
-        // copies under the history write were about a tenth of the
-        // samples).
-        let runs_key = self.keys.runs();
-        let mut list = sized_cmd(
-            "LPUSH",
-            &runs_key,
-            jsons.len(),
-            jsons.iter().map(String::len).sum(),
-        );
-        for json in &jsons {
-            list.arg(json);
-        }
-        pipe.add_command(list).ignore();
-        pipe.cmd("LTRIM")
-            .arg(&runs_key)
-            .arg(0)
-            .arg(RUN_HISTORY_CAP - 1)
-            .ignore();
         let entries: Vec<(String, String)> = runs
             .iter()
             .zip(&numbers)
@@ -401,6 +368,36 @@ impl RedisCoordinator {
                 )
             })
             .collect();
+
+        // The two big commands are sized before their arguments go in: a
+        // write carries up to 5,000 records, and a command grown argument
+        // by argument reallocates (and copies) its buffer about a dozen
+        // times, onto fresh pages the kernel must zero (in a profile of
+        // four workers at 20,000 fires a second, that zeroing and the
+        // copies under the history write were about a tenth of the
+        // samples). The namespace list gets each ring entry behind its job
+        // id (see `ring_entry`).
+        let runs_key = self.keys.runs();
+        let listed: Vec<String> = runs
+            .iter()
+            .zip(&entries)
+            .map(|(run, (_, entry))| ring_entry::listed(&run.job_id, entry))
+            .collect();
+        let mut list = sized_cmd(
+            "LPUSH",
+            &runs_key,
+            listed.len(),
+            listed.iter().map(String::len).sum(),
+        );
+        for text in &listed {
+            list.arg(text);
+        }
+        pipe.add_command(list).ignore();
+        pipe.cmd("LTRIM")
+            .arg(&runs_key)
+            .arg(0)
+            .arg(RUN_HISTORY_CAP - 1)
+            .ignore();
         let mut ring = sized_cmd(
             "HSET",
             &self.keys.job_history(),
@@ -418,7 +415,6 @@ impl RedisCoordinator {
             }
             counts.ignore();
         }
-        Ok(())
     }
 
     /// One step of the sweep of deleted jobs' history, at record hour

@@ -18,6 +18,14 @@
 //! out: the array is the only part that may hold a `|`, and it is last.
 //! About 70 bytes for a plain run. Entries written by earlier versions
 //! (`number|{...}`) are still read.
+//!
+//! The namespace's list of recent runs (`{ns}:runs`) holds the same entry
+//! behind its job id: `job|number|1|...` ([`listed`]). It used to hold the
+//! record's JSON, about 250 bytes a fire that Redis parsed, copied into the
+//! list and, ten thousand runs later, freed again, and that the writer
+//! serialized once more next to the ring entry it had already made. A job
+//! id has no `|` (`validate_job_id`) and never starts with `{`, so the
+//! JSON records earlier versions listed still read ([`decode_listed`]).
 
 use serde_json::Value;
 
@@ -131,6 +139,26 @@ pub fn decode(job_id: &str, text: &str) -> Result<(u64, RunRecord), String> {
     ))
 }
 
+/// The entry of the namespace's run list for ring entry `entry` of a run
+/// of `job_id`: `job|entry`.
+pub fn listed(job_id: &str, entry: &str) -> String {
+    let mut text = String::with_capacity(job_id.len() + 1 + entry.len());
+    text.push_str(job_id);
+    text.push('|');
+    text.push_str(entry);
+    text
+}
+
+/// Reads an entry of the namespace's run list: [`listed`]'s form, or the
+/// record's JSON that earlier versions listed.
+pub fn decode_listed(text: &str) -> Result<RunRecord, String> {
+    if text.starts_with('{') {
+        return serde_json::from_str(text).map_err(|e| e.to_string());
+    }
+    let (job_id, entry) = text.split_once('|').ok_or_else(|| "no job id".to_owned())?;
+    decode(job_id, entry).map(|(_, run)| run)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,6 +211,42 @@ mod tests {
     fn entries_of_earlier_versions_still_read() {
         let json = serde_json::to_string(&run()).expect("json");
         assert_eq!(decode("job-7", &format!("4|{json}")), Ok((4, run())));
+    }
+
+    #[test]
+    fn a_listed_entry_is_the_ring_entry_behind_its_job_and_reads_back() {
+        let entry = encode(12, &run());
+        let text = listed("job-7", &entry);
+        assert_eq!(text, format!("job-7|{entry}"));
+        assert_eq!(decode_listed(&text), Ok(run()));
+        let json = serde_json::to_string(&run()).expect("json");
+        assert!(text.len() * 3 < json.len() + 10, "{text} vs {json}");
+        let mut other = run();
+        other.job_id = "a/b:c.d_e-f".into();
+        other.fire_id = "a/b:c.d_e-f@1796541581000".into();
+        other.error = Some("x|y".into());
+        assert_eq!(
+            decode_listed(&listed(&other.job_id, &encode(0, &other))),
+            Ok(other)
+        );
+    }
+
+    #[test]
+    fn records_listed_by_earlier_versions_still_read() {
+        let json = serde_json::to_string(&run()).expect("json");
+        assert_eq!(decode_listed(&json), Ok(run()));
+    }
+
+    #[test]
+    fn damaged_listed_entries_are_errors() {
+        for (text, names) in [
+            ("job-7", "no job id"),
+            ("job-7|x|1", "run number"),
+            ("{\"job_id\":", "EOF"),
+        ] {
+            let err = decode_listed(text).expect_err(text);
+            assert!(err.contains(names), "{text}: {err}");
+        }
     }
 
     #[test]
