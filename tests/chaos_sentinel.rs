@@ -18,7 +18,7 @@ use common::*;
 use scenarios::JOBS;
 
 /// A master SIGKILLed under a fleet firing every second: the sentinels
-/// promote its replica (after `down-after-milliseconds`, 1 s, and a vote)
+/// promote its replica (after `down-after-milliseconds`, 2 s, and a vote)
 /// and the workers follow it. Claims were confirmed by `WAIT 1`, so the
 /// promoted replica holds every claim that ran: no fire runs twice, and
 /// the fires due while the promoted master has no replica are claimed
@@ -107,6 +107,12 @@ fn sentinel_failover(namespace: &str, options: &str) -> (ProcFleet, i64, i64, Du
         "{namespace}: the sentinels named port {promoted_port} as master after the failover and port {} at the end (the lost master was port {})",
         group.master_port().expect("the master's port"),
         killed.port()
+    );
+    // Printed with the run (and so shown when an assertion fails): how many
+    // failovers the sentinels made, and to which server.
+    println!(
+        "{namespace}: the sentinels' failover events:\n{}",
+        group.failover_events()
     );
     let to = now_ms() - 2000;
     f.stop_all();

@@ -143,16 +143,39 @@ async fn a_coordinator_follows_the_promoted_replica() {
         old.restart().expect("restart the lost master");
         group.wait_replicas().expect("the lost master is a replica");
     });
-    let out = c.claim_fires(&claim(1000), retention).await.expect("claim");
+    let out = c
+        .claim_fires(&claim(1000), retention)
+        .await
+        .unwrap_or_else(|e| panic!("claim: {e}\n{}", replication_state(group)));
     assert_eq!(
         out,
         vec![BatchOutcome::Claimed(vec![ClaimOutcome::AlreadyClaimed])]
     );
-    let out = c.claim_fires(&claim(3000), retention).await.expect("claim");
+    let out = c
+        .claim_fires(&claim(3000), retention)
+        .await
+        .unwrap_or_else(|e| panic!("claim: {e}\n{}", replication_state(group)));
     assert_eq!(
         out,
         vec![BatchOutcome::Claimed(vec![ClaimOutcome::Claimed])]
     );
+}
+
+/// Each data server's `INFO replication` and the sentinels' failover
+/// events, for the message of a claim that failed with the lost master
+/// back as a replica.
+fn replication_state(group: &SentinelGroup) -> String {
+    let servers: Vec<String> = group
+        .servers()
+        .iter()
+        .map(|s| {
+            let info = s
+                .command(&["INFO", "replication"])
+                .unwrap_or_else(|e| e.to_string());
+            format!("port {}:\n{info}", s.port())
+        })
+        .collect();
+    format!("{}\n{}", servers.join("\n"), group.failover_events())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -23,7 +23,16 @@ use crate::redis_server::RedisServer;
 pub const MASTER_NAME: &str = "shardcron";
 /// `down-after-milliseconds`: how long the master may be unreachable
 /// before the sentinels fail it over.
-pub const DOWN_AFTER_MS: u64 = 1_000;
+///
+/// Not 1 s, although that would fail over a second sooner: a sentinel
+/// pings a master once a second, and at a master switch it links to the
+/// promoted replica afresh and counts it as awaiting a ping from that
+/// instant. With 1 s of grace, a loaded machine answering that first ping
+/// a little late made the sentinels see the new master down one second
+/// after promoting it, and fail over back to the lost master, restarted
+/// empty and not yet their replica: every key gone. 2 s leaves a full
+/// ping period of slack.
+pub const DOWN_AFTER_MS: u64 = 2_000;
 /// `failover-timeout`, ms: how long one failover attempt may take before
 /// another sentinel retries it.
 const FAILOVER_TIMEOUT_MS: u64 = 3_000;
@@ -229,19 +238,25 @@ impl SentinelGroup {
     /// sentinel names another server, and that server says it is master.
     pub fn wait_failover(&self, port: u16) -> Result<(), TestkitError> {
         wait_for("the sentinels to promote the replica", || {
-            let mut named = None;
-            for sentinel in self.sentinels.iter().filter(|s| s.is_running()) {
-                let master = named_master(sentinel)?;
-                if master == port || named.is_some_and(|n| n != master) {
-                    return Ok(false);
-                }
-                named = Some(master);
-            }
-            let Some(server) = self.servers.iter().find(|s| Some(s.port()) == named) else {
-                return Ok(false);
-            };
-            Ok(server.command(&["ROLE"])?.starts_with("master"))
+            not_yet_on_io(self.failed_over(port))
         })
+    }
+
+    /// Whether every running sentinel names one server other than `port`,
+    /// and that server says it is master.
+    fn failed_over(&self, port: u16) -> Result<bool, TestkitError> {
+        let mut named = None;
+        for sentinel in self.sentinels.iter().filter(|s| s.is_running()) {
+            let master = named_master(sentinel)?;
+            if master == port || named.is_some_and(|n| n != master) {
+                return Ok(false);
+            }
+            named = Some(master);
+        }
+        let Some(server) = self.servers.iter().find(|s| Some(s.port()) == named) else {
+            return Ok(false);
+        };
+        Ok(server.command(&["ROLE"])?.starts_with("master"))
     }
 
     /// Waits until every running data server but the master is its replica
@@ -249,21 +264,61 @@ impl SentinelGroup {
     /// turned into a replica of the new one and has synced).
     pub fn wait_replicas(&self) -> Result<(), TestkitError> {
         wait_for("every replica linked to the master", || {
-            let master = self.master_port()?;
-            for server in self.servers.iter().filter(|s| s.is_running()) {
-                if server.port() == master {
-                    continue;
-                }
-                let info = server.command(&["INFO", "replication"])?;
-                let linked = info.contains("role:slave")
-                    && info.contains(&format!("master_port:{master}\r"))
-                    && info.contains("master_link_status:up");
-                if !linked {
-                    return Ok(false);
+            not_yet_on_io(self.replicas_linked())
+        })
+    }
+
+    /// Whether every running data server but the named master is its
+    /// replica with the link up, and acknowledges what the master writes.
+    ///
+    /// A link that is up is not enough for a test that then needs `WAIT`
+    /// to succeed: after a diskless full sync the master holds back the
+    /// stream until the replica acknowledges it is online, and an
+    /// acknowledgement that arrives before the master has seen the
+    /// transfer end is not taken for one; the next comes a second later.
+    fn replicas_linked(&self) -> Result<bool, TestkitError> {
+        let master = self.master_port()?;
+        let Some(master_server) = self.servers.iter().find(|s| s.port() == master) else {
+            return Ok(false);
+        };
+        let mut replicas = 0;
+        for server in self.servers.iter().filter(|s| s.is_running()) {
+            if server.port() == master {
+                continue;
+            }
+            let info = server.command(&["INFO", "replication"])?;
+            let linked = info.contains("role:slave")
+                && info.contains(&format!("master_port:{master}\r"))
+                && info.contains("master_link_status:up");
+            if !linked {
+                return Ok(false);
+            }
+            replicas += 1;
+        }
+        acknowledged_by(master_server, replicas)
+    }
+
+    /// What the sentinels did, from their logs, in time order: each line a
+    /// sentinel's index and one failover event it logged (a master or
+    /// replica seen down or back, a vote, a promotion, a master switch, a
+    /// replica reconfigured). A failover run that went wrong prints this:
+    /// whether the sentinels failed over more than once, and to which
+    /// server, is the first question about it.
+    pub fn failover_events(&self) -> String {
+        let mut events: Vec<(String, String)> = Vec::new();
+        for (i, sentinel) in self.sentinels.iter().enumerate() {
+            for line in sentinel.log_tail(usize::MAX).lines() {
+                if let Some((time, event)) = sentinel_event(line) {
+                    events.push((time.to_owned(), format!("{time} sentinel-{i} {event}")));
                 }
             }
-            Ok(true)
-        })
+        }
+        events.sort();
+        events
+            .into_iter()
+            .map(|(_, line)| line)
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     /// The directory of the sentinels' configuration files.
@@ -282,9 +337,103 @@ fn named_master(sentinel: &RedisServer) -> Result<u16, TestkitError> {
         .ok_or_else(|| TestkitError::SentinelSetup(format!("unexpected master address {reply:?}")))
 }
 
+/// Failover events a sentinel logs (`+sdown`, `+odown`, `+vote-for-leader`,
+/// `+promoted-slave`, `+switch-master`, `+convert-to-slave`, …).
+const FAILOVER_EVENTS: &[&str] = &[
+    "sdown",
+    "odown",
+    "try-failover",
+    "vote-for-leader",
+    "elected-leader",
+    "selected-slave",
+    "promoted-slave",
+    "failover-end",
+    "failover-abort",
+    "switch-master",
+    "convert-to-slave",
+    "reboot",
+];
+
+/// The time (`07 Dec 2026 16:05:43.137`) and the event of a sentinel log
+/// line that records a failover event, or `None` for other lines.
+fn sentinel_event(line: &str) -> Option<(&str, &str)> {
+    // `pid:X 07 Dec 2026 16:05:43.137 # +sdown master shardcron …`
+    let (_, rest) = line.split_once(":X ")?;
+    let time = rest.get(..24)?;
+    let event = rest.get(25..)?.trim_start_matches(['#', '*', ' ']);
+    let name = event
+        .split_whitespace()
+        .next()?
+        .trim_start_matches(['+', '-']);
+    FAILOVER_EVENTS
+        .contains(&name)
+        .then_some((time.get(12..)?, event))
+}
+
+/// The channel of the probe [`acknowledged_by`] publishes.
+const PROBE_CHANNEL: &str = "shardcron-testkit:replication-probe";
+
+/// Whether `replicas` replicas of `master` acknowledge, within 100 ms, a
+/// write it propagates to them: a `PUBLISH` (which stores nothing, so the
+/// data a test reads is untouched), then `WAIT` on the same connection.
+fn acknowledged_by(master: &RedisServer, replicas: usize) -> Result<bool, TestkitError> {
+    let mut connection = master.connect(Duration::from_secs(5))?;
+    connection.command(&["PUBLISH", PROBE_CHANNEL, "probe"])?;
+    let acknowledged = connection.command(&["WAIT", &replicas.to_string(), "100"])?;
+    Ok(acknowledged.parse::<usize>().is_ok_and(|n| n >= replicas))
+}
+
+/// A server asked mid-failover (restarting, or dropping its clients as it
+/// turns into a replica) may reset the connection: that is "not yet", and
+/// the wait's own deadline still ends a wait that never succeeds.
+fn not_yet_on_io(asked: Result<bool, TestkitError>) -> Result<bool, TestkitError> {
+    match asked {
+        Err(e @ TestkitError::Io { .. }) => {
+            tracing::debug!(error = %e, "a server of the sentinel group did not answer; asking again");
+            Ok(false)
+        }
+        other => other,
+    }
+}
+
 fn wait_for(
     what: &str,
     ready: impl FnMut() -> Result<bool, TestkitError>,
 ) -> Result<(), TestkitError> {
     poll_until(what, SETUP_TIMEOUT, TestkitError::SentinelSetup, ready)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failover_events_are_read_from_sentinel_log_lines() {
+        let line =
+            "4242:X 07 Dec 2026 16:05:43.137 # +switch-master shardcron 127.0.0.1 1 127.0.0.1 2";
+        assert_eq!(
+            sentinel_event(line),
+            Some((
+                "16:05:43.137",
+                "+switch-master shardcron 127.0.0.1 1 127.0.0.1 2"
+            ))
+        );
+        let line = "4242:X 07 Dec 2026 16:05:44.001 * +convert-to-slave slave 127.0.0.1:1 127.0.0.1 1 @ shardcron 127.0.0.1 2";
+        assert_eq!(sentinel_event(line).map(|(t, _)| t), Some("16:05:44.001"));
+        assert_eq!(
+            sentinel_event("4242:X 07 Dec 2026 16:05:40.000 # -sdown master shardcron 127.0.0.1 1")
+                .map(|(_, e)| e),
+            Some("-sdown master shardcron 127.0.0.1 1")
+        );
+        // Other lines, and lines that are not a sentinel's, are not events.
+        assert_eq!(
+            sentinel_event("4242:X 07 Dec 2026 16:05:40.000 * Sentinel ID is 1234"),
+            None
+        );
+        assert_eq!(
+            sentinel_event("4242:X 07 Dec 2026 16:05:40.000 * +slave slave 127.0.0.1:2"),
+            None
+        );
+        assert_eq!(sentinel_event("garbage +sdown"), None);
+    }
 }
