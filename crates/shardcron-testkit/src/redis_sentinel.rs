@@ -26,7 +26,7 @@ pub const MASTER_NAME: &str = "shardcron";
 ///
 /// Not 1 s, although that would fail over a second sooner: a sentinel
 /// pings a master once a second, and at a master switch it links to the
-/// promoted replica afresh and counts it as awaiting a ping from that
+/// promoted replica afresh and counts it as awaiting a reply from that
 /// instant. With 1 s of grace, a loaded machine answering that first ping
 /// a little late made the sentinels see the new master down one second
 /// after promoting it, and fail over back to the lost master, restarted
@@ -305,20 +305,17 @@ impl SentinelGroup {
     /// whether the sentinels failed over more than once, and to which
     /// server, is the first question about it.
     pub fn failover_events(&self) -> String {
-        let mut events: Vec<(String, String)> = Vec::new();
+        // Each line starts with its time, so sorting the lines orders them.
+        let mut events: Vec<String> = Vec::new();
         for (i, sentinel) in self.sentinels.iter().enumerate() {
-            for line in sentinel.log_tail(usize::MAX).lines() {
+            for line in sentinel.log().lines() {
                 if let Some((time, event)) = sentinel_event(line) {
-                    events.push((time.to_owned(), format!("{time} sentinel-{i} {event}")));
+                    events.push(format!("{time} sentinel-{i} {event}"));
                 }
             }
         }
         events.sort();
-        events
-            .into_iter()
-            .map(|(_, line)| line)
-            .collect::<Vec<_>>()
-            .join("\n")
+        events.join("\n")
     }
 
     /// The directory of the sentinels' configuration files.

@@ -361,9 +361,14 @@ impl RedisServer {
         }
     }
 
+    /// All of `redis.log` (empty if it does not exist yet).
+    pub fn log(&self) -> String {
+        read_from(&self.dir.path().join(LOG_FILE), 0)
+    }
+
     /// The last `n` lines of `redis.log` (empty if it does not exist yet).
     pub fn log_tail(&self, n: usize) -> String {
-        tail_lines(&read_from(&self.dir.path().join(LOG_FILE), 0), n)
+        tail_lines(&self.log(), n)
     }
 
     /// Sends one command on a fresh connection and returns the reply as text
