@@ -537,11 +537,16 @@ impl Executor {
             job: fire.job.clone(),
             shard: fire.shard,
         };
-        // The run's future (about 760 bytes: the handler's context, its
-        // timeout, the stop signal) is boxed where it is made: a spawn moves
-        // a task's future several times on its way into the task cell, and
-        // at the top of a busy second those copies are thousands.
-        let run = Box::pin(run.run(fire, fire_id));
+        // The run's future (816 bytes in a release build: the handler's
+        // context, its timeout, the stop signal) is made and boxed when
+        // the task is first polled, not here. A release spawns every fire
+        // due at its instant before the first of them runs: boxed here,
+        // that memory was taken once per fire released (about 80 MB for
+        // 100,000 at once, pages a node's first burst had never touched),
+        // where made at the first poll a run that ends at once frees it
+        // for the next one (docs/BENCHMARKS.md §4x). What waits in the
+        // task cell is this block: the fire and its name, 152 bytes.
+        let run = async move { Box::pin(run.run(fire, fire_id)).await };
         self.tasks.spawn(finished, run.instrument(span));
         self.run_task.metrics.in_flight_add(1.0);
     }
