@@ -622,6 +622,41 @@ impl ProcFleet {
             .unwrap_or(0)
     }
 
+    /// Of `missing`, the fires a node not in `dead` recorded `cancelled`
+    /// because their shard's lease ended before or while they ran (its
+    /// validity lapsed on a node starved past it, or the lease was lost or
+    /// handed off): claimed fires that at-most-once delivery gives up and
+    /// records (docs/RELIABILITY.md, "Where at-most-once wins"), not fires
+    /// nobody claimed. Each is printed with its record.
+    pub fn cancelled_by_lease(
+        &self,
+        missing: &[(String, i64)],
+        dead: &[&str],
+    ) -> Vec<(String, i64)> {
+        let mut found = Vec::new();
+        for (job, at) in missing {
+            let out = self
+                .cli
+                .run(&["runs", "--job", job, "--limit", "100", "--json"]);
+            let runs: Vec<serde_json::Value> =
+                serde_json::from_slice(&out.stdout).unwrap_or_default();
+            let fire = format!("{job}@{at}");
+            let record = runs.iter().find(|r| {
+                r["fire_id"] == fire.as_str()
+                    && r["outcome"] == "cancelled"
+                    && r["error"].as_str().is_some_and(|e| e.contains("lease"))
+                    && r["node_id"]
+                        .as_str()
+                        .is_some_and(|node| !dead.contains(&node))
+            });
+            if let Some(record) = record {
+                eprintln!("{fire}: cancelled by its lease on a live node: {record}");
+                found.push((job.clone(), *at));
+            }
+        }
+        found
+    }
+
     /// Missing fires split into (claimed by a node in `dead`, unclaimed).
     pub fn split_missing(&self, a: &FileAudit, dead: &[&str]) -> (usize, Vec<(String, i64)>) {
         let mut lost = 0;
