@@ -12,7 +12,10 @@ says which), 0 for the layout before that (always 7, no per-batch field),
 at and one attempt id (job id and instant per fire; the shard's version
 is unchanged, so no job version is read), 8 for the same batch after
 another job of the shard was written (every job version is read and
-compared with the loaded one).
+compared with the loaded one), 3 for the batch of 2 decided on its claim
+mark (each shard's batch expects the mark its previous batch wrote; the
+first round of a shard has none). Forms 2, 3 and 8 use the layout with
+claim marks and runs of one instant (docs/ARCHITECTURE.md, "Claim marks").
 
     pip install redis
     git show d1e858d:crates/shardcron-coord/src/lua/claim.lua > old.lua
@@ -70,6 +73,7 @@ def instructions():
 
 T = [1_700_000_000_000] * SH
 att = [0]
+MARK = [''] * SH
 
 
 PRELUDE = os.path.join(os.path.dirname(os.path.abspath(__file__)),
@@ -99,13 +103,16 @@ def run(path, calls, form):
             keys += [f'{{sc:{s}}}:lease', f'{{sc:{s}}}:last', f'{{sc:{s}}}:triggers', f'{{sc:{s}}}:open']
             args += [f'{HOLDER}|{TOK}', f'{{sc:{s}}}:fire:', '100000000000000', str(JOBS)]
             T[s] += 1000
-            if form in (2, 8):
+            if form in (2, 3, 8):
                 # The shard is at version 5; loaded at 5 (unchanged) or 4.
                 keys.append(f'{{sc:{s}}}:ver')
                 att[0] += 1
-                args += ['2', '5' if form == 2 else '4', str(att[0])]
-                for j in range(JOBS):
-                    args += [f'job-{s*JOBS+j:05d}', str(T[s])]
+                mark = f'm{att[0]}'
+                expected = MARK[s] if form == 3 else ''
+                MARK[s] = mark
+                args += ['2', '4' if form == 8 else '5', str(att[0]), expected, mark,
+                         '1', str(T[s]), str(JOBS)]
+                args += [f'job-{s*JOBS+j:05d}' for j in range(JOBS)]
                 fires += JOBS
                 continue
             if form:
@@ -121,7 +128,10 @@ def run(path, calls, form):
                     args += [job, str(T[s]), 's', '1', str(att[0]), '', '']
                 fires += 1
         out = r.evalsha(sha, len(keys), *keys, *args)
-        assert all(x == 1 for x in out), (path, out[:30])
+        # Per batch a status (1, 2 or 3: see claim.lua), then one code per fire.
+        per = JOBS + 1
+        assert all(out[i] in (1, 2, 3) for i in range(0, len(out), per)), (path, out[:30])
+        assert all(x == 1 for i, x in enumerate(out) if i % per), (path, out[:30])
     if IR:
         return instructions() / fires / 1000
     return (cpu() - c0) / fires * 1e6

@@ -42,6 +42,7 @@ use crate::model::{
 use crate::scripts::Scripts;
 
 mod claim_calls;
+mod claim_marks;
 mod cluster_link;
 mod cluster_tls;
 mod conn;
@@ -53,6 +54,7 @@ mod sentinel_link;
 mod tls_options;
 
 use claim_calls::{claim_call_args, claim_calls, split_claim_reply};
+use claim_marks::{ClaimMarks, MarkPlan};
 pub use cluster_tls::TLS_CLUSTER_SCHEME;
 pub use conn::{check_redis_url, CLUSTER_SCHEME};
 use conn::{parse_target, StoreConn};
@@ -125,6 +127,9 @@ pub struct RedisCoordinator {
     subscriber: tokio::task::JoinHandle<()>,
     /// Run numbers and sweep position of the run history writes.
     history: HistoryState,
+    /// The watermarks this coordinator's claims wrote, per shard, and the
+    /// claim marks that vouch for them (`claim_marks`).
+    marks: ClaimMarks,
 }
 
 impl Drop for RedisCoordinator {
@@ -234,6 +239,7 @@ impl RedisCoordinator {
             events,
             subscriber,
             history: HistoryState::new(),
+            marks: ClaimMarks::new(),
         };
         coordinator.ensure_config().await?;
         Ok(coordinator)
@@ -830,15 +836,34 @@ impl Coordinator for RedisCoordinator {
         } else {
             grouped.iter().flat_map(|g| claim_calls(g)).collect()
         };
+        let plans: Vec<Vec<MarkPlan>> = calls
+            .iter()
+            .map(|call| call.iter().map(|b| self.marks.plan(b)).collect())
+            .collect();
         let mut pipe = redis::pipe();
-        for call in &calls {
-            let (keys, args) = claim_call_args(&self.keys, call, retention);
+        for (call, plans) in calls.iter().zip(&plans) {
+            let (keys, args) = claim_call_args(&self.keys, call, plans, retention);
             Self::evalsha(&mut pipe, &self.scripts.claim, &keys, &args);
         }
-        let replies: Vec<Vec<i64>> = self.pipeline_confirmed("claim fires", &pipe).await?;
-        let mut outcomes = Vec::with_capacity(batches.len());
+        // Whatever the calls wrote is unknown until their replies are read:
+        // a failed or unreadable reply forgets every shard of the step.
+        let forget_all = || batches.iter().for_each(|b| self.marks.forget(b.shard));
+        let replies: Vec<Vec<i64>> = self
+            .pipeline_confirmed("claim fires", &pipe)
+            .await
+            .inspect_err(|_| forget_all())?;
+        let mut marked = Vec::with_capacity(batches.len());
         for (call, codes) in calls.iter().zip(&replies) {
-            split_claim_reply(call, codes, &mut outcomes)?;
+            split_claim_reply(call, codes, &mut marked).inspect_err(|_| forget_all())?;
+        }
+        let mut outcomes = Vec::with_capacity(batches.len());
+        let sent = calls
+            .iter()
+            .flat_map(|c| c.iter())
+            .zip(plans.iter().flatten());
+        for ((batch, plan), (outcome, status)) in sent.zip(marked) {
+            self.marks.learn(batch, plan, status, &outcome);
+            outcomes.push(outcome);
         }
         if grouped.is_empty() {
             return Ok(outcomes);

@@ -13,7 +13,13 @@
 --     scheduled, has no uncertain attempt and is not tracked;
 --   * f = 2, the common case: the shard version the caller read its job
 --     versions at or after (loaded), one attempt id for every fire of the
---     batch, then per fire (2 each): job id, scheduled ms. Every fire is
+--     batch, the claim mark the caller expects ('' if none: see "Claim
+--     marks" below), this batch's own new mark, the number of runs, then
+--     per run: its instant (scheduled ms), its fire count k, and the k
+--     job ids. A run is a stretch of the batch's fires that share their
+--     instant, in the batch's order, so the instant is sent (and read, and
+--     joined to the record) once per run rather than once per fire.
+--     Every fire is
 --     plain as with f = 4, and the job versions are not sent: a job whose
 --     version is not above loaded has not been written since the shard was
 --     at loaded, so the caller's version of it is current; when the shard
@@ -63,9 +69,27 @@
 -- fire this call claims gets its open entry (field job@at, value
 -- holder|token|1|kind), kept until a terminal record closes it or a
 -- recovery rewrites it; an untracked one writes nothing more.
--- Returns, per batch in order: -1 if the lease is not its holder's, else 1
--- followed by one code per fire: 1 claimed, 0 already claimed (or not after
--- the watermark), 2 job changed, 3 not yet due by the server's clock.
+-- Claim marks (docs/ARCHITECTURE.md, "Claim marks"): field |c of the
+-- job-state hash is `holder|token|mark` as the last batch that wrote a
+-- watermark of the shard left it. An f = 2 batch that is its shard's only
+-- batch in the call and finds the shard version at loaded (markable)
+-- writes its own new mark; any other batch that writes a watermark writes
+-- '-', which no caller expects. A markable batch whose expected mark is
+-- the one in |c, under its own lease, and whose fires are all later than
+-- the shard's latest trigger, is decided without reading a watermark: its
+-- caller promises that each of its jobs appears once and that each fire
+-- is later than the watermark that caller's call wrote with that mark
+-- (its own record, under this lease). Since every other write of a
+-- watermark either writes |c or moves the shard version, the watermarks
+-- are still as that call left them, and each fire is claimed exactly as
+-- the per-fire checks below would claim it: moved past its own record
+-- written in an earlier call, so no key is written.
+-- Returns, per batch in order: -1 if the lease is not its holder's, else a
+-- status followed by one code per fire. Status 1: decided, no mark
+-- written; 2: decided by the per-fire checks, and this batch's mark
+-- written; 3: decided on the expected mark, and this batch's mark
+-- written. Codes: 1 claimed, 0 already claimed (or not after the
+-- watermark), 2 job changed, 3 not yet due by the server's clock.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local retention = ARGV[1]
@@ -193,8 +217,63 @@ local function claim_scheduled(g, job, at, at_n, trig, key, tail)
   return 1
 end
 
+-- Per job-state hash, how many batches of this call are the shard's.
+local batches_of = {}
+
+-- The f = 2 batch at ARGV[a] (n fires) decided on its expected mark (see
+-- "Claim marks" in the header): if |c of wm_key is expected and the
+-- shard's latest trigger is before every fire, each fire due by latest is
+-- claimed (its watermark set to it, with the batch's record) and the rest
+-- are not yet due (3), and mark is written with the watermarks. Returns
+-- false, having written and appended nothing, when the mark or a trigger
+-- does not allow it.
+local function fast(wm_key, a, n, expected, latest, mark)
+  local seen = redis.call('HMGET', wm_key, '|c', '|t')
+  if seen[1] ~= expected then return false end
+  local runs = tonumber(ARGV[a + 9])
+  local trig = seen[2] and tonumber(seen[2])
+  if trig then
+    local i = a + 10
+    for _ = 1, runs do
+      if num(ARGV[i]) <= trig then return false end
+      i = i + 2 + tonumber(ARGV[i + 1])
+    end
+  end
+  local tail = '|' .. ARGV[a] .. '|' .. ARGV[a + 6]
+  fields[1], fields[2] = '|c', mark
+  local count = 2
+  local i = a + 10
+  for _ = 1, runs do
+    local at = ARGV[i]
+    local k = tonumber(ARGV[i + 1])
+    if num(at) <= latest then
+      -- Every fire of a run has one instant, hence one record.
+      local value = at .. tail
+      for x = i + 2, i + 1 + k do
+        fields[count + 1] = ARGV[x]
+        fields[count + 2] = value
+        count = count + 2
+        if count >= CHUNK then
+          redis.call('HSET', wm_key, unpack(fields, 1, count))
+          count = 0
+        end
+        outs = outs + 1
+        out[outs] = 1
+      end
+    else
+      for _ = 1, k do
+        outs = outs + 1
+        out[outs] = 3
+      end
+    end
+    i = i + 2 + k
+  end
+  if count > 0 then redis.call('HSET', wm_key, unpack(fields, 1, count)) end
+  return true
+end
+
 -- One batch: keys from KEYS[k + 1], arguments from ARGV[a] (its
--- holder|token), n fires of f arguments each; lease_is and shard_version
+-- holder|token), n fires (f arguments each; with f = 2, in runs); lease_is and shard_version
 -- are the values of its lease and (f = 2) shard version keys, as read
 -- before the first batch (see the end of the script).
 local function claim(k, a, n, f, lease_is, shard_version)
@@ -208,6 +287,7 @@ local function claim(k, a, n, f, lease_is, shard_version)
     return
   end
   put(1)
+  local status_at = outs
   if holder_token ~= last_lease then
     last_lease = holder_token
     holder = string.match(holder_token, '^(.*)|%d+$')
@@ -215,6 +295,16 @@ local function claim(k, a, n, f, lease_is, shard_version)
     lease_bar = holder_token .. '|'
   end
   local latest = now + tonumber(ARGV[a + 2])
+  -- The mark this batch writes with its watermarks ('-' unless markable).
+  local mark = '-'
+  if f == 2 and shard_version == ARGV[a + 5] and batches_of[wm_key] == 1 then
+    mark = holder_token .. '|' .. ARGV[a + 8]
+    local expected = ARGV[a + 7]
+    if expected ~= '' and fast(wm_key, a, n, holder_token .. '|' .. expected, latest, mark) then
+      out[status_at] = 3
+      return
+    end
+  end
   -- This batch's fires are at g0 + 1 .. g0 + n. With f = 2 the batch gives
   -- the shard version its fires' job versions were read at (loaded) and
   -- one attempt id for all its fires; unchanged: the shard version is
@@ -230,19 +320,25 @@ local function claim(k, a, n, f, lease_is, shard_version)
     suffix = '|' .. holder_token .. '|' .. ARGV[a + 6]
     unchanged = shard_version == loaded
     local g = g0
-    for i = a + 7, a + 5 + 2 * n, 2 do
-      g = g + 1
-      local j = g - g0
-      local job, at = ARGV[i], ARGV[i + 1]
+    local i = a + 10
+    for _ = 1, tonumber(ARGV[a + 9]) do
+      local at = ARGV[i]
       local at_n = num(at)
       if at_n < earliest then earliest = at_n end
-      jobs[g], ats[g], at_ns[g] = job, at, at_n
-      if unchanged then
-        wanted[j] = job
-      else
-        wanted[2 * j - 1] = job
-        wanted[2 * j] = job .. '|v'
+      local k = tonumber(ARGV[i + 1])
+      for x = i + 2, i + 1 + k do
+        g = g + 1
+        local j = g - g0
+        local job = ARGV[x]
+        jobs[g], ats[g], at_ns[g] = job, at, at_n
+        if unchanged then
+          wanted[j] = job
+        else
+          wanted[2 * j - 1] = job
+          wanted[2 * j] = job .. '|v'
+        end
       end
+      i = i + 2 + k
     end
     loaded = tonumber(loaded)
   else
@@ -371,6 +467,11 @@ local function claim(k, a, n, f, lease_is, shard_version)
     end
   end
   local count = 0
+  if mark ~= '-' or dirty_n > 0 then
+    fields[1], fields[2] = '|c', mark
+    count = 2
+    if mark ~= '-' then out[status_at] = 2 end
+  end
   for d = 1, dirty_n, 2 do
     fields[count + 1] = dirty[d]
     fields[count + 2] = w_raw[dirty[d + 1]]
@@ -394,13 +495,14 @@ do
     local n, f = tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])
     b = b + 1
     bk[b], ba[b], bn[b], bf[b] = k, a, n, f
+    batches_of[KEYS[k + 2]] = (batches_of[KEYS[k + 2]] or 0) + 1
     nchecked = nchecked + 1
     checked[nchecked] = KEYS[k + 1]
     if f == 2 then
       nchecked = nchecked + 1
       checked[nchecked] = KEYS[k + 5]
       k = k + 5
-      a = a + 7 + 2 * n
+      a = a + 10 + 2 * tonumber(ARGV[a + 9]) + n
     else
       k = k + 4
       a = a + 5 + f * n

@@ -18,7 +18,9 @@ use std::time::Duration;
 use crate::coordinator::CoordResult;
 use crate::error::CoordError;
 use crate::keyspace::Keyspace;
-use crate::model::{BatchOutcome, ClaimBatch, ClaimOutcome, MAX_EARLY_CLAIM_MS};
+use crate::model::{BatchOutcome, ClaimBatch, ClaimOutcome, FireClaim, MAX_EARLY_CLAIM_MS};
+
+use super::claim_marks::{MarkPlan, MarkStatus};
 
 /// Fires one `claim.lua` call carries at most, unless a single batch is
 /// larger (a batch is never split).
@@ -94,17 +96,19 @@ impl Form {
 }
 
 /// The keys and arguments of one `claim.lua` call carrying `call`'s
-/// batches, in the layout the script's header describes.
+/// batches, in the layout the script's header describes; `plans[i]` are
+/// the claim marks of `call[i]` (sent only in the by-shard form).
 pub(super) fn claim_call_args(
     keys: &Keyspace,
     call: &[ClaimBatch],
+    plans: &[MarkPlan],
     retention: Duration,
 ) -> (Vec<String>, Vec<String>) {
     let fires: usize = call.iter().map(|b| b.fires.len()).sum();
     let mut call_keys = Vec::with_capacity(call.len() * 5);
     let mut args = Vec::with_capacity(1 + call.len() * 7 + fires * 4);
     args.push(retention.as_millis().to_string());
-    for batch in call {
+    for (batch, plan) in call.iter().zip(plans) {
         let form = Form::of(batch);
         call_keys.extend([
             keys.lease(batch.shard),
@@ -121,9 +125,17 @@ pub(super) fn claim_call_args(
             call_keys.push(keys.shard_version(batch.shard));
             args.push(loaded.to_string());
             args.push(attempt.to_string());
-            for fire in &batch.fires {
-                args.push(fire.job_id.clone());
-                args.push(fire.scheduled_ms.to_string());
+            args.push(plan.expected.clone().unwrap_or_default());
+            args.push(plan.mark.clone());
+            let runs: Vec<&[FireClaim]> = batch
+                .fires
+                .chunk_by(|a, b| a.scheduled_ms == b.scheduled_ms)
+                .collect();
+            args.push(runs.len().to_string());
+            for run in runs {
+                args.push(run[0].scheduled_ms.to_string());
+                args.push(run.len().to_string());
+                args.extend(run.iter().map(|fire| fire.job_id.clone()));
             }
             continue;
         }
@@ -148,12 +160,13 @@ pub(super) fn claim_call_args(
     (call_keys, args)
 }
 
-/// Appends one outcome per batch of `call` from the call's reply: per
-/// batch `-1` (lease lost), or `1` followed by one code per fire.
+/// Appends one outcome and one mark status per batch of `call` from the
+/// call's reply: per batch `-1` (lease lost), or a status (1, 2 or 3)
+/// followed by one code per fire.
 pub(super) fn split_claim_reply(
     call: &[ClaimBatch],
     codes: &[i64],
-    outcomes: &mut Vec<BatchOutcome>,
+    outcomes: &mut Vec<(BatchOutcome, MarkStatus)>,
 ) -> CoordResult<()> {
     let malformed = |message: String| CoordError::Corrupt {
         what: "claim.lua reply".to_owned(),
@@ -161,8 +174,13 @@ pub(super) fn split_claim_reply(
     };
     let mut rest = codes;
     for batch in call {
-        match rest.split_first() {
-            Some((1, tail)) => {
+        let status = rest.first().and_then(|&c| MarkStatus::of(c));
+        match (rest.split_first(), status) {
+            (Some((-1, tail)), _) => {
+                outcomes.push((BatchOutcome::LeaseLost, MarkStatus::LeaseLost));
+                rest = tail;
+            }
+            (Some((_, tail)), Some(status)) => {
                 let n = batch.fires.len();
                 if tail.len() < n {
                     return Err(malformed(format!(
@@ -171,17 +189,16 @@ pub(super) fn split_claim_reply(
                     )));
                 }
                 let (fires, tail) = tail.split_at(n);
-                outcomes.push(BatchOutcome::Claimed(
-                    fires.iter().map(|&c| claim_outcome(c)).collect(),
+                outcomes.push((
+                    BatchOutcome::Claimed(fires.iter().map(|&c| claim_outcome(c)).collect()),
+                    status,
                 ));
                 rest = tail;
             }
-            Some((-1, tail)) => {
-                outcomes.push(BatchOutcome::LeaseLost);
-                rest = tail;
+            (Some((other, _)), None) => {
+                return Err(malformed(format!("unexpected batch status {other}")))
             }
-            Some((other, _)) => return Err(malformed(format!("unexpected batch status {other}"))),
-            None => return Err(malformed("reply ended before its batches".to_owned())),
+            (None, _) => return Err(malformed("reply ended before its batches".to_owned())),
         }
     }
     if rest.is_empty() {
@@ -206,7 +223,7 @@ fn claim_outcome(code: i64) -> ClaimOutcome {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{FireClaim, FireKind};
+    use crate::model::FireKind;
 
     fn batch(shard: u32, fires: usize) -> ClaimBatch {
         ClaimBatch {
@@ -229,30 +246,51 @@ mod tests {
         }
     }
 
+    fn plans(expected: Option<&str>) -> [MarkPlan; 1] {
+        [MarkPlan {
+            expected: expected.map(str::to_owned),
+            mark: "m2".to_owned(),
+        }]
+    }
+
     #[test]
     fn a_batch_is_sent_in_the_shortest_form_its_fires_allow() {
         let keys = Keyspace::new("ns");
         let mut by_shard = batch(3, 2);
         by_shard.loaded_at = Some(41);
-        let (k, args) = claim_call_args(&keys, &[by_shard.clone()], Duration::from_secs(9));
+        let nine = Duration::from_secs(9);
+        let (k, args) = claim_call_args(&keys, &[by_shard.clone()], &plans(None), nine);
         assert_eq!(k.len(), 5, "{k:?}");
         assert_eq!(k[4], keys.shard_version(3));
-        // Fire count, form, loaded shard version, the one attempt, fires.
+        // Fire count, form, loaded shard version, the one attempt, the
+        // expected mark (none), the batch's mark, then the fires in runs
+        // of one instant: one run (instant, two fires).
         assert_eq!(
             &args[4..],
-            &["2", "2", "41", "1", "j0", "1000", "j1", "1000"].map(str::to_owned),
+            &["2", "2", "41", "1", "", "m2", "1", "1000", "2", "j0", "j1"].map(str::to_owned),
         );
+        // Runs follow the batch's order: an instant met again starts a run.
+        let mut three = batch(3, 3);
+        three.loaded_at = Some(41);
+        three.fires[1].scheduled_ms = 2_000;
+        let (_, args) = claim_call_args(&keys, &[three], &plans(None), nine);
+        assert_eq!(
+            &args[10..],
+            &["3", "1000", "1", "j0", "2000", "1", "j1", "1000", "1", "j2"].map(str::to_owned),
+        );
+        let (_, args) = claim_call_args(&keys, &[by_shard.clone()], &plans(Some("m1")), nine);
+        assert_eq!(&args[8..10], &["m1", "m2"].map(str::to_owned));
         // Attempts that differ need a field each.
         let mut two_attempts = by_shard.clone();
         two_attempts.fires[1].attempt = 2;
-        let (k, args) = claim_call_args(&keys, &[two_attempts], Duration::from_secs(9));
+        let (k, args) = claim_call_args(&keys, &[two_attempts], &plans(Some("m1")), nine);
         assert_eq!(k.len(), 4);
         assert_eq!(args[5], "4");
         assert_eq!(&args[6..10], &["j0", "1000", "1", "1"].map(str::to_owned));
         // A fire that is not plain needs all seven.
         let mut full = by_shard;
         full.fires[0].uncertain = vec![7, 8];
-        let (k, args) = claim_call_args(&keys, &[full], Duration::from_secs(9));
+        let (k, args) = claim_call_args(&keys, &[full], &plans(Some("m1")), nine);
         assert_eq!(k.len(), 4);
         assert_eq!(args[5], "7");
         assert_eq!(
@@ -282,13 +320,22 @@ mod tests {
     fn a_flat_reply_splits_into_one_outcome_per_batch() {
         let call = [batch(0, 2), batch(1, 3), batch(2, 2)];
         let mut outcomes = Vec::new();
-        split_claim_reply(&call, &[1, 1, 0, -1, 1, 2, 3], &mut outcomes).expect("split");
+        split_claim_reply(&call, &[1, 1, 0, -1, 3, 2, 3], &mut outcomes).expect("split");
         assert_eq!(
             outcomes,
             vec![
-                BatchOutcome::Claimed(vec![ClaimOutcome::Claimed, ClaimOutcome::AlreadyClaimed]),
-                BatchOutcome::LeaseLost,
-                BatchOutcome::Claimed(vec![ClaimOutcome::JobChanged, ClaimOutcome::NotYetDue]),
+                (
+                    BatchOutcome::Claimed(vec![
+                        ClaimOutcome::Claimed,
+                        ClaimOutcome::AlreadyClaimed
+                    ]),
+                    MarkStatus::Unmarked
+                ),
+                (BatchOutcome::LeaseLost, MarkStatus::LeaseLost),
+                (
+                    BatchOutcome::Claimed(vec![ClaimOutcome::JobChanged, ClaimOutcome::NotYetDue]),
+                    MarkStatus::MarkedOnExpected
+                ),
             ]
         );
     }
