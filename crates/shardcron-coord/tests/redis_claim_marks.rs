@@ -2,10 +2,12 @@
 //! lease holder's claim batch is decided without reading its watermarks
 //! only while the shard's mark (`|c` of `{ns:s}:last`) is the one the
 //! holder's previous claim wrote and the shard version is the one it
-//! loaded. Each test writes a watermark behind the protocol's back (a
+//! loaded. Most tests write a watermark behind the protocol's back (a
 //! write no script makes without moving the mark or the version) and
-//! watches whether the next claim saw it: a claim that did not read the
-//! watermarks claims the fire anyway, one that did refuses it.
+//! watch whether the next claim saw it: a claim that did not read the
+//! watermarks claims the fire anyway, one that did refuses it. The last
+//! shows a trigger's claim key refusing a scheduled fire of its ms that
+//! would otherwise have been claimed on a mark.
 
 mod common;
 
@@ -255,4 +257,37 @@ async fn another_holder_or_a_new_lease_never_claims_on_the_old_mark() {
     let mut mine = h.batch("a", t + 1_000, loaded);
     mine[0].token = again;
     assert_eq!(h.claim(&mine).await, claimed(ClaimOutcome::AlreadyClaimed));
+}
+
+#[tokio::test]
+async fn a_scheduled_fire_at_a_claimed_triggers_ms_is_not_claimed_on_a_mark() {
+    let env = Env::redis();
+    let Env::Redis(server) = &env else {
+        unreachable!("Env::redis() is Redis")
+    };
+    let h = Held::new(&env, "a").await;
+    // A trigger of the job, claimed: its record is the claim key of its ms.
+    let at =
+        h.c.trigger_job("a")
+            .await
+            .expect("trigger")
+            .expect("job exists");
+    let mut trigger = h.batch("a", at, 0);
+    trigger[0].loaded_at = None;
+    trigger[0].fires[0].kind = FireKind::Trigger;
+    assert_eq!(h.claim(&trigger).await, claimed(ClaimOutcome::Claimed));
+    // Loaded after the trigger, the holder marks the shard with a claim
+    // before that ms, then claims the scheduled fire of that very ms on
+    // its mark: the shard's latest trigger is not before the fire, so the
+    // batch reads the watermarks and the trigger's key makes the two one
+    // fire.
+    let loaded = shard_version(server, h.shard).await;
+    assert_eq!(
+        h.claim(&h.batch("a", at - 1_000, loaded)).await,
+        claimed(ClaimOutcome::Claimed)
+    );
+    assert_eq!(
+        h.claim(&h.batch("a", at, loaded)).await,
+        claimed(ClaimOutcome::AlreadyClaimed)
+    );
 }
