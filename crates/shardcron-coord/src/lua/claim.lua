@@ -227,7 +227,7 @@ local batches_of = {}
 -- are not yet due (3), and mark is written with the watermarks. Returns
 -- false, having written and appended nothing, when the mark or a trigger
 -- does not allow it.
-local function fast(wm_key, a, n, expected, latest, mark)
+local function fast(wm_key, a, expected, latest, mark)
   local seen = redis.call('HMGET', wm_key, '|c', '|t')
   if seen[1] ~= expected then return false end
   local runs = tonumber(ARGV[a + 9])
@@ -300,7 +300,7 @@ local function claim(k, a, n, f, lease_is, shard_version)
   if f == 2 and shard_version == ARGV[a + 5] and batches_of[wm_key] == 1 then
     mark = holder_token .. '|' .. ARGV[a + 8]
     local expected = ARGV[a + 7]
-    if expected ~= '' and fast(wm_key, a, n, holder_token .. '|' .. expected, latest, mark) then
+    if expected ~= '' and fast(wm_key, a, holder_token .. '|' .. expected, latest, mark) then
       out[status_at] = 3
       return
     end
