@@ -47,7 +47,7 @@ use crate::handler::{FireContext, HandlerError, HandlerRegistry};
 use crate::lease_watch::LeaseGuard;
 use crate::metrics as m;
 use crate::recorder::{FireEnd, Note, UnwrittenCloses};
-use crate::run_set::RunSet;
+use crate::run_set::{BoxedRun, RunSet, GROUP, GROUP_FROM};
 
 /// How long a cancelled or timed-out handler gets to observe its
 /// cancellation before it is dropped.
@@ -250,6 +250,10 @@ pub struct Executor {
     /// Fires claimed before their instant.
     ahead: AheadLine,
     tasks: RunSet<Finished>,
+    /// While a release of at least [`GROUP_FROM`] fires dispatches: the
+    /// runs it has started since its last group was spawned
+    /// ([`RunSet::spawn_group`]).
+    releasing: Option<Vec<(Finished, BoxedRun)>>,
     hard_stop: CancellationToken,
     /// What every run task shares, built once: a fire's task takes one
     /// reference count instead of cloning each part.
@@ -290,6 +294,7 @@ impl Executor {
             per_shard: HashMap::new(),
             ahead: AheadLine::default(),
             tasks: RunSet::new(),
+            releasing: None,
             hard_stop,
             run_task,
         }
@@ -356,10 +361,15 @@ impl Executor {
     pub fn release_due(&mut self) -> usize {
         let now = self.clock.earliest_now_ms();
         let mut released = 0;
-        for waiting in self.ahead.take_due(now) {
+        let due = self.ahead.take_due(now);
+        let grouped = due.len() >= GROUP_FROM;
+        for waiting in due {
             if released == 0 {
                 // Overlap decisions must see every run that has ended.
                 self.reap_finished();
+                if grouped {
+                    self.releasing = Some(Vec::with_capacity(GROUP));
+                }
             }
             released += 1;
             self.count_out(waiting.fire.shard);
@@ -367,6 +377,9 @@ impl Executor {
                 Some(why) => self.record_not_run(&waiting.fire, RunOutcome::Cancelled, why),
                 None => self.dispatch_at(waiting.fire, now),
             }
+        }
+        if let Some(rest) = self.releasing.take() {
+            self.tasks.spawn_group(rest);
         }
         released
     }
@@ -547,7 +560,17 @@ impl Executor {
         // for the next one (docs/BENCHMARKS.md §4x). What waits in the
         // task cell is this block: the fire and its name, 152 bytes.
         let run = async move { Box::pin(run.run(fire, fire_id)).await };
-        self.tasks.spawn(finished, run.instrument(span));
+        let run = run.instrument(span);
+        match &mut self.releasing {
+            Some(runs) => {
+                runs.push((finished, Box::pin(run)));
+                if runs.len() == GROUP {
+                    let full = std::mem::replace(runs, Vec::with_capacity(GROUP));
+                    self.tasks.spawn_group(full);
+                }
+            }
+            None => self.tasks.spawn(finished, run),
+        }
         self.run_task.metrics.in_flight_add(1.0);
     }
 
