@@ -53,7 +53,7 @@ pub mod ring_entry;
 mod sentinel_link;
 mod tls_options;
 
-use claim_calls::{claim_call_args, claim_calls, split_claim_reply};
+use claim_calls::{carries_marks, claim_call_args, claim_calls, split_claim_reply};
 use claim_marks::{ClaimMarks, MarkPlan};
 pub use cluster_tls::TLS_CLUSTER_SCHEME;
 pub use conn::{check_redis_url, CLUSTER_SCHEME};
@@ -838,7 +838,17 @@ impl Coordinator for RedisCoordinator {
         };
         let plans: Vec<Vec<MarkPlan>> = calls
             .iter()
-            .map(|call| call.iter().map(|b| self.marks.plan(b)).collect())
+            .map(|call| {
+                call.iter()
+                    .map(|b| {
+                        if carries_marks(b) {
+                            self.marks.plan(b)
+                        } else {
+                            MarkPlan::default()
+                        }
+                    })
+                    .collect()
+            })
             .collect();
         let mut pipe = redis::pipe();
         for (call, plans) in calls.iter().zip(&plans) {

@@ -316,3 +316,63 @@ async fn a_job_moved_out_of_the_leader_shard_keeps_firing() {
         "fires after the move: {after:?} (moved at {moved_at})"
     );
 }
+
+/// Fires released at one instant share run tasks once there are enough of
+/// them (`run_set::GROUP_FROM`); each run must still report its own end
+/// when it ends, or a quick job that shares a task with a slow one would
+/// look busy at its next fire and be skipped as an overlap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quick_run_released_beside_slow_ones_is_not_taken_for_busy() {
+    let coord: Arc<dyn Coordinator> = Arc::new(MemoryCoordinator::new("b", RING).expect("coord"));
+    let quick: Vec<String> = (0..120).map(|i| format!("quick-{i:03}")).collect();
+    for id in &quick {
+        let mut spec = JobSpec::new(id.as_str(), "@every 1s", "ok");
+        spec.overlap = OverlapPolicy::Skip;
+        coord.put_job(&spec, None).await.expect("put");
+    }
+    // Slow runs spread over the release, each outliving the next instant.
+    for i in 0..8 {
+        let mut spec = JobSpec::new(format!("slow-{i}"), "@every 1s", "lingers");
+        spec.overlap = OverlapPolicy::Skip;
+        coord.put_job(&spec, None).await.expect("put");
+    }
+    let worker = Worker::builder(coord.clone())
+        .node_id("solo")
+        .settings(WorkerSettings::fast())
+        .handler(
+            "ok",
+            FnHandler(|_ctx: FireContext| async move { Ok(RunOutput::default()) }),
+        )
+        .handler(
+            "lingers",
+            FnHandler(|_ctx: FireContext| async move {
+                tokio::time::sleep(Duration::from_millis(1500)).await;
+                Ok(RunOutput::default())
+            }),
+        )
+        .build()
+        .expect("worker");
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(worker.run(async move {
+        let _ = rx.await;
+    }));
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let _ = tx.send(());
+    task.await.expect("join").expect("run");
+    let runs = coord.recent_runs(None, 10_000).await.expect("runs");
+    let skipped_slow = runs
+        .iter()
+        .filter(|r| r.job_id.starts_with("slow-") && r.outcome == RunOutcome::SkippedOverlap)
+        .count();
+    assert!(
+        skipped_slow > 0,
+        "the slow jobs overlap themselves: {runs:?}"
+    );
+    for id in &quick {
+        let mine = runs_of(&runs, id);
+        assert!(
+            mine.len() >= 3 && mine.iter().all(|r| r.outcome == RunOutcome::Succeeded),
+            "{id}: {mine:?}"
+        );
+    }
+}

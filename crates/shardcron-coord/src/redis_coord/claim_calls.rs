@@ -95,6 +95,13 @@ impl Form {
     }
 }
 
+/// Whether `batch` travels in the form that carries claim marks (the
+/// by-shard form); the marks of any other batch are never sent, so none
+/// are planned for it.
+pub(super) fn carries_marks(batch: &ClaimBatch) -> bool {
+    matches!(Form::of(batch), Form::ByShard { .. })
+}
+
 /// The keys and arguments of one `claim.lua` call carrying `call`'s
 /// batches, in the layout the script's header describes; `plans[i]` are
 /// the claim marks of `call[i]` (sent only in the by-shard form).

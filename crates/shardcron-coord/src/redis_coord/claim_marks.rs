@@ -57,8 +57,9 @@ impl MarkStatus {
     }
 }
 
-/// The marks one batch is sent with.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// The marks one batch is sent with (none, for a batch in a form that
+/// carries no marks: `MarkPlan::default()`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(super) struct MarkPlan {
     /// The mark the batch may be decided on: the shard's mark as this
     /// coordinator's knowledge has it, given only when every fire of the
