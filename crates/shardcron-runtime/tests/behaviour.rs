@@ -55,6 +55,11 @@ async fn run_worker_for(coord: Arc<dyn Coordinator>, secs: u64, calls: Arc<Atomi
         )
         .build()
         .expect("worker");
+    run_for(worker, secs).await;
+}
+
+/// Runs `worker` for `secs` seconds, then stops it gracefully.
+async fn run_for(worker: Worker, secs: u64) {
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(worker.run(async move {
         let _ = rx.await;
@@ -211,13 +216,7 @@ async fn catch_up_fires_of_one_job_run_one_after_another_not_skipped() {
         )
         .build()
         .expect("worker");
-    let (tx, rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(worker.run(async move {
-        let _ = rx.await;
-    }));
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let _ = tx.send(());
-    task.await.expect("join").expect("run");
+    run_for(worker, 2).await;
     let runs = coord
         .recent_runs(Some("backlogged"), 100)
         .await
@@ -352,13 +351,7 @@ async fn a_quick_run_released_beside_slow_ones_is_not_taken_for_busy() {
         )
         .build()
         .expect("worker");
-    let (tx, rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(worker.run(async move {
-        let _ = rx.await;
-    }));
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    let _ = tx.send(());
-    task.await.expect("join").expect("run");
+    run_for(worker, 5).await;
     let runs = coord.recent_runs(None, 10_000).await.expect("runs");
     let skipped_slow = runs
         .iter()
