@@ -53,7 +53,7 @@ pub mod ring_entry;
 mod sentinel_link;
 mod tls_options;
 
-use claim_calls::{carries_marks, claim_call_args, claim_calls, split_claim_reply};
+use claim_calls::{claim_call_args, claim_calls, split_claim_reply};
 use claim_marks::{ClaimMarks, MarkPlan};
 pub use cluster_tls::TLS_CLUSTER_SCHEME;
 pub use conn::{check_redis_url, CLUSTER_SCHEME};
@@ -836,24 +836,13 @@ impl Coordinator for RedisCoordinator {
         } else {
             grouped.iter().flat_map(|g| claim_calls(g)).collect()
         };
-        let plans: Vec<Vec<MarkPlan>> = calls
-            .iter()
-            .map(|call| {
-                call.iter()
-                    .map(|b| {
-                        if carries_marks(b) {
-                            self.marks.plan(b)
-                        } else {
-                            MarkPlan::default()
-                        }
-                    })
-                    .collect()
-            })
-            .collect();
         let mut pipe = redis::pipe();
-        for (call, plans) in calls.iter().zip(&plans) {
-            let (keys, args) = claim_call_args(&self.keys, call, plans, retention);
+        let mut plans: Vec<Vec<MarkPlan>> = Vec::with_capacity(calls.len());
+        for call in &calls {
+            let (keys, args, marks) =
+                claim_call_args(&self.keys, call, &mut |b| self.marks.plan(b), retention);
             Self::evalsha(&mut pipe, &self.scripts.claim, &keys, &args);
+            plans.push(marks);
         }
         // Whatever the calls wrote is unknown until their replies are read:
         // a failed or unreadable reply forgets every shard of the step.

@@ -95,27 +95,22 @@ impl Form {
     }
 }
 
-/// Whether `batch` travels in the form that carries claim marks (the
-/// by-shard form); the marks of any other batch are never sent, so none
-/// are planned for it.
-pub(super) fn carries_marks(batch: &ClaimBatch) -> bool {
-    matches!(Form::of(batch), Form::ByShard { .. })
-}
-
 /// The keys and arguments of one `claim.lua` call carrying `call`'s
-/// batches, in the layout the script's header describes; `plans[i]` are
-/// the claim marks of `call[i]` (sent only in the by-shard form).
+/// batches, in the layout the script's header describes, and the claim
+/// marks each batch was sent with: `plan`'s for a batch in the by-shard
+/// form (the only one that carries marks), none for any other.
 pub(super) fn claim_call_args(
     keys: &Keyspace,
     call: &[ClaimBatch],
-    plans: &[MarkPlan],
+    plan: &mut impl FnMut(&ClaimBatch) -> MarkPlan,
     retention: Duration,
-) -> (Vec<String>, Vec<String>) {
+) -> (Vec<String>, Vec<String>, Vec<MarkPlan>) {
     let fires: usize = call.iter().map(|b| b.fires.len()).sum();
     let mut call_keys = Vec::with_capacity(call.len() * 5);
     let mut args = Vec::with_capacity(1 + call.len() * 7 + fires * 4);
     args.push(retention.as_millis().to_string());
-    for (batch, plan) in call.iter().zip(plans) {
+    let mut plans = Vec::with_capacity(call.len());
+    for batch in call {
         let form = Form::of(batch);
         call_keys.extend([
             keys.lease(batch.shard),
@@ -132,8 +127,10 @@ pub(super) fn claim_call_args(
             call_keys.push(keys.shard_version(batch.shard));
             args.push(loaded.to_string());
             args.push(attempt.to_string());
-            args.push(plan.expected.clone().unwrap_or_default());
-            args.push(plan.mark.clone());
+            let marks = plan(batch);
+            args.push(marks.expected.clone().unwrap_or_default());
+            args.push(marks.mark.clone());
+            plans.push(marks);
             let runs: Vec<&[FireClaim]> = batch
                 .fires
                 .chunk_by(|a, b| a.scheduled_ms == b.scheduled_ms)
@@ -146,6 +143,7 @@ pub(super) fn claim_call_args(
             }
             continue;
         }
+        plans.push(MarkPlan::default());
         for fire in &batch.fires {
             args.push(fire.job_id.clone());
             args.push(fire.scheduled_ms.to_string());
@@ -164,7 +162,7 @@ pub(super) fn claim_call_args(
             }
         }
     }
-    (call_keys, args)
+    (call_keys, args, plans)
 }
 
 /// Appends one outcome and one mark status per batch of `call` from the
@@ -253,11 +251,11 @@ mod tests {
         }
     }
 
-    fn plans(expected: Option<&str>) -> [MarkPlan; 1] {
-        [MarkPlan {
+    fn plans(expected: Option<&str>) -> impl FnMut(&ClaimBatch) -> MarkPlan + '_ {
+        move |_| MarkPlan {
             expected: expected.map(str::to_owned),
             mark: "m2".to_owned(),
-        }]
+        }
     }
 
     #[test]
@@ -266,7 +264,7 @@ mod tests {
         let mut by_shard = batch(3, 2);
         by_shard.loaded_at = Some(41);
         let nine = Duration::from_secs(9);
-        let (k, args) = claim_call_args(&keys, &[by_shard.clone()], &plans(None), nine);
+        let (k, args, _) = claim_call_args(&keys, &[by_shard.clone()], &mut plans(None), nine);
         assert_eq!(k.len(), 5, "{k:?}");
         assert_eq!(k[4], keys.shard_version(3));
         // Fire count, form, loaded shard version, the one attempt, the
@@ -280,24 +278,25 @@ mod tests {
         let mut three = batch(3, 3);
         three.loaded_at = Some(41);
         three.fires[1].scheduled_ms = 2_000;
-        let (_, args) = claim_call_args(&keys, &[three], &plans(None), nine);
+        let (_, args, _) = claim_call_args(&keys, &[three], &mut plans(None), nine);
         assert_eq!(
             &args[10..],
             &["3", "1000", "1", "j0", "2000", "1", "j1", "1000", "1", "j2"].map(str::to_owned),
         );
-        let (_, args) = claim_call_args(&keys, &[by_shard.clone()], &plans(Some("m1")), nine);
+        let (_, args, _) =
+            claim_call_args(&keys, &[by_shard.clone()], &mut plans(Some("m1")), nine);
         assert_eq!(&args[8..10], &["m1", "m2"].map(str::to_owned));
         // Attempts that differ need a field each.
         let mut two_attempts = by_shard.clone();
         two_attempts.fires[1].attempt = 2;
-        let (k, args) = claim_call_args(&keys, &[two_attempts], &plans(Some("m1")), nine);
+        let (k, args, _) = claim_call_args(&keys, &[two_attempts], &mut plans(Some("m1")), nine);
         assert_eq!(k.len(), 4);
         assert_eq!(args[5], "4");
         assert_eq!(&args[6..10], &["j0", "1000", "1", "1"].map(str::to_owned));
         // A fire that is not plain needs all seven.
         let mut full = by_shard;
         full.fires[0].uncertain = vec![7, 8];
-        let (k, args) = claim_call_args(&keys, &[full], &plans(Some("m1")), nine);
+        let (k, args, _) = claim_call_args(&keys, &[full], &mut plans(Some("m1")), nine);
         assert_eq!(k.len(), 4);
         assert_eq!(args[5], "7");
         assert_eq!(
